@@ -1,0 +1,1 @@
+//! endpoint (see Cargo.toml description).

@@ -1,0 +1,1 @@
+//! esp (see Cargo.toml description).

@@ -1,0 +1,1 @@
+//! Crypto (owned by the crypto work; placeholder until it lands).
