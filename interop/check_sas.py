@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Check what charon showed in `swanctl --list-sas` (polled output).
+
+Usage: check_sas.py --sas POLLFILE [--ike-suite S] [--esp-suite S]
+                    [--latchkey-json FILE] [--summary OUT.json]
+
+Looks for one snapshot with an ESTABLISHED IKEv2 SA and an INSTALLED child
+SA with the given suites. With --latchkey-json, the IKE SPIs and both child
+SPIs that charon shows must also appear among the SPIs latchkey printed
+(any JSON value under a key containing "spi", hex string or number).
+Prints one line per problem on stderr; exit 0 when all checks pass.
+"""
+import argparse
+import json
+import re
+import sys
+
+IKE_RE = re.compile(r"^(\S+): #(\d+), (\w+), IKEv2, ([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r\*?")
+CHILD_RE = re.compile(r"^\s+(\S+): #(\d+), reqid \d+, (\w+), ([\w-]+), (\w+):(\S+)")
+SUITE_RE = re.compile(r"^\s+([A-Z0-9_-]+(?:/[A-Z0-9_-]+)+)\s*$")
+IN_RE = re.compile(r"^\s+in\s+([0-9a-f]{8})")
+OUT_RE = re.compile(r"^\s+out\s+([0-9a-f]{8})")
+REMOTE_RE = re.compile(r"^\s+remote\s+'([^']*)' @ (\S+)")
+LOCAL_RE = re.compile(r"^\s+local\s+'([^']*)' @ (\S+)")
+TS_RE = re.compile(r"^\s+(local|remote)\s+(\d+\.\d+\.\d+\.\d+/\d+.*)$")
+
+
+def parse_snapshots(text):
+    snaps = []
+    for block in text.split("=== ")[1:]:
+        lines = block.splitlines()
+        when = lines[0].strip() if lines else ""
+        ike = None
+        child = None
+        for ln in lines[1:]:
+            m = IKE_RE.match(ln)
+            if m:
+                ike = {"name": m[1], "state": m[3], "spi_i": m[4], "spi_r": m[5],
+                       "children": [], "when": when}
+                snaps.append(ike)
+                child = None
+                continue
+            if ike is None:
+                continue
+            m = CHILD_RE.match(ln)
+            if m:
+                child = {"name": m[1], "state": m[3], "mode": m[4], "proto": m[5],
+                         "suite": m[6], "ts": {}}
+                ike["children"].append(child)
+                continue
+            if child is None:
+                m = SUITE_RE.match(ln)
+                if m:
+                    ike["suite"] = m[1]
+                m = LOCAL_RE.match(ln)
+                if m:
+                    ike["local_id"], ike["local"] = m[1], m[2]
+                m = REMOTE_RE.match(ln)
+                if m:
+                    ike["remote_id"], ike["remote"] = m[1], m[2]
+                continue
+            m = IN_RE.match(ln)
+            if m:
+                child["spi_in"] = m[1]
+            m = OUT_RE.match(ln)
+            if m:
+                child["spi_out"] = m[1]
+            m = TS_RE.match(ln)
+            if m:
+                child["ts"][m[1]] = m[2].strip()
+    return snaps
+
+
+def spi_values(obj, under_spi=False):
+    """All integers that latchkey's JSON gives for keys containing 'spi'."""
+    out = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out |= spi_values(v, under_spi or "spi" in str(k).lower())
+    elif isinstance(obj, list):
+        for v in obj:
+            out |= spi_values(v, under_spi)
+    elif under_spi:
+        if isinstance(obj, bool):
+            pass
+        elif isinstance(obj, int):
+            out.add(obj)
+        elif isinstance(obj, str):
+            for tok in re.findall(r"(?:0x)?([0-9a-fA-F]{8,16})", obj):
+                out.add(int(tok, 16))
+    return out
+
+
+def load_json_lenient(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    # JSON lines, or a JSON document after other output.
+    docs = []
+    dec = json.JSONDecoder()
+    i = 0
+    while i < len(text):
+        j = text.find("{", i)
+        if j < 0:
+            break
+        try:
+            obj, end = dec.raw_decode(text, j)
+            docs.append(obj)
+            i = end
+        except ValueError:
+            i = j + 1
+    if not docs:
+        raise ValueError("no JSON object in latchkey's output")
+    return docs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sas", required=True)
+    ap.add_argument("--ike-suite", default="AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519")
+    ap.add_argument("--esp-suite", default="AES_GCM_16-128")
+    ap.add_argument("--latchkey-json")
+    ap.add_argument("--summary")
+    a = ap.parse_args()
+
+    snaps = parse_snapshots(open(a.sas, encoding="utf-8", errors="replace").read())
+    problems = []
+    good = None
+    for ike in snaps:
+        if ike["state"] != "ESTABLISHED":
+            continue
+        for ch in ike["children"]:
+            if ch["state"] == "INSTALLED" and "spi_in" in ch and "spi_out" in ch:
+                good = (ike, ch)
+                break
+        if good:
+            break
+    if not snaps:
+        problems.append("charon never showed an IKE SA in swanctl --list-sas")
+    elif good is None:
+        states = sorted({(s["state"], tuple(c["state"] for c in s["children"])) for s in snaps})
+        problems.append(f"no snapshot with ESTABLISHED IKE SA + INSTALLED child SA (seen: {states})")
+    summary = {"snapshots_with_ike_sa": len(snaps)}
+    if good:
+        ike, ch = good
+        summary.update({"ike": {k: v for k, v in ike.items() if k != "children"}, "child": ch})
+        if ike.get("suite") != a.ike_suite:
+            problems.append(f"IKE suite {ike.get('suite')!r}, expected {a.ike_suite!r}")
+        if ch["suite"] != a.esp_suite:
+            problems.append(f"ESP suite {ch['suite']!r}, expected {a.esp_suite!r}")
+        if ch["proto"] != "ESP":
+            problems.append(f"child SA protocol {ch['proto']}, expected ESP")
+        if a.latchkey_json:
+            try:
+                lk = load_json_lenient(a.latchkey_json)
+            except (OSError, ValueError) as e:
+                problems.append(f"cannot read latchkey JSON: {e}")
+                lk = None
+            if lk is not None:
+                spis = spi_values(lk)
+                summary["latchkey_spis"] = sorted(f"{v:x}" for v in spis)
+                for label, hx in (("IKE SPI_i", ike["spi_i"]), ("IKE SPI_r", ike["spi_r"]),
+                                  ("child SPI in", ch["spi_in"]), ("child SPI out", ch["spi_out"])):
+                    if int(hx, 16) not in spis:
+                        problems.append(f"charon's {label} {hx} is not among latchkey's SPIs "
+                                        f"{summary['latchkey_spis']}")
+    if a.summary:
+        with open(a.summary, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if good and not problems:
+        ike, ch = good
+        print(f"IKE {ike['spi_i']}_i {ike['spi_r']}_r {ike.get('suite')} "
+              f"child in {ch['spi_in']} out {ch['spi_out']} {ch['mode']} {ch['proto']}:{ch['suite']} "
+              f"{ch['ts'].get('local', '?')} === {ch['ts'].get('remote', '?')}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

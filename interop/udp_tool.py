@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""UDP helper of the latchkey interop harness (runs inside a namespace).
+
+  listen --bind ADDR --port P --out FILE [--ready FILE] [--echo]
+      record every datagram as "SRC_ADDR:SRC_PORT<TAB>text" (one line each,
+      flushed), optionally send it back to its sender unchanged.
+  send --bind ADDR --to ADDR:PORT --message TEXT [--count N] [--wait S]
+      send datagram(s) from ADDR (any port), then print the replies that
+      arrive within S seconds, one per line, and exit 0 if --expect-reply
+      was not given or at least one reply came.
+"""
+import argparse
+import socket
+import sys
+import time
+
+
+def listen(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.bind, a.port))
+    with open(a.out, "a", encoding="utf-8") as out:
+        if a.ready:
+            open(a.ready, "w").close()
+        while True:
+            data, src = s.recvfrom(65535)
+            text = data.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+            out.write(f"{src[0]}:{src[1]}\t{text}\n")
+            out.flush()
+            if a.echo:
+                s.sendto(data, src)
+
+
+def send(a):
+    host, _, port = a.to.rpartition(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((a.bind, 0))
+    for i in range(a.count):
+        msg = a.message if a.count == 1 else f"{a.message} {i + 1}"
+        s.sendto(msg.encode(), (host, int(port)))
+    replies = 0
+    deadline = time.monotonic() + a.wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            data, src = s.recvfrom(65535)
+        except socket.timeout:
+            break
+        replies += 1
+        print(f"{src[0]}:{src[1]}\t{data.decode('utf-8', 'backslashreplace')}", flush=True)
+        if a.expect_reply and replies >= a.count:
+            break
+    if a.expect_reply and replies == 0:
+        print("no reply", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    l = sub.add_parser("listen")
+    l.add_argument("--bind", required=True)
+    l.add_argument("--port", type=int, required=True)
+    l.add_argument("--out", required=True)
+    l.add_argument("--ready")
+    l.add_argument("--echo", action="store_true")
+    s = sub.add_parser("send")
+    s.add_argument("--bind", required=True)
+    s.add_argument("--to", required=True)
+    s.add_argument("--message", required=True)
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--wait", type=float, default=0.0)
+    s.add_argument("--expect-reply", action="store_true")
+    a = p.parse_args()
+    if a.cmd == "listen":
+        listen(a)
+        return 0
+    return send(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
