@@ -4,8 +4,21 @@
 //! - Parsing is total: any byte string gives a value or a [`ParseError`],
 //!   never a panic, and never allocates more than the input's length in
 //!   payload data (counts come from lengths already bounded by the input).
-//! - `parse(emit(m)) == m` for every message `m`, and `emit(parse(b)) == b`
-//!   for every canonically encoded `b` (reserved bits zero).
+//! - `parse(emit(m)) == m` for every representable message `m`, and
+//!   `emit(parse(b)) == b` for every canonically encoded `b` (reserved
+//!   fields and bits zero, critical bit clear on known payloads).
+//!   Representable means: `header.next_payload` and `header.length` hold the
+//!   values emit computes (see [`Message::new`]); every field fits its wire
+//!   size (payload bodies up to 65531 octets, SPIs up to 255, attribute and
+//!   CP types up to 0x7fff); SK/SKF only last, with a fragment number in
+//!   `1..=total`; Delete SPIs each `spi_size` long (none for size 0);
+//!   [`Payload::Unknown`] only with a type this codec does not know;
+//!   [`WireTs::Addr`] with a same-family, non-inverted range;
+//!   [`WireTs::Other`] with non-empty data and, for types 7/8, only what
+//!   parsing produces (an inverted range of the right length). [`Message::emit`]
+//!   never fails or panics: it clamps what does not fit.
+//! - The datagram is exactly one message: the header's Length field must
+//!   equal the datagram length.
 //! - Unknown payloads are kept with their critical bit so the state machine
 //!   can answer UNSUPPORTED_CRITICAL_PAYLOAD (RFC 7296 2.5, 3.2).
 //! - The SK payload is kept encrypted ([`Payload::Encrypted`]); its
@@ -14,8 +27,16 @@
 //! This module owns only bytes <-> values. Crypto is in [`crate::crypto`].
 
 mod codec;
+mod convert;
+mod proposal;
+mod reader;
 
-pub use codec::{emit_payload_chain, parse_payload_chain};
+pub use codec::{
+    emit_payload_chain, header_only, parse_payload_chain, sk_prefix, MAX_ATTRIBUTES,
+    MAX_CP_ATTRIBUTES, MAX_PAYLOADS, MAX_PROPOSALS, MAX_TRAFFIC_SELECTORS, MAX_TRANSFORMS,
+};
+pub use convert::find_notify;
+pub use proposal::{esp_proposal_to_wire, ike_proposal_to_wire, Offer};
 
 /// Exchange types (RFC 7296 3.1).
 pub mod exchange {
@@ -308,11 +329,15 @@ pub struct Delete {
 pub enum WireTs {
     /// TS_IPV4_ADDR_RANGE or TS_IPV6_ADDR_RANGE.
     Addr(pad::TrafficSelector),
-    /// Any other TS type.
+    /// Any other TS type, or a type 7/8 selector whose start address is
+    /// above its end address (kept so that it round-trips; the state
+    /// machine refuses it).
     Other {
         /// TS type.
         ts_type: u8,
-        /// The selector's bytes after the type and length fields.
+        /// The selector without its type and length fields: its second
+        /// octet (the IP protocol ID for types 7 and 8) followed by every
+        /// octet after the 2-octet Selector Length.
         data: Vec<u8>,
     },
 }
