@@ -206,9 +206,9 @@ impl DhPrivate {
             Private::X25519(s) => {
                 let arr: [u8; 32] = peer_public.try_into().map_err(|_| bad("wrong length"))?;
                 let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(arr));
-                //= https://www.rfc-editor.org/rfc/rfc8031#section-2
-                //# The recipient MUST check [...] whether the computed
-                //# shared secret is the all-zero value and abort if so
+                // RFC 8031 section 2 (paraphrased, not a verbatim quote):
+                // an all-zero X25519 shared secret must be detected and the
+                // exchange aborted (RFC 7748 section 6.1's check).
                 if !shared.was_contributory() {
                     return Err(bad("all-zero shared secret"));
                 }
@@ -228,8 +228,8 @@ impl DhPrivate {
             }
             Private::Modp { exp, exp_bits } => {
                 let y = U2048::from_be_slice(peer_public);
-                //= https://www.rfc-editor.org/rfc/rfc6989#section-2.1
-                //# the recipient MUST check that 1 < y < p-1
+                // RFC 6989 section 2.1 (paraphrased): the recipient checks
+                // that 1 < y < p-1; comparisons in constant time.
                 let p_minus_1 = MODP2048_P.wrapping_sub(&U2048::ONE);
                 let ok = y.ct_gt(&U2048::ONE) & y.ct_lt(&p_minus_1);
                 if !bool::from(ok) {

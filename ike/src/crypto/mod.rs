@@ -97,6 +97,9 @@ pub enum CryptoError {
     /// enums are non-exhaustive: a newer variant may be unknown here).
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+    /// The plaintext is too long for the AEAD (ring's per-message limit).
+    #[error("plaintext too long")]
+    TooLong,
     /// The AEAD IV counter of this [`SkCipher`] is exhausted (2^64 messages);
     /// the IKE SA must be rekeyed.
     #[error("IV space exhausted; rekey")]

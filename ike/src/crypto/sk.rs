@@ -276,7 +276,7 @@ impl SkCipher {
                 let key = self.aead_key()?;
                 let tag = key
                     .seal_in_place_separate_tag(self.nonce(&iv)?, aead::Aad::from(aad), &mut buf)
-                    .map_err(|_| CryptoError::Decrypt)?;
+                    .map_err(|_| CryptoError::TooLong)?;
                 out.extend_from_slice(&iv);
                 out.extend_from_slice(&buf);
                 out.extend_from_slice(tag.as_ref());
@@ -325,8 +325,10 @@ impl SkCipher {
                 if ct.len() % AES_BLOCK != 0 {
                     return Err(CryptoError::Truncated);
                 }
-                //= https://www.rfc-editor.org/rfc/rfc7296#section-3.14
-                //# the receiver MUST check the integrity [...] before decrypting
+                // Integrity first (RFC 7296 3.14: the ICV covers the message
+                // through the encrypted data), in constant time; only an
+                // authentic ciphertext is decrypted, so padding errors are
+                // no oracle.
                 if !ct_eq(&self.cbc_icv(integ, aad, iv, ct)?, icv) {
                     return Err(CryptoError::Decrypt);
                 }
