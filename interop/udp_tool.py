@@ -37,7 +37,11 @@ def send(a):
     s.bind((a.bind, 0))
     for i in range(a.count):
         msg = a.message if a.count == 1 else f"{a.message} {i + 1}"
-        s.sendto(msg.encode(), (host, int(port)))
+        try:
+            s.sendto(msg.encode(), (host, int(port)))
+        except OSError as e:
+            print(f"send {a.bind} -> {a.to}: {e}", file=sys.stderr)
+            return 1
     replies = 0
     deadline = time.monotonic() + a.wait
     while True:
@@ -48,6 +52,9 @@ def send(a):
         try:
             data, src = s.recvfrom(65535)
         except socket.timeout:
+            break
+        except OSError as e:  # e.g. ICMP unreachable reported on the socket
+            print(f"receive: {e}", file=sys.stderr)
             break
         replies += 1
         print(f"{src[0]}:{src[1]}\t{data.decode('utf-8', 'backslashreplace')}", flush=True)
