@@ -11,12 +11,23 @@
 #![forbid(unsafe_code)]
 
 pub mod alg;
+pub mod config;
 mod identity;
+pub mod pad_db;
 mod proposal;
+pub mod spd;
 mod ts;
 
+pub use config::{ConfigError, ConfigErrorKind, PolicyConfig};
 pub use identity::{AuthMethod, Identity, IdentityError};
+pub use pad_db::{
+    AuthKind, DnPattern, IdPattern, KeyFingerprint, Pad, PadAuth, PadEntry, PadError,
+};
 pub use proposal::{EspProposal, IkeProposal, ProposalError};
+pub use spd::{
+    FiveTuple, PortRange, Protection, SaQop, Services, Shortfall, Spd, SpdAction, SpdEntry,
+    ThreeTuple,
+};
 pub use ts::{IpRange, TrafficSelector, TsError};
 
 /// IPsec mode of a child SA (RFC 4301 4.1).
