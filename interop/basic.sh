@@ -248,6 +248,14 @@ else
 fi
 
 lk_charon_facts right "${R}/charon-facts.txt"
+# Decrypted dissections (IKE_AUTH contents, inner packets) with charon's keys.
+for p in basic basic-responder; do
+    [[ -s ${LK_RUN_ROOT}/${p}.pcap ]] || continue
+    polls=()
+    for f in "${R}"/*-sas.txt; do [[ -e ${f} ]] && polls+=(--sas "${f}"); done
+    "${LK_PY}" "${LK_DIR}/decrypt.py" --log "${R}/right/charon.log" "${polls[@]}" \
+        --pcap "${LK_RUN_ROOT}/${p}.pcap" --out "${LK_RUN_ROOT}/${p}.decrypted.txt" >&2 || true
+done
 
 # ---------------------------------------------------------------------------
 # RESULTS.md
@@ -298,7 +306,9 @@ lk_charon_facts right "${R}/charon-facts.txt"
     fi
     echo
     echo "Files: interop/run/basic/ (configs, charon.log, latchkey stdout/stderr, swanctl polls)," \
-        "interop/run/basic.pcap, interop/run/basic-responder.pcap."
+        "interop/run/basic.pcap, interop/run/basic-responder.pcap (and *.decrypted.txt: tshark" \
+        "with the keys charon logged)."
+
 } >"${RESULTS_MD}"
 
 echo "interop: ${LK_PASSED} passed, ${LK_FAILED} failed"

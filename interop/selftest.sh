@@ -76,6 +76,8 @@ fi
 
 lk_tcpdump_stop
 lk_check_pcap "${S}: capture" "${PCAP}"
+"${LK_PY}" "${LK_DIR}/decrypt.py" --log "${LK_RUN}/right/charon.log" --sas "${LK_RUN}/right-sas.txt" \
+    --pcap "${PCAP}" --out "${LK_RUN_ROOT}/selftest.decrypted.txt" >&2 || true
 lk_charon_facts right "${LK_RUN}/right-facts.txt"
 
 # 5. basic.sh itself, with mock-latchkey.sh (a charon) in latchkey's place:
