@@ -56,19 +56,23 @@ impl Header {
     /// message that [`header_only`] refuses, e.g. with
     /// INVALID_MAJOR_VERSION (RFC 7296 2.5).
     pub fn parse_raw(buf: &[u8]) -> Result<Self, ParseError> {
-        let mut r = Reader::new(buf);
-        let h = r.array::<{ Self::LEN }>("header")?;
-        let [i0, i1, i2, i3, i4, i5, i6, i7, r0, r1, r2, r3, r4, r5, r6, r7, next_payload, version, exchange, flags, m0, m1, m2, m3, l0, l1, l2, l3] =
-            h;
+        // Take all 28 octets first, so a short buffer reports the header's
+        // full size; the reads below cannot fail.
+        let mut h = Reader::new(Reader::new(buf).take(Self::LEN, "header")?);
+        let spi_i = u64::from_be_bytes(h.array::<8>("header")?);
+        let spi_r = u64::from_be_bytes(h.array::<8>("header")?);
+        let [next_payload, version, exchange, flags] = h.array::<4>("header")?;
+        let message_id = u32::from_be_bytes(h.array::<4>("header")?);
+        let length = u32::from_be_bytes(h.array::<4>("header")?);
         Ok(Self {
-            spi_i: u64::from_be_bytes([i0, i1, i2, i3, i4, i5, i6, i7]),
-            spi_r: u64::from_be_bytes([r0, r1, r2, r3, r4, r5, r6, r7]),
+            spi_i,
+            spi_r,
             next_payload,
             version,
             exchange,
             flags,
-            message_id: u32::from_be_bytes([m0, m1, m2, m3]),
-            length: u32::from_be_bytes([l0, l1, l2, l3]),
+            message_id,
+            length,
         })
     }
 
@@ -1128,6 +1132,8 @@ mod tests {
         let mut b = known_answer();
         b[17] = 0x30;
         assert_eq!(Message::parse(&b), Err(BadVersion(3)));
+        assert_eq!(BadVersion(3).notify_type(), notify::INVALID_MAJOR_VERSION);
+        assert_eq!(EncryptedNotLast.notify_type(), notify::INVALID_SYNTAX);
         // TrailingData: octets after the last payload.
         assert_eq!(
             chain_err(pt::NONCE, &[0, 0, 0, 5, 1, 0xee]),

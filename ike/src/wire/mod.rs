@@ -500,3 +500,15 @@ pub enum ParseError {
     #[error("too many {0}")]
     TooMany(&'static str),
 }
+
+impl ParseError {
+    /// The Notify type that reports this error to the peer when a response
+    /// is sent at all (RFC 7296 2.21): INVALID_MAJOR_VERSION for
+    /// [`ParseError::BadVersion`], INVALID_SYNTAX otherwise.
+    pub fn notify_type(&self) -> u16 {
+        match self {
+            Self::BadVersion(_) => notify::INVALID_MAJOR_VERSION,
+            _ => notify::INVALID_SYNTAX,
+        }
+    }
+}
