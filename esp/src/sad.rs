@@ -1,0 +1,818 @@
+//! The Security Association Database (RFC 4301 4.4.2) and the per-packet
+//! paths: [`Sad::encapsulate`] and [`Sad::decapsulate`].
+
+use core::hash::{BuildHasherDefault, Hasher};
+use core::ops::Range;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use pad::alg::{Encr, Integ};
+use pad::{Mode, TrafficSelector};
+
+use crate::cipher::Transform;
+use crate::inner::{self, L4Selector};
+use crate::replay::ReplayWindow;
+use crate::{DropReason, EncapError, SadError, ESP_HEADER_LEN, MAX_REPLAY_WINDOW};
+
+/// Next Header of a dummy packet (RFC 4303 2.6).
+pub const NEXT_HEADER_DUMMY: u8 = 59;
+/// Next Header of an inner IPv4 packet (tunnel mode).
+pub const NEXT_HEADER_IPV4: u8 = 4;
+/// Next Header of an inner IPv6 packet (tunnel mode).
+pub const NEXT_HEADER_IPV6: u8 = 41;
+
+/// What it takes to install one SA.
+#[derive(Debug, Clone)]
+pub struct SaConfig<'a> {
+    /// The SPI: chosen by us for inbound SAs, by the peer for outbound ones.
+    pub spi: u32,
+    /// Encryption (or combined-mode) algorithm.
+    pub encr: Encr,
+    /// Integrity algorithm: `Some` for AES-CBC, `None` for the AEADs.
+    pub integ: Option<Integ>,
+    /// Encryption KEYMAT, including the 4-octet salt at its end for the
+    /// AEADs (`encr.keymat_len()` octets). Copied into key schedules; the
+    /// caller keeps (and wipes) its own copy.
+    pub encr_key: &'a [u8],
+    /// Integrity KEYMAT (`integ.key_len()` octets; empty for AEADs).
+    pub integ_key: &'a [u8],
+    /// Extended (64-bit) sequence numbers (RFC 4303 2.2.1).
+    pub esn: bool,
+    /// Anti-replay window in packets (inbound only): raised to
+    /// [`crate::MIN_REPLAY_WINDOW`] and rounded up to a multiple of 64.
+    pub replay_window: u32,
+    /// Tunnel or transport mode.
+    pub mode: Mode,
+    /// Our side's traffic selectors (inbound tunnel mode: the inner
+    /// destination must match one of them).
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's traffic selectors (inbound tunnel mode: the inner source
+    /// must match one of them).
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Opaque identifier chosen by the caller (the child SA id), reported
+    /// with every decapsulated packet (R17).
+    pub tag: u64,
+}
+
+/// Counters of one SA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaStats {
+    /// Packets protected (outbound) or accepted (inbound).
+    pub packets: u64,
+    /// Payload octets (before ESP framing) of those packets.
+    pub bytes: u64,
+    /// Packets refused: inbound drops after the SPI lookup; outbound
+    /// encapsulations refused (sequence number exhausted, bad next header,
+    /// buffer too small).
+    pub drops: u64,
+    /// Outbound: the last sequence number used. Inbound: the highest
+    /// sequence number accepted. 0 if none.
+    pub seq: u64,
+}
+
+/// A snapshot of one SA (no key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SaInfo {
+    /// SPI.
+    pub spi: u32,
+    /// The caller's tag.
+    pub tag: u64,
+    /// Mode.
+    pub mode: Mode,
+    /// Encryption algorithm.
+    pub encr: Encr,
+    /// Integrity algorithm.
+    pub integ: Option<Integ>,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Effective replay window in packets (inbound; 0 for outbound SAs).
+    pub replay_window: u64,
+    /// Local traffic selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// Remote traffic selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Counters.
+    pub stats: SaStats,
+}
+
+/// Global counters, a snapshot taken by [`Sad::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets encapsulated (all SAs, including removed ones).
+    pub encapsulated: u64,
+    /// Payload octets encapsulated.
+    pub encapsulated_bytes: u64,
+    /// Packets decapsulated and accepted.
+    pub decapsulated: u64,
+    /// Payload octets accepted.
+    pub decapsulated_bytes: u64,
+    /// Encapsulations refused because the sequence number would cycle.
+    pub seq_exhausted: u64,
+    /// Encapsulations refused for an unknown SPI.
+    pub encap_unknown_spi: u64,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl Stats {
+    /// Inbound packets dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Inbound packets dropped, all reasons.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Every reason with its count.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|r| (r, self.drops(r)))
+    }
+}
+
+/// A packet that passed every inbound check.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decapsulated<'a> {
+    /// SPI of the SA that protected it.
+    pub spi: u32,
+    /// That SA's tag (R17: every inbound packet names its SA).
+    pub tag: u64,
+    /// Full (64-bit with ESN) sequence number.
+    pub seq: u64,
+    /// Next Header: 4 or 41 in tunnel mode, the upper-layer protocol in
+    /// transport mode.
+    pub next_header: u8,
+    /// The payload, decrypted in place: the inner IP packet (tunnel mode,
+    /// cut to the length its header gives, so TFC padding is dropped) or
+    /// the upper-layer payload (transport mode).
+    pub payload: &'a [u8],
+}
+
+/// A hasher for SPIs: they are random (ours) or peer-chosen, and the
+/// number of SAs a peer can create is bounded by the key manager, so a
+/// keyed hash (and the OS random source it needs) buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct SpiHasher(u64);
+
+impl Hasher for SpiHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type SpiMap<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
+
+#[derive(Debug, Default)]
+struct Counters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    drops: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, bytes: usize) {
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+    }
+    fn drop(&self) {
+        self.drops.fetch_add(1, Relaxed);
+    }
+}
+
+#[derive(Debug)]
+struct SaCore {
+    spi: u32,
+    tag: u64,
+    mode: Mode,
+    encr: Encr,
+    integ: Option<Integ>,
+    esn: bool,
+    local_ts: Vec<TrafficSelector>,
+    remote_ts: Vec<TrafficSelector>,
+    transform: Transform,
+    counters: Counters,
+}
+
+impl SaCore {
+    fn new(cfg: SaConfig<'_>) -> Result<Self, SadError> {
+        if cfg.spi == 0 {
+            return Err(SadError::ZeroSpi);
+        }
+        let transform = Transform::new(cfg.encr, cfg.integ, cfg.encr_key, cfg.integ_key)?;
+        Ok(Self {
+            spi: cfg.spi,
+            tag: cfg.tag,
+            mode: cfg.mode,
+            encr: cfg.encr,
+            integ: cfg.integ,
+            esn: cfg.esn,
+            local_ts: cfg.local_ts,
+            remote_ts: cfg.remote_ts,
+            transform,
+            counters: Counters::default(),
+        })
+    }
+
+    fn info(&self, replay_window: u64, seq: u64) -> SaInfo {
+        SaInfo {
+            spi: self.spi,
+            tag: self.tag,
+            mode: self.mode,
+            encr: self.encr,
+            integ: self.integ,
+            esn: self.esn,
+            replay_window,
+            local_ts: self.local_ts.clone(),
+            remote_ts: self.remote_ts.clone(),
+            stats: SaStats {
+                packets: self.counters.packets.load(Relaxed),
+                bytes: self.counters.bytes.load(Relaxed),
+                drops: self.counters.drops.load(Relaxed),
+                seq,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OutboundSa {
+    core: SaCore,
+    /// Last sequence number used (0: none).
+    seq: AtomicU64,
+}
+
+#[derive(Debug)]
+struct InboundSa {
+    core: SaCore,
+    /// Locked twice per packet, briefly: for the pre-check and, after the
+    /// ICV verified, for the update. Never held during cryptography, so
+    /// packets of one SA can be decrypted on several threads at once.
+    window: Mutex<ReplayWindow>,
+}
+
+impl InboundSa {
+    fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
+        // A panic cannot leave the window inconsistent (no code path here
+        // panics), so a poisoned lock is used as is.
+        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counters of SAs already removed, folded into [`Sad::stats`].
+#[derive(Debug, Default)]
+struct Retired {
+    encapsulated: u64,
+    encapsulated_bytes: u64,
+    decapsulated: u64,
+    decapsulated_bytes: u64,
+}
+
+/// The Security Association Database and the ESP datapath.
+///
+/// Every method takes `&self`: the SA tables sit behind a `RwLock` (taken
+/// for reading on each packet, for writing only to add or remove an SA),
+/// the outbound sequence numbers are atomics and each inbound SA's replay
+/// window has its own `Mutex`. A `Sad` can therefore be shared between
+/// threads (`Arc<Sad>`) with no outer lock.
+///
+/// Methods group as: installing and removing SAs ([`Sad::add_inbound`],
+/// [`Sad::add_outbound`], [`Sad::remove_inbound`], [`Sad::remove_outbound`]),
+/// the packet paths ([`Sad::encapsulate`], [`Sad::decapsulate`]), and
+/// getters ([`Sad::inbound`], [`Sad::outbound`], [`Sad::stats`], ...).
+#[derive(Debug, Default)]
+pub struct Sad {
+    inbound: RwLock<SpiMap<InboundSa>>,
+    outbound: RwLock<SpiMap<OutboundSa>>,
+    drops: [AtomicU64; DropReason::COUNT],
+    seq_exhausted: AtomicU64,
+    encap_unknown_spi: AtomicU64,
+    retired: Mutex<Retired>,
+    generation: AtomicU64,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_be_bytes(w)
+}
+
+/// Whether a selector admits a packet. `port` is `None` when the packet
+/// carries no port information (a non-initial fragment): only selectors
+/// with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
+fn ts_admits(ts: &TrafficSelector, proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
+    (ts.ip_proto == 0 || ts.ip_proto == proto)
+        && ts.addr.contains(addr)
+        && match port {
+            Some(p) => ts.start_port <= p && p <= ts.end_port,
+            None => ts.start_port == 0 && ts.end_port == u16::MAX,
+        }
+}
+
+impl Sad {
+    /// An empty SAD.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn check_replay_window(cfg: &SaConfig<'_>) -> Result<(), SadError> {
+        if cfg.replay_window > MAX_REPLAY_WINDOW {
+            return Err(SadError::ReplayWindowTooLarge(cfg.replay_window));
+        }
+        Ok(())
+    }
+
+    /// Install an inbound SA. The key schedules are built here, once.
+    pub fn add_inbound(&self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+        Self::check_replay_window(&cfg)?;
+        let window = Mutex::new(ReplayWindow::new(cfg.replay_window));
+        let spi = cfg.spi;
+        let sa = InboundSa {
+            core: SaCore::new(cfg)?,
+            window,
+        };
+        let mut map = write(&self.inbound);
+        if map.contains_key(&spi) {
+            return Err(SadError::DuplicateSpi(spi));
+        }
+        map.insert(spi, sa);
+        self.generation.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Install an outbound SA; its first packet carries sequence number 1.
+    pub fn add_outbound(&self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+        Self::check_replay_window(&cfg)?;
+        let spi = cfg.spi;
+        let sa = OutboundSa {
+            core: SaCore::new(cfg)?,
+            seq: AtomicU64::new(0),
+        };
+        let mut map = write(&self.outbound);
+        if map.contains_key(&spi) {
+            return Err(SadError::DuplicateSpi(spi));
+        }
+        map.insert(spi, sa);
+        self.generation.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    fn retire(&self, c: &Counters, inbound: bool) {
+        let mut r = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let (p, b) = (c.packets.load(Relaxed), c.bytes.load(Relaxed));
+        if inbound {
+            r.decapsulated += p;
+            r.decapsulated_bytes += b;
+        } else {
+            r.encapsulated += p;
+            r.encapsulated_bytes += b;
+        }
+    }
+
+    /// Remove an inbound SA; returns its final counters.
+    pub fn remove_inbound(&self, spi: u32) -> Option<SaStats> {
+        let sa = write(&self.inbound).remove(&spi)?;
+        self.generation.fetch_add(1, Relaxed);
+        self.retire(&sa.core.counters, true);
+        let top = sa.window().top();
+        Some(sa.core.info(0, top).stats)
+    }
+
+    /// Remove an outbound SA; returns its final counters.
+    pub fn remove_outbound(&self, spi: u32) -> Option<SaStats> {
+        let sa = write(&self.outbound).remove(&spi)?;
+        self.generation.fetch_add(1, Relaxed);
+        self.retire(&sa.core.counters, false);
+        Some(sa.core.info(0, sa.seq.load(Relaxed)).stats)
+    }
+
+    /// The inbound SA with this SPI.
+    pub fn inbound(&self, spi: u32) -> Option<SaInfo> {
+        read(&self.inbound).get(&spi).map(|sa| {
+            let w = sa.window();
+            sa.core.info(w.size(), w.top())
+        })
+    }
+
+    /// The outbound SA with this SPI.
+    pub fn outbound(&self, spi: u32) -> Option<SaInfo> {
+        read(&self.outbound)
+            .get(&spi)
+            .map(|sa| sa.core.info(0, sa.seq.load(Relaxed)))
+    }
+
+    /// Whether an inbound SA has this SPI (the key manager asks before
+    /// choosing an SPI).
+    pub fn contains_inbound(&self, spi: u32) -> bool {
+        read(&self.inbound).contains_key(&spi)
+    }
+
+    /// SPIs of all inbound SAs (in no particular order).
+    pub fn inbound_spis(&self) -> Vec<u32> {
+        read(&self.inbound).keys().copied().collect()
+    }
+
+    /// SPIs of all outbound SAs (in no particular order).
+    pub fn outbound_spis(&self) -> Vec<u32> {
+        read(&self.outbound).keys().copied().collect()
+    }
+
+    /// Counters of the inbound SA with this SPI.
+    pub fn inbound_stats(&self, spi: u32) -> Option<SaStats> {
+        self.inbound(spi).map(|i| i.stats)
+    }
+
+    /// Counters of the outbound SA with this SPI.
+    pub fn outbound_stats(&self, spi: u32) -> Option<SaStats> {
+        self.outbound(spi).map(|i| i.stats)
+    }
+
+    /// Increases with every SA added or removed: a version of the SAD's
+    /// contents, for callers that must order packets against SAD changes
+    /// (R16).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// A snapshot of the global counters. Per-SA counters of live SAs are
+    /// summed in, so the hot path touches no shared global counter.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        {
+            let r = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            s.encapsulated = r.encapsulated;
+            s.encapsulated_bytes = r.encapsulated_bytes;
+            s.decapsulated = r.decapsulated;
+            s.decapsulated_bytes = r.decapsulated_bytes;
+        }
+        for sa in read(&self.outbound).values() {
+            s.encapsulated += sa.core.counters.packets.load(Relaxed);
+            s.encapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
+        }
+        for sa in read(&self.inbound).values() {
+            s.decapsulated += sa.core.counters.packets.load(Relaxed);
+            s.decapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
+        }
+        for (d, a) in s.drops.iter_mut().zip(&self.drops) {
+            *d = a.load(Relaxed);
+        }
+        s.seq_exhausted = self.seq_exhausted.load(Relaxed);
+        s.encap_unknown_spi = self.encap_unknown_spi.load(Relaxed);
+        s
+    }
+
+    /// Octets [`Sad::encapsulate`] writes for a payload of `payload_len`
+    /// octets on this outbound SA.
+    pub fn encapsulated_len(&self, spi: u32, payload_len: usize) -> Result<usize, EncapError> {
+        let map = read(&self.outbound);
+        let sa = map.get(&spi).ok_or(EncapError::UnknownSpi(spi))?;
+        Ok(esp_len(&sa.core.transform, payload_len))
+    }
+
+    /// Protect one packet (RFC 4303 3.3): writes
+    /// `SPI | seq (low 32 bits) | IV | ciphertext(payload | padding | pad
+    /// length | next header) | ICV` into `out` and returns its length.
+    ///
+    /// Tunnel mode: `payload` is the inner IP packet, `next_header` 4 or 41
+    /// (or 59 for a dummy packet). Transport mode: the upper-layer payload
+    /// and its protocol number. The padding is the minimum (to 4 octets for
+    /// the AEADs, 16 for AES-CBC).
+    pub fn encapsulate(
+        &self,
+        spi: u32,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, EncapError> {
+        let map = read(&self.outbound);
+        let Some(sa) = map.get(&spi) else {
+            self.encap_unknown_spi.fetch_add(1, Relaxed);
+            return Err(EncapError::UnknownSpi(spi));
+        };
+        let core = &sa.core;
+        let nh_ok = match core.mode {
+            Mode::Tunnel => matches!(
+                next_header,
+                NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 | NEXT_HEADER_DUMMY
+            ),
+            Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
+        };
+        if !nh_ok {
+            core.counters.drop();
+            return Err(EncapError::BadNextHeader(next_header));
+        }
+        let t = &core.transform;
+        let len = esp_len(t, payload.len());
+        let Some(pkt) = out.get_mut(..len) else {
+            core.counters.drop();
+            return Err(EncapError::BufferTooSmall { needed: len });
+        };
+        let max = if core.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        // RFC 4303 3.3.3: the counter must not cycle; refuse at the end.
+        let Ok(prev) = sa
+            .seq
+            .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
+        else {
+            core.counters.drop();
+            self.seq_exhausted.fetch_add(1, Relaxed);
+            return Err(EncapError::SequenceExhausted);
+        };
+        let seq = prev + 1;
+        write_plaintext(t, spi, seq, next_header, payload, pkt);
+        if t.seal(seq, core.esn, pkt).is_err() {
+            core.counters.drop();
+            return Err(EncapError::Crypto);
+        }
+        core.counters.count(payload.len());
+        Ok(len)
+    }
+
+    /// Verify and decrypt one packet in place (RFC 4303 3.4), in this
+    /// order: length checks, SPI lookup, replay pre-check, ICV / AEAD open,
+    /// replay window update, padding check, next header check, and in
+    /// tunnel mode the traffic-selector check of the inner packet (RFC 4301
+    /// 5.2 step 4).
+    ///
+    /// On success the returned payload borrows `packet` and carries the SA's
+    /// SPI and tag (R17). On failure the reason is counted and returned;
+    /// `packet` may then hold partly decrypted bytes.
+    pub fn decapsulate<'a>(&self, packet: &'a mut [u8]) -> Result<Decapsulated<'a>, DropReason> {
+        match self.decap(packet) {
+            Ok((meta, range)) => {
+                let packet: &'a [u8] = packet;
+                match packet.get(range) {
+                    Some(payload) => Ok(Decapsulated {
+                        spi: meta.spi,
+                        tag: meta.tag,
+                        seq: meta.seq,
+                        next_header: meta.next_header,
+                        payload,
+                    }),
+                    None => {
+                        self.count_drop(DropReason::Truncated);
+                        Err(DropReason::Truncated)
+                    }
+                }
+            }
+            Err(reason) => {
+                self.count_drop(reason);
+                Err(reason)
+            }
+        }
+    }
+
+    fn count_drop(&self, reason: DropReason) {
+        if let Some(c) = self.drops.get(reason.index()) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn decap(&self, packet: &mut [u8]) -> Result<(Meta, Range<usize>), DropReason> {
+        if packet.len() < ESP_HEADER_LEN {
+            return Err(DropReason::Truncated);
+        }
+        let spi = be32(packet, 0);
+        let seq_lo = be32(packet, 4);
+        let map = read(&self.inbound);
+        let sa = map.get(&spi).ok_or(DropReason::UnknownSpi)?;
+        let r = sa.decap(seq_lo, packet);
+        match &r {
+            Ok((_, range)) => sa.core.counters.count(range.len()),
+            Err(_) => sa.core.counters.drop(),
+        }
+        r
+    }
+
+    /// Set the last sequence number used by an outbound SA (tests start
+    /// near the end of the sequence space with it).
+    #[cfg(test)]
+    pub(crate) fn set_outbound_seq(&self, spi: u32, last: u64) {
+        if let Some(sa) = read(&self.outbound).get(&spi) {
+            sa.seq.store(last, Relaxed);
+        }
+    }
+
+    /// Move an inbound SA's replay window (tests of ESN inference far into
+    /// the sequence space).
+    #[cfg(test)]
+    pub(crate) fn set_inbound_top(&self, spi: u32, top: u64) {
+        if let Some(sa) = read(&self.inbound).get(&spi) {
+            sa.window().update(top).unwrap();
+        }
+    }
+
+    /// Seal an arbitrary plaintext (payload, padding, pad length and next
+    /// header as given; a whole number of blocks) on an outbound SA, to
+    /// build packets `encapsulate` refuses to make.
+    #[cfg(test)]
+    pub(crate) fn seal_raw(&self, spi: u32, seq: u64, plaintext: &[u8]) -> Vec<u8> {
+        let map = read(&self.outbound);
+        let sa = map.get(&spi).unwrap();
+        let t = &sa.core.transform;
+        let mut pkt = vec![0u8; t.overhead() + plaintext.len()];
+        pkt[..4].copy_from_slice(&spi.to_be_bytes());
+        pkt[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        let start = ESP_HEADER_LEN + t.iv_len();
+        pkt[start..start + plaintext.len()].copy_from_slice(plaintext);
+        t.seal(seq, sa.core.esn, &mut pkt).unwrap();
+        pkt
+    }
+
+    /// Encapsulate with an explicit AEAD IV (known-answer tests).
+    #[cfg(test)]
+    pub(crate) fn encapsulate_with_iv(
+        &self,
+        spi: u32,
+        seq: u64,
+        iv: [u8; 8],
+        next_header: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let map = read(&self.outbound);
+        let sa = map.get(&spi).unwrap();
+        let t = &sa.core.transform;
+        let mut pkt = vec![0u8; esp_len(t, payload.len())];
+        write_plaintext(t, spi, seq, next_header, payload, &mut pkt);
+        t.seal_with_iv(seq, iv, sa.core.esn, &mut pkt).unwrap();
+        pkt
+    }
+}
+
+struct Meta {
+    spi: u32,
+    tag: u64,
+    seq: u64,
+    next_header: u8,
+}
+
+impl InboundSa {
+    fn decap(&self, seq_lo: u32, packet: &mut [u8]) -> Result<(Meta, Range<usize>), DropReason> {
+        let core = &self.core;
+        let t = &core.transform;
+        // Smallest packet: overhead plus one block of ciphertext (holding at
+        // least Pad Length and Next Header).
+        let min_ct = if t.block_len() == 16 { 16 } else { 2 };
+        let ct_len = packet
+            .len()
+            .checked_sub(t.overhead())
+            .filter(|l| *l >= min_ct)
+            .ok_or(DropReason::Truncated)?;
+        if ct_len % t.block_len() != 0 && t.block_len() == 16 {
+            return Err(DropReason::BadLength);
+        }
+        // Replay pre-check (RFC 4303 3.4.3), before spending time on the ICV.
+        let seq = {
+            let w = self.window();
+            let seq = w.infer(seq_lo, core.esn).ok_or(DropReason::TooOld)?;
+            w.check(seq)?;
+            seq
+        };
+        let pt = t
+            .open(seq, core.esn, packet)
+            .map_err(|_| DropReason::IntegrityFailed)?;
+        // Authentic: now the window may move (RFC 4303 3.4.3).
+        self.window().update(seq)?;
+        let plain = packet.get(pt.clone()).ok_or(DropReason::Truncated)?;
+        let (payload_len, next_header) = check_trailer(plain)?;
+        let payload = pt.start..pt.start + payload_len;
+        let meta = Meta {
+            spi: core.spi,
+            tag: core.tag,
+            seq,
+            next_header,
+        };
+        match core.mode {
+            Mode::Transport => {
+                if matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6) {
+                    return Err(DropReason::BadNextHeader);
+                }
+                Ok((meta, payload))
+            }
+            Mode::Tunnel => {
+                let want_v4 = match next_header {
+                    NEXT_HEADER_IPV4 => true,
+                    NEXT_HEADER_IPV6 => false,
+                    _ => return Err(DropReason::BadNextHeader),
+                };
+                let inner_pkt = packet.get(payload.clone()).ok_or(DropReason::Truncated)?;
+                let h = inner::headers(inner_pkt).map_err(|_| DropReason::MalformedInner)?;
+                if h.src.is_ipv4() != want_v4 {
+                    return Err(DropReason::MalformedInner);
+                }
+                let (sport, dport) = match h.l4 {
+                    L4Selector::Ports(s, d) => (Some(s), Some(d)),
+                    L4Selector::Icmp(tc) => (Some(tc), Some(tc)),
+                    L4Selector::None => (Some(0), Some(0)),
+                    L4Selector::Opaque => (None, None),
+                };
+                let src_ok = core
+                    .remote_ts
+                    .iter()
+                    .any(|ts| ts_admits(ts, h.protocol, h.src, sport));
+                let dst_ok = core
+                    .local_ts
+                    .iter()
+                    .any(|ts| ts_admits(ts, h.protocol, h.dst, dport));
+                if !(src_ok && dst_ok) {
+                    return Err(DropReason::SelectorMismatch);
+                }
+                Ok((meta, payload.start..payload.start + h.total_len))
+            }
+        }
+    }
+}
+
+/// Check the ESP trailer (RFC 4303 2.4-2.6) of a decrypted plaintext;
+/// returns the payload length and the next header.
+fn check_trailer(plain: &[u8]) -> Result<(usize, u8), DropReason> {
+    let (&next_header, rest) = plain.split_last().ok_or(DropReason::BadPadding)?;
+    let (&pad_len, rest) = rest.split_last().ok_or(DropReason::BadPadding)?;
+    let payload_len = rest
+        .len()
+        .checked_sub(usize::from(pad_len))
+        .ok_or(DropReason::BadPadding)?;
+    let pad = rest.get(payload_len..).ok_or(DropReason::BadPadding)?;
+    // RFC 4303 2.4: the padding bytes are 1, 2, 3, ...
+    let mut expect = 1u8;
+    for &b in pad {
+        if b != expect {
+            return Err(DropReason::BadPadding);
+        }
+        expect = expect.wrapping_add(1);
+    }
+    if next_header == NEXT_HEADER_DUMMY {
+        return Err(DropReason::DummyPacket);
+    }
+    Ok((payload_len, next_header))
+}
+
+/// Length of the ESP packet for a payload.
+fn esp_len(t: &Transform, payload_len: usize) -> usize {
+    let b = t.block_len();
+    let ct = (payload_len + 2).div_ceil(b) * b;
+    t.overhead() + ct
+}
+
+/// Write header, payload, padding and trailer; the IV and ICV are left to
+/// the transform. `pkt` is exactly `esp_len` long.
+fn write_plaintext(
+    t: &Transform,
+    spi: u32,
+    seq: u64,
+    next_header: u8,
+    payload: &[u8],
+    pkt: &mut [u8],
+) {
+    let start = ESP_HEADER_LEN + t.iv_len();
+    let end = pkt.len().saturating_sub(t.icv_len());
+    if let Some(h) = pkt.get_mut(..ESP_HEADER_LEN) {
+        let (s, q) = h.split_at_mut(4);
+        s.copy_from_slice(&spi.to_be_bytes());
+        q.copy_from_slice(&(seq as u32).to_be_bytes());
+    }
+    let Some(plain) = pkt.get_mut(start..end) else {
+        return;
+    };
+    let Some((body, trailer)) = plain.split_at_mut_checked(payload.len()) else {
+        return;
+    };
+    body.copy_from_slice(payload);
+    // trailer = padding (1, 2, 3, ...) | pad length | next header
+    let pad_len = trailer.len().saturating_sub(2);
+    let mut i = 1u8;
+    for (k, b) in trailer.iter_mut().enumerate() {
+        *b = if k < pad_len {
+            let v = i;
+            i = i.wrapping_add(1);
+            v
+        } else if k == pad_len {
+            pad_len as u8
+        } else {
+            next_header
+        };
+    }
+}
