@@ -1,5 +1,69 @@
-//! Connection latches (draft-ietf-btns-connection-latching-02, RFC 5660) as
-//! a pure state machine. No I/O, no clock.
+//! Connection latches (draft-ietf-btns-connection-latching-02 2.1, with the
+//! BROKEN and CLOSED states, ALERT and ENUMERATE of RFC 5660) as a pure state
+//! machine.
 //!
-//! Empty in the foundation slice; the latching issue fills it.
+//! Invariants: no I/O, no clock (`now` is passed in), no randomness. The
+//! per-packet checks take `&self` and cost O(1) in the number of latches
+//! (hash lookups by 5-tuple and 3-tuple, then by SA tag). Latched parameters
+//! never change once Established (R8): [`LatchedParams`] has private fields
+//! set only when the latch is established.
+//!
+//! # Model
+//! The ULP (or `endpoint` on its behalf) creates a listener latch per
+//! listening 3-tuple and a connection latch per 5-tuple ([`LatchTable`]);
+//! the key manager tells the table about child SAs
+//! ([`LatchTable::sa_added`], [`LatchTable::sa_removed`]) and asks it about
+//! child-SA proposals ([`LatchTable::authorize_child_sa`], R13); the
+//! datapath asks it about each packet ([`LatchTable::check_inbound`],
+//! [`LatchTable::check_outbound`], [`LatchTable::select_outbound_sa`]) and
+//! re-checks at delivery when the state version moved
+//! ([`LatchTable::check_delivery`], R16).
+//!
+//! "Same peer" is [`PeerIdentity::key`]: the authenticated identity (and
+//! trust anchor) for PSK and certificates, the public key for BTNS and raw
+//! keys, the key manager's handle for an anonymous (NULL) peer. "Equal
+//! protection" is equality of [`pad::SaQop`] (suites, key lengths, mode,
+//! ESN, replay window).
+//!
+//! # States and transitions
+//!
+//! | from | event | to | ALERT reason |
+//! |---|---|---|---|
+//! | (none) | `create_listener` | LISTENER | `Created` |
+//! | (none) | `create_connection`, `accept` (protected) | LARVAL | `Created` |
+//! | LARVAL | a fitting SA already covers it at creation, `bind`, `sa_added` of a fitting SA that no other SA contradicts | ESTABLISHED | `Bound(sa)` |
+//! | LARVAL | created with BYPASS (R19): nothing to negotiate | ESTABLISHED | `Bypassed` |
+//! | LARVAL | `handle_timeout` past the Larval deadline (R9) | FAILED | `Timeout` |
+//! | ESTABLISHED | `sa_added` of an SA of another peer or other protection covering the 5-tuple (RFC 5660) | BROKEN | `ConflictingSa(sa)` |
+//! | BROKEN | `sa_removed` of the last conflicting SA | ESTABLISHED (same parameters) | `ConflictResolved` |
+//! | any but CLOSED | `key_manager_restarted(Reset)` (R10) | CLOSED | `KeyManagerRestart` |
+//! | any but CLOSED | `destroy` (R15), then the latch is removed | CLOSED | `Released` |
+//!
+//! An ESTABLISHED latch whose SAs all expire stays ESTABLISHED: its packets
+//! are dropped until an SA with the same peer and protection exists (packet
+//! loss, R9). No transition ever changes a latch's peer or protection:
+//! there is no ESTABLISHED -> LARVAL. FAILED and CLOSED latches stay in the
+//! table (their packets dropped) until destroyed or replaced by a new
+//! `create_*` on the same tuple.
+//!
+//! Every transition, creation and SA change increases the state version
+//! ([`LatchTable::version`], R16) and every state change queues an
+//! [`Alert`] ([`LatchTable::poll_alert`]).
 #![forbid(unsafe_code)]
+
+mod error;
+mod narrow;
+mod table;
+mod types;
+
+pub use error::LatchError;
+pub use pad::{FiveTuple, ThreeTuple};
+pub use table::{
+    ChildSaVerdict, Delivery, DropReason, LatchConfig, LatchTable, Outbound, PassKind,
+    RestartPolicy, Verdict,
+};
+pub use types::{
+    Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
+    LatchedParams, ListenerRequest, NatInfo, PeerAuth, PeerIdentity, PeerKey, RequestedProtection,
+    Requirement, SaTag, TrustAnchor, Tuple,
+};

@@ -1,0 +1,1232 @@
+//! The latch table: every listener and connection latch, the child SAs the
+//! key manager announced, the state version, and the ALERT queue.
+
+use crate::error::LatchError;
+use crate::narrow::{narrow_remote, product_covers};
+use crate::types::{
+    Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
+    LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaTag, Tuple,
+};
+use pad::TrafficSelector;
+use pad::{FiveTuple, IdPattern, IpRange, Pad, SaQop, Spd, SpdAction, SpdEntry, ThreeTuple};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Switches of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatchConfig {
+    /// Latching on at all (R14's MAY switch). Default on.
+    pub enabled: bool,
+    /// How long a connection latch may stay Larval before it is Failed (R9).
+    /// `None`: never; a missing SA is only packet loss. Default 30 s.
+    pub larval_timeout: Option<Duration>,
+    /// R13: narrow conflicting child-SA proposals (default) rather than
+    /// refuse them.
+    pub narrow: bool,
+}
+
+impl Default for LatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            larval_timeout: Some(Duration::from_secs(30)),
+            narrow: true,
+        }
+    }
+}
+
+/// What happens to latches when the key manager restarts (R10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RestartPolicy {
+    /// Every latch is Closed: the ULPs reset their connections.
+    Reset,
+    /// Latches survive with their bindings; the old key manager's SAs are
+    /// forgotten (re-announce those still installed with `sa_added`). A
+    /// survivor is never re-bound: an SA of another peer or protection makes
+    /// it Broken.
+    Survive,
+}
+
+/// The answer to a child-SA proposal (R13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChildSaVerdict {
+    /// No latch is in the way.
+    Accept,
+    /// Accept these narrower selectors: the latched 5-tuples of other peers
+    /// or other protection are left out.
+    Narrow {
+        /// Local selectors (unchanged).
+        local_ts: Vec<TrafficSelector>,
+        /// Remote selectors with the latched points cut out.
+        remote_ts: Vec<TrafficSelector>,
+        /// The latches that forced it.
+        excluded: Vec<LatchId>,
+    },
+    /// Refuse (TS_UNACCEPTABLE): nothing would be left, or narrowing is off.
+    Refuse {
+        /// A latch in the way.
+        latch: LatchId,
+    },
+}
+
+/// Why a packet is dropped (R5, R6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The latch is still Larval (R5).
+    NotEstablished,
+    /// A latched flow's packet without IPsec (R6).
+    Unprotected,
+    /// Under an SA the table does not know.
+    UnknownSa,
+    /// Under an SA of another peer or other protection, or not covering the
+    /// flow (R6).
+    SaMismatch,
+    /// Under IPsec on a flow latched to BYPASS.
+    ProtectedOnBypass,
+    /// The latch is Broken.
+    Broken,
+    /// The latch Failed.
+    Failed,
+    /// The latch is Closed.
+    Closed,
+    /// Outbound: no SA matching the latch now (acquire one; R9).
+    NoMatchingSa,
+    /// Delivery: the packet's version is newer than the table's.
+    FutureVersion,
+}
+
+/// Why a packet may pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PassKind {
+    /// No latch covers the flow: the SPD alone decides.
+    NotLatched,
+    /// The flow is latched and the SA matches the latch.
+    Latched(LatchId),
+    /// The flow is latched to BYPASS and the packet is in the clear.
+    Bypass(LatchId),
+    /// A listener latch covers the flow and the packet may open a
+    /// connection; the ULP then calls [`LatchTable::accept`].
+    Listener(LatchId),
+}
+
+/// A per-packet decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Pass.
+    Pass(PassKind),
+    /// Drop (and count).
+    Drop {
+        /// The latch that refused it.
+        latch: LatchId,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+impl Verdict {
+    /// True for [`Verdict::Pass`].
+    pub fn passes(&self) -> bool {
+        matches!(self, Self::Pass(_))
+    }
+}
+
+/// A delivery decision after a version check (R16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Hand the packet to the ULP.
+    Deliver,
+    /// Drop it.
+    Drop {
+        /// The latch that refused it, if any.
+        latch: Option<LatchId>,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// Which SA an outbound packet of a flow must use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outbound {
+    /// Not latched: the SPD decides.
+    NotLatched,
+    /// Latched to BYPASS: send in the clear.
+    Bypass(LatchId),
+    /// Send under this SA.
+    Use {
+        /// The latch.
+        latch: LatchId,
+        /// The SA.
+        sa: SaTag,
+    },
+    /// Drop; for [`DropReason::NoMatchingSa`], also acquire an SA with the
+    /// latched peer and protection.
+    Drop {
+        /// The latch.
+        latch: LatchId,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// What an SA must equal for a latch to accept it: "same peer and equal
+/// quality of protection" (R12).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Binding {
+    peer: PeerKey,
+    qop: SaQop,
+}
+
+impl Binding {
+    fn of(sa: &ChildSaDescriptor) -> Self {
+        Self {
+            peer: sa.peer.key(),
+            qop: sa.protection,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bound {
+    params: LatchedParams,
+    /// `None`: latched to BYPASS.
+    binding: Option<Binding>,
+}
+
+#[derive(Debug, Clone)]
+enum St {
+    Listener,
+    Larval { deadline: Option<Instant> },
+    Established(Bound),
+    Broken(Bound, Vec<SaTag>),
+    Failed,
+    Closed(Option<LatchedParams>),
+}
+
+impl St {
+    fn state(&self) -> LatchState {
+        match self {
+            Self::Listener => LatchState::Listener,
+            Self::Larval { .. } => LatchState::Larval,
+            Self::Established(_) => LatchState::Established,
+            Self::Broken(..) => LatchState::Broken,
+            Self::Failed => LatchState::Failed,
+            Self::Closed(_) => LatchState::Closed,
+        }
+    }
+
+    fn bound(&self) -> Option<&Bound> {
+        match self {
+            Self::Established(b) | Self::Broken(b, _) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        !matches!(self, Self::Failed | Self::Closed(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Latch {
+    id: LatchId,
+    tuple: Tuple,
+    requested: RequestedProtection,
+    requirement: Requirement,
+    expected_peer: Option<IdPattern>,
+    privileged: bool,
+    same_peer_as_existing: bool,
+    spd_entry: String,
+    last_reason: AlertReason,
+    created_at: Instant,
+    state: St,
+}
+
+impl Latch {
+    fn five(&self) -> Option<FiveTuple> {
+        match self.tuple {
+            Tuple::Five(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SaEntry {
+    desc: ChildSaDescriptor,
+    binding: Binding,
+}
+
+type AddrKey = (u8, u128);
+
+fn addr_key(a: IpAddr) -> AddrKey {
+    match a {
+        IpAddr::V4(a) => (4, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (6, u128::from(a)),
+    }
+}
+
+fn range_keys(r: &IpRange) -> (AddrKey, AddrKey) {
+    (addr_key(r.start), addr_key(r.end))
+}
+
+fn wildcard(t: &ThreeTuple) -> ThreeTuple {
+    let ip = if t.local.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    ThreeTuple::new(t.proto, SocketAddr::new(ip, t.local.port()))
+}
+
+/// The connection-latch table of one key manager (draft 2.1): a pure state
+/// machine, no I/O, no clock.
+///
+/// Methods, by group:
+/// - getters: [`version`](Self::version), [`inquire`](Self::inquire),
+///   [`info`](Self::info), [`enumerate`](Self::enumerate), [`pad`](Self::pad),
+///   [`spd`](Self::spd);
+/// - ULP operations (R12, R15): [`create_listener`](Self::create_listener),
+///   [`create_connection`](Self::create_connection),
+///   [`accept`](Self::accept), [`bind`](Self::bind),
+///   [`destroy`](Self::destroy);
+/// - key-manager input: [`sa_added`](Self::sa_added),
+///   [`sa_removed`](Self::sa_removed),
+///   [`authorize_child_sa`](Self::authorize_child_sa) (R13),
+///   [`key_manager_restarted`](Self::key_manager_restarted) (R10),
+///   [`set_policy`](Self::set_policy);
+/// - datapath (O(1) in the number of latches, `&self`):
+///   [`check_inbound`](Self::check_inbound),
+///   [`check_outbound`](Self::check_outbound),
+///   [`select_outbound_sa`](Self::select_outbound_sa),
+///   [`check_delivery`](Self::check_delivery) (R16);
+/// - time and events: [`handle_timeout`](Self::handle_timeout),
+///   [`poll_timeout`](Self::poll_timeout), [`poll_alert`](Self::poll_alert).
+///
+/// Every mutation takes `&mut self`, so the version number and the state it
+/// names change together for any reader (R16); the driver shares the table
+/// behind a lock or a copy-on-write pointer.
+#[derive(Debug, Clone)]
+pub struct LatchTable {
+    pad: Pad,
+    spd: Spd,
+    config: LatchConfig,
+    version: u64,
+    next_id: u64,
+    latches: HashMap<LatchId, Latch>,
+    by_five: HashMap<FiveTuple, LatchId>,
+    by_three: HashMap<ThreeTuple, LatchId>,
+    by_remote: BTreeMap<AddrKey, BTreeSet<LatchId>>,
+    sas: HashMap<SaTag, SaEntry>,
+    sas_by_binding: HashMap<Binding, BTreeSet<SaTag>>,
+    deadlines: BTreeSet<(Instant, LatchId)>,
+    alerts: VecDeque<Alert>,
+}
+
+impl LatchTable {
+    /// An empty table under this policy.
+    pub fn new(pad: Pad, spd: Spd, config: LatchConfig) -> Self {
+        Self {
+            pad,
+            spd,
+            config,
+            version: 0,
+            next_id: 1,
+            latches: HashMap::new(),
+            by_five: HashMap::new(),
+            by_three: HashMap::new(),
+            by_remote: BTreeMap::new(),
+            sas: HashMap::new(),
+            sas_by_binding: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            alerts: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The state version (R16): increases with every latch or SA change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The PAD in force.
+    pub fn pad(&self) -> &Pad {
+        &self.pad
+    }
+
+    /// The SPD in force.
+    pub fn spd(&self) -> &Spd {
+        &self.spd
+    }
+
+    /// The switches.
+    pub fn config(&self) -> &LatchConfig {
+        &self.config
+    }
+
+    /// Number of latches (all states).
+    pub fn len(&self) -> usize {
+        self.latches.len()
+    }
+
+    /// True if there is no latch.
+    pub fn is_empty(&self) -> bool {
+        self.latches.is_empty()
+    }
+
+    /// R2, R7: the connection latch of a 5-tuple, its state and latched
+    /// parameters.
+    pub fn inquire(&self, five: &FiveTuple) -> Option<LatchInfo> {
+        self.by_five.get(five).and_then(|id| self.info(*id))
+    }
+
+    /// A latch by handle.
+    pub fn info(&self, id: LatchId) -> Option<LatchInfo> {
+        let l = self.latches.get(&id)?;
+        let (current_sas, conflicting_sas) = match (&l.state, l.five()) {
+            (St::Established(b), Some(f)) => (self.matching_sas(b, &f), Vec::new()),
+            (St::Broken(b, c), Some(f)) => (self.matching_sas(b, &f), c.clone()),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let params = match &l.state {
+            St::Established(b) | St::Broken(b, _) => Some(b.params.clone()),
+            St::Closed(p) => p.clone(),
+            _ => None,
+        };
+        Some(LatchInfo {
+            id,
+            tuple: l.tuple,
+            state: l.state.state(),
+            params,
+            requirement: l.requirement.clone(),
+            expected_peer: l.expected_peer.clone(),
+            spd_entry: l.spd_entry.clone(),
+            current_sas,
+            conflicting_sas,
+            last_reason: l.last_reason,
+            created_at: l.created_at,
+        })
+    }
+
+    /// RFC 5660 ENUMERATE: every latch, by handle.
+    pub fn enumerate(&self) -> Vec<LatchInfo> {
+        let mut ids: Vec<LatchId> = self.latches.keys().copied().collect();
+        ids.sort();
+        ids.into_iter().filter_map(|id| self.info(id)).collect()
+    }
+
+    fn matching_sas(&self, b: &Bound, f: &FiveTuple) -> Vec<SaTag> {
+        b.binding
+            .as_ref()
+            .and_then(|k| self.sas_by_binding.get(k))
+            .map(|set| {
+                set.iter()
+                    .copied()
+                    .filter(|s| self.sas.get(s).is_some_and(|e| e.desc.covers(f)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    // ---- policy (R3, R14, R19) ----
+
+    fn resolve(
+        entry: Option<&SpdEntry>,
+        what: &dyn core::fmt::Display,
+        requested: &RequestedProtection,
+        privileged: bool,
+    ) -> Result<(Requirement, String), LatchError> {
+        let e = entry.ok_or_else(|| LatchError::NoPolicy(what.to_string()))?;
+        let name = e.name.clone();
+        let req = match (&e.action, requested) {
+            (SpdAction::Protect(min), RequestedProtection::Policy) => {
+                Requirement::Protect(min.clone())
+            }
+            (SpdAction::Protect(min), RequestedProtection::Protect(p)) => {
+                p.meets_or_exceeds(min)
+                    .map_err(|shortfall| LatchError::ProtectionBelowPolicy {
+                        entry: name.clone(),
+                        shortfall,
+                    })?;
+                Requirement::Protect(p.clone())
+            }
+            (SpdAction::Protect(_), RequestedProtection::Bypass) => {
+                if !privileged {
+                    return Err(LatchError::BypassNeedsPrivilege { entry: name });
+                }
+                Requirement::Bypass
+            }
+            (SpdAction::Bypass, RequestedProtection::Protect(p)) => Requirement::Protect(p.clone()),
+            (SpdAction::Bypass, _) => Requirement::Bypass,
+            // DISCARD, and any action this crate does not know.
+            _ => return Err(LatchError::Discarded { entry: name }),
+        };
+        Ok((req, name))
+    }
+
+    fn check_enabled(&self, remote: Option<IpAddr>) -> Result<(), LatchError> {
+        if !self.config.enabled {
+            return Err(LatchError::LatchingDisabled);
+        }
+        if let Some(remote) = remote {
+            if let Some(e) = self.pad.latch_disabled_for(remote) {
+                return Err(LatchError::LatchDisabledByPad {
+                    entry: e.name.clone(),
+                    remote,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the PAD and SPD (a configuration reload). Latches keep their
+    /// state and latched parameters (R8); the new policy governs new latches
+    /// and new SAs only.
+    pub fn set_policy(&mut self, pad: Pad, spd: Spd) {
+        self.pad = pad;
+        self.spd = spd;
+    }
+
+    // ---- state changes ----
+
+    fn bump(&mut self) {
+        self.version = self.version.saturating_add(1);
+    }
+
+    fn set_state(&mut self, id: LatchId, new: St, reason: AlertReason) {
+        let Some(l) = self.latches.get_mut(&id) else {
+            return;
+        };
+        if let St::Larval {
+            deadline: Some(d), ..
+        } = l.state
+        {
+            self.deadlines.remove(&(d, id));
+        }
+        if let St::Larval { deadline: Some(d) } = new {
+            self.deadlines.insert((d, id));
+        }
+        let from = l.state.state();
+        let to = new.state();
+        l.state = new;
+        l.last_reason = reason;
+        let tuple = l.tuple;
+        self.bump();
+        self.alerts.push_back(Alert {
+            latch: id,
+            tuple,
+            from: Some(from),
+            to,
+            reason,
+            version: self.version,
+        });
+    }
+
+    fn insert(&mut self, mut l: Latch) -> LatchId {
+        let id = LatchId(self.next_id);
+        self.next_id += 1;
+        l.id = id;
+        match l.tuple {
+            Tuple::Five(f) => {
+                self.by_five.insert(f, id);
+                self.by_remote
+                    .entry(addr_key(f.remote.ip()))
+                    .or_default()
+                    .insert(id);
+            }
+            Tuple::Three(t) => {
+                self.by_three.insert(t, id);
+            }
+        }
+        if let St::Larval { deadline: Some(d) } = l.state {
+            self.deadlines.insert((d, id));
+        }
+        let alert = Alert {
+            latch: id,
+            tuple: l.tuple,
+            from: None,
+            to: l.state.state(),
+            reason: AlertReason::Created,
+            version: 0,
+        };
+        self.latches.insert(id, l);
+        self.bump();
+        self.alerts.push_back(Alert {
+            version: self.version,
+            ..alert
+        });
+        id
+    }
+
+    fn remove(&mut self, id: LatchId) -> Option<Latch> {
+        let l = self.latches.remove(&id)?;
+        match l.tuple {
+            Tuple::Five(f) => {
+                if self.by_five.get(&f) == Some(&id) {
+                    self.by_five.remove(&f);
+                }
+                let k = addr_key(f.remote.ip());
+                if let Some(set) = self.by_remote.get_mut(&k) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.by_remote.remove(&k);
+                    }
+                }
+            }
+            Tuple::Three(t) => {
+                if self.by_three.get(&t) == Some(&id) {
+                    self.by_three.remove(&t);
+                }
+            }
+        }
+        if let St::Larval { deadline: Some(d) } = l.state {
+            self.deadlines.remove(&(d, id));
+        }
+        self.bump();
+        Some(l)
+    }
+
+    /// Connection latches whose remote address lies in one of the ranges.
+    fn latches_in<'a>(&self, ranges: impl Iterator<Item = &'a IpRange>) -> BTreeSet<LatchId> {
+        let mut out = BTreeSet::new();
+        for r in ranges {
+            let (lo, hi) = range_keys(r);
+            for (_, ids) in self.by_remote.range(lo..=hi) {
+                out.extend(ids.iter().copied());
+            }
+        }
+        out
+    }
+
+    /// R11: the peer of an Established (or Broken) latch between the same
+    /// addresses, other than `except`.
+    fn pair_peer(&self, f: &FiveTuple, except: Option<LatchId>) -> Option<(PeerKey, LatchId)> {
+        let ids = self.by_remote.get(&addr_key(f.remote.ip()))?;
+        ids.iter().filter(|id| Some(**id) != except).find_map(|id| {
+            let l = self.latches.get(id)?;
+            let other = l.five()?;
+            if other.local.ip() != f.local.ip() {
+                return None;
+            }
+            let b = l.state.bound()?.binding.as_ref()?;
+            Some((b.peer.clone(), *id))
+        })
+    }
+
+    /// Whether `sa` meets what latch `l` requires (protection, expected
+    /// peer, R11 peer). `Err` names the R11 latch on a peer mismatch.
+    fn sa_fits(&self, l: &Latch, sa: &SaEntry) -> Result<bool, LatchId> {
+        let Requirement::Protect(p) = &l.requirement else {
+            return Ok(false);
+        };
+        if p.admits(&sa.desc.protection).is_err() {
+            return Ok(false);
+        }
+        if let Some(e) = &l.expected_peer {
+            if !sa.desc.peer.matches(e) {
+                return Ok(false);
+            }
+        }
+        if l.same_peer_as_existing {
+            if let Some(f) = l.five() {
+                if let Some((peer, other)) = self.pair_peer(&f, Some(l.id)) {
+                    if peer != sa.binding.peer {
+                        return Err(other);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn covering_sas(&self, f: &FiveTuple) -> Vec<&SaEntry> {
+        let mut v: Vec<&SaEntry> = self.sas.values().filter(|e| e.desc.covers(f)).collect();
+        v.sort_by_key(|e| e.desc.id);
+        v
+    }
+
+    // ---- ULP operations ----
+
+    /// R12: create a listener latch for a 3-tuple; fails if one exists. The
+    /// request is checked against the SPD entry governing the 3-tuple for
+    /// every remote peer (R3, R19).
+    pub fn create_listener(
+        &mut self,
+        req: ListenerRequest,
+        now: Instant,
+    ) -> Result<LatchId, LatchError> {
+        self.check_enabled(None)?;
+        if let Some(&existing) = self.by_three.get(&req.three) {
+            if self
+                .latches
+                .get(&existing)
+                .is_some_and(|l| l.state.is_live())
+            {
+                return Err(LatchError::ListenerExists {
+                    existing,
+                    three: req.three,
+                });
+            }
+            self.remove(existing);
+        }
+        let (requirement, spd_entry) = Self::resolve(
+            self.spd.lookup_listener(&req.three),
+            &req.three,
+            &req.protection,
+            req.privileged,
+        )?;
+        if requirement == Requirement::Bypass && req.expected_peer.is_some() {
+            return Err(LatchError::ExpectedPeerWithBypass);
+        }
+        Ok(self.insert(Latch {
+            id: LatchId(0),
+            tuple: Tuple::Three(req.three),
+            requested: req.protection,
+            requirement,
+            expected_peer: req.expected_peer,
+            privileged: req.privileged,
+            same_peer_as_existing: true,
+            spd_entry,
+            last_reason: AlertReason::Created,
+            created_at: now,
+            state: St::Listener,
+        }))
+    }
+
+    /// R12: create a connection latch for a 5-tuple. Fails on a live latch
+    /// of the same 5-tuple, on child SAs covering it with different peers or
+    /// protection, or that do not meet the request; on policy (R3, R14,
+    /// R19). A BYPASS latch is Established at once; a protected one is
+    /// Larval, or Established at once when a fitting SA already covers it.
+    pub fn create_connection(
+        &mut self,
+        req: ConnectionRequest,
+        now: Instant,
+    ) -> Result<LatchId, LatchError> {
+        let f = req.five;
+        self.check_enabled(Some(f.remote.ip()))?;
+        let (requirement, spd_entry) =
+            Self::resolve(self.spd.lookup(&f), &f, &req.protection, req.privileged)?;
+        if requirement == Requirement::Bypass && req.expected_peer.is_some() {
+            return Err(LatchError::ExpectedPeerWithBypass);
+        }
+        if matches!(requirement, Requirement::Protect(_))
+            && !self.pad.anyone_may_assert(f.remote.ip())
+        {
+            return Err(LatchError::NoPeerMayAssert {
+                remote: f.remote.ip(),
+            });
+        }
+        let stale = match self.by_five.get(&f) {
+            Some(&existing)
+                if self
+                    .latches
+                    .get(&existing)
+                    .is_some_and(|l| l.state.is_live()) =>
+            {
+                return Err(LatchError::ConnectionExists { existing, five: f });
+            }
+            other => other.copied(),
+        };
+        let mut latch = Latch {
+            id: LatchId(0),
+            tuple: Tuple::Five(f),
+            requested: req.protection,
+            requirement,
+            expected_peer: req.expected_peer,
+            privileged: req.privileged,
+            same_peer_as_existing: req.same_peer_as_existing,
+            spd_entry,
+            last_reason: AlertReason::Created,
+            created_at: now,
+            state: St::Larval {
+                deadline: self.config.larval_timeout.map(|d| now + d),
+            },
+        };
+        // The draft's rule: no child SA may cover the 5-tuple unless all of
+        // them are with the same peer and equal protection, which the
+        // request accepts.
+        let covering = self.covering_sas(&f);
+        let mut fit = None;
+        if let Some(first) = covering.first() {
+            if latch.requirement == Requirement::Bypass
+                || covering.iter().any(|e| e.binding != first.binding)
+            {
+                return Err(LatchError::ConflictingSas {
+                    sas: covering.iter().map(|e| e.desc.id).collect(),
+                });
+            }
+            match self.sa_fits(&latch, first) {
+                Ok(true) => fit = Some(first.desc.clone()),
+                Ok(false) => return Err(LatchError::SaDoesNotMeetRequest { sa: first.desc.id }),
+                Err(latch) => return Err(LatchError::OtherPeerThanEstablished { latch }),
+            }
+        }
+        if let Some(old) = stale {
+            self.remove(old);
+        }
+        if latch.requirement == Requirement::Bypass {
+            latch.state = St::Larval { deadline: None };
+        }
+        let id = self.insert(latch);
+        if let Some(sa) = fit {
+            self.establish(id, &sa, now);
+        } else if self
+            .latches
+            .get(&id)
+            .is_some_and(|l| l.requirement == Requirement::Bypass)
+        {
+            let bound = Bound {
+                params: LatchedParams::bypass(now),
+                binding: None,
+            };
+            self.set_state(id, St::Established(bound), AlertReason::Bypassed);
+        }
+        Ok(id)
+    }
+
+    fn establish(&mut self, id: LatchId, sa: &ChildSaDescriptor, now: Instant) {
+        let bound = Bound {
+            params: LatchedParams::from_sa(sa, now),
+            binding: Some(Binding::of(sa)),
+        };
+        self.set_state(id, St::Established(bound), AlertReason::Bound(sa.id));
+    }
+
+    /// A connection arrived at a listener (e.g. a TCP SYN under SA `sa`):
+    /// create its connection latch with the listener's request, checked
+    /// against the SPD for the full 5-tuple, and bind it to `sa` (R12).
+    /// If that fails the new latch is destroyed (R15) and the error
+    /// returned.
+    pub fn accept(
+        &mut self,
+        listener: LatchId,
+        five: FiveTuple,
+        sa: Option<SaTag>,
+        now: Instant,
+    ) -> Result<LatchId, LatchError> {
+        let l = self
+            .latches
+            .get(&listener)
+            .ok_or(LatchError::UnknownLatch(listener))?;
+        let Tuple::Three(three) = l.tuple else {
+            return Err(LatchError::NotListener(listener));
+        };
+        if !matches!(l.state, St::Listener) {
+            return Err(LatchError::WrongState {
+                latch: listener,
+                state: l.state.state(),
+            });
+        }
+        if !three.covers(&five) {
+            return Err(LatchError::NotUnderListener { listener, five });
+        }
+        let req = ConnectionRequest {
+            five,
+            protection: l.requested.clone(),
+            expected_peer: l.expected_peer.clone(),
+            privileged: l.privileged,
+            same_peer_as_existing: true,
+        };
+        let id = self.create_connection(req, now)?;
+        if let Some(sa) = sa {
+            if let Err(e) = self.bind(id, sa, now) {
+                self.destroy(id).ok();
+                return Err(e);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Bind a connection latch to a child SA that covers it: Larval ->
+    /// Established, taking the SA's peer and protection. On an Established
+    /// latch, checks that the SA matches the latch (never re-binds: R8).
+    pub fn bind(&mut self, id: LatchId, sa: SaTag, now: Instant) -> Result<(), LatchError> {
+        let l = self.latches.get(&id).ok_or(LatchError::UnknownLatch(id))?;
+        let f = l.five().ok_or(LatchError::WrongState {
+            latch: id,
+            state: LatchState::Listener,
+        })?;
+        let e = self.sas.get(&sa).ok_or(LatchError::UnknownSa(sa))?;
+        if !e.desc.covers(&f) {
+            return Err(LatchError::SaDoesNotCover { latch: id, sa });
+        }
+        match &l.state {
+            St::Larval { .. } => {}
+            St::Established(b) if b.binding.as_ref() == Some(&e.binding) => return Ok(()),
+            St::Established(_) => return Err(LatchError::SaDoesNotMatch { latch: id, sa }),
+            other => {
+                return Err(LatchError::WrongState {
+                    latch: id,
+                    state: other.state(),
+                })
+            }
+        }
+        match self.sa_fits(l, e) {
+            Ok(true) => {}
+            Ok(false) => return Err(LatchError::SaDoesNotMatch { latch: id, sa }),
+            Err(latch) => return Err(LatchError::OtherPeerThanEstablished { latch }),
+        }
+        let others: Vec<SaTag> = self
+            .covering_sas(&f)
+            .iter()
+            .filter(|o| o.binding != e.binding)
+            .map(|o| o.desc.id)
+            .collect();
+        if !others.is_empty() {
+            return Err(LatchError::ConflictingSas { sas: others });
+        }
+        let desc = e.desc.clone();
+        self.establish(id, &desc, now);
+        Ok(())
+    }
+
+    /// R15: destroy a latch (listener or connection). An ALERT reports it
+    /// Closed, then it is gone: its packets are no longer latched.
+    pub fn destroy(&mut self, id: LatchId) -> Result<(), LatchError> {
+        let state = self
+            .latches
+            .get(&id)
+            .map(|l| l.state.state())
+            .ok_or(LatchError::UnknownLatch(id))?;
+        if state != LatchState::Closed {
+            let params = self
+                .latches
+                .get(&id)
+                .and_then(|l| l.state.bound().map(|b| b.params.clone()));
+            self.set_state(id, St::Closed(params), AlertReason::Released);
+        }
+        self.remove(id);
+        Ok(())
+    }
+
+    // ---- key manager input ----
+
+    /// The key manager installed a child SA. Larval latches it fits are
+    /// Established; Established latches it conflicts with (another peer or
+    /// other protection covering their 5-tuple) become Broken (RFC 5660).
+    pub fn sa_added(&mut self, sa: ChildSaDescriptor, now: Instant) -> Result<(), LatchError> {
+        if self.sas.contains_key(&sa.id) {
+            return Err(LatchError::DuplicateSa(sa.id));
+        }
+        let entry = SaEntry {
+            binding: Binding::of(&sa),
+            desc: sa,
+        };
+        let tag = entry.desc.id;
+        self.sas_by_binding
+            .entry(entry.binding.clone())
+            .or_default()
+            .insert(tag);
+        let ranges: Vec<IpRange> = entry.desc.remote_ranges().collect();
+        self.sas.insert(tag, entry);
+        self.bump();
+        for id in self.latches_in(ranges.iter()) {
+            let (Some(l), Some(e)) = (self.latches.get(&id), self.sas.get(&tag)) else {
+                continue;
+            };
+            let Some(f) = l.five() else { continue };
+            if !e.desc.covers(&f) {
+                continue;
+            }
+            match &l.state {
+                St::Larval { .. } => {
+                    let unanimous = self.covering_sas(&f).iter().all(|o| o.binding == e.binding);
+                    if unanimous && self.sa_fits(l, e) == Ok(true) {
+                        let desc = e.desc.clone();
+                        self.establish(id, &desc, now);
+                    }
+                }
+                St::Established(b) if b.binding.as_ref() != Some(&e.binding) => {
+                    let b = b.clone();
+                    self.set_state(
+                        id,
+                        St::Broken(b, vec![tag]),
+                        AlertReason::ConflictingSa(tag),
+                    );
+                }
+                St::Broken(b, c) if b.binding.as_ref() != Some(&e.binding) => {
+                    let (b, mut c) = (b.clone(), c.clone());
+                    c.push(tag);
+                    if let Some(l) = self.latches.get_mut(&id) {
+                        l.state = St::Broken(b, c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The key manager removed a child SA. Broken latches whose conflicts
+    /// are all gone are Established again (same parameters). An Established
+    /// latch left without SA stays Established: its packets are dropped
+    /// until a matching SA comes (packet loss, R9).
+    pub fn sa_removed(&mut self, tag: SaTag) -> Option<ChildSaDescriptor> {
+        let e = self.sas.remove(&tag)?;
+        if let Some(set) = self.sas_by_binding.get_mut(&e.binding) {
+            set.remove(&tag);
+            if set.is_empty() {
+                self.sas_by_binding.remove(&e.binding);
+            }
+        }
+        self.bump();
+        let ranges: Vec<IpRange> = e.desc.remote_ranges().collect();
+        for id in self.latches_in(ranges.iter()) {
+            let Some(l) = self.latches.get_mut(&id) else {
+                continue;
+            };
+            if let St::Broken(b, c) = &mut l.state {
+                c.retain(|s| *s != tag);
+                if c.is_empty() {
+                    let b = b.clone();
+                    self.set_state(id, St::Established(b), AlertReason::ConflictResolved);
+                }
+            }
+        }
+        Some(e.desc)
+    }
+
+    /// R13: judge a child-SA proposal of `peer` with protection `qop` and
+    /// selectors `local_ts` x `remote_ts` (for a responder: TSr x TSi).
+    /// Proposals that would cover a latch bound to another peer or other
+    /// protection (Established or Broken; or Larval with an expected or R11
+    /// peer this one is not) are narrowed around the latched 5-tuples, or
+    /// refused.
+    pub fn authorize_child_sa(
+        &self,
+        peer: &crate::PeerIdentity,
+        qop: &SaQop,
+        local_ts: &[TrafficSelector],
+        remote_ts: &[TrafficSelector],
+    ) -> ChildSaVerdict {
+        let key = Binding {
+            peer: peer.key(),
+            qop: *qop,
+        };
+        let mut excluded = Vec::new();
+        let mut points = Vec::new();
+        for id in self.latches_in(remote_ts.iter().map(|t| &t.addr)) {
+            let Some(l) = self.latches.get(&id) else {
+                continue;
+            };
+            let Some(f) = l.five() else { continue };
+            if !product_covers(local_ts, remote_ts, &f) {
+                continue;
+            }
+            let conflict = match &l.state {
+                St::Established(b) | St::Broken(b, _) => b.binding.as_ref() != Some(&key),
+                St::Larval { .. } => {
+                    let expected_ok = l.expected_peer.as_ref().is_none_or(|e| peer.matches(e));
+                    let r11_ok = !l.same_peer_as_existing
+                        || self
+                            .pair_peer(&f, Some(id))
+                            .is_none_or(|(p, _)| p == key.peer);
+                    !(expected_ok && r11_ok)
+                }
+                _ => false,
+            };
+            if conflict {
+                excluded.push(id);
+                points.push(f);
+            }
+        }
+        let Some(&first) = excluded.first() else {
+            return ChildSaVerdict::Accept;
+        };
+        if !self.config.narrow {
+            return ChildSaVerdict::Refuse { latch: first };
+        }
+        let narrowed = narrow_remote(remote_ts, &points);
+        if narrowed.is_empty() {
+            return ChildSaVerdict::Refuse { latch: first };
+        }
+        ChildSaVerdict::Narrow {
+            local_ts: local_ts.to_vec(),
+            remote_ts: narrowed,
+            excluded,
+        }
+    }
+
+    /// R10: the key manager restarted. Its SAs are forgotten. With
+    /// [`RestartPolicy::Reset`] every latch is Closed; with
+    /// [`RestartPolicy::Survive`] latches keep their state and bindings
+    /// (Broken ones whose conflicts went with the SAs are Established
+    /// again). No latch is ever re-bound to another peer.
+    pub fn key_manager_restarted(&mut self, policy: RestartPolicy) {
+        let tags: Vec<SaTag> = self.sas.keys().copied().collect();
+        for t in tags {
+            self.sa_removed(t);
+        }
+        self.bump();
+        if policy == RestartPolicy::Reset {
+            let mut ids: Vec<LatchId> = self.latches.keys().copied().collect();
+            ids.sort();
+            for id in ids {
+                let Some(l) = self.latches.get(&id) else {
+                    continue;
+                };
+                if matches!(l.state, St::Closed(_)) {
+                    continue;
+                }
+                let params = l.state.bound().map(|b| b.params.clone());
+                self.set_state(id, St::Closed(params), AlertReason::KeyManagerRestart);
+            }
+        }
+    }
+
+    // ---- time and events ----
+
+    /// R9: Larval latches past their deadline are Failed (reported by
+    /// ALERT, as though the connection were reset).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(d, id)) = self.deadlines.first() {
+            if d > now {
+                break;
+            }
+            self.deadlines.remove(&(d, id));
+            self.set_state(id, St::Failed, AlertReason::Timeout);
+        }
+    }
+
+    /// The next deadline, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// The next ALERT (RFC 5660), oldest first.
+    pub fn poll_alert(&mut self) -> Option<Alert> {
+        self.alerts.pop_front()
+    }
+
+    // ---- datapath ----
+
+    fn check(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        let latch = match self.by_five.get(five) {
+            Some(id) => self.latches.get(id),
+            None => self
+                .by_three
+                .get(&five.three())
+                .or_else(|| self.by_three.get(&wildcard(&five.three())))
+                .and_then(|id| self.latches.get(id)),
+        };
+        let Some(l) = latch else {
+            return Verdict::Pass(PassKind::NotLatched);
+        };
+        let drop = |reason| Verdict::Drop {
+            latch: l.id,
+            reason,
+        };
+        match &l.state {
+            St::Larval { .. } => drop(DropReason::NotEstablished),
+            St::Broken(..) => drop(DropReason::Broken),
+            St::Failed => drop(DropReason::Failed),
+            St::Closed(_) => drop(DropReason::Closed),
+            St::Established(b) => match (&b.binding, sa) {
+                (None, None) => Verdict::Pass(PassKind::Bypass(l.id)),
+                (None, Some(_)) => drop(DropReason::ProtectedOnBypass),
+                (Some(_), None) => drop(DropReason::Unprotected),
+                (Some(k), Some(s)) => match self.sas.get(&s) {
+                    None => drop(DropReason::UnknownSa),
+                    Some(e) if e.binding == *k && e.desc.covers(five) => {
+                        Verdict::Pass(PassKind::Latched(l.id))
+                    }
+                    Some(_) => drop(DropReason::SaMismatch),
+                },
+            },
+            St::Listener => match (&l.requirement, sa) {
+                (Requirement::Bypass, None) => Verdict::Pass(PassKind::Listener(l.id)),
+                (Requirement::Bypass, Some(_)) => drop(DropReason::ProtectedOnBypass),
+                (Requirement::Protect(_), None) => drop(DropReason::Unprotected),
+                (Requirement::Protect(_), Some(s)) => match self.sas.get(&s) {
+                    None => drop(DropReason::UnknownSa),
+                    Some(e) if e.desc.covers(five) && self.sa_fits(l, e) == Ok(true) => {
+                        Verdict::Pass(PassKind::Listener(l.id))
+                    }
+                    Some(_) => drop(DropReason::SaMismatch),
+                },
+            },
+        }
+    }
+
+    /// R5, R6: may an inbound packet of `five`, protected by SA `sa` (or in
+    /// the clear), be accepted? O(1) in the number of latches.
+    pub fn check_inbound(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        self.check(five, sa)
+    }
+
+    /// R5, R6: may an outbound packet of `five` leave under SA `sa` (or in
+    /// the clear)? O(1) in the number of latches.
+    pub fn check_outbound(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        self.check(five, sa)
+    }
+
+    /// Which SA an outbound packet of `five` must use: one matching the
+    /// latch (R6, R17). `Drop` with [`DropReason::NoMatchingSa`] means the
+    /// caller should acquire one (the packet is lost: R9).
+    pub fn select_outbound_sa(&self, five: &FiveTuple) -> Outbound {
+        let Some(l) = self.by_five.get(five).and_then(|id| self.latches.get(id)) else {
+            return Outbound::NotLatched;
+        };
+        let drop = |reason| Outbound::Drop {
+            latch: l.id,
+            reason,
+        };
+        match &l.state {
+            St::Established(b) => match &b.binding {
+                None => Outbound::Bypass(l.id),
+                Some(k) => self
+                    .sas_by_binding
+                    .get(k)
+                    .and_then(|set| {
+                        set.iter()
+                            .rev()
+                            .find(|s| self.sas.get(s).is_some_and(|e| e.desc.covers(five)))
+                    })
+                    .map_or(drop(DropReason::NoMatchingSa), |sa| Outbound::Use {
+                        latch: l.id,
+                        sa: *sa,
+                    }),
+            },
+            St::Larval { .. } => drop(DropReason::NotEstablished),
+            St::Broken(..) => drop(DropReason::Broken),
+            St::Failed => drop(DropReason::Failed),
+            _ => drop(DropReason::Closed),
+        }
+    }
+
+    /// R16: a packet decapsulated when the table was at `version_at_decap`
+    /// is delivered now. Unchanged version: deliver (it was checked then).
+    /// Otherwise it is checked again against the current state.
+    pub fn check_delivery(
+        &self,
+        version_at_decap: u64,
+        five: &FiveTuple,
+        sa: Option<SaTag>,
+    ) -> Delivery {
+        if version_at_decap == self.version {
+            return Delivery::Deliver;
+        }
+        if version_at_decap > self.version {
+            return Delivery::Drop {
+                latch: None,
+                reason: DropReason::FutureVersion,
+            };
+        }
+        match self.check(five, sa) {
+            Verdict::Drop { latch, reason } => Delivery::Drop {
+                latch: Some(latch),
+                reason,
+            },
+            Verdict::Pass(_) => Delivery::Deliver,
+        }
+    }
+}
