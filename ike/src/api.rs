@@ -1,0 +1,621 @@
+//! The public vocabulary of the state machine: configuration, events,
+//! errors, statistics and the child SA policy hook.
+
+use core::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pad::alg::{DhGroup, Encr, Integ};
+use pad::{AuthMethod, Identity, Mode, TrafficSelector};
+
+use crate::crypto::{IkeSuite, Secret};
+use crate::wire::notify;
+
+/// Endpoint-wide configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our IKE port (500 in production).
+    pub ike_port: u16,
+    /// Our NAT-T port (4500 in production); IKE messages sent from it get the
+    /// non-ESP marker from the driver.
+    pub natt_port: u16,
+    /// Peers. As responder, the first entry whose `remote_id` matches the
+    /// peer's IDi (`None` = any) and whose `remote_auth` matches the AUTH
+    /// method used is chosen.
+    pub peers: Vec<PeerConfig>,
+    /// Half-open IKE SAs before a COOKIE is demanded (RFC 7296 2.6); 0 means
+    /// always.
+    pub cookie_threshold: usize,
+    /// Hard bound on half-open IKE SAs; new IKE_SA_INIT requests beyond it
+    /// are dropped (counted as [`DropReason::HalfOpenLimit`]).
+    pub max_half_open: usize,
+    /// Retransmission of our requests (RFC 7296 2.1).
+    pub retransmit: RetransmitConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ike_port: 500,
+            natt_port: 4500,
+            peers: Vec::new(),
+            cookie_threshold: 64,
+            max_half_open: 1024,
+            retransmit: RetransmitConfig::default(),
+        }
+    }
+}
+
+/// Retransmission timing (RFC 7296 2.1): the first retransmission after
+/// `initial`, each further one `backoff` times later than the previous, at
+/// most `max_timeout` apart; after `max_tries` transmissions without an
+/// answer the IKE SA fails with [`Error::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetransmitConfig {
+    /// Timeout after the first transmission.
+    pub initial: Duration,
+    /// Multiplier applied after every retransmission.
+    pub backoff: u32,
+    /// Upper bound of one timeout.
+    pub max_timeout: Duration,
+    /// Transmissions (first one included) before giving up.
+    pub max_tries: u32,
+}
+
+impl Default for RetransmitConfig {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            backoff: 2,
+            max_timeout: Duration::from_secs(30),
+            max_tries: 5,
+        }
+    }
+}
+
+impl RetransmitConfig {
+    /// The timeout after transmission number `try_no` (1 = first).
+    pub fn timeout(&self, try_no: u32) -> Duration {
+        let mut t = self.initial;
+        for _ in 1..try_no {
+            t = t.saturating_mul(self.backoff.max(1));
+            if t >= self.max_timeout {
+                return self.max_timeout;
+            }
+        }
+        t.min(self.max_timeout)
+    }
+}
+
+/// One peer (or class of peers, when `remote_id` is `None`).
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Name used in logs and [`IkeSaInfo::name`].
+    pub name: String,
+    /// Our identity (IDi or IDr); [`Identity::Null`] sends ID_NULL.
+    pub local_id: Identity,
+    /// The identity the peer must assert; `None` accepts any.
+    pub remote_id: Option<Identity>,
+    /// How we authenticate.
+    pub local_auth: AuthMethod,
+    /// How the peer must authenticate.
+    pub remote_auth: AuthMethod,
+    /// The pre-shared key, needed when either side uses PSK.
+    pub psk: Option<certs::Psk>,
+    /// IKE SA proposals in order of preference (the first D-H group of the
+    /// first proposal goes into the initiator's KE payload).
+    pub ike_proposals: Vec<pad::IkeProposal>,
+    /// The child SA negotiated in IKE_AUTH (and the responder's policy for
+    /// later ones).
+    pub child: ChildConfig,
+    /// Rekey the IKE SA after this long (`None`: never).
+    pub ike_rekey_after: Option<Duration>,
+    /// Check liveness when nothing was heard from the peer for this long.
+    pub dpd_interval: Option<Duration>,
+    /// Send a NAT_DETECTION_SOURCE_IP that cannot match, so both sides use
+    /// UDP encapsulation (as strongSwan's kernel-libipsec does).
+    pub force_encap: bool,
+}
+
+/// A child SA's policy.
+#[derive(Debug, Clone)]
+pub struct ChildConfig {
+    /// ESP proposals in order of preference; D-H groups ask for PFS in
+    /// CREATE_CHILD_SA (they are left out in IKE_AUTH, RFC 7296 1.2).
+    pub esp_proposals: Vec<pad::EspProposal>,
+    /// Our side's traffic selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's side's traffic selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Tunnel or transport mode.
+    pub mode: Mode,
+    /// Rekey after this long (`None`: never).
+    pub rekey_after: Option<Duration>,
+    /// Replay window the datapath should use (passed through).
+    pub replay_window: u32,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Our address to send from.
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The IKE message without the non-ESP marker; the driver prepends the
+    /// marker when `local.port()` is the NAT-T port.
+    pub data: Vec<u8>,
+}
+
+/// Local handle of an IKE SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IkeSaId(pub u64);
+
+/// Local handle of a child SA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildSaId(pub u64);
+
+/// Decides whether a child SA may be created (latching, R13).
+pub trait ChildSaPolicy: Send {
+    /// Called after our own RFC 7296 2.9 narrowing, in both roles.
+    fn authorize(&mut self, req: &ChildSaRequest<'_>) -> ChildSaDecision;
+}
+
+/// What the policy hook is asked about.
+#[derive(Debug)]
+pub struct ChildSaRequest<'a> {
+    /// The IKE SA.
+    pub ike_sa: IkeSaId,
+    /// The peer's authenticated identity.
+    pub peer_id: &'a Identity,
+    /// How the peer authenticated.
+    pub peer_auth: AuthMethod,
+    /// The peer's outer address.
+    pub remote: SocketAddr,
+    /// Whether we initiated this child SA.
+    pub initiator: bool,
+    /// Initiator's traffic selectors, after narrowing.
+    pub tsi: &'a [TrafficSelector],
+    /// Responder's traffic selectors, after narrowing.
+    pub tsr: &'a [TrafficSelector],
+    /// Mode.
+    pub mode: Mode,
+    /// Negotiated cipher.
+    pub encr: Encr,
+    /// Negotiated integrity algorithm (`None` for AEADs).
+    pub integ: Option<Integ>,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildSaDecision {
+    /// Accept, possibly narrowed further (each selector must lie inside the
+    /// ones asked about, or the answer counts as a refusal).
+    Accept {
+        /// Initiator's selectors.
+        tsi: Vec<TrafficSelector>,
+        /// Responder's selectors.
+        tsr: Vec<TrafficSelector>,
+    },
+    /// Refuse: TS_UNACCEPTABLE.
+    Refuse,
+}
+
+/// A policy that accepts everything as narrowed by the [`ChildConfig`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl ChildSaPolicy for AcceptAll {
+    fn authorize(&mut self, req: &ChildSaRequest<'_>) -> ChildSaDecision {
+        ChildSaDecision::Accept {
+            tsi: req.tsi.to_vec(),
+            tsr: req.tsr.to_vec(),
+        }
+    }
+}
+
+/// What happened.
+///
+/// Rekeying the IKE SA emits only [`Event::IkeSaRekeyed`]: the new handle
+/// takes over every child SA at once and no `IkeSaEstablished` is emitted
+/// for it, no `IkeSaDeleted` for the old one (its handle is simply gone).
+/// A rekeyed child SA gives [`Event::ChildSaEstablished`] with
+/// [`ChildSaInfo::replaces`] set, later followed by
+/// [`Event::ChildSaDeleted`] for the old one.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events are rare and moved once; the driver matches on ChildSaInfo by value"
+)]
+pub enum Event {
+    /// IKE_AUTH completed.
+    IkeSaEstablished(IkeSaInfo),
+    /// A child SA is ready to be installed.
+    ChildSaEstablished(ChildSaInfo),
+    /// A child SA is gone.
+    ChildSaDeleted {
+        /// The IKE SA it belonged to.
+        ike_sa: IkeSaId,
+        /// The child SA.
+        child: ChildSaId,
+        /// Our inbound SPI.
+        inbound_spi: u32,
+        /// Our outbound SPI.
+        outbound_spi: u32,
+    },
+    /// The IKE SA was deleted (by either side); its child SAs were deleted
+    /// before (each with its own event).
+    IkeSaDeleted {
+        /// The IKE SA.
+        sa: IkeSaId,
+    },
+    /// The IKE SA failed (while being set up or later). As responder, a
+    /// failed IKE_SA_INIT that created no SA gets a fresh handle too, so the
+    /// operator sees both sides' proposals.
+    IkeSaFailed {
+        /// The IKE SA.
+        sa: IkeSaId,
+        /// Why.
+        error: Error,
+    },
+    /// The IKE SA was rekeyed (RFC 7296 1.3.2).
+    IkeSaRekeyed {
+        /// The old handle (gone).
+        old: IkeSaId,
+        /// The new handle, holding the child SAs.
+        new: IkeSaId,
+    },
+    /// A child SA could not be created (the IKE SA stays up).
+    ChildSaFailed {
+        /// The IKE SA.
+        ike_sa: IkeSaId,
+        /// Why.
+        error: Error,
+    },
+}
+
+/// A snapshot of an IKE SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    /// Handle.
+    pub id: IkeSaId,
+    /// The peer config's name (empty until the responder chose one).
+    pub name: String,
+    /// Whether we are the original initiator (of this SA, after a rekey:
+    /// of the rekeying exchange).
+    pub initiator: bool,
+    /// Initiator's SPI.
+    pub spi_i: u64,
+    /// Responder's SPI.
+    pub spi_r: u64,
+    /// Our current address.
+    pub local: SocketAddr,
+    /// The peer's current address.
+    pub remote: SocketAddr,
+    /// Our identity.
+    pub local_id: Identity,
+    /// The peer's identity ([`Identity::Null`] until authenticated).
+    pub peer_id: Identity,
+    /// How the peer authenticated.
+    pub peer_auth: AuthMethod,
+    /// Negotiated algorithms.
+    pub suite: IkeSuite,
+    /// We are behind a NAT.
+    pub nat_local: bool,
+    /// The peer is behind a NAT.
+    pub nat_remote: bool,
+    /// IKE and ESP travel in UDP on the NAT-T port.
+    pub udp_encap: bool,
+    /// IKE_AUTH completed.
+    pub established: bool,
+}
+
+/// Everything the datapath needs to install a child SA.
+#[derive(Clone)]
+pub struct ChildSaInfo {
+    /// The IKE SA.
+    pub ike_sa: IkeSaId,
+    /// Handle.
+    pub id: ChildSaId,
+    /// The child SA this one rekeyed.
+    pub replaces: Option<ChildSaId>,
+    /// SPI of inbound packets (ours).
+    pub inbound_spi: u32,
+    /// SPI of outbound packets (the peer's).
+    pub outbound_spi: u32,
+    /// Cipher.
+    pub encr: Encr,
+    /// Integrity algorithm (`None` for AEADs).
+    pub integ: Option<Integ>,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// D-H group of the PFS exchange, if any.
+    pub pfs: Option<DhGroup>,
+    /// Mode.
+    pub mode: Mode,
+    /// Our selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Inbound cipher key (with salt for AEADs).
+    pub inbound_encr_key: Secret,
+    /// Inbound integrity key (empty for AEADs).
+    pub inbound_integ_key: Secret,
+    /// Outbound cipher key.
+    pub outbound_encr_key: Secret,
+    /// Outbound integrity key.
+    pub outbound_integ_key: Secret,
+    /// Our outer address.
+    pub local: SocketAddr,
+    /// The peer's outer address (port 4500 after the NAT-T move).
+    pub remote: SocketAddr,
+    /// ESP in UDP (RFC 3948).
+    pub udp_encap: bool,
+    /// The peer's identity.
+    pub peer_id: Identity,
+    /// How the peer authenticated.
+    pub peer_auth: AuthMethod,
+    /// Replay window, from the [`ChildConfig`].
+    pub replay_window: u32,
+}
+
+impl fmt::Debug for ChildSaInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSaInfo")
+            .field("ike_sa", &self.ike_sa)
+            .field("id", &self.id)
+            .field("replaces", &self.replaces)
+            .field("inbound_spi", &format_args!("{:08x}", self.inbound_spi))
+            .field("outbound_spi", &format_args!("{:08x}", self.outbound_spi))
+            .field("encr", &self.encr)
+            .field("integ", &self.integ)
+            .field("esn", &self.esn)
+            .field("pfs", &self.pfs)
+            .field("mode", &self.mode)
+            .field("local_ts", &self.local_ts)
+            .field("remote_ts", &self.remote_ts)
+            .field("keys", &"<redacted>")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("udp_encap", &self.udp_encap)
+            .field("peer_id", &self.peer_id)
+            .field("peer_auth", &self.peer_auth)
+            .field("replay_window", &self.replay_window)
+            .finish()
+    }
+}
+
+/// Why an IKE or child SA failed, or an operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No common proposal (RFC 7296 2.7); both lists in strongSwan syntax
+    /// when known.
+    #[error("no proposal chosen: ours {ours}; theirs {theirs}")]
+    NoProposalChosen {
+        /// Our proposals.
+        ours: String,
+        /// The peer's proposals ("unknown" when the peer did not tell).
+        theirs: String,
+    },
+    /// AUTH did not verify, no peer config matched, or the peer said so.
+    #[error("authentication failed: {detail}")]
+    AuthenticationFailed {
+        /// What failed.
+        detail: String,
+    },
+    /// Traffic selectors refused (RFC 7296 2.9).
+    #[error("traffic selectors unacceptable")]
+    TsUnacceptable,
+    /// The D-H group could not be agreed (RFC 7296 1.2, 2.7).
+    #[error("invalid KE payload (no D-H group agreed)")]
+    InvalidKePayload,
+    /// The peer did not answer (RFC 7296 2.1, 2.4).
+    #[error("peer did not answer")]
+    Timeout,
+    /// The peer sent an error notify.
+    #[error("peer sent {name} ({notify})")]
+    PeerError {
+        /// Notify type.
+        notify: u16,
+        /// Its name.
+        name: &'static str,
+    },
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// No such IKE or child SA.
+    #[error("unknown SA")]
+    UnknownSa,
+    /// Too many operations queued on this IKE SA.
+    #[error("IKE SA busy")]
+    Busy,
+    /// The IKE SA is not established (yet, or any more).
+    #[error("IKE SA not established")]
+    NotEstablished,
+    /// The configuration cannot work (e.g. PSK without a key).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A key exchange or key derivation failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// The peer deleted the SA.
+    #[error("deleted by peer")]
+    DeletedByPeer,
+}
+
+impl Error {
+    /// The notify type that carries this error on the wire, if any.
+    pub fn notify_type(&self) -> Option<u16> {
+        match self {
+            Self::NoProposalChosen { .. } => Some(notify::NO_PROPOSAL_CHOSEN),
+            Self::AuthenticationFailed { .. } => Some(notify::AUTHENTICATION_FAILED),
+            Self::TsUnacceptable => Some(notify::TS_UNACCEPTABLE),
+            Self::InvalidKePayload => Some(notify::INVALID_KE_PAYLOAD),
+            Self::PeerError { notify, .. } => Some(*notify),
+            Self::Protocol(_) => Some(notify::INVALID_SYNTAX),
+            _ => None,
+        }
+    }
+
+    /// The error a received error notify stands for.
+    pub(crate) fn from_notify(kind: u16) -> Self {
+        match kind {
+            notify::NO_PROPOSAL_CHOSEN => Self::NoProposalChosen {
+                ours: String::new(),
+                theirs: "unknown (the peer does not tell)".into(),
+            },
+            notify::AUTHENTICATION_FAILED => Self::AuthenticationFailed {
+                detail: "the peer refused our authentication".into(),
+            },
+            notify::TS_UNACCEPTABLE => Self::TsUnacceptable,
+            notify::INVALID_KE_PAYLOAD => Self::InvalidKePayload,
+            k => Self::PeerError {
+                notify: k,
+                name: notify_name(k),
+            },
+        }
+    }
+}
+
+/// The name of a notify type.
+pub(crate) fn notify_name(kind: u16) -> &'static str {
+    match kind {
+        notify::UNSUPPORTED_CRITICAL_PAYLOAD => "UNSUPPORTED_CRITICAL_PAYLOAD",
+        notify::INVALID_IKE_SPI => "INVALID_IKE_SPI",
+        notify::INVALID_MAJOR_VERSION => "INVALID_MAJOR_VERSION",
+        notify::INVALID_SYNTAX => "INVALID_SYNTAX",
+        notify::INVALID_MESSAGE_ID => "INVALID_MESSAGE_ID",
+        notify::INVALID_SPI => "INVALID_SPI",
+        notify::NO_PROPOSAL_CHOSEN => "NO_PROPOSAL_CHOSEN",
+        notify::INVALID_KE_PAYLOAD => "INVALID_KE_PAYLOAD",
+        notify::AUTHENTICATION_FAILED => "AUTHENTICATION_FAILED",
+        notify::SINGLE_PAIR_REQUIRED => "SINGLE_PAIR_REQUIRED",
+        notify::NO_ADDITIONAL_SAS => "NO_ADDITIONAL_SAS",
+        notify::INTERNAL_ADDRESS_FAILURE => "INTERNAL_ADDRESS_FAILURE",
+        notify::FAILED_CP_REQUIRED => "FAILED_CP_REQUIRED",
+        notify::TS_UNACCEPTABLE => "TS_UNACCEPTABLE",
+        notify::INVALID_SELECTORS => "INVALID_SELECTORS",
+        notify::TEMPORARY_FAILURE => "TEMPORARY_FAILURE",
+        notify::CHILD_SA_NOT_FOUND => "CHILD_SA_NOT_FOUND",
+        _ => "UNKNOWN_ERROR",
+    }
+}
+
+/// Why a datagram was dropped (every drop is counted and logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Not a parseable IKE message.
+    Malformed,
+    /// No IKE SA with this SPI.
+    UnknownSpi,
+    /// Too many half-open IKE SAs.
+    HalfOpenLimit,
+    /// The SK payload failed its integrity check or did not decrypt.
+    IntegrityFailed,
+    /// A response to no outstanding request.
+    UnexpectedResponse,
+    /// A request with a message ID outside the window.
+    InvalidMessageId,
+    /// A message not valid in the SA's state.
+    WrongState,
+    /// A message missing a required payload or with bad contents.
+    InvalidPayload,
+    /// An IKE_SA_INIT retransmission with nothing cached to answer.
+    DuplicateInit,
+    /// A bad COOKIE.
+    BadCookie,
+    /// Output queue full.
+    QueueFull,
+    /// A D-H or key derivation failure.
+    Crypto,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`Stats::drops`].
+    pub const ALL: [Self; 12] = [
+        Self::Malformed,
+        Self::UnknownSpi,
+        Self::HalfOpenLimit,
+        Self::IntegrityFailed,
+        Self::UnexpectedResponse,
+        Self::InvalidMessageId,
+        Self::WrongState,
+        Self::InvalidPayload,
+        Self::DuplicateInit,
+        Self::BadCookie,
+        Self::QueueFull,
+        Self::Crypto,
+    ];
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "malformed message",
+            Self::UnknownSpi => "unknown IKE SPI",
+            Self::HalfOpenLimit => "half-open IKE SA limit reached",
+            Self::IntegrityFailed => "integrity check failed",
+            Self::UnexpectedResponse => "unexpected response",
+            Self::InvalidMessageId => "message ID outside the window",
+            Self::WrongState => "message not valid in this state",
+            Self::InvalidPayload => "missing or invalid payload",
+            Self::DuplicateInit => "IKE_SA_INIT duplicate without cached response",
+            Self::BadCookie => "bad cookie",
+            Self::QueueFull => "queue full",
+            Self::Crypto => "key exchange or derivation failed",
+        })
+    }
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`crate::Ike::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Datagrams returned by [`crate::Ike::poll_transmit`] (retransmissions
+    /// included).
+    pub datagrams_out: u64,
+    /// Requests retransmitted on a timer.
+    pub retransmits: u64,
+    /// Duplicate requests answered from the cached response.
+    pub cached_responses: u64,
+    /// Exchanges completed (as initiator: response processed; as responder:
+    /// request answered).
+    pub exchanges: u64,
+    /// IKE SAs established (IKE_AUTH) or rekeyed into.
+    pub ike_sas_established: u64,
+    /// Child SAs established.
+    pub child_sas_established: u64,
+    /// COOKIE notifies sent.
+    pub cookies_sent: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    drops: [u64; 12],
+}
+
+impl Stats {
+    /// Drops for one reason.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Count a drop and log it.
+    pub(crate) fn drop(&mut self, reason: DropReason, detail: &str) {
+        if let Some(c) = self.drops.get_mut(reason.index()) {
+            *c += 1;
+        }
+        tracing::debug!(%reason, detail, "IKE datagram dropped");
+    }
+}

@@ -1,0 +1,354 @@
+//! The endpoint: every IKE SA, looked up by our SPI and by local handle
+//! (quinn-proto's `Endpoint` and `Connection` in one, since IKE SAs share
+//! nothing but the socket and the half-open bound).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand_core::CryptoRngCore;
+
+use crate::api::{
+    ChildConfig, ChildSaId, ChildSaPolicy, Config, DropReason, Error, Event, IkeSaId, IkeSaInfo,
+    PeerConfig, Stats, Transmit,
+};
+use crate::crypto::CookieJar;
+use crate::sa::{Ctx, IkeSa, Op, Out};
+use crate::wire::{exchange, Message};
+
+/// How often the cookie secret changes (RFC 7296 2.6).
+const COOKIE_ROTATION: Duration = Duration::from_secs(120);
+
+/// The IKEv2 endpoint: a sans-IO state machine holding every IKE SA.
+///
+/// See the crate documentation for the order of calls.
+pub struct Ike {
+    config: Config,
+    rng: Box<dyn CryptoRngCore + Send>,
+    policy: Box<dyn ChildSaPolicy>,
+    sas: BTreeMap<IkeSaId, IkeSa>,
+    by_spi: HashMap<u64, IkeSaId>,
+    /// Half-open responder SAs by (SPIi, initiator address): IKE_SA_INIT
+    /// retransmissions (RFC 7296 2.1).
+    init_index: HashMap<(u64, SocketAddr), IkeSaId>,
+    out: Out,
+    next_sa: u64,
+    next_child: u64,
+    cookies: CookieJar,
+    cookie_rotate_at: Option<Instant>,
+}
+
+impl core::fmt::Debug for Ike {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ike")
+            .field("ike_sas", &self.sas.len())
+            .field("stats", &self.out.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ike {
+    /// A new endpoint. All randomness comes from `rng`; `policy` authorizes
+    /// every child SA.
+    pub fn new(
+        config: Config,
+        mut rng: Box<dyn CryptoRngCore + Send>,
+        policy: Box<dyn ChildSaPolicy>,
+    ) -> Self {
+        let cookies = CookieJar::new(&mut *rng);
+        Self {
+            config,
+            rng,
+            policy,
+            sas: BTreeMap::new(),
+            by_spi: HashMap::new(),
+            init_index: HashMap::new(),
+            out: Out::default(),
+            next_sa: 0,
+            next_child: 0,
+            cookies,
+            cookie_rotate_at: None,
+        }
+    }
+
+    /// Run `f` on one SA with the shared context, then file the SA (and any
+    /// SA it created) back, or forget it if it died.
+    fn with_sa<R>(
+        &mut self,
+        id: IkeSaId,
+        f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let mut sa = self.sas.remove(&id)?;
+        let (r, born) = {
+            let mut ctx = Ctx {
+                config: &self.config,
+                rng: &mut *self.rng,
+                policy: &mut *self.policy,
+                out: &mut self.out,
+                spis: &self.by_spi,
+                next_sa: &mut self.next_sa,
+                next_child: &mut self.next_child,
+                born: Vec::new(),
+            };
+            let r = f(&mut sa, &mut ctx);
+            (r, ctx.born)
+        };
+        self.file(sa);
+        for b in born {
+            self.file(b);
+        }
+        Some(r)
+    }
+
+    fn file(&mut self, sa: IkeSa) {
+        let id = sa.id;
+        if sa.dead {
+            if self.by_spi.get(&sa.our_spi()) == Some(&id) {
+                self.by_spi.remove(&sa.our_spi());
+            }
+            self.init_index.retain(|_, v| *v != id);
+            tracing::debug!(sa = id.0, "IKE SA removed");
+            return;
+        }
+        self.by_spi.insert(sa.our_spi(), id);
+        self.sas.insert(id, sa);
+    }
+
+    /// Handle one received IKE message (non-ESP marker already stripped).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        self.out.stats.datagrams_in += 1;
+        if self.cookie_rotate_at.is_none_or(|t| t <= now) {
+            if self.cookie_rotate_at.is_some() {
+                self.cookies.rotate(&mut *self.rng);
+            }
+            self.cookie_rotate_at = Some(now + COOKIE_ROTATION);
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.out.drop(DropReason::Malformed, &e.to_string());
+                return;
+            }
+        };
+        let h = msg.header;
+        if h.exchange == exchange::IKE_SA_INIT && !h.is_response() && h.spi_r == 0 {
+            if let Some(id) = self.init_index.get(&(h.spi_i, remote)).copied() {
+                // RFC 7296 2.1: a retransmitted IKE_SA_INIT gets the same
+                // answer, not a new SA.
+                self.with_sa(id, |sa, ctx| match &sa.cached {
+                    Some((0, data, from, to)) if sa.half_open() => {
+                        ctx.out.stats.cached_responses += 1;
+                        ctx.out.send(*from, *to, data.clone());
+                    }
+                    _ => ctx
+                        .out
+                        .drop(DropReason::DuplicateInit, "IKE_SA_INIT of an SA past it"),
+                });
+                return;
+            }
+            let half_open = self.sas.values().filter(|s| s.half_open()).count();
+            let mut ctx = Ctx {
+                config: &self.config,
+                rng: &mut *self.rng,
+                policy: &mut *self.policy,
+                out: &mut self.out,
+                spis: &self.by_spi,
+                next_sa: &mut self.next_sa,
+                next_child: &mut self.next_child,
+                born: Vec::new(),
+            };
+            let sa = crate::init::respond_init(
+                &mut ctx,
+                now,
+                local,
+                remote,
+                data,
+                &msg,
+                half_open,
+                &self.cookies,
+            );
+            if let Some(sa) = sa {
+                self.init_index.insert((h.spi_i, remote), sa.id);
+                self.file(sa);
+            }
+            return;
+        }
+        // The I flag says who sent it, hence which SPI is ours.
+        let ours = if h.is_initiator() { h.spi_r } else { h.spi_i };
+        let Some(id) = self.by_spi.get(&ours).copied() else {
+            self.out
+                .drop(DropReason::UnknownSpi, "no IKE SA with this SPI");
+            return;
+        };
+        self.with_sa(id, |sa, ctx| sa.handle(ctx, now, local, remote, data, &msg));
+    }
+
+    /// Handle expired timers (call when [`Ike::poll_timeout`] has passed).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| s.next_timeout().is_some_and(|t| t <= now))
+            .map(|s| s.id)
+            .collect();
+        for id in due {
+            self.with_sa(id, |sa, ctx| sa.on_timeout(ctx, now));
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.out.transmits.pop_front()?;
+        self.out.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// When [`Ike::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(IkeSa::next_timeout).min()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// Start an IKE SA with `peer` (IKE_SA_INIT goes out at once). Failures
+    /// come as [`Event::IkeSaFailed`].
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        peer: PeerConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> IkeSaId {
+        let mut ctx = Ctx {
+            config: &self.config,
+            rng: &mut *self.rng,
+            policy: &mut *self.policy,
+            out: &mut self.out,
+            spis: &self.by_spi,
+            next_sa: &mut self.next_sa,
+            next_child: &mut self.next_child,
+            born: Vec::new(),
+        };
+        let sa = crate::init::initiate(&mut ctx, now, peer, local, remote);
+        let id = sa.id;
+        self.file(sa);
+        id
+    }
+
+    fn queue_op(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        child: Option<ChildSaId>,
+        op: Op,
+    ) -> Result<(), Error> {
+        self.with_sa(sa, |s, ctx| {
+            if !s.established() {
+                return Err(Error::NotEstablished);
+            }
+            if child.is_some_and(|c| !s.children.contains_key(&c)) {
+                return Err(Error::UnknownSa);
+            }
+            if !s.enqueue(op) {
+                return Err(Error::Busy);
+            }
+            s.start_next(ctx, now);
+            Ok(())
+        })
+        .unwrap_or(Err(Error::UnknownSa))
+    }
+
+    /// Create another child SA (CREATE_CHILD_SA, RFC 7296 1.3.1).
+    pub fn create_child(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        child: ChildConfig,
+    ) -> Result<(), Error> {
+        self.queue_op(now, sa, None, Op::CreateChild(child))
+    }
+
+    /// Rekey a child SA (RFC 7296 1.3.3).
+    pub fn rekey_child(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        child: ChildSaId,
+    ) -> Result<(), Error> {
+        self.queue_op(now, sa, Some(child), Op::RekeyChild(child))
+    }
+
+    /// Rekey the IKE SA (RFC 7296 1.3.2).
+    pub fn rekey_ike(&mut self, now: Instant, sa: IkeSaId) -> Result<(), Error> {
+        self.queue_op(now, sa, None, Op::RekeyIke)
+    }
+
+    /// Delete a child SA (RFC 7296 1.4.1).
+    pub fn delete_child(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        child: ChildSaId,
+    ) -> Result<(), Error> {
+        self.queue_op(now, sa, Some(child), Op::DeleteChild(child))
+    }
+
+    /// Delete the IKE SA and all its child SAs (RFC 7296 1.4.1). An SA not
+    /// yet established is dropped at once.
+    pub fn delete_ike(&mut self, now: Instant, sa: IkeSaId) -> Result<(), Error> {
+        self.with_sa(sa, |s, ctx| {
+            if s.established() {
+                if !s.enqueue(Op::DeleteIke) {
+                    return Err(Error::Busy);
+                }
+                s.start_next(ctx, now);
+            } else {
+                s.deleted(ctx);
+            }
+            Ok(())
+        })
+        .unwrap_or(Err(Error::UnknownSa))
+    }
+
+    /// Check the peer is alive (an empty INFORMATIONAL, RFC 7296 1.4).
+    pub fn liveness_check(&mut self, now: Instant, sa: IkeSaId) -> Result<(), Error> {
+        self.queue_op(now, sa, None, Op::Liveness)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+
+    /// A snapshot of one IKE SA.
+    pub fn ike_sa(&self, sa: IkeSaId) -> Option<IkeSaInfo> {
+        self.sas.get(&sa).and_then(IkeSa::info)
+    }
+
+    /// Snapshots of every IKE SA (half-open and closing ones included).
+    pub fn ike_sas(&self) -> Vec<IkeSaInfo> {
+        self.sas.values().filter_map(IkeSa::info).collect()
+    }
+
+    /// Number of IKE SAs held (every state).
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// The child SAs of an IKE SA, as installed.
+    pub fn child_sas(&self, sa: IkeSaId) -> Vec<crate::api::ChildSaInfo> {
+        self.sas
+            .get(&sa)
+            .map(|s| s.children.values().map(|c| s.child_info(c)).collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,909 @@
+//! IKE_SA_INIT and IKE_AUTH, both roles (RFC 7296 1.2, 2.6, 2.7, 2.15,
+//! 2.21.2, 2.23).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pad::alg::DhGroup;
+use pad::{AuthMethod, Identity};
+
+use crate::api::{DropReason, Error, Event, PeerConfig};
+use crate::crypto::{self, CookieJar, IkeKeys, IkeSuite, SkCipher};
+use crate::msg::{self, find_notify, notifies, notify};
+use crate::sa::{AuthData, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State};
+use crate::select::{self, Refusal};
+use crate::wire::{exchange, flags, notify as n, Header, Message, Payload};
+
+/// How long a responder keeps a half-open IKE SA.
+const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Nonce length bounds (RFC 7296 3.9: 16 to 256 octets).
+fn nonce_ok(n: &[u8]) -> bool {
+    (16..=256).contains(&n.len())
+}
+
+pub(crate) fn sa_of(p: &[Payload]) -> Option<&[crate::wire::Proposal]> {
+    p.iter().find_map(|x| match x {
+        Payload::Sa(v) => Some(&v[..]),
+        _ => None,
+    })
+}
+
+pub(crate) fn ke_of(p: &[Payload]) -> Option<(u16, &[u8])> {
+    p.iter().find_map(|x| match x {
+        Payload::Ke { group, data } => Some((*group, &data[..])),
+        _ => None,
+    })
+}
+
+pub(crate) fn nonce_of(p: &[Payload]) -> Option<&[u8]> {
+    p.iter().find_map(|x| match x {
+        Payload::Nonce(v) => Some(&v[..]),
+        _ => None,
+    })
+}
+
+/// Derive the IKE SA's keys and SK ciphers (RFC 7296 2.14).
+#[allow(clippy::too_many_arguments, reason = "the inputs of RFC 7296 2.14")]
+pub(crate) fn keyed(
+    suite: IkeSuite,
+    skeyseed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+    initiator: bool,
+    phase: Phase,
+) -> Result<Keyed, Error> {
+    let keys: IkeKeys = crypto::ike_keys(&suite, skeyseed, ni, nr, spi_i, spi_r)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let ci = SkCipher::new(suite.encr, suite.integ, &keys.sk_ei, &keys.sk_ai)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let cr = SkCipher::new(suite.encr, suite.integ, &keys.sk_er, &keys.sk_ar)
+        .map_err(|e| Error::Crypto(e.to_string()))?;
+    let (seal, open) = if initiator { (ci, cr) } else { (cr, ci) };
+    Ok(Keyed {
+        suite,
+        keys,
+        seal,
+        open,
+        phase,
+    })
+}
+
+/// The NAT_DETECTION_*_IP notifies (RFC 7296 2.23). With `fake_source`
+/// the source hash cannot match, so the peer believes we are behind a NAT
+/// and both sides use UDP encapsulation.
+fn nat_notifies(
+    ctx: &mut Ctx<'_>,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    fake_source: bool,
+) -> [Payload; 2] {
+    let src = if fake_source {
+        ctx.random(20)
+    } else {
+        crypto::nat_detection_hash(spi_i, spi_r, local).to_vec()
+    };
+    [
+        notify(n::NAT_DETECTION_SOURCE_IP, src),
+        notify(
+            n::NAT_DETECTION_DESTINATION_IP,
+            crypto::nat_detection_hash(spi_i, spi_r, remote).to_vec(),
+        ),
+    ]
+}
+
+/// NAT detection from received notifies: (we are behind a NAT, the peer
+/// is), or `None` when the peer sent no NAT-D (no NAT-T support).
+fn nat_detect(
+    payloads: &[Payload],
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> Option<(bool, bool)> {
+    let dst: Vec<_> = notifies(payloads, n::NAT_DETECTION_DESTINATION_IP).collect();
+    let src: Vec<_> = notifies(payloads, n::NAT_DETECTION_SOURCE_IP).collect();
+    if dst.is_empty() && src.is_empty() {
+        return None;
+    }
+    let ours = crypto::nat_detection_hash(spi_i, spi_r, local);
+    let theirs = crypto::nat_detection_hash(spi_i, spi_r, remote);
+    let nat_local = !dst.iter().any(|d| d.data == ours);
+    let nat_remote = !src.iter().any(|s| s.data == theirs);
+    Some((nat_local, nat_remote))
+}
+
+/// Compute an AUTH value (RFC 7296 2.15; RFC 7619 for NULL).
+fn auth_value(
+    method: AuthMethod,
+    peer: &PeerConfig,
+    prf: pad::alg::Prf,
+    sk_p: &[u8],
+    signed: &[u8],
+) -> Result<crypto::Secret, Error> {
+    match method {
+        AuthMethod::Psk => {
+            let psk = peer.psk.as_ref().ok_or_else(|| {
+                Error::InvalidConfig(format!("peer {}: PSK auth without a PSK", peer.name))
+            })?;
+            Ok(crypto::psk_auth(prf, psk.expose(), signed))
+        }
+        // RFC 7619 2.1: the shared-key MIC with SK_pi / SK_pr as the key.
+        AuthMethod::Null => Ok(crypto::null_auth(prf, sk_p, signed)),
+        _ => Err(Error::InvalidConfig(format!(
+            "auth method {method} not supported"
+        ))),
+    }
+}
+
+fn stateless_reply(
+    ctx: &mut Ctx<'_>,
+    req: &Header,
+    local: SocketAddr,
+    remote: SocketAddr,
+    p: Payload,
+) {
+    let m = Message {
+        header: Header {
+            spi_i: req.spi_i,
+            spi_r: 0,
+            next_payload: 0,
+            version: 0x20,
+            exchange: exchange::IKE_SA_INIT,
+            flags: flags::RESPONSE,
+            message_id: 0,
+            length: 0,
+        },
+        payloads: vec![p],
+    };
+    ctx.out.send(local, remote, m.emit());
+}
+
+fn init_request(ctx: &mut Ctx<'_>, sa: &IkeSa, st: &InitSent, peer: &PeerConfig) -> Vec<u8> {
+    let mut payloads = Vec::new();
+    if let Some(c) = &st.cookie {
+        // RFC 7296 2.6: the COOKIE notify comes first.
+        payloads.push(notify(n::COOKIE, c.clone()));
+    }
+    payloads.push(Payload::Sa(select::ike_offer(&peer.ike_proposals, &[])));
+    payloads.push(Payload::Ke {
+        group: st.dh.group().transform_id(),
+        data: st.dh.public().to_vec(),
+    });
+    payloads.push(Payload::Nonce(st.ni.clone()));
+    payloads.extend(nat_notifies(
+        ctx,
+        sa.spi_i,
+        0,
+        sa.local,
+        sa.remote,
+        peer.force_encap,
+    ));
+    Message {
+        header: sa.header(exchange::IKE_SA_INIT, false, 0),
+        payloads,
+    }
+    .emit()
+}
+
+/// Initiator: create an IKE SA and send IKE_SA_INIT (RFC 7296 1.2).
+pub(crate) fn initiate(
+    ctx: &mut Ctx<'_>,
+    now: Instant,
+    peer: PeerConfig,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> IkeSa {
+    let id = ctx.new_sa_id();
+    let spi_i = ctx.new_ike_spi();
+    let group = peer
+        .ike_proposals
+        .first()
+        .and_then(|p| p.dh.first())
+        .copied();
+    let st = InitSent {
+        dh: ctx.dh(group.unwrap_or(DhGroup::X25519)),
+        ni: ctx.nonce(),
+        cookie: None,
+        request: Vec::new(),
+        cookie_tries: 0,
+        ke_tries: 0,
+    };
+    let mut sa = IkeSa::new(
+        id,
+        Some(peer.clone()),
+        true,
+        spi_i,
+        0,
+        local,
+        remote,
+        State::InitSent(Box::new(st)),
+        now,
+    );
+    let bad = if group.is_none() {
+        Some("no IKE proposal with a D-H group")
+    } else if peer.child.esp_proposals.is_empty() {
+        Some("no ESP proposal")
+    } else if (peer.local_auth == AuthMethod::Psk || peer.remote_auth == AuthMethod::Psk)
+        && peer.psk.is_none()
+    {
+        Some("PSK authentication without a PSK")
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        sa.fail(
+            ctx,
+            Error::InvalidConfig(format!("peer {}: {why}", peer.name)),
+        );
+        return sa;
+    }
+    sa.send_init(ctx, now);
+    sa
+}
+
+impl IkeSa {
+    /// (Re)send IKE_SA_INIT with the current cookie and KE.
+    fn send_init(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        let data = match &self.state {
+            State::InitSent(st) => init_request(ctx, self, st, &peer),
+            State::Keyed(_) => return,
+        };
+        if let State::InitSent(st) = &mut self.state {
+            st.request.clone_from(&data);
+        }
+        ctx.out.send(self.local, self.remote, data.clone());
+        self.pending = Some(crate::sa::Pending {
+            msg_id: 0,
+            data,
+            tries: 1,
+            next_at: now + ctx.config.retransmit.timeout(1),
+            kind: PendingKind::Init,
+        });
+    }
+
+    /// Initiator: the IKE_SA_INIT response.
+    pub(crate) fn on_init_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        buf: &[u8],
+        msg: &Message,
+    ) {
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        let State::InitSent(st) = &mut self.state else {
+            ctx.out
+                .drop(DropReason::WrongState, "IKE_SA_INIT response after keys");
+            return;
+        };
+        if msg.header.message_id != 0
+            || !matches!(
+                self.pending.as_ref().map(|p| &p.kind),
+                Some(PendingKind::Init)
+            )
+        {
+            ctx.out
+                .drop(DropReason::UnexpectedResponse, "IKE_SA_INIT response");
+            return;
+        }
+        let p = &msg.payloads;
+        // RFC 7296 2.6: retry with the cookie as the first payload.
+        if let Some(c) = find_notify(p, n::COOKIE) {
+            if st.cookie_tries >= 3 || c.data.is_empty() || c.data.len() > 64 {
+                self.fail(
+                    ctx,
+                    Error::Protocol("responder keeps demanding cookies".into()),
+                );
+                return;
+            }
+            st.cookie_tries += 1;
+            st.cookie = Some(c.data.clone());
+            self.send_init(ctx, now);
+            return;
+        }
+        // RFC 7296 1.2, 2.7: retry with the group the responder prefers.
+        if let Some(k) = find_notify(p, n::INVALID_KE_PAYLOAD) {
+            let g = <[u8; 2]>::try_from(&k.data[..])
+                .ok()
+                .and_then(|b| DhGroup::from_wire(u16::from_be_bytes(b)));
+            let ok = g.filter(|g| {
+                *g != st.dh.group()
+                    && st.ke_tries < 2
+                    && peer.ike_proposals.iter().any(|x| x.dh.contains(g))
+            });
+            let Some(g) = ok else {
+                self.fail(ctx, Error::InvalidKePayload);
+                return;
+            };
+            st.ke_tries += 1;
+            st.dh = DhPrivate::generate(g, &mut *ctx.rng);
+            self.send_init(ctx, now);
+            return;
+        }
+        if let Some(e) = msg::error_notify(p) {
+            let err = if e.kind == n::NO_PROPOSAL_CHOSEN {
+                Error::NoProposalChosen {
+                    ours: select::describe_ours(&peer.ike_proposals),
+                    theirs: "unknown (the responder does not tell)".into(),
+                }
+            } else {
+                Error::from_notify(e.kind)
+            };
+            self.fail(ctx, err);
+            return;
+        }
+        let (Some(sa), Some((group, ke)), Some(nr)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
+            ctx.out.drop(
+                DropReason::InvalidPayload,
+                "IKE_SA_INIT response lacks SA, KE or Nr",
+            );
+            return;
+        };
+        let spi_r = msg.header.spi_r;
+        let Some((suite, _)) = select::accept_ike(sa, &peer.ike_proposals) else {
+            self.fail(
+                ctx,
+                Error::Protocol("responder chose a proposal we did not offer".into()),
+            );
+            return;
+        };
+        if suite.dh != st.dh.group()
+            || group != suite.dh.transform_id()
+            || !nonce_ok(nr)
+            || spi_r == 0
+        {
+            self.fail(
+                ctx,
+                Error::Protocol("bad KE, nonce or SPI in IKE_SA_INIT response".into()),
+            );
+            return;
+        }
+        let g_ir = match st.dh.agree(ke) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(ctx, Error::Crypto(e.to_string()));
+                return;
+            }
+        };
+        let ni = st.ni.clone();
+        let skeyseed = crypto::skeyseed(suite.prf, &ni, nr, &g_ir);
+        let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
+        let auth = AuthData {
+            init_i: std::mem::take(&mut st.request),
+            init_r: buf.get(..len).unwrap_or(buf).to_vec(),
+            ni: ni.clone(),
+            nr: nr.to_vec(),
+        };
+        let k = match keyed(
+            suite,
+            &skeyseed,
+            &ni,
+            nr,
+            self.spi_i,
+            spi_r,
+            true,
+            Phase::AuthSent(Box::new(auth)),
+        ) {
+            Ok(k) => k,
+            Err(e) => {
+                self.fail(ctx, e);
+                return;
+            }
+        };
+        self.spi_r = spi_r;
+        self.state = State::Keyed(Box::new(k));
+        if let Some((nat_local, nat_remote)) =
+            nat_detect(p, self.spi_i, spi_r, self.local, self.remote)
+        {
+            self.nat_local = nat_local;
+            self.nat_remote = nat_remote;
+        }
+        self.udp_encap = self.nat_local || self.nat_remote || peer.force_encap;
+        // RFC 7296 2.23: behind a NAT (or forced), move to the NAT-T port
+        // for IKE_AUTH and everything after it.
+        if self.udp_encap && self.local.port() != ctx.config.natt_port {
+            self.local.set_port(ctx.config.natt_port);
+            let rp = if self.remote.port() == ctx.config.ike_port {
+                ctx.config.natt_port
+            } else {
+                4500
+            };
+            self.remote.set_port(rp);
+        }
+        self.complete(ctx);
+        self.heard(now);
+        self.send_auth(ctx, now, &peer);
+    }
+
+    /// Initiator: IKE_AUTH request with the first child SA.
+    fn send_auth(&mut self, ctx: &mut Ctx<'_>, now: Instant, peer: &PeerConfig) {
+        let Some(k) = self.keyed() else { return };
+        let Phase::AuthSent(a) = &k.phase else { return };
+        let body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
+        let signed = crypto::signed_octets(k.suite.prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
+        let auth = match auth_value(peer.local_auth, peer, k.suite.prf, &k.keys.sk_pi, &signed) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(ctx, e);
+                return;
+            }
+        };
+        let inbound_spi = ctx.new_esp_spi();
+        let cfg = peer.child.clone();
+        let mut payloads = vec![
+            msg::id_i(&peer.local_id),
+            Payload::Auth {
+                method: peer.local_auth.wire(),
+                data: auth.to_vec(),
+            },
+        ];
+        if cfg.mode == pad::Mode::Transport {
+            payloads.push(notify(n::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        payloads.push(Payload::Sa(select::esp_offer(
+            &cfg.esp_proposals,
+            inbound_spi,
+            false,
+        )));
+        payloads.push(Payload::TsI(msg::ts_to_wire(&cfg.local_ts)));
+        payloads.push(Payload::TsR(msg::ts_to_wire(&cfg.remote_ts)));
+        let req = ChildReq {
+            tsi: cfg.local_ts.clone(),
+            tsr: cfg.remote_ts.clone(),
+            cfg,
+            inbound_spi,
+            ni: None,
+            dh: None,
+            rekeys: None,
+            ke_tries: 0,
+        };
+        self.request(
+            ctx,
+            now,
+            exchange::IKE_AUTH,
+            &payloads,
+            PendingKind::Auth(Box::new(req)),
+        );
+    }
+
+    fn auth_failed(&mut self, ctx: &mut Ctx<'_>, detail: String) {
+        tracing::debug!(sa = self.id.0, %detail, "authentication failed");
+        self.fail(ctx, Error::AuthenticationFailed { detail });
+    }
+
+    /// Responder: the IKE_AUTH request (RFC 7296 1.2, 2.15, 2.21.2).
+    /// Returns the response payloads.
+    pub(crate) fn on_auth_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        p: &[Payload],
+    ) -> Vec<Payload> {
+        let Some(k) = self.keyed_mut() else {
+            return Vec::new();
+        };
+        let Phase::AwaitAuth(a) = std::mem::replace(&mut k.phase, Phase::Established) else {
+            return Vec::new();
+        };
+        let fail = |sa: &mut Self, ctx: &mut Ctx<'_>, detail: String| {
+            sa.auth_failed(ctx, detail);
+            // RFC 7296 2.21.2: AUTHENTICATION_FAILED in the IKE_AUTH
+            // response; the half-open state then goes.
+            vec![notify(n::AUTHENTICATION_FAILED, Vec::new())]
+        };
+        let idi = p.iter().find_map(|x| match x {
+            Payload::IdI { id_type, data } => Some((*id_type, data)),
+            _ => None,
+        });
+        let auth = p.iter().find_map(|x| match x {
+            Payload::Auth { method, data } => Some((*method, data)),
+            _ => None,
+        });
+        let (Some((id_type, id_data)), Some((method, auth_data))) = (idi, auth) else {
+            return fail(self, ctx, "IKE_AUTH request without IDi or AUTH".into());
+        };
+        let peer_id = match Identity::from_wire(id_type, id_data) {
+            Ok(i) => i,
+            Err(e) => return fail(self, ctx, format!("bad IDi: {e}")),
+        };
+        let Some(method) = AuthMethod::from_wire(method) else {
+            return fail(self, ctx, format!("unsupported auth method {method}"));
+        };
+        let Some(peer) = ctx
+            .config
+            .peers
+            .iter()
+            .find(|c| c.remote_id.as_ref().is_none_or(|r| *r == peer_id) && c.remote_auth == method)
+            .cloned()
+        else {
+            return fail(
+                self,
+                ctx,
+                format!("no peer config for {peer_id} with {method} auth"),
+            );
+        };
+        let Some(k) = self.keyed() else {
+            return Vec::new();
+        };
+        let prf = k.suite.prf;
+        let body = msg::id_body(id_type, id_data);
+        let signed = crypto::signed_octets(prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
+        let ok = match method {
+            AuthMethod::Psk => peer
+                .psk
+                .as_ref()
+                .is_some_and(|psk| crypto::psk_auth_verify(prf, psk.expose(), &signed, auth_data)),
+            AuthMethod::Null => crypto::null_auth_verify(prf, &k.keys.sk_pi, &signed, auth_data),
+            _ => false,
+        };
+        if !ok {
+            return fail(
+                self,
+                ctx,
+                format!("AUTH of {peer_id} ({method}) does not verify"),
+            );
+        }
+        // Our own AUTH.
+        let idr_body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
+        let signed_r = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &idr_body);
+        let our_auth = match auth_value(peer.local_auth, &peer, prf, &k.keys.sk_pr, &signed_r) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(ctx, e);
+                return vec![notify(n::AUTHENTICATION_FAILED, Vec::new())];
+            }
+        };
+        // Authenticated: the SA is established.
+        self.peer_id = peer_id;
+        self.peer_auth = method;
+        self.local = local;
+        self.remote = remote;
+        if local.port() == ctx.config.natt_port && ctx.config.natt_port != ctx.config.ike_port {
+            self.udp_encap = true;
+        }
+        if peer.force_encap {
+            self.udp_encap = true;
+        }
+        self.expire_at = None;
+        self.ike_rekey_at = peer.ike_rekey_after.map(|d| now + ctx.jittered(d));
+        self.peer = Some(peer.clone());
+        ctx.out.stats.ike_sas_established += 1;
+        if let Some(info) = self.info() {
+            ctx.out.event(Event::IkeSaEstablished(info));
+        }
+        let mut out = vec![
+            msg::id_r(&peer.local_id),
+            Payload::Auth {
+                method: peer.local_auth.wire(),
+                data: our_auth.to_vec(),
+            },
+        ];
+        match self.respond_child(ctx, now, p, &a.ni, &a.nr, None, &peer.child, None) {
+            Ok((mut c, _)) => out.append(&mut c),
+            Err((e, pl)) => {
+                // RFC 7296 2.21.3: the IKE SA stays up.
+                out.push(pl);
+                ctx.out.event(Event::ChildSaFailed {
+                    ike_sa: self.id,
+                    error: e,
+                });
+            }
+        }
+        out
+    }
+
+    /// Initiator: the IKE_AUTH response.
+    pub(crate) fn on_auth_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        req: Box<ChildReq>,
+        p: &[Payload],
+    ) {
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        let Some(k) = self.keyed_mut() else { return };
+        let Phase::AuthSent(a) = std::mem::replace(&mut k.phase, Phase::Established) else {
+            return;
+        };
+        let idr = p.iter().find_map(|x| match x {
+            Payload::IdR { id_type, data } => Some((*id_type, data)),
+            _ => None,
+        });
+        let auth = p.iter().find_map(|x| match x {
+            Payload::Auth { method, data } => Some((*method, data)),
+            _ => None,
+        });
+        let (Some((id_type, id_data)), Some((method, auth_data))) = (idr, auth) else {
+            let err = match msg::error_notify(p) {
+                Some(e) => Error::from_notify(e.kind),
+                None => Error::Protocol("IKE_AUTH response without IDr or AUTH".into()),
+            };
+            self.fail(ctx, err);
+            return;
+        };
+        let peer_id = match Identity::from_wire(id_type, id_data) {
+            Ok(i) => i,
+            Err(e) => {
+                self.reject_responder(ctx, now, format!("bad IDr: {e}"));
+                return;
+            }
+        };
+        if peer.remote_id.as_ref().is_some_and(|r| *r != peer_id) {
+            self.reject_responder(
+                ctx,
+                now,
+                format!("responder is {peer_id}, expected another identity"),
+            );
+            return;
+        }
+        if AuthMethod::from_wire(method) != Some(peer.remote_auth) {
+            self.reject_responder(
+                ctx,
+                now,
+                format!(
+                    "responder used auth method {method}, expected {}",
+                    peer.remote_auth
+                ),
+            );
+            return;
+        }
+        let Some(k) = self.keyed() else { return };
+        let prf = k.suite.prf;
+        let body = msg::id_body(id_type, id_data);
+        let signed = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &body);
+        let ok = match peer.remote_auth {
+            AuthMethod::Psk => peer
+                .psk
+                .as_ref()
+                .is_some_and(|psk| crypto::psk_auth_verify(prf, psk.expose(), &signed, auth_data)),
+            AuthMethod::Null => crypto::null_auth_verify(prf, &k.keys.sk_pr, &signed, auth_data),
+            _ => false,
+        };
+        if !ok {
+            self.reject_responder(
+                ctx,
+                now,
+                format!("AUTH of responder {peer_id} does not verify"),
+            );
+            return;
+        }
+        self.peer_id = peer_id;
+        self.peer_auth = peer.remote_auth;
+        self.ike_rekey_at = peer.ike_rekey_after.map(|d| now + ctx.jittered(d));
+        ctx.out.stats.ike_sas_established += 1;
+        if let Some(info) = self.info() {
+            ctx.out.event(Event::IkeSaEstablished(info));
+        }
+        self.complete_child(ctx, now, *req, p, &a.ni, &a.nr);
+    }
+
+    /// Initiator: the responder's AUTH failed; tell it (RFC 7296 2.21.2)
+    /// and fail.
+    fn reject_responder(&mut self, ctx: &mut Ctx<'_>, now: Instant, detail: String) {
+        self.request(
+            ctx,
+            now,
+            exchange::INFORMATIONAL,
+            &[notify(n::AUTHENTICATION_FAILED, Vec::new())],
+            PendingKind::Notify,
+        );
+        self.auth_failed(ctx, detail);
+    }
+}
+
+use crate::crypto::DhPrivate;
+
+/// Responder: an IKE_SA_INIT request (RFC 7296 1.2). Returns the new
+/// half-open IKE SA, if one was created.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the endpoint's view, passed once"
+)]
+pub(crate) fn respond_init(
+    ctx: &mut Ctx<'_>,
+    now: Instant,
+    local: SocketAddr,
+    remote: SocketAddr,
+    buf: &[u8],
+    msg: &Message,
+    half_open: usize,
+    cookies: &CookieJar,
+) -> Option<IkeSa> {
+    let h = &msg.header;
+    if h.message_id != 0 || !h.is_initiator() || h.spi_r != 0 {
+        ctx.out.drop(
+            DropReason::InvalidPayload,
+            "IKE_SA_INIT request with bad header",
+        );
+        return None;
+    }
+    let p = &msg.payloads;
+    // RFC 7296 2.5: unknown critical payloads are refused.
+    if let Some(t) = msg::unsupported_critical(p) {
+        stateless_reply(
+            ctx,
+            h,
+            local,
+            remote,
+            notify(n::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t]),
+        );
+        return None;
+    }
+    let (Some(sa), Some((group, ke)), Some(ni)) = (sa_of(p), ke_of(p), nonce_of(p)) else {
+        ctx.out.drop(
+            DropReason::InvalidPayload,
+            "IKE_SA_INIT request lacks SA, KE or Ni",
+        );
+        return None;
+    };
+    if !nonce_ok(ni) {
+        ctx.out
+            .drop(DropReason::InvalidPayload, "IKE_SA_INIT nonce length");
+        return None;
+    }
+    if half_open >= ctx.config.max_half_open {
+        ctx.out.drop(
+            DropReason::HalfOpenLimit,
+            "IKE_SA_INIT beyond max_half_open",
+        );
+        return None;
+    }
+    // RFC 7296 2.6: past the threshold, demand a cookie (stateless).
+    if half_open >= ctx.config.cookie_threshold {
+        let presented = match p.first() {
+            Some(Payload::Notify(c)) if c.kind == n::COOKIE => Some(&c.data),
+            _ => None,
+        };
+        let valid = presented.is_some_and(|c| cookies.check(c, ni, remote.ip(), h.spi_i));
+        if !valid {
+            if presented.is_some() {
+                ctx.out
+                    .drop(DropReason::BadCookie, "IKE_SA_INIT with an invalid cookie");
+            }
+            ctx.out.stats.cookies_sent += 1;
+            let c = cookies.make(ni, remote.ip(), h.spi_i);
+            stateless_reply(ctx, h, local, remote, notify(n::COOKIE, c));
+            return None;
+        }
+    }
+    let ours: Vec<pad::IkeProposal> = ctx
+        .config
+        .peers
+        .iter()
+        .flat_map(|c| c.ike_proposals.iter().cloned())
+        .collect();
+    let (num, suite) = match select::select_ike(sa, &ours, DhGroup::from_wire(group)) {
+        Ok(x) => x,
+        Err(Refusal::WrongGroup(g)) => {
+            // RFC 7296 1.2: INVALID_KE_PAYLOAD names the group we want.
+            stateless_reply(
+                ctx,
+                h,
+                local,
+                remote,
+                notify(
+                    n::INVALID_KE_PAYLOAD,
+                    g.transform_id().to_be_bytes().to_vec(),
+                ),
+            );
+            return None;
+        }
+        Err(Refusal::NoProposal) => {
+            let error = Error::NoProposalChosen {
+                ours: select::describe_ours(&ours),
+                theirs: select::describe(sa),
+            };
+            tracing::debug!(%remote, %error, "IKE_SA_INIT refused");
+            stateless_reply(
+                ctx,
+                h,
+                local,
+                remote,
+                notify(n::NO_PROPOSAL_CHOSEN, Vec::new()),
+            );
+            let id = ctx.new_sa_id();
+            ctx.out.event(Event::IkeSaFailed { sa: id, error });
+            return None;
+        }
+    };
+    let dh = ctx.dh(suite.dh);
+    let g_ir = match dh.agree(ke) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.out
+                .drop(DropReason::Crypto, &format!("bad KE in IKE_SA_INIT: {e}"));
+            stateless_reply(ctx, h, local, remote, notify(n::INVALID_SYNTAX, Vec::new()));
+            return None;
+        }
+    };
+    let nr = ctx.nonce();
+    let spi_r = ctx.new_ike_spi();
+    let skeyseed = crypto::skeyseed(suite.prf, ni, &nr, &g_ir);
+    let nat = nat_detect(p, h.spi_i, 0, local, remote);
+    let mut payloads = vec![
+        Payload::Sa(vec![select::ike_chosen(num, &suite, &[])]),
+        Payload::Ke {
+            group: suite.dh.transform_id(),
+            data: dh.public().to_vec(),
+        },
+        Payload::Nonce(nr.clone()),
+    ];
+    if nat.is_some() {
+        // RFC 7296 2.23: answer NAT-D only when the initiator sent it.
+        payloads.extend(nat_notifies(ctx, h.spi_i, spi_r, local, remote, false));
+    }
+    let response = Message {
+        header: Header {
+            spi_i: h.spi_i,
+            spi_r,
+            next_payload: 0,
+            version: 0x20,
+            exchange: exchange::IKE_SA_INIT,
+            flags: flags::RESPONSE,
+            message_id: 0,
+            length: 0,
+        },
+        payloads,
+    }
+    .emit();
+    let len = usize::try_from(h.length).unwrap_or(usize::MAX);
+    let auth = AuthData {
+        init_i: buf.get(..len).unwrap_or(buf).to_vec(),
+        init_r: response.clone(),
+        ni: ni.to_vec(),
+        nr: nr.clone(),
+    };
+    let k = match keyed(
+        suite,
+        &skeyseed,
+        ni,
+        &nr,
+        h.spi_i,
+        spi_r,
+        false,
+        Phase::AwaitAuth(Box::new(auth)),
+    ) {
+        Ok(k) => k,
+        Err(e) => {
+            ctx.out.drop(DropReason::Crypto, &e.to_string());
+            return None;
+        }
+    };
+    let id = ctx.new_sa_id();
+    let mut sa = IkeSa::new(
+        id,
+        None,
+        false,
+        h.spi_i,
+        spi_r,
+        local,
+        remote,
+        State::Keyed(Box::new(k)),
+        now,
+    );
+    if let Some((nat_local, nat_remote)) = nat {
+        sa.nat_local = nat_local;
+        sa.nat_remote = nat_remote;
+        sa.udp_encap = nat_local || nat_remote;
+    }
+    sa.peer_next = 1;
+    sa.cached = Some((0, response.clone(), local, remote));
+    sa.expire_at = Some(now + HALF_OPEN_TIMEOUT);
+    ctx.out.stats.exchanges += 1;
+    ctx.out.send(local, remote, response);
+    tracing::debug!(sa = id.0, %remote, suite = ?suite, "IKE_SA_INIT answered");
+    Some(sa)
+}

@@ -1,0 +1,715 @@
+//! One IKE SA: its state (as types: keys exist only once derived), the
+//! message layer (RFC 7296 2.1, 2.2: message IDs, window size 1,
+//! retransmission, the cached last response) and its timers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pad::{AuthMethod, Identity, Mode, TrafficSelector};
+use rand_core::CryptoRngCore;
+
+use crate::api::{
+    ChildConfig, ChildSaId, ChildSaInfo, ChildSaPolicy, Config, DropReason, Error, Event, IkeSaId,
+    IkeSaInfo, PeerConfig, Stats, Transmit,
+};
+use crate::crypto::{DhPrivate, IkeKeys, IkeSuite, Secret, SkCipher};
+use crate::select::EspSuite;
+use crate::wire::{self, flags, Header, Message, Payload};
+
+/// Bound on queued operations per IKE SA.
+pub(crate) const MAX_QUEUED_OPS: usize = 32;
+/// Bound on child SAs per IKE SA.
+pub(crate) const MAX_CHILDREN: usize = 64;
+/// Bound on queued events and transmits.
+const MAX_QUEUE: usize = 4096;
+/// How long a rekeyed or deleted IKE SA lingers to answer retransmissions.
+pub(crate) const LINGER: Duration = Duration::from_secs(10);
+
+/// What the endpoint hands out: transmits, events, counters.
+#[derive(Default)]
+pub(crate) struct Out {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+impl Out {
+    pub(crate) fn send(&mut self, local: SocketAddr, remote: SocketAddr, data: Vec<u8>) {
+        if self.transmits.len() >= MAX_QUEUE {
+            self.stats
+                .drop(DropReason::QueueFull, "transmit queue full");
+            return;
+        }
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            data,
+        });
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_QUEUE {
+            self.stats.events_dropped += 1;
+            tracing::debug!("event queue full, event dropped");
+            return;
+        }
+        self.events.push_back(e);
+    }
+
+    pub(crate) fn drop(&mut self, reason: DropReason, detail: &str) {
+        self.stats.drop(reason, detail);
+    }
+}
+
+/// Everything an IKE SA may touch besides itself.
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) rng: &'a mut (dyn CryptoRngCore + Send),
+    pub(crate) policy: &'a mut dyn ChildSaPolicy,
+    pub(crate) out: &'a mut Out,
+    /// SPIs in use (ours), to keep new ones unique.
+    pub(crate) spis: &'a HashMap<u64, IkeSaId>,
+    pub(crate) next_sa: &'a mut u64,
+    pub(crate) next_child: &'a mut u64,
+    /// IKE SAs created while handling (IKE SA rekey).
+    pub(crate) born: Vec<IkeSa>,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn random(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.rng.fill_bytes(&mut v);
+        v
+    }
+
+    pub(crate) fn nonce(&mut self) -> Vec<u8> {
+        // RFC 7296 2.10: at least 128 bits and half the PRF key size; 32
+        // octets covers every PRF we speak.
+        self.random(32)
+    }
+
+    /// A fresh, unused, nonzero IKE SPI.
+    pub(crate) fn new_ike_spi(&mut self) -> u64 {
+        loop {
+            let s = self.rng.next_u64();
+            if s != 0 && !self.spis.contains_key(&s) && !self.born.iter().any(|b| b.our_spi() == s)
+            {
+                return s;
+            }
+        }
+    }
+
+    /// A fresh ESP SPI (RFC 4303 2.1: values 1-255 are reserved).
+    pub(crate) fn new_esp_spi(&mut self) -> u32 {
+        loop {
+            let s = self.rng.next_u32();
+            if s > 255 {
+                return s;
+            }
+        }
+    }
+
+    pub(crate) fn new_sa_id(&mut self) -> IkeSaId {
+        *self.next_sa += 1;
+        IkeSaId(*self.next_sa)
+    }
+
+    pub(crate) fn new_child_id(&mut self) -> ChildSaId {
+        *self.next_child += 1;
+        ChildSaId(*self.next_child)
+    }
+
+    /// `d` minus up to 10 %, so both peers do not rekey at the same time.
+    pub(crate) fn jittered(&mut self, d: Duration) -> Duration {
+        let j = self.rng.next_u32() % 1000;
+        d.saturating_sub(d / 10 * j / 1000)
+    }
+
+    pub(crate) fn dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
+        DhPrivate::generate(group, &mut *self.rng)
+    }
+}
+
+/// What the initiator keeps between IKE_SA_INIT request and response.
+pub(crate) struct InitSent {
+    pub(crate) dh: DhPrivate,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) cookie: Option<Vec<u8>>,
+    /// The request as last sent (RealMessage1 of RFC 7296 2.15).
+    pub(crate) request: Vec<u8>,
+    pub(crate) cookie_tries: u8,
+    pub(crate) ke_tries: u8,
+}
+
+/// What AUTH signs (RFC 7296 2.15) and the first child SA derives from.
+pub(crate) struct AuthData {
+    pub(crate) init_i: Vec<u8>,
+    pub(crate) init_r: Vec<u8>,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) nr: Vec<u8>,
+}
+
+/// Where a keyed IKE SA stands.
+pub(crate) enum Phase {
+    /// Responder: IKE_SA_INIT answered, IKE_AUTH awaited (half-open).
+    AwaitAuth(Box<AuthData>),
+    /// Initiator: IKE_AUTH sent.
+    AuthSent(Box<AuthData>),
+    /// Authenticated.
+    Established,
+    /// Rekeyed or being deleted: only answers and deletes.
+    Closing,
+}
+
+/// The IKE SA's keys and ciphers: exist only once IKE_SA_INIT completed.
+pub(crate) struct Keyed {
+    pub(crate) suite: IkeSuite,
+    pub(crate) keys: IkeKeys,
+    pub(crate) seal: SkCipher,
+    pub(crate) open: SkCipher,
+    pub(crate) phase: Phase,
+}
+
+/// IKE SA states.
+pub(crate) enum State {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent(Box<InitSent>),
+    /// Keys derived.
+    Keyed(Box<Keyed>),
+}
+
+/// An outstanding request of ours.
+pub(crate) struct Pending {
+    pub(crate) msg_id: u32,
+    pub(crate) data: Vec<u8>,
+    pub(crate) tries: u32,
+    pub(crate) next_at: Instant,
+    pub(crate) kind: PendingKind,
+}
+
+/// What an outstanding request was for.
+pub(crate) enum PendingKind {
+    Init,
+    Auth(Box<ChildReq>),
+    CreateChild(Box<ChildReq>),
+    RekeyIke(Box<IkeRekeyReq>),
+    DeleteChild(Vec<ChildSaId>),
+    DeleteIke,
+    Liveness,
+    /// A notification that needs no processing of the answer.
+    Notify,
+}
+
+/// A child SA we asked for.
+pub(crate) struct ChildReq {
+    pub(crate) cfg: ChildConfig,
+    pub(crate) inbound_spi: u32,
+    /// Our nonce in CREATE_CHILD_SA.
+    pub(crate) ni: Option<Vec<u8>>,
+    pub(crate) dh: Option<DhPrivate>,
+    pub(crate) rekeys: Option<ChildSaId>,
+    pub(crate) tsi: Vec<TrafficSelector>,
+    pub(crate) tsr: Vec<TrafficSelector>,
+    pub(crate) ke_tries: u8,
+}
+
+/// An IKE SA rekey we asked for.
+pub(crate) struct IkeRekeyReq {
+    pub(crate) new_spi: u64,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) dh: DhPrivate,
+}
+
+/// Operations waiting for the request window.
+pub(crate) enum Op {
+    CreateChild(ChildConfig),
+    RekeyChild(ChildSaId),
+    RekeyIke,
+    DeleteChild(ChildSaId),
+    DeleteIke,
+    Liveness,
+    /// Delete an ESP SA the peer created but we refused after all.
+    DeleteSpi(u32),
+}
+
+/// A child SA.
+pub(crate) struct Child {
+    pub(crate) id: ChildSaId,
+    pub(crate) replaces: Option<ChildSaId>,
+    pub(crate) inbound_spi: u32,
+    pub(crate) outbound_spi: u32,
+    pub(crate) suite: EspSuite,
+    pub(crate) mode: Mode,
+    pub(crate) local_ts: Vec<TrafficSelector>,
+    pub(crate) remote_ts: Vec<TrafficSelector>,
+    pub(crate) in_e: Secret,
+    pub(crate) in_a: Secret,
+    pub(crate) out_e: Secret,
+    pub(crate) out_a: Secret,
+    pub(crate) cfg: ChildConfig,
+    pub(crate) rekey_at: Option<Instant>,
+    /// A rekey of ours is queued or outstanding.
+    pub(crate) rekeying: bool,
+    /// The peer rekeyed this child while ours was outstanding (RFC 7296
+    /// 2.8.1): the lowest nonce of its exchange and the child it created.
+    pub(crate) collision: Option<(Vec<u8>, ChildSaId)>,
+    /// Replaced by a rekey; waiting for the Delete.
+    pub(crate) rekeyed: bool,
+    /// The peer rekeyed it before our queued rekey started: skip ours.
+    pub(crate) superseded: bool,
+}
+
+/// One IKE SA.
+pub(crate) struct IkeSa {
+    pub(crate) id: IkeSaId,
+    pub(crate) peer: Option<PeerConfig>,
+    pub(crate) initiator: bool,
+    pub(crate) spi_i: u64,
+    pub(crate) spi_r: u64,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) nat_local: bool,
+    pub(crate) nat_remote: bool,
+    pub(crate) udp_encap: bool,
+    pub(crate) state: State,
+    pub(crate) children: BTreeMap<ChildSaId, Child>,
+    pub(crate) next_id: u32,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) queue: VecDeque<Op>,
+    pub(crate) peer_next: u32,
+    /// The last response sent: message ID, bytes, from, to.
+    pub(crate) cached: Option<(u32, Vec<u8>, SocketAddr, SocketAddr)>,
+    pub(crate) last_heard: Instant,
+    /// Half-open expiry, or the end of a closing SA's linger.
+    pub(crate) expire_at: Option<Instant>,
+    pub(crate) ike_rekey_at: Option<Instant>,
+    pub(crate) peer_id: Identity,
+    pub(crate) peer_auth: AuthMethod,
+    /// Remove from the endpoint.
+    pub(crate) dead: bool,
+}
+
+impl IkeSa {
+    /// Our SPI: the one the peer's messages are looked up by.
+    pub(crate) fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    pub(crate) fn keyed(&self) -> Option<&Keyed> {
+        match &self.state {
+            State::Keyed(k) => Some(k),
+            State::InitSent(_) => None,
+        }
+    }
+
+    pub(crate) fn keyed_mut(&mut self) -> Option<&mut Keyed> {
+        match &mut self.state {
+            State::Keyed(k) => Some(k),
+            State::InitSent(_) => None,
+        }
+    }
+
+    pub(crate) fn established(&self) -> bool {
+        matches!(self.keyed().map(|k| &k.phase), Some(Phase::Established))
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        matches!(self.keyed().map(|k| &k.phase), Some(Phase::Closing))
+    }
+
+    pub(crate) fn half_open(&self) -> bool {
+        matches!(self.keyed().map(|k| &k.phase), Some(Phase::AwaitAuth(_)))
+    }
+
+    pub(crate) fn header(&self, exchange: u8, response: bool, msg_id: u32) -> Header {
+        let mut f = 0;
+        if self.initiator {
+            f |= flags::INITIATOR;
+        }
+        if response {
+            f |= flags::RESPONSE;
+        }
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next_payload: 0,
+            version: 0x20,
+            exchange,
+            flags: f,
+            message_id: msg_id,
+            length: 0,
+        }
+    }
+
+    /// Encrypt payloads into a message (RFC 7296 3.14).
+    pub(crate) fn seal(
+        &self,
+        ctx: &mut Ctx<'_>,
+        exchange: u8,
+        response: bool,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) -> Option<Vec<u8>> {
+        let k = self.keyed()?;
+        let (first, plain) = wire::emit_payload_chain(payloads);
+        let header = self.header(exchange, response, msg_id);
+        let mut msg = crate::msg::sk_prefix(&header, first, k.seal.sealed_len(plain.len()));
+        match k.seal.seal(&mut *ctx.rng, &msg, &plain) {
+            Ok(body) => {
+                msg.extend_from_slice(&body);
+                Some(msg)
+            }
+            Err(e) => {
+                tracing::debug!(error = ?e, "SK seal failed");
+                None
+            }
+        }
+    }
+
+    /// Check and decrypt an encrypted message (RFC 7296 3.14); `buf` is the
+    /// datagram the message was parsed from.
+    pub(crate) fn open(&self, buf: &[u8], msg: &Message) -> Result<Vec<Payload>, DropReason> {
+        let k = self.keyed().ok_or(DropReason::WrongState)?;
+        let Some(Payload::Encrypted(e)) = msg.payloads.last() else {
+            return Err(DropReason::InvalidPayload);
+        };
+        let len = usize::try_from(msg.header.length).unwrap_or(usize::MAX);
+        let buf = buf.get(..len).unwrap_or(buf);
+        let aad_len = buf
+            .len()
+            .checked_sub(e.body.len())
+            .ok_or(DropReason::Malformed)?;
+        let aad = buf.get(..aad_len).ok_or(DropReason::Malformed)?;
+        let plain = k
+            .open
+            .open(aad, &e.body)
+            .map_err(|_| DropReason::IntegrityFailed)?;
+        wire::parse_payload_chain(e.first_inner, &plain).map_err(|_| DropReason::Malformed)
+    }
+
+    /// Send a new request (the window must be free).
+    pub(crate) fn request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        exchange: u8,
+        payloads: &[Payload],
+        kind: PendingKind,
+    ) {
+        let msg_id = self.next_id;
+        let Some(data) = self.seal(ctx, exchange, false, msg_id, payloads) else {
+            return;
+        };
+        ctx.out.send(self.local, self.remote, data.clone());
+        self.pending = Some(Pending {
+            msg_id,
+            data,
+            tries: 1,
+            next_at: now + ctx.config.retransmit.timeout(1),
+            kind,
+        });
+    }
+
+    /// Send (and cache) the response to the peer's request `msg_id`.
+    pub(crate) fn respond(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        exchange: u8,
+        msg_id: u32,
+        payloads: &[Payload],
+        to: (SocketAddr, SocketAddr),
+    ) {
+        let Some(data) = self.seal(ctx, exchange, true, msg_id, payloads) else {
+            return;
+        };
+        ctx.out.send(to.0, to.1, data.clone());
+        ctx.out.stats.exchanges += 1;
+        self.cached = Some((msg_id, data, to.0, to.1));
+    }
+
+    /// The response to a request completed: free the window.
+    pub(crate) fn complete(&mut self, ctx: &mut Ctx<'_>) -> Option<PendingKind> {
+        let p = self.pending.take()?;
+        self.next_id = self.next_id.wrapping_add(1);
+        ctx.out.stats.exchanges += 1;
+        Some(p.kind)
+    }
+
+    /// The SA failed: every child goes, the user hears why.
+    pub(crate) fn fail(&mut self, ctx: &mut Ctx<'_>, error: Error) {
+        if self.dead {
+            return;
+        }
+        if self.closing() {
+            // Rekeyed away: its handle is gone already (see Event).
+            self.dead = true;
+            return;
+        }
+        tracing::debug!(sa = self.id.0, %error, "IKE SA failed");
+        self.drop_children(ctx);
+        ctx.out.event(Event::IkeSaFailed { sa: self.id, error });
+        self.dead = true;
+    }
+
+    /// The SA was deleted (by us or the peer).
+    pub(crate) fn deleted(&mut self, ctx: &mut Ctx<'_>) {
+        if self.dead {
+            return;
+        }
+        if self.closing() {
+            self.dead = true;
+            return;
+        }
+        self.drop_children(ctx);
+        ctx.out.event(Event::IkeSaDeleted { sa: self.id });
+        self.dead = true;
+    }
+
+    pub(crate) fn drop_children(&mut self, ctx: &mut Ctx<'_>) {
+        for (_, c) in std::mem::take(&mut self.children) {
+            ctx.out.event(Event::ChildSaDeleted {
+                ike_sa: self.id,
+                child: c.id,
+                inbound_spi: c.inbound_spi,
+                outbound_spi: c.outbound_spi,
+            });
+        }
+    }
+
+    pub(crate) fn remove_child(&mut self, ctx: &mut Ctx<'_>, id: ChildSaId) {
+        if let Some(c) = self.children.remove(&id) {
+            ctx.out.event(Event::ChildSaDeleted {
+                ike_sa: self.id,
+                child: c.id,
+                inbound_spi: c.inbound_spi,
+                outbound_spi: c.outbound_spi,
+            });
+        }
+    }
+
+    pub(crate) fn info(&self) -> Option<IkeSaInfo> {
+        let k = self.keyed();
+        let suite = match (&self.state, k) {
+            (_, Some(k)) => k.suite,
+            (State::InitSent(i), None) => IkeSuite {
+                encr: pad::alg::Encr::AesGcm16_128,
+                prf: pad::alg::Prf::HmacSha256,
+                integ: None,
+                dh: i.dh.group(),
+            },
+            (State::Keyed(_), None) => return None,
+        };
+        Some(IkeSaInfo {
+            id: self.id,
+            name: self
+                .peer
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            initiator: self.initiator,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            local: self.local,
+            remote: self.remote,
+            local_id: self
+                .peer
+                .as_ref()
+                .map_or(Identity::Null, |p| p.local_id.clone()),
+            peer_id: self.peer_id.clone(),
+            peer_auth: self.peer_auth,
+            suite,
+            nat_local: self.nat_local,
+            nat_remote: self.nat_remote,
+            udp_encap: self.udp_encap,
+            established: self.established(),
+        })
+    }
+
+    pub(crate) fn child_info(&self, c: &Child) -> ChildSaInfo {
+        ChildSaInfo {
+            ike_sa: self.id,
+            id: c.id,
+            replaces: c.replaces,
+            inbound_spi: c.inbound_spi,
+            outbound_spi: c.outbound_spi,
+            encr: c.suite.encr,
+            integ: c.suite.integ,
+            esn: c.suite.esn,
+            pfs: c.suite.dh,
+            mode: c.mode,
+            local_ts: c.local_ts.clone(),
+            remote_ts: c.remote_ts.clone(),
+            inbound_encr_key: c.in_e.clone(),
+            inbound_integ_key: c.in_a.clone(),
+            outbound_encr_key: c.out_e.clone(),
+            outbound_integ_key: c.out_a.clone(),
+            local: self.local,
+            remote: self.remote,
+            udp_encap: self.udp_encap,
+            peer_id: self.peer_id.clone(),
+            peer_auth: self.peer_auth,
+            replay_window: c.cfg.replay_window,
+        }
+    }
+
+    /// The next instant this SA needs [`IkeSa::on_timeout`].
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        if self.dead {
+            return None;
+        }
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        consider(self.pending.as_ref().map(|p| p.next_at));
+        consider(self.expire_at);
+        if self.established() {
+            consider(self.ike_rekey_at);
+            for c in self.children.values() {
+                consider(c.rekey_at);
+            }
+            consider(self.dpd_at());
+        }
+        t
+    }
+
+    fn dpd_at(&self) -> Option<Instant> {
+        if self.pending.is_some() || !self.queue.is_empty() {
+            return None;
+        }
+        let i = self.peer.as_ref()?.dpd_interval?;
+        Some(self.last_heard + i)
+    }
+
+    /// Timers: retransmission (RFC 7296 2.1), expiry, rekeys, liveness.
+    pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.dead {
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            if p.next_at <= now {
+                if p.tries >= ctx.config.retransmit.max_tries {
+                    // RFC 7296 2.4: an unanswered request means the peer
+                    // is gone; the SA fails.
+                    let closing = matches!(p.kind, PendingKind::DeleteIke | PendingKind::Notify);
+                    self.pending = None;
+                    if closing {
+                        self.deleted(ctx);
+                    } else {
+                        self.fail(ctx, Error::Timeout);
+                    }
+                    return;
+                }
+                p.tries += 1;
+                p.next_at = now + ctx.config.retransmit.timeout(p.tries);
+                ctx.out.stats.retransmits += 1;
+                tracing::debug!(
+                    sa = self.id.0,
+                    msg_id = p.msg_id,
+                    tries = p.tries,
+                    "retransmit"
+                );
+                ctx.out.send(self.local, self.remote, p.data.clone());
+            }
+        }
+        if self.expire_at.is_some_and(|e| e <= now) {
+            self.expire_at = None;
+            if self.half_open() {
+                tracing::debug!(sa = self.id.0, "half-open IKE SA expired");
+                self.dead = true;
+                return;
+            }
+            if self.closing() {
+                self.deleted(ctx);
+                return;
+            }
+        }
+        if !self.established() {
+            return;
+        }
+        if self.ike_rekey_at.is_some_and(|t| t <= now) {
+            self.ike_rekey_at = None;
+            self.enqueue(Op::RekeyIke);
+        }
+        let due: Vec<ChildSaId> = self
+            .children
+            .values()
+            .filter(|c| c.rekey_at.is_some_and(|t| t <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            if let Some(c) = self.children.get_mut(&id) {
+                c.rekey_at = None;
+            }
+            self.enqueue(Op::RekeyChild(id));
+        }
+        if self.dpd_at().is_some_and(|t| t <= now) {
+            self.enqueue(Op::Liveness);
+        }
+        self.start_next(ctx, now);
+    }
+
+    pub(crate) fn enqueue(&mut self, op: Op) -> bool {
+        if self.queue.len() >= MAX_QUEUED_OPS {
+            return false;
+        }
+        self.queue.push_back(op);
+        true
+    }
+
+    /// Records that a (verified) message came from the peer.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    /// The common part of a new IKE SA.
+    #[allow(clippy::too_many_arguments, reason = "a constructor of plain data")]
+    pub(crate) fn new(
+        id: IkeSaId,
+        peer: Option<PeerConfig>,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        state: State,
+        now: Instant,
+    ) -> Self {
+        let (peer_id, peer_auth) = match &peer {
+            Some(p) => (p.remote_id.clone().unwrap_or(Identity::Null), p.remote_auth),
+            None => (Identity::Null, AuthMethod::Null),
+        };
+        Self {
+            id,
+            peer,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            nat_local: false,
+            nat_remote: false,
+            udp_encap: false,
+            state,
+            children: BTreeMap::new(),
+            next_id: 0,
+            pending: None,
+            queue: VecDeque::new(),
+            peer_next: 0,
+            cached: None,
+            last_heard: now,
+            expire_at: None,
+            ike_rekey_at: None,
+            peer_id,
+            peer_auth,
+            dead: false,
+        }
+    }
+}
