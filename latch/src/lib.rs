@@ -49,6 +49,67 @@
 //! Every transition, creation and SA change increases the state version
 //! ([`LatchTable::version`], R16) and every state change queues an
 //! [`Alert`] ([`LatchTable::poll_alert`]).
+//!
+//! # Example
+//! ```
+//! use latch::*;
+//! use pad::{alg::Encr, Identity, KeyFingerprint, Mode, PolicyConfig, SaQop};
+//! use std::time::Instant;
+//!
+//! let cfg = PolicyConfig::from_toml(
+//!     r#"
+//!     [[peer]]
+//!     name = "btns"
+//!     id = "any"
+//!     auth = ["raw_public_key"]
+//!     child_sa = "10.0.0.0/16"
+//!     btns = true
+//!     [[policy]]
+//!     name = "default"
+//!     action = "protect"
+//!     "#,
+//!     "latchkey.toml",
+//! )?;
+//! let mut t = LatchTable::new(cfg.pad, cfg.spd, LatchConfig::default());
+//! let now = Instant::now();
+//! let five = FiveTuple::new(6, "10.0.0.1:443".parse()?, "10.0.0.9:5000".parse()?);
+//! let id = t.create_connection(ConnectionRequest::new(five), now)?;
+//! assert!(!t.check_inbound(&five, None).passes()); // R5: Larval
+//!
+//! let peer = PeerIdentity {
+//!     asserted: Identity::Null,
+//!     authenticated: None,
+//!     auth: PeerAuth::Btns { fingerprint: KeyFingerprint([1; 32]), key_der: vec![] },
+//!     pad_entry: "btns".into(),
+//! };
+//! let qop = SaQop {
+//!     mode: Mode::Transport,
+//!     encr: Some(Encr::AesGcm16_128),
+//!     integ: None,
+//!     esn: false,
+//!     replay_window: 64,
+//! };
+//! // IKE asks before installing a child SA (R13), then announces it.
+//! let (local_ts, remote_ts) = (vec!["10.0.0.1".parse()?], vec!["10.0.0.9".parse()?]);
+//! assert_eq!(t.authorize_child_sa(&peer, &qop, &local_ts, &remote_ts), ChildSaVerdict::Accept);
+//! t.sa_added(
+//!     ChildSaDescriptor {
+//!         id: 0x1234,
+//!         peer,
+//!         protection: qop,
+//!         local_ts,
+//!         remote_ts,
+//!         nat: NatInfo::default(),
+//!         spi_in: 0x1234,
+//!         spi_out: 0x5678,
+//!     },
+//!     now,
+//! )?;
+//! assert_eq!(t.inquire(&five).map(|i| i.state), Some(LatchState::Established));
+//! assert_eq!(t.check_inbound(&five, Some(0x1234)), Verdict::Pass(PassKind::Latched(id)));
+//! assert!(!t.check_inbound(&five, None).passes()); // R6: unprotected
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod error;

@@ -9,6 +9,9 @@
 //! selector had), and at its address the ports below and above it (for the
 //! latched protocol only: a selector can name one protocol, so the point's
 //! address loses its other protocols. Narrowing only needs a subset).
+//! When nothing of the remote side is left (the proposal's remote selector
+//! was the latched point itself), the local side is narrowed the same way
+//! instead.
 
 use pad::{FiveTuple, IpRange, TrafficSelector};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -97,11 +100,28 @@ pub(crate) fn narrow_remote(
     remote: &[TrafficSelector],
     points: &[FiveTuple],
 ) -> Vec<TrafficSelector> {
-    let mut cur = remote.to_vec();
+    narrow_side(remote, points, |t| t.remote)
+}
+
+/// The local selectors narrowed so that result x `remote` carries none of
+/// `points` (the fallback when nothing of the remote side would be left).
+pub(crate) fn narrow_local(
+    local: &[TrafficSelector],
+    points: &[FiveTuple],
+) -> Vec<TrafficSelector> {
+    narrow_side(local, points, |t| t.local)
+}
+
+fn narrow_side(
+    side: &[TrafficSelector],
+    points: &[FiveTuple],
+    end: impl Fn(&FiveTuple) -> SocketAddr,
+) -> Vec<TrafficSelector> {
+    let mut cur = side.to_vec();
     for t in points {
         cur = cur
             .iter()
-            .flat_map(|s| exclude_point(s, t.proto, t.remote))
+            .flat_map(|s| exclude_point(s, t.proto, end(t)))
             .collect();
     }
     cur

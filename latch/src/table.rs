@@ -2,7 +2,7 @@
 //! key manager announced, the state version, and the ALERT queue.
 
 use crate::error::LatchError;
-use crate::narrow::{narrow_remote, product_covers};
+use crate::narrow::{narrow_local, narrow_remote, product_covers};
 use crate::types::{
     Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
     LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaTag, Tuple,
@@ -1046,12 +1046,22 @@ impl LatchTable {
             return ChildSaVerdict::Refuse { latch: first };
         }
         let narrowed = narrow_remote(remote_ts, &points);
+        if !narrowed.is_empty() {
+            return ChildSaVerdict::Narrow {
+                local_ts: local_ts.to_vec(),
+                remote_ts: narrowed,
+                excluded,
+            };
+        }
+        // Nothing left of the remote side (it was the latched point itself):
+        // try cutting the latched points out of the local side instead.
+        let narrowed = narrow_local(local_ts, &points);
         if narrowed.is_empty() {
             return ChildSaVerdict::Refuse { latch: first };
         }
         ChildSaVerdict::Narrow {
-            local_ts: local_ts.to_vec(),
-            remote_ts: narrowed,
+            local_ts: narrowed,
+            remote_ts: remote_ts.to_vec(),
             excluded,
         }
     }

@@ -6,12 +6,21 @@ use pad::{IpRange, TrafficSelector};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+/// Serialize octets (DER, keys) as a hex string.
+fn hex<S: serde::Serializer>(d: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    let mut out = String::with_capacity(d.len() * 2);
+    for b in d {
+        out.push_str(&format!("{b:02x}"));
+    }
+    s.serialize_str(&out)
+}
+
 /// A child SA as the datapath and the key manager name it (e.g. its inbound
 /// SPI, or an index into the SAD). Inbound packets are tagged with it (R17).
 pub type SaTag = u64;
 
 /// A latch's handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct LatchId(pub u64);
 
 impl fmt::Display for LatchId {
@@ -21,17 +30,19 @@ impl fmt::Display for LatchId {
 }
 
 /// A trust anchor a certificate chained to, as `certs` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TrustAnchor {
     /// The name it has in the configuration.
     pub name: String,
     /// Its certificate (or subject), opaque DER.
+    #[serde(serialize_with = "hex")]
     pub der: Vec<u8>,
 }
 
 /// How the peer authenticated (R7: all of it is exposed by inquiry).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
+#[serde(tag = "method", rename_all = "snake_case")]
 pub enum PeerAuth {
     /// Pre-shared key.
     Psk,
@@ -48,11 +59,13 @@ pub enum PeerAuth {
         fingerprint: KeyFingerprint,
         /// The key's SubjectPublicKeyInfo (DER), or a self-signed
         /// certificate carrying it.
+        #[serde(serialize_with = "hex")]
         key_der: Vec<u8>,
     },
     /// A certificate validated to a trust anchor.
     Certificate {
         /// The end-entity certificate (DER).
+        #[serde(serialize_with = "hex")]
         cert_der: Vec<u8>,
         /// The anchor it chained to.
         trust_anchor: TrustAnchor,
@@ -62,6 +75,7 @@ pub enum PeerAuth {
         /// SHA-256 of the SubjectPublicKeyInfo.
         fingerprint: KeyFingerprint,
         /// The SubjectPublicKeyInfo (DER).
+        #[serde(serialize_with = "hex")]
         spki_der: Vec<u8>,
     },
 }
@@ -84,7 +98,7 @@ impl PeerAuth {
 }
 
 /// Who the peer of a child SA is (R1, R7).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct PeerIdentity {
     /// The identity it asserted in IDi/IDr.
     pub asserted: Identity,
@@ -98,8 +112,9 @@ pub struct PeerIdentity {
 }
 
 /// What makes two peers "the same peer" for latching (R11, R12, R20).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum PeerKey {
     /// Authenticated by PSK as this identity.
     Psk(Vec<u8>, u8),
@@ -179,7 +194,7 @@ impl fmt::Display for PeerIdentity {
 }
 
 /// NAT information about the peer (R7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct NatInfo {
     /// The peer is behind a NAT (RFC 7296 2.23 detection).
     pub peer_behind_nat: bool,
@@ -194,7 +209,7 @@ pub struct NatInfo {
 }
 
 /// A child SA as the key manager announces it to the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChildSaDescriptor {
     /// The SA's tag.
     pub id: SaTag,
@@ -253,13 +268,14 @@ impl ChildSaDescriptor {
 ///     p.peer = None; // private: R8
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LatchedParams {
     qop: Option<SaQop>,
     peer: Option<PeerIdentity>,
     nat: Option<NatInfo>,
     first_sa: Option<SaTag>,
     spis: Option<(u32, u32)>,
+    #[serde(skip)]
     established_at: Instant,
 }
 
@@ -345,8 +361,9 @@ impl LatchedParams {
 
 /// A latch's state (draft 2; BROKEN and CLOSED from RFC 5660). The
 /// transitions are in the crate documentation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LatchState {
     /// A listener latch on a 3-tuple.
     Listener,
@@ -448,8 +465,9 @@ impl ListenerRequest {
 }
 
 /// What a latch is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum Tuple {
     /// A listener's 3-tuple.
     Three(ThreeTuple),
@@ -467,8 +485,9 @@ impl fmt::Display for Tuple {
 }
 
 /// What a latch requires of an SA before it binds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum Requirement {
     /// No IPsec (BYPASS).
     Bypass,
@@ -477,8 +496,9 @@ pub enum Requirement {
 }
 
 /// Why a state changed (in an [`Alert`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
+#[serde(rename_all = "snake_case")]
 pub enum AlertReason {
     /// The latch was created.
     Created,
@@ -514,7 +534,7 @@ impl fmt::Display for AlertReason {
 }
 
 /// RFC 5660 ALERT: a latch changed state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Alert {
     /// The latch.
     pub latch: LatchId,
@@ -531,7 +551,7 @@ pub struct Alert {
 }
 
 /// What inquiry returns about a latch (R2, R7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LatchInfo {
     /// The latch.
     pub id: LatchId,
@@ -556,5 +576,6 @@ pub struct LatchInfo {
     /// The last reason its state changed.
     pub last_reason: AlertReason,
     /// When it was created.
+    #[serde(skip)]
     pub created_at: Instant,
 }

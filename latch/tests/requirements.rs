@@ -411,6 +411,23 @@ fn r7_inquiry_exposes_certificate_anchor_and_nat() {
 }
 
 #[test]
+fn r7_inquiry_serializes_for_the_cli() {
+    let now = Instant::now();
+    let mut t = table();
+    let (_, f) = established(&mut t, now);
+    let json = serde_json::to_value(t.inquire(&f).unwrap()).unwrap();
+    assert_eq!(json["state"], "ESTABLISHED");
+    assert_eq!(json["spd_entry"], "default");
+    assert_eq!(json["tuple"]["five"]["remote"], "10.0.0.9:5000");
+    let peer = &json["params"]["peer"];
+    assert_eq!(peer["auth"]["method"], "btns");
+    assert_eq!(peer["auth"]["fingerprint"], "01".repeat(32));
+    assert_eq!(peer["auth"]["key_der"], "3001");
+    assert_eq!(json["params"]["qop"]["replay_window"], 64);
+    assert_eq!(json["params"]["nat"]["peer_behind_nat"], false);
+}
+
+#[test]
 fn r8_params_frozen_after_establish() {
     let now = Instant::now();
     let mut t = table();
@@ -797,6 +814,22 @@ fn r13_child_sa_narrowed_around_latch() {
             &[ts("10.0.0.9[tcp/5000]")]
         ),
         ChildSaVerdict::Refuse { latch: id }
+    );
+    // The remote side is the latched point itself, the local side wider:
+    // the local side is narrowed instead.
+    let v = t.authorize_child_sa(
+        &btns_peer(2),
+        &gcm(128),
+        &[ts("10.0.0.1[tcp]")],
+        &[ts("10.0.0.9[tcp/5000]")],
+    );
+    assert_eq!(
+        v,
+        ChildSaVerdict::Narrow {
+            local_ts: vec![ts("10.0.0.1[tcp/0-442]"), ts("10.0.0.1[tcp/444-65535]")],
+            remote_ts: vec![ts("10.0.0.9[tcp/5000]")],
+            excluded: vec![id],
+        }
     );
     // A proposal not covering the local side: accepted.
     assert_eq!(

@@ -29,6 +29,13 @@ impl fmt::Display for KeyFingerprint {
     }
 }
 
+impl serde::Serialize for KeyFingerprint {
+    /// As 64 hex digits.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl core::str::FromStr for KeyFingerprint {
     type Err = PadError;
     /// 64 hex digits, optionally separated by `:`.
@@ -285,6 +292,13 @@ impl fmt::Display for IdPattern {
             Self::KeyId(d) => write!(f, "keyid:{}", hex(d)),
             Self::KeyFingerprint(k) => write!(f, "pubkey-sha256:{k}"),
         }
+    }
+}
+
+impl serde::Serialize for IdPattern {
+    /// In its configuration syntax (`fqdn:*.example.com`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

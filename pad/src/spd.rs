@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// A connection's 5-tuple seen from this host: protocol, local and remote
 /// address and port (ports 0 for protocols without ports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct FiveTuple {
     /// IP protocol number (6 TCP, 17 UDP, ...).
     pub proto: u8,
@@ -60,7 +60,7 @@ impl fmt::Display for FiveTuple {
 
 /// A listener's 3-tuple: protocol, local address and port. The unspecified
 /// address (`0.0.0.0`, `::`) listens on every local address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct ThreeTuple {
     /// IP protocol number.
     pub proto: u8,
@@ -223,7 +223,7 @@ pub enum Shortfall {
 
 /// The minimum protection a PROTECT policy requires, or an application
 /// requests (R3, R19).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Protection {
     /// Services required.
     pub services: Services,
