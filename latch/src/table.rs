@@ -624,21 +624,33 @@ impl LatchTable {
     /// Whether `sa` meets what latch `l` requires (protection, expected
     /// peer, R11 peer). `Err` names the R11 latch on a peer mismatch.
     fn sa_fits(&self, l: &Latch, sa: &SaEntry) -> Result<bool, LatchId> {
+        self.fits(l, &sa.desc.peer, &sa.binding.peer, &sa.desc.protection)
+    }
+
+    /// Whether an SA of `peer` (key `key`) with protection `qop` meets what
+    /// latch `l` requires. `Err` names the R11 latch on a peer mismatch.
+    fn fits(
+        &self,
+        l: &Latch,
+        peer: &crate::PeerIdentity,
+        key: &PeerKey,
+        qop: &SaQop,
+    ) -> Result<bool, LatchId> {
         let Requirement::Protect(p) = &l.requirement else {
             return Ok(false);
         };
-        if p.admits(&sa.desc.protection).is_err() {
+        if p.admits(qop).is_err() {
             return Ok(false);
         }
         if let Some(e) = &l.expected_peer {
-            if !sa.desc.peer.matches(e) {
+            if !peer.matches(e) {
                 return Ok(false);
             }
         }
         if l.same_peer_as_existing {
             if let Some(f) = l.five() {
-                if let Some((peer, other)) = self.pair_peer(&f, Some(l.id)) {
-                    if peer != sa.binding.peer {
+                if let Some((other_peer, other)) = self.pair_peer(&f, Some(l.id)) {
+                    if other_peer != *key {
                         return Err(other);
                     }
                 }
@@ -998,9 +1010,12 @@ impl LatchTable {
     /// R13: judge a child-SA proposal of `peer` with protection `qop` and
     /// selectors `local_ts` x `remote_ts` (for a responder: TSr x TSi).
     /// Proposals that would cover a latch bound to another peer or other
-    /// protection (Established or Broken; or Larval with an expected or R11
-    /// peer this one is not) are narrowed around the latched 5-tuples, or
-    /// refused.
+    /// protection (Established or Broken), or a Larval latch they do not fit
+    /// (protection, expected peer, R11 peer), are narrowed around the
+    /// latched 5-tuples, or refused.
+    ///
+    /// Call it and then [`sa_added`](Self::sa_added) under one lock, with no
+    /// other change between: the verdict holds for the table as it is.
     pub fn authorize_child_sa(
         &self,
         peer: &crate::PeerIdentity,
@@ -1024,14 +1039,10 @@ impl LatchTable {
             }
             let conflict = match &l.state {
                 St::Established(b) | St::Broken(b, _) => b.binding.as_ref() != Some(&key),
-                St::Larval { .. } => {
-                    let expected_ok = l.expected_peer.as_ref().is_none_or(|e| peer.matches(e));
-                    let r11_ok = !l.same_peer_as_existing
-                        || self
-                            .pair_peer(&f, Some(id))
-                            .is_none_or(|(p, _)| p == key.peer);
-                    !(expected_ok && r11_ok)
-                }
+                // A Larval latch may be bound by this SA only if it fits
+                // (protection, expected peer, R11); an SA that covers it
+                // without fitting would keep it from ever binding.
+                St::Larval { .. } => self.fits(l, peer, &key.peer, qop) != Ok(true),
                 _ => false,
             };
             if conflict {
@@ -1103,7 +1114,13 @@ impl LatchTable {
                 break;
             }
             self.deadlines.remove(&(d, id));
-            self.set_state(id, St::Failed, AlertReason::Timeout);
+            if self
+                .latches
+                .get(&id)
+                .is_some_and(|l| matches!(l.state, St::Larval { .. }))
+            {
+                self.set_state(id, St::Failed, AlertReason::Timeout);
+            }
         }
     }
 

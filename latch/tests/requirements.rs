@@ -831,6 +831,26 @@ fn r13_child_sa_narrowed_around_latch() {
             excluded: vec![id],
         }
     );
+    // A proposal that would cover a Larval latch without fitting it (weaker
+    // than its protection) is narrowed too, or the latch could never bind.
+    let h = five("10.0.0.1:443", "10.0.0.30:7000");
+    let larval = t.create_connection(ConnectionRequest::new(h), now).unwrap();
+    let mut weak = gcm(128);
+    weak.replay_window = 0;
+    let v = t.authorize_child_sa(&btns_peer(3), &weak, &[ts("10.0.0.1")], &[ts("10.0.0.30")]);
+    assert!(
+        matches!(&v, ChildSaVerdict::Narrow { excluded, .. } if excluded == &[larval]),
+        "{v:?}"
+    );
+    assert_eq!(
+        t.authorize_child_sa(
+            &btns_peer(3),
+            &gcm(128),
+            &[ts("10.0.0.1")],
+            &[ts("10.0.0.30")]
+        ),
+        ChildSaVerdict::Accept
+    );
     // A proposal not covering the local side: accepted.
     assert_eq!(
         t.authorize_child_sa(
