@@ -12,7 +12,7 @@ use crate::crypto;
 use crate::init::{ke_of, keyed, nonce_of, sa_of};
 use crate::msg::{self, find_notify, notify};
 use crate::sa::{
-    Child, ChildReq, Ctx, IkeRekeyReq, IkeSa, Op, PendingKind, Phase, State, MAX_CHILDREN,
+    later, Child, ChildReq, Ctx, IkeRekeyReq, IkeSa, Op, PendingKind, Phase, State, MAX_CHILDREN,
 };
 use crate::select::{self, EspSuite, Refusal};
 use crate::wire::{exchange, notify as n, protocol, Notify, Payload};
@@ -75,7 +75,7 @@ impl IkeSa {
         } else {
             (ei, ai, er, ar)
         };
-        let rekey_at = c.cfg.rekey_after.map(|d| now + ctx.jittered(d));
+        let rekey_at = c.cfg.rekey_after.map(|d| later(now, ctx.jittered(d)));
         let child = Child {
             id,
             replaces: c.replaces,
@@ -527,7 +527,7 @@ impl IkeSa {
                     if let Some(o) = self.children.get_mut(&old) {
                         o.rekeying = false;
                         if !o.rekeyed {
-                            o.rekey_at = Some(now + d);
+                            o.rekey_at = Some(later(now, d));
                         }
                     }
                     return;
@@ -667,11 +667,11 @@ impl IkeSa {
             .peer
             .as_ref()
             .and_then(|p| p.ike_rekey_after)
-            .map(|d| now + ctx.jittered(d));
+            .map(|d| later(now, ctx.jittered(d)));
         if let Some(k) = self.keyed_mut() {
             k.phase = Phase::Closing;
         }
-        self.expire_at = Some(now + crate::sa::LINGER);
+        self.expire_at = Some(later(now, crate::sa::LINGER));
         self.ike_rekey_at = None;
         ctx.out.stats.ike_sas_established += 1;
         tracing::debug!(old = self.id.0, new = new.id.0, "IKE SA rekeyed");
@@ -785,7 +785,7 @@ impl IkeSa {
                 notify = e.kind,
                 "IKE SA rekey refused, retrying later"
             );
-            self.ike_rekey_at = Some(now + retry_delay(ctx));
+            self.ike_rekey_at = Some(later(now, retry_delay(ctx)));
             return;
         }
         let parts = (sa_of(p), ke_of(p), nonce_of(p));

@@ -13,7 +13,7 @@ use crate::api::{
     PeerConfig, Stats, Transmit,
 };
 use crate::crypto::CookieJar;
-use crate::sa::{Ctx, IkeSa, Op, Out};
+use crate::sa::{later, Ctx, IkeSa, Op, Out};
 use crate::wire::{exchange, Message};
 
 /// How often the cookie secret changes (RFC 7296 2.6).
@@ -127,7 +127,7 @@ impl Ike {
             if self.cookie_rotate_at.is_some() {
                 self.cookies.rotate(&mut *self.rng);
             }
-            self.cookie_rotate_at = Some(now + COOKIE_ROTATION);
+            self.cookie_rotate_at = Some(later(now, COOKIE_ROTATION));
         }
         let msg = match Message::parse(data) {
             Ok(m) => m,
@@ -322,6 +322,14 @@ impl Ike {
     /// Check the peer is alive (an empty INFORMATIONAL, RFC 7296 1.4).
     pub fn liveness_check(&mut self, now: Instant, sa: IkeSaId) -> Result<(), Error> {
         self.queue_op(now, sa, None, Op::Liveness)
+    }
+
+    /// Tell the state machine the peer is alive (an authenticated ESP
+    /// packet arrived), postponing its liveness check.
+    pub fn peer_alive(&mut self, now: Instant, sa: IkeSaId) {
+        if let Some(s) = self.sas.get_mut(&sa) {
+            s.heard(now.max(s.last_heard));
+        }
     }
 
     /// Counters.

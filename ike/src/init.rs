@@ -10,7 +10,9 @@ use pad::{AuthMethod, Identity};
 use crate::api::{DropReason, Error, Event, PeerConfig};
 use crate::crypto::{self, CookieJar, IkeKeys, IkeSuite, SkCipher};
 use crate::msg::{self, find_notify, notifies, notify};
-use crate::sa::{AuthData, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State};
+use crate::sa::{
+    later, AuthData, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State,
+};
 use crate::select::{self, Refusal};
 use crate::wire::{exchange, flags, notify as n, Header, Message, Payload};
 
@@ -264,7 +266,7 @@ impl IkeSa {
             msg_id: 0,
             data,
             tries: 1,
-            next_at: now + ctx.config.retransmit.timeout(1),
+            next_at: later(now, ctx.config.retransmit.timeout(1)),
             kind: PendingKind::Init,
         });
     }
@@ -576,7 +578,7 @@ impl IkeSa {
             self.udp_encap = true;
         }
         self.expire_at = None;
-        self.ike_rekey_at = peer.ike_rekey_after.map(|d| now + ctx.jittered(d));
+        self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
         self.peer = Some(peer.clone());
         ctx.out.stats.ike_sas_established += 1;
         if let Some(info) = self.info() {
@@ -682,7 +684,7 @@ impl IkeSa {
         }
         self.peer_id = peer_id;
         self.peer_auth = peer.remote_auth;
-        self.ike_rekey_at = peer.ike_rekey_after.map(|d| now + ctx.jittered(d));
+        self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
         ctx.out.stats.ike_sas_established += 1;
         if let Some(info) = self.info() {
             ctx.out.event(Event::IkeSaEstablished(info));
@@ -901,7 +903,7 @@ pub(crate) fn respond_init(
     }
     sa.peer_next = 1;
     sa.cached = Some((0, response.clone(), local, remote));
-    sa.expire_at = Some(now + HALF_OPEN_TIMEOUT);
+    sa.expire_at = Some(later(now, HALF_OPEN_TIMEOUT));
     ctx.out.stats.exchanges += 1;
     ctx.out.send(local, remote, response);
     tracing::debug!(sa = id.0, %remote, suite = ?suite, "IKE_SA_INIT answered");

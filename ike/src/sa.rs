@@ -26,6 +26,13 @@ const MAX_QUEUE: usize = 4096;
 /// How long a rekeyed or deleted IKE SA lingers to answer retransmissions.
 pub(crate) const LINGER: Duration = Duration::from_secs(10);
 
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(10 * 365 * 86400)))
+        .unwrap_or(now)
+}
+
 /// What the endpoint hands out: transmits, events, counters.
 #[derive(Default)]
 pub(crate) struct Out {
@@ -410,7 +417,7 @@ impl IkeSa {
             msg_id,
             data,
             tries: 1,
-            next_at: now + ctx.config.retransmit.timeout(1),
+            next_at: later(now, ctx.config.retransmit.timeout(1)),
             kind,
         });
     }
@@ -585,7 +592,7 @@ impl IkeSa {
             return None;
         }
         let i = self.peer.as_ref()?.dpd_interval?;
-        Some(self.last_heard + i)
+        Some(later(self.last_heard, i))
     }
 
     /// Timers: retransmission (RFC 7296 2.1), expiry, rekeys, liveness.
@@ -608,7 +615,7 @@ impl IkeSa {
                     return;
                 }
                 p.tries += 1;
-                p.next_at = now + ctx.config.retransmit.timeout(p.tries);
+                p.next_at = later(now, ctx.config.retransmit.timeout(p.tries));
                 ctx.out.stats.retransmits += 1;
                 tracing::debug!(
                     sa = self.id.0,

@@ -135,6 +135,9 @@ struct Decoded {
     has_integ: bool,
     has_dh: bool,
     has_esn: bool,
+    /// A transform type we do not understand (RFC 7296 3.3.6: the whole
+    /// proposal is unacceptable).
+    unknown_type: bool,
 }
 
 fn decode(p: &Proposal) -> Decoded {
@@ -162,7 +165,9 @@ fn decode(p: &Proposal) -> Decoded {
                     d.esn.push(t.id == 1);
                 }
             }
-            _ => {}
+            // INTEG NONE / D-H NONE.
+            transform_type::INTEG | transform_type::DH => {}
+            _ => d.unknown_type = true,
         }
     }
     d
@@ -196,6 +201,9 @@ pub(crate) fn select_ike(
     let mut wrong_group = None;
     for p in theirs.iter().filter(|p| p.protocol_id == protocol::IKE) {
         let d = decode(p);
+        if d.unknown_type {
+            continue;
+        }
         for o in ours {
             let Some(encr) = first_common(&d.encr, &o.encr) else {
                 continue;
@@ -250,6 +258,9 @@ pub(crate) fn select_esp(
             continue;
         };
         let d = decode(p);
+        if d.unknown_type {
+            continue;
+        }
         for o in ours {
             let Some(encr) = first_common(&d.encr, &o.encr) else {
                 continue;
@@ -513,6 +524,13 @@ mod tests {
             Err(Refusal::NoProposal)
         );
         assert!(describe(&theirs).starts_with("aes256gcm16-prfsha384-modp2048"));
+        // RFC 7296 3.3.6: an unknown transform type spoils the proposal.
+        let mut odd = ike_offer(&ours, &[]);
+        odd[0].transforms.push(simple(99, 1));
+        assert_eq!(
+            select_ike(&odd, &ours, Some(DhGroup::Ecp256)),
+            Err(Refusal::NoProposal)
+        );
     }
 
     #[test]
