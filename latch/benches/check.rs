@@ -1,0 +1,116 @@
+//! Per-packet latch checks (R5, R6, R16) with 0, 10k and 1M connection
+//! latches in the table: `check_inbound` for a latched flow under its SA, for
+//! an unlatched flow, and `select_outbound_sa`. The cost should not grow
+//! with the number of latches (hash lookups by 5-tuple, then by SA tag).
+//!
+//! Run: `cargo bench -p latch --bench check -- --warm-up-time 1
+//! --measurement-time 3`. Benchmarks report; they do not assert.
+
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented public function"
+)]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use latch::*;
+use pad::alg::Encr;
+use pad::{Identity, KeyFingerprint, Mode, PolicyConfig, SaQop};
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+const POLICY: &str = r#"
+[[peer]]
+name = "btns"
+id = "any"
+auth = ["raw_public_key"]
+child_sa = "10.0.0.0/8"
+btns = true
+
+[[policy]]
+name = "default"
+action = "protect"
+"#;
+
+fn flow(i: u32) -> FiveTuple {
+    let remote = Ipv4Addr::from(0x0a00_0000 | (i / 1000 + 2));
+    let port = u16::try_from(1024 + i % 1000).unwrap();
+    FiveTuple::new(
+        6,
+        "10.0.0.1:443".parse().unwrap(),
+        SocketAddr::new(remote.into(), port),
+    )
+}
+
+fn table(n: u32) -> LatchTable {
+    let c = PolicyConfig::from_toml(POLICY, "bench.toml").unwrap();
+    let mut t = LatchTable::new(c.pad, c.spd, LatchConfig::default());
+    let now = Instant::now();
+    let peer = PeerIdentity {
+        asserted: Identity::Null,
+        authenticated: None,
+        auth: PeerAuth::Btns {
+            fingerprint: KeyFingerprint([1; 32]),
+            key_der: vec![],
+        },
+        pad_entry: "btns".into(),
+    };
+    t.sa_added(
+        ChildSaDescriptor {
+            id: 1,
+            peer,
+            protection: SaQop {
+                mode: Mode::Transport,
+                encr: Some(Encr::AesGcm16_128),
+                integ: None,
+                esn: false,
+                replay_window: 64,
+            },
+            local_ts: vec!["10.0.0.1".parse().unwrap()],
+            remote_ts: vec!["10.0.0.0/8".parse().unwrap()],
+            nat: NatInfo::default(),
+            spi_in: 1,
+            spi_out: 2,
+        },
+        now,
+    )
+    .unwrap();
+    // One more latch than asked, the one the benchmark checks.
+    for i in 0..=n {
+        t.create_connection(ConnectionRequest::new(flow(i)), now)
+            .unwrap();
+    }
+    while t.poll_alert().is_some() {}
+    t
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("latch_check");
+    for n in [0u32, 10_000, 1_000_000] {
+        let t = table(n);
+        let latched = flow(n / 2);
+        let unlatched = FiveTuple::new(
+            17,
+            "10.0.0.1:53".parse().unwrap(),
+            "10.0.0.2:5353".parse().unwrap(),
+        );
+        assert!(t.check_inbound(&latched, Some(1)).passes());
+        g.bench_with_input(BenchmarkId::new("inbound_latched", n), &n, |b, _| {
+            b.iter(|| t.check_inbound(black_box(&latched), black_box(Some(1))))
+        });
+        g.bench_with_input(BenchmarkId::new("inbound_unlatched", n), &n, |b, _| {
+            b.iter(|| t.check_inbound(black_box(&unlatched), black_box(None)))
+        });
+        g.bench_with_input(BenchmarkId::new("select_outbound_sa", n), &n, |b, _| {
+            b.iter(|| t.select_outbound_sa(black_box(&latched)))
+        });
+        g.bench_with_input(BenchmarkId::new("check_delivery_stale", n), &n, |b, _| {
+            b.iter(|| t.check_delivery(black_box(0), black_box(&latched), black_box(Some(1))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
