@@ -31,9 +31,12 @@
 //!
 //! # Concurrency
 //!
-//! All [`Sad`] methods take `&self`. Outbound sequence numbers are
-//! atomics; each inbound SA's replay window sits behind its own `Mutex`,
-//! held only for the pre-check and the update, never during cryptography.
+//! The packet paths ([`Sad::encapsulate`], [`Sad::decapsulate`]) take
+//! `&self`: outbound sequence numbers and counters are atomics; each inbound
+//! SA's replay window sits behind its own `Mutex`, held only for the
+//! pre-check and the update, never during cryptography. Installing and
+//! removing SAs takes `&mut self`, so the per-packet SPI lookup takes no
+//! lock.
 #![forbid(unsafe_code)]
 
 mod cipher;

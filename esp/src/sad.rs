@@ -6,7 +6,7 @@ use core::ops::Range;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError};
 
 use pad::alg::{Encr, Integ};
 use pad::{Mode, TrafficSelector};
@@ -46,7 +46,9 @@ pub struct SaConfig<'a> {
     /// Tunnel or transport mode.
     pub mode: Mode,
     /// Our side's traffic selectors (inbound tunnel mode: the inner
-    /// destination must match one of them).
+    /// destination must match one of them; an empty list matches nothing).
+    /// Outbound packets are not checked here: choosing the SA is the SPD's
+    /// (and the latch's) job.
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors (inbound tunnel mode: the inner source
     /// must match one of them).
@@ -250,6 +252,18 @@ struct OutboundSa {
     core: SaCore,
     /// Last sequence number used (0: none).
     seq: AtomicU64,
+    /// Sequence numbers spent on failed seals (not expected to happen).
+    burnt: AtomicU64,
+}
+
+impl OutboundSa {
+    fn info(&self) -> SaInfo {
+        let seq = self.seq.load(Relaxed);
+        let mut i = self.core.info(0, seq);
+        // Every sequence number used is a packet sent, but for failed seals.
+        i.stats.packets = seq.saturating_sub(self.burnt.load(Relaxed));
+        i
+    }
 }
 
 #[derive(Debug)]
@@ -262,6 +276,11 @@ struct InboundSa {
 }
 
 impl InboundSa {
+    fn info(&self) -> SaInfo {
+        let w = self.window();
+        self.core.info(w.size(), w.top())
+    }
+
     fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
         // A panic cannot leave the window inconsistent (no code path here
         // panics), so a poisoned lock is used as is.
@@ -280,11 +299,12 @@ struct Retired {
 
 /// The Security Association Database and the ESP datapath.
 ///
-/// Every method takes `&self`: the SA tables sit behind a `RwLock` (taken
-/// for reading on each packet, for writing only to add or remove an SA),
-/// the outbound sequence numbers are atomics and each inbound SA's replay
-/// window has its own `Mutex`. A `Sad` can therefore be shared between
-/// threads (`Arc<Sad>`) with no outer lock.
+/// The packet paths take `&self`: outbound sequence numbers are atomics,
+/// per-SA counters are atomics and each inbound SA's replay window has its
+/// own `Mutex`, so one `Sad` serves packets from several threads at once.
+/// Adding and removing SAs takes `&mut self` (the key manager's task owns
+/// the `Sad`; a program that shares it between threads puts it in a
+/// `RwLock`), which keeps every lock off the per-packet lookup.
 ///
 /// Methods group as: installing and removing SAs ([`Sad::add_inbound`],
 /// [`Sad::add_outbound`], [`Sad::remove_inbound`], [`Sad::remove_outbound`]),
@@ -292,21 +312,13 @@ struct Retired {
 /// getters ([`Sad::inbound`], [`Sad::outbound`], [`Sad::stats`], ...).
 #[derive(Debug, Default)]
 pub struct Sad {
-    inbound: RwLock<SpiMap<InboundSa>>,
-    outbound: RwLock<SpiMap<OutboundSa>>,
+    inbound: SpiMap<InboundSa>,
+    outbound: SpiMap<OutboundSa>,
     drops: [AtomicU64; DropReason::COUNT],
     seq_exhausted: AtomicU64,
     encap_unknown_spi: AtomicU64,
-    retired: Mutex<Retired>,
-    generation: AtomicU64,
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
+    retired: Retired,
+    generation: u64,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -343,7 +355,7 @@ impl Sad {
     }
 
     /// Install an inbound SA. The key schedules are built here, once.
-    pub fn add_inbound(&self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+    pub fn add_inbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let window = Mutex::new(ReplayWindow::new(cfg.replay_window));
         let spi = cfg.spi;
@@ -351,35 +363,33 @@ impl Sad {
             core: SaCore::new(cfg)?,
             window,
         };
-        let mut map = write(&self.inbound);
-        if map.contains_key(&spi) {
+        if self.inbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        map.insert(spi, sa);
-        self.generation.fetch_add(1, Relaxed);
+        self.inbound.insert(spi, sa);
+        self.generation += 1;
         Ok(())
     }
 
     /// Install an outbound SA; its first packet carries sequence number 1.
-    pub fn add_outbound(&self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+    pub fn add_outbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let spi = cfg.spi;
         let sa = OutboundSa {
             core: SaCore::new(cfg)?,
             seq: AtomicU64::new(0),
+            burnt: AtomicU64::new(0),
         };
-        let mut map = write(&self.outbound);
-        if map.contains_key(&spi) {
+        if self.outbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        map.insert(spi, sa);
-        self.generation.fetch_add(1, Relaxed);
+        self.outbound.insert(spi, sa);
+        self.generation += 1;
         Ok(())
     }
 
-    fn retire(&self, c: &Counters, inbound: bool) {
-        let mut r = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        let (p, b) = (c.packets.load(Relaxed), c.bytes.load(Relaxed));
+    fn retire(&mut self, p: u64, b: u64, inbound: bool) {
+        let r = &mut self.retired;
         if inbound {
             r.decapsulated += p;
             r.decapsulated_bytes += b;
@@ -390,51 +400,47 @@ impl Sad {
     }
 
     /// Remove an inbound SA; returns its final counters.
-    pub fn remove_inbound(&self, spi: u32) -> Option<SaStats> {
-        let sa = write(&self.inbound).remove(&spi)?;
-        self.generation.fetch_add(1, Relaxed);
-        self.retire(&sa.core.counters, true);
-        let top = sa.window().top();
-        Some(sa.core.info(0, top).stats)
+    pub fn remove_inbound(&mut self, spi: u32) -> Option<SaStats> {
+        let sa = self.inbound.remove(&spi)?;
+        self.generation += 1;
+        let stats = sa.info().stats;
+        self.retire(stats.packets, stats.bytes, true);
+        Some(stats)
     }
 
     /// Remove an outbound SA; returns its final counters.
-    pub fn remove_outbound(&self, spi: u32) -> Option<SaStats> {
-        let sa = write(&self.outbound).remove(&spi)?;
-        self.generation.fetch_add(1, Relaxed);
-        self.retire(&sa.core.counters, false);
-        Some(sa.core.info(0, sa.seq.load(Relaxed)).stats)
+    pub fn remove_outbound(&mut self, spi: u32) -> Option<SaStats> {
+        let sa = self.outbound.remove(&spi)?;
+        self.generation += 1;
+        let stats = sa.info().stats;
+        self.retire(stats.packets, stats.bytes, false);
+        Some(stats)
     }
 
     /// The inbound SA with this SPI.
     pub fn inbound(&self, spi: u32) -> Option<SaInfo> {
-        read(&self.inbound).get(&spi).map(|sa| {
-            let w = sa.window();
-            sa.core.info(w.size(), w.top())
-        })
+        self.inbound.get(&spi).map(InboundSa::info)
     }
 
     /// The outbound SA with this SPI.
     pub fn outbound(&self, spi: u32) -> Option<SaInfo> {
-        read(&self.outbound)
-            .get(&spi)
-            .map(|sa| sa.core.info(0, sa.seq.load(Relaxed)))
+        self.outbound.get(&spi).map(OutboundSa::info)
     }
 
     /// Whether an inbound SA has this SPI (the key manager asks before
     /// choosing an SPI).
     pub fn contains_inbound(&self, spi: u32) -> bool {
-        read(&self.inbound).contains_key(&spi)
+        self.inbound.contains_key(&spi)
     }
 
     /// SPIs of all inbound SAs (in no particular order).
     pub fn inbound_spis(&self) -> Vec<u32> {
-        read(&self.inbound).keys().copied().collect()
+        self.inbound.keys().copied().collect()
     }
 
     /// SPIs of all outbound SAs (in no particular order).
     pub fn outbound_spis(&self) -> Vec<u32> {
-        read(&self.outbound).keys().copied().collect()
+        self.outbound.keys().copied().collect()
     }
 
     /// Counters of the inbound SA with this SPI.
@@ -451,25 +457,24 @@ impl Sad {
     /// contents, for callers that must order packets against SAD changes
     /// (R16).
     pub fn generation(&self) -> u64 {
-        self.generation.load(Relaxed)
+        self.generation
     }
 
     /// A snapshot of the global counters. Per-SA counters of live SAs are
     /// summed in, so the hot path touches no shared global counter.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
-        {
-            let r = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-            s.encapsulated = r.encapsulated;
-            s.encapsulated_bytes = r.encapsulated_bytes;
-            s.decapsulated = r.decapsulated;
-            s.decapsulated_bytes = r.decapsulated_bytes;
+        let r = &self.retired;
+        s.encapsulated = r.encapsulated;
+        s.encapsulated_bytes = r.encapsulated_bytes;
+        s.decapsulated = r.decapsulated;
+        s.decapsulated_bytes = r.decapsulated_bytes;
+        for sa in self.outbound.values() {
+            let st = sa.info().stats;
+            s.encapsulated += st.packets;
+            s.encapsulated_bytes += st.bytes;
         }
-        for sa in read(&self.outbound).values() {
-            s.encapsulated += sa.core.counters.packets.load(Relaxed);
-            s.encapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
-        }
-        for sa in read(&self.inbound).values() {
+        for sa in self.inbound.values() {
             s.decapsulated += sa.core.counters.packets.load(Relaxed);
             s.decapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
         }
@@ -484,8 +489,7 @@ impl Sad {
     /// Octets [`Sad::encapsulate`] writes for a payload of `payload_len`
     /// octets on this outbound SA.
     pub fn encapsulated_len(&self, spi: u32, payload_len: usize) -> Result<usize, EncapError> {
-        let map = read(&self.outbound);
-        let sa = map.get(&spi).ok_or(EncapError::UnknownSpi(spi))?;
+        let sa = self.outbound.get(&spi).ok_or(EncapError::UnknownSpi(spi))?;
         Ok(esp_len(&sa.core.transform, payload_len))
     }
 
@@ -497,6 +501,19 @@ impl Sad {
     /// (or 59 for a dummy packet). Transport mode: the upper-layer payload
     /// and its protocol number. The padding is the minimum (to 4 octets for
     /// the AEADs, 16 for AES-CBC).
+    ///
+    /// IVs: for the AEADs the IV is the 64-bit sequence number (unique per
+    /// SA, as RFC 4106 3.1 and RFC 7634 2 allow). AES-CBC needs unpredictable
+    /// IVs (RFC 3602 3) but this call has no random source (no `&mut`
+    /// state, no OS randomness): the IV is `AES-256(K_iv, seq || 0^64)`
+    /// under a per-SA IV key derived at setup as `HMAC-SHA-256(K_encr,
+    /// "latchkey ESP AES-CBC IV key")` (NIST SP 800-38A Appendix C, with a
+    /// key of its own). Unique because sequence numbers are; unpredictable
+    /// without `K_iv`.
+    ///
+    /// The sequence number starts at 1 and never cycles (RFC 4303 3.3.3):
+    /// after 2^32 - 1 (2^64 - 1 with ESN) every call fails with
+    /// [`EncapError::SequenceExhausted`] until the SA is replaced.
     pub fn encapsulate(
         &self,
         spi: u32,
@@ -504,8 +521,7 @@ impl Sad {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapError> {
-        let map = read(&self.outbound);
-        let Some(sa) = map.get(&spi) else {
+        let Some(sa) = self.outbound.get(&spi) else {
             self.encap_unknown_spi.fetch_add(1, Relaxed);
             return Err(EncapError::UnknownSpi(spi));
         };
@@ -544,10 +560,13 @@ impl Sad {
         let seq = prev + 1;
         write_plaintext(t, spi, seq, next_header, payload, pkt);
         if t.seal(seq, core.esn, pkt).is_err() {
+            // The sequence number is spent: count it out of `packets`.
+            sa.burnt.fetch_add(1, Relaxed);
             core.counters.drop();
             return Err(EncapError::Crypto);
         }
-        core.counters.count(payload.len());
+        // `packets` is derived from the sequence number: one atomic less.
+        core.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
         Ok(len)
     }
 
@@ -597,8 +616,7 @@ impl Sad {
         }
         let spi = be32(packet, 0);
         let seq_lo = be32(packet, 4);
-        let map = read(&self.inbound);
-        let sa = map.get(&spi).ok_or(DropReason::UnknownSpi)?;
+        let sa = self.inbound.get(&spi).ok_or(DropReason::UnknownSpi)?;
         let r = sa.decap(seq_lo, packet);
         match &r {
             Ok((_, range)) => sa.core.counters.count(range.len()),
@@ -611,7 +629,7 @@ impl Sad {
     /// near the end of the sequence space with it).
     #[cfg(test)]
     pub(crate) fn set_outbound_seq(&self, spi: u32, last: u64) {
-        if let Some(sa) = read(&self.outbound).get(&spi) {
+        if let Some(sa) = self.outbound.get(&spi) {
             sa.seq.store(last, Relaxed);
         }
     }
@@ -620,7 +638,7 @@ impl Sad {
     /// the sequence space).
     #[cfg(test)]
     pub(crate) fn set_inbound_top(&self, spi: u32, top: u64) {
-        if let Some(sa) = read(&self.inbound).get(&spi) {
+        if let Some(sa) = self.inbound.get(&spi) {
             sa.window().update(top).unwrap();
         }
     }
@@ -630,8 +648,7 @@ impl Sad {
     /// build packets `encapsulate` refuses to make.
     #[cfg(test)]
     pub(crate) fn seal_raw(&self, spi: u32, seq: u64, plaintext: &[u8]) -> Vec<u8> {
-        let map = read(&self.outbound);
-        let sa = map.get(&spi).unwrap();
+        let sa = self.outbound.get(&spi).unwrap();
         let t = &sa.core.transform;
         let mut pkt = vec![0u8; t.overhead() + plaintext.len()];
         pkt[..4].copy_from_slice(&spi.to_be_bytes());
@@ -652,8 +669,7 @@ impl Sad {
         next_header: u8,
         payload: &[u8],
     ) -> Vec<u8> {
-        let map = read(&self.outbound);
-        let sa = map.get(&spi).unwrap();
+        let sa = self.outbound.get(&spi).unwrap();
         let t = &sa.core.transform;
         let mut pkt = vec![0u8; esp_len(t, payload.len())];
         write_plaintext(t, spi, seq, next_header, payload, &mut pkt);

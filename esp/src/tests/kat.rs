@@ -27,7 +27,7 @@ fn sad_with(
     local: &str,
     remote: &str,
 ) -> Sad {
-    let sad = Sad::new();
+    let mut sad = Sad::new();
     let cfg = SaConfig {
         spi,
         encr,
