@@ -61,6 +61,7 @@ fn config() -> Config {
         ike_rekey_after: None,
         dpd_interval: None,
         force_encap: false,
+        remote_natt_port: 4500,
     };
     Config {
         ike_port: 500,

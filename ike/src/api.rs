@@ -115,6 +115,9 @@ pub struct PeerConfig {
     /// Send a NAT_DETECTION_SOURCE_IP that cannot match, so both sides use
     /// UDP encapsulation (as strongSwan's kernel-libipsec does).
     pub force_encap: bool,
+    /// The peer's NAT-T port (4500 in production): where the initiator
+    /// moves IKE after NAT detection (RFC 7296 2.23).
+    pub remote_natt_port: u16,
 }
 
 /// A child SA's policy.

@@ -414,12 +414,7 @@ impl IkeSa {
         // for IKE_AUTH and everything after it.
         if self.udp_encap && self.local.port() != ctx.config.natt_port {
             self.local.set_port(ctx.config.natt_port);
-            let rp = if self.remote.port() == ctx.config.ike_port {
-                ctx.config.natt_port
-            } else {
-                4500
-            };
-            self.remote.set_port(rp);
+            self.remote.set_port(peer.remote_natt_port);
         }
         self.complete(ctx);
         self.heard(now);

@@ -69,6 +69,7 @@ fn peer(
         ike_rekey_after: None,
         dpd_interval: None,
         force_encap: false,
+        remote_natt_port: NATT_PORT,
     }
 }
 
