@@ -760,7 +760,7 @@ impl LatchTable {
             last_reason: AlertReason::Created,
             created_at: now,
             state: St::Larval {
-                deadline: self.config.larval_timeout.map(|d| now + d),
+                deadline: self.config.larval_timeout.and_then(|d| now.checked_add(d)),
             },
         };
         // The draft's rule: no child SA may cover the 5-tuple unless all of
