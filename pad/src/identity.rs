@@ -109,12 +109,12 @@ impl Identity {
             len: data.len(),
         };
         Ok(match id_type {
-            Self::ID_IPV4_ADDR => {
-                Self::Ipv4(Ipv4Addr::from(<[u8; 4]>::try_from(data).map_err(|_| bad())?))
-            }
-            Self::ID_IPV6_ADDR => {
-                Self::Ipv6(Ipv6Addr::from(<[u8; 16]>::try_from(data).map_err(|_| bad())?))
-            }
+            Self::ID_IPV4_ADDR => Self::Ipv4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(data).map_err(|_| bad())?,
+            )),
+            Self::ID_IPV6_ADDR => Self::Ipv6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(data).map_err(|_| bad())?,
+            )),
             Self::ID_FQDN | Self::ID_RFC822_ADDR => {
                 let s = core::str::from_utf8(data)
                     .map_err(|_| IdentityError::NotUtf8(id_type))?

@@ -108,7 +108,7 @@ fn tokens(p: &str) -> Result<Tokens, ProposalError> {
         });
     }
     let aead = t.encr.iter().filter(|e| e.is_aead()).count();
-    if (aead != 0 && aead != t.encr.len()) || (aead != 0 && !t.integ.is_empty()) {
+    if aead != 0 && (aead != t.encr.len() || !t.integ.is_empty()) {
         return Err(ProposalError::MixedAead {
             proposal: p.to_owned(),
         });
@@ -206,8 +206,10 @@ impl EspProposal {
 
     /// latchkey's default ESP proposals.
     pub fn defaults() -> Vec<Self> {
-        Self::parse_list("aes128gcm16-aes256gcm16-chacha20poly1305,aes128-aes256-sha256-sha384-sha512")
-            .unwrap_or_default()
+        Self::parse_list(
+            "aes128gcm16-aes256gcm16-chacha20poly1305,aes128-aes256-sha256-sha384-sha512",
+        )
+        .unwrap_or_default()
     }
 }
 

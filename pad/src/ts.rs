@@ -285,7 +285,10 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        assert_eq!(ts("10.0.0.0/24").addr.end, "10.0.0.255".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            ts("10.0.0.0/24").addr.end,
+            "10.0.0.255".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(ts("10.0.0.1[udp/500]").to_string(), "10.0.0.1[17/500]");
         assert_eq!(ts("::/0").addr, IpRange::any(false));
         assert_eq!(ts("0.0.0.0/0").addr, IpRange::any(true));
@@ -303,7 +306,10 @@ mod tests {
         assert!(wide.covers(&narrow));
         assert!(!narrow.covers(&wide));
         assert_eq!(ts("10.0.0.0/24").intersect(&ts("10.0.1.0/24")), None);
-        assert_eq!(ts("10.0.0.0/24[tcp]").intersect(&ts("10.0.0.0/24[udp]")), None);
+        assert_eq!(
+            ts("10.0.0.0/24[tcp]").intersect(&ts("10.0.0.0/24[udp]")),
+            None
+        );
         assert_eq!(ts("10.0.0.0/8").intersect(&ts("::/0")), None);
     }
 
