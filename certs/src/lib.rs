@@ -43,3 +43,6 @@ pub use validate::{
 
 /// The `time` crate, for `now` arguments (`time::OffsetDateTime`).
 pub use time;
+/// Zeroizing wrapper (as returned by [`PrivateKey::to_pem`]), for callers
+/// holding key material they read from files.
+pub use zeroize::Zeroizing;
