@@ -13,6 +13,8 @@
 #   ESP aes128gcm16. ESP is always in UDP/4500 (charon fakes NAT detection).
 #
 # Scenario 1 "initiator": `latchkey connect` to charon (responder).
+# Scenario 1b "initiator-natd": the same with --force-encap=false (latchkey
+#   must detect charon's fake NAT-D itself and move to 4500).
 # Scenario 2 "responder": `latchkey listen --echo`, charon initiates
 #   (skipped while `latchkey listen --help` fails).
 #
@@ -55,81 +57,104 @@ lk_charon_start right "${LK_NS_RIGHT}" "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" \
 lk_listener_start "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}" 9999 "${R}/listener.txt" --echo
 
 # ---------------------------------------------------------------------------
-# Scenario 1: latchkey initiates.
-S="initiator"
-if [[ ! -x ${BIN} ]]; then
-    lk_result "${S}" fail "latchkey binary ${BIN} not found or not executable"
-    note_fail "${S}: no binary ${BIN}"
-elif ! timeout 10 "${BIN}" connect --help >"${R}/connect-help.txt" 2>&1 ||
-    ! grep -q -- '--send-udp' "${R}/connect-help.txt"; then
-    lk_result "${S}" fail "\`${BIN} connect --help\` fails or lacks --send-udp: $(head -c 200 "${R}/connect-help.txt")"
-    note_fail "${S}: connect not implemented"
-else
-    lk_tcpdump_start "${LK_NS_LEFT}" "${LK_VETH_LEFT}" "${LK_RUN_ROOT}/basic.pcap"
-    lk_poll_sas_start right "${R}/initiator-sas.txt"
-    cmd=(ip netns exec "${LK_NS_LEFT}" timeout 90 "${BIN}" "${LK_VERBOSE[@]}" connect "${LK_OUTER_RIGHT}"
-        --local "${LK_OUTER_LEFT}:500" --nat-t-port 4500
-        --auth psk --psk-file "${R}/psk" --id "${LK_OUTER_LEFT}" --remote-id "${LK_OUTER_RIGHT}"
-        --ike-proposal "${LK_IKE_PROPOSAL}" --esp-proposal "${LK_ESP_PROPOSAL}"
-        --local-ts "${LK_TS_LEFT}" --remote-ts "${LK_TS_RIGHT}" --inner-addr "${LK_INNER_LEFT}"
-        --send-udp "${LK_INNER_RIGHT}:9999" --message "${MSG}" --count 1 --wait "${WAIT}" --json)
-    printf '%q ' "${cmd[@]}" >"${R}/initiator.cmd"
-    echo >>"${R}/initiator.cmd"
-    lk_log "running: $(cat "${R}/initiator.cmd")"
-    set +e
-    "${cmd[@]}" >"${R}/initiator.stdout" 2>"${R}/initiator.stderr"
-    rc=$?
-    set -e
-    lk_poll_sas_stop
-    lk_log "latchkey connect exited ${rc}"
+# run_initiator NAME PCAP MESSAGE [EXTRA LATCHKEY ARGS...]: latchkey connects
+# to charon (the responder), sends MESSAGE to the listener, waits for the echo.
+run_initiator() {
+    local S=$1 pcap=$2 msg=$3 rc out
+    shift 3
+    if [[ ! -x ${BIN} ]]; then
+        lk_result "${S}" fail "latchkey binary ${BIN} not found or not executable"
+        note_fail "${S}: no binary ${BIN}"
+    elif ! timeout 10 "${BIN}" connect --help >"${R}/connect-help.txt" 2>&1 ||
+        ! grep -q -- '--send-udp' "${R}/connect-help.txt"; then
+        lk_result "${S}" fail "\`${BIN} connect --help\` fails or lacks --send-udp: $(head -c 200 "${R}/connect-help.txt")"
+        note_fail "${S}: connect not implemented"
+    else
+        lk_tcpdump_start "${LK_NS_LEFT}" "${LK_VETH_LEFT}" "${LK_RUN_ROOT}/${pcap}.pcap"
+        local log_from
+        log_from=$(($(wc -l <"${R}/right/charon.log") + 1))
+        lk_poll_sas_start right "${R}/${S}-sas.txt"
+        cmd=(ip netns exec "${LK_NS_LEFT}" timeout 90 "${BIN}" "${LK_VERBOSE[@]}" connect "${LK_OUTER_RIGHT}"
+            --local "${LK_OUTER_LEFT}:500" --nat-t-port 4500
+            --auth psk --psk-file "${R}/psk" --id "${LK_OUTER_LEFT}" --remote-id "${LK_OUTER_RIGHT}"
+            --ike-proposal "${LK_IKE_PROPOSAL}" --esp-proposal "${LK_ESP_PROPOSAL}"
+            --local-ts "${LK_TS_LEFT}" --remote-ts "${LK_TS_RIGHT}" --inner-addr "${LK_INNER_LEFT}"
+            --send-udp "${LK_INNER_RIGHT}:9999" --message "${msg}" --count 1 --wait "${WAIT}" --json "$@")
+        printf '%q ' "${cmd[@]}" >"${R}/${S}.cmd"
+        echo >>"${R}/${S}.cmd"
+        lk_log "running: $(cat "${R}/${S}.cmd")"
+        set +e
+        "${cmd[@]}" >"${R}/${S}.stdout" 2>"${R}/${S}.stderr"
+        rc=$?
+        set -e
+        lk_poll_sas_stop
+        lk_log "latchkey connect (${S}) exited ${rc}"
 
-    # (a) exit status
-    if ((rc == 0)); then
-        lk_result "${S}: latchkey connect exits 0" pass "exit 0"
-    else
-        lk_result "${S}: latchkey connect exits 0" fail "exit ${rc}: $(tail -n 3 "${R}/initiator.stderr")"
-        note_fail "${S}: latchkey exit ${rc}"
-    fi
-    # (b) charon showed ESTABLISHED + INSTALLED with our suites and latchkey's SPIs
-    if out=$("${LK_PY}" "${LK_DIR}/check_sas.py" --sas "${R}/initiator-sas.txt" \
-        --latchkey-json "${R}/initiator.stdout" --summary "${R}/initiator-sas.json" 2>&1); then
-        lk_result "${S}: charon lists the SAs" pass "${out}"
-    else
-        lk_result "${S}: charon lists the SAs" fail "${out}"
-        note_fail "${S}: swanctl --list-sas check"
-    fi
-    # (c) the datagram reached the listener on charon's inner address
-    if lk_listener_got "${R}/listener.txt" "${LK_INNER_LEFT}" "${MSG}"; then
-        lk_result "${S}: datagram delivered" pass "${LK_INNER_RIGHT}:9999 got '${MSG}' from $(grep -F "${MSG}" "${R}/listener.txt" | cut -f1 | head -n1)"
-    else
-        lk_result "${S}: datagram delivered" fail "listener on ${LK_INNER_RIGHT}:9999 got: '$(head -c 300 "${R}/listener.txt")'"
-        note_fail "${S}: datagram not delivered"
-    fi
-    # (d) the listener's echo came back to latchkey through the child SA (inbound ESP)
-    if grep -qF "${MSG}" "${R}/initiator.stdout" && grep -q '"received"' "${R}/initiator.stdout" &&
-        "${LK_PY}" - "${R}/initiator.stdout" "${MSG}" <<'PY'
-import json, sys
+        # (a) exit status
+        if ((rc == 0)); then
+            lk_result "${S}: latchkey connect exits 0" pass "exit 0"
+        else
+            lk_result "${S}: latchkey connect exits 0" fail "exit ${rc}: $(tail -n 3 "${R}/${S}.stderr")"
+            note_fail "${S}: latchkey exit ${rc}"
+        fi
+        # (b) charon showed ESTABLISHED + INSTALLED with our suites and latchkey's SPIs
+        if out=$("${LK_PY}" "${LK_DIR}/check_sas.py" --sas "${R}/${S}-sas.txt" \
+            --latchkey-json "${R}/${S}.stdout" --summary "${R}/${S}-sas.json" 2>&1); then
+            lk_result "${S}: charon lists the SAs" pass "${out}"
+        else
+            lk_result "${S}: charon lists the SAs" fail "${out}"
+            note_fail "${S}: swanctl --list-sas check"
+        fi
+        # (c) the datagram reached the listener on charon's inner address
+        if lk_listener_got "${R}/listener.txt" "${LK_INNER_LEFT}" "${msg}"; then
+            lk_result "${S}: datagram delivered" pass "${LK_INNER_RIGHT}:9999 got '${msg}' from $(grep -F "${msg}" "${R}/listener.txt" | cut -f1 | head -n1)"
+        else
+            lk_result "${S}: datagram delivered" fail "listener on ${LK_INNER_RIGHT}:9999 got: '$(head -c 300 "${R}/listener.txt")'"
+            note_fail "${S}: datagram not delivered"
+        fi
+        # (d) the listener's echo came back to latchkey through the child SA (inbound ESP)
+        if grep -qF "${msg}" "${R}/${S}.stdout" && grep -q '"received"' "${R}/${S}.stdout" &&
+            "${LK_PY}" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
-sys.exit(0 if any(r.get("data") == sys.argv[2] for r in d.get("received", [])) else 1)
-PY
-    then
-        lk_result "${S}: echo received by latchkey" pass "inbound ESP from ${LK_INNER_RIGHT}:9999 decrypted and delivered"
-    else
-        lk_result "${S}: echo received by latchkey" fail "latchkey's JSON has no received datagram '${MSG}'"
-        note_fail "${S}: no echo"
+sys.exit(0 if any(r.get("data") == sys.argv[2] for r in d.get("received", [])) else 1)' "${R}/${S}.stdout" "${msg}"
+        then
+            lk_result "${S}: echo received by latchkey" pass "inbound ESP from ${LK_INNER_RIGHT}:9999 decrypted and delivered"
+        else
+            lk_result "${S}: echo received by latchkey" fail "latchkey's JSON has no received datagram '${msg}'"
+            note_fail "${S}: no echo"
+        fi
+        # (e) latchkey deleted the SAs before exiting
+        if sas_gone 5; then
+            lk_result "${S}: SAs deleted on exit" pass "charon lists no IKE SA after latchkey exited"
+        else
+            lk_result "${S}: SAs deleted on exit" fail "charon still lists: $(lk_swanctl right --list-sas 2>&1 | head -n 3)"
+            note_fail "${S}: SAs left behind"
+            lk_swanctl right --terminate --ike lk --force --timeout 5 >/dev/null 2>&1 || true
+        fi
+        lk_tcpdump_stop
+        # (f) the capture shows IKE_SA_INIT, IKE_AUTH, ESP-in-UDP
+        lk_check_pcap "${S}: capture" "${LK_RUN_ROOT}/${pcap}.pcap"
+        tail -n +"${log_from}" "${R}/right/charon.log" >"${R}/${S}-charon.log"
     fi
-    # (e) latchkey deleted the SAs before exiting
-    if sas_gone 5; then
-        lk_result "${S}: SAs deleted on exit" pass "charon lists no IKE SA after latchkey exited"
+
+}
+
+# Scenario 1: latchkey initiates.
+run_initiator initiator basic "${MSG}"
+
+# Scenario 1b: the same without forcing encapsulation on latchkey's side:
+# latchkey's NAT-D is then honest, and it must itself detect charon's fake
+# NAT-D, move to 4500 and encapsulate (charon logs "faking NAT situation").
+if [[ -x ${BIN} ]] && grep -q -- '--force-encap=false' "${R}/connect-help.txt" 2>/dev/null; then
+    run_initiator initiator-natd basic-natd "${MSG} (natd)" --force-encap=false
+    if grep -aq 'faking NAT situation' "${R}/initiator-natd-charon.log" 2>/dev/null; then
+        lk_result "initiator-natd: latchkey's NAT-D honest" pass "charon: faking NAT situation to enforce UDP encapsulation"
     else
-        lk_result "${S}: SAs deleted on exit" fail "charon still lists: $(lk_swanctl right --list-sas 2>&1 | head -n 3)"
-        note_fail "${S}: SAs left behind"
-        lk_swanctl right --terminate --ike lk --force --timeout 5 >/dev/null 2>&1 || true
+        lk_result "initiator-natd: latchkey's NAT-D honest" fail "charon did not log 'faking NAT situation' (latchkey's NAT-D did not match, or none)"
+        note_fail "initiator-natd: latchkey still faked NAT-D with --force-encap=false"
     fi
-    lk_tcpdump_stop
-    # (f) the capture shows IKE_SA_INIT, IKE_AUTH, ESP-in-UDP
-    lk_check_pcap "${S}: capture" "${LK_RUN_ROOT}/basic.pcap"
-    cp "${R}/right/charon.log" "${R}/initiator-charon.log"
+else
+    lk_result "initiator-natd" skip "skipped (connect has no --force-encap=false)"
 fi
 
 # ---------------------------------------------------------------------------
@@ -249,7 +274,7 @@ fi
 
 lk_charon_facts right "${R}/charon-facts.txt"
 # Decrypted dissections (IKE_AUTH contents, inner packets) with charon's keys.
-for p in basic basic-responder; do
+for p in basic basic-natd basic-responder; do
     [[ -s ${LK_RUN_ROOT}/${p}.pcap ]] || continue
     polls=()
     for f in "${R}"/*-sas.txt; do [[ -e ${f} ]] && polls+=(--sas "${f}"); done
@@ -274,6 +299,8 @@ done
         "--list-sas while up (ESTABLISHED/INSTALLED, suites, SPIs = latchkey's), datagram at" \
         "10.99.0.1:9999, echo back through the child SA, SAs deleted on exit, capture" \
         "(IKE_SA_INIT, IKE_AUTH, ESP-in-UDP)"
+    echo "- scenario initiator-natd: the same with \`--force-encap=false\` (honest NAT-D from" \
+        "latchkey: it must detect charon's fake NAT-D and move to 4500 itself); skipped without that flag"
     echo "- scenario responder: \`latchkey listen --echo\`, charon \`swanctl --initiate\`; skipped" \
         "while \`latchkey listen --help\` fails"
     echo
@@ -306,7 +333,7 @@ done
     fi
     echo
     echo "Files: interop/run/basic/ (configs, charon.log, latchkey stdout/stderr, swanctl polls)," \
-        "interop/run/basic.pcap, interop/run/basic-responder.pcap (and *.decrypted.txt: tshark" \
+        "interop/run/basic.pcap, basic-natd.pcap, basic-responder.pcap (and *.decrypted.txt: tshark" \
         "with the keys charon logged)."
 
 } >"${RESULTS_MD}"

@@ -364,7 +364,7 @@ lk_result() {
 # lk_check_pcap SCENARIO PCAP: IKE_SA_INIT (34) and IKE_AUTH (35) exchanges
 # and ESP-in-UDP on port 4500 must be in the capture. Records one result.
 lk_check_pcap() {
-    local scen=$1 pcap=$2 init auth esp natd4500 problems=""
+    local scen=$1 pcap=$2 init auth auth4500 esp natd4500 problems=""
     if [[ ! -s ${pcap} ]]; then
         lk_result "${scen}" fail "no capture ${pcap}"
         return 0
@@ -373,10 +373,13 @@ lk_check_pcap() {
     auth=$(lk_pcap_count "${pcap}" 'isakmp.exchangetype == 35')
     esp=$(lk_pcap_count "${pcap}" 'udp.port == 4500 && esp')
     natd4500=$(lk_pcap_count "${pcap}" 'udp.port == 4500 && isakmp')
+    auth4500=$(lk_pcap_count "${pcap}" 'udp.srcport == 4500 && udp.dstport == 4500 && isakmp.exchangetype == 35')
     ((init >= 2)) || problems+="IKE_SA_INIT packets: ${init} (want >= 2); "
     ((auth >= 2)) || problems+="IKE_AUTH packets: ${auth} (want >= 2); "
+    # kernel-libipsec forces NAT-T: IKE_AUTH must have moved to 4500<->4500.
+    ((auth4500 >= 2)) || problems+="IKE_AUTH on 4500<->4500: ${auth4500} (want >= 2: the move to NAT-T); "
     ((esp >= 1)) || problems+="ESP-in-UDP packets on 4500: ${esp} (want >= 1); "
-    local detail="IKE_SA_INIT ${init}, IKE_AUTH ${auth}, IKE on 4500 ${natd4500}, ESP-in-UDP ${esp} packets (${pcap#"${LK_DIR}/"})"
+    local detail="IKE_SA_INIT ${init}, IKE_AUTH ${auth} (${auth4500} on 4500), IKE on 4500 ${natd4500}, ESP-in-UDP ${esp} packets (${pcap#"${LK_DIR}/"})"
     if [[ -z ${problems} ]]; then
         lk_result "${scen}" pass "${detail}"
     else
