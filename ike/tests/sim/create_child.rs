@@ -1,0 +1,186 @@
+//! CREATE_CHILD_SA: new child, child rekey, IKE rekey (RFC 7296 1.3).
+
+use super::*;
+
+fn up(seed: u64) -> (Sim, IkeSaId) {
+    let mut sim = Sim::new(seed, config(vec![]), config(vec![peer_b()]));
+    let id = sim.handshake(peer_a());
+    (sim, id)
+}
+
+#[test]
+fn new_child_with_pfs() {
+    let mut b = peer_b();
+    b.child.esp_proposals = EspProposal::parse_list("aes128gcm16-x25519,aes128gcm16").unwrap();
+    let mut sim = Sim::new(50, config(vec![]), config(vec![b]));
+    let id = sim.handshake(peer_a());
+    assert_eq!(sim.children(0)[0].pfs, None);
+    let mut c = child("10.1.0.0/24", "10.2.0.0/24");
+    c.esp_proposals = EspProposal::parse_list("aes256gcm16-ecp256").unwrap();
+    // B's policy must allow PFS with ecp256 too.
+    sim.nodes[0].ike.create_child(sim.now, id, c).unwrap();
+    sim.run_until(Duration::from_secs(10), |s| {
+        s.children(0).len() == 2 || !s.child_failures(0).is_empty()
+    });
+    // B's ChildConfig has no ecp256 PFS proposal: refused.
+    match &sim.child_failures(0)[..] {
+        [e @ Error::NoProposalChosen { .. }] => {
+            assert!(e.to_string().contains("aes256gcm16-ecp256"), "{e}")
+        }
+        x => panic!("{x:?}"),
+    }
+
+    let mut c = child("10.1.0.0/24", "10.2.0.0/24");
+    c.esp_proposals = EspProposal::parse_list("aes128gcm16-x25519,aes128gcm16").unwrap();
+    sim.nodes[0].ike.create_child(sim.now, id, c).unwrap();
+    sim.run_until(Duration::from_secs(10), |s| s.children(0).len() == 2);
+    let (ca, cb) = (&sim.children(0)[1], &sim.children(1)[1]);
+    assert_eq!(ca.pfs, Some(DhGroup::X25519));
+    assert_eq!(cb.pfs, Some(DhGroup::X25519));
+    assert_pair(ca, cb);
+    assert_eq!(ca.replaces, None);
+    assert_ne!(ca.inbound_spi, sim.children(0)[0].inbound_spi);
+}
+
+#[test]
+fn child_rekey_replaces_and_deletes_old() {
+    let (mut sim, id) = up(51);
+    let old_a = sim.children(0)[0].clone();
+    let old_b = sim.children(1)[0].clone();
+    sim.nodes[0].ike.rekey_child(sim.now, id, old_a.id).unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let (na, nb) = (&sim.children(0)[1], &sim.children(1)[1]);
+    assert_eq!(na.replaces, Some(old_a.id));
+    assert_eq!(nb.replaces, Some(old_b.id));
+    assert_pair(na, nb);
+    assert_ne!(na.outbound_encr_key, old_a.outbound_encr_key);
+    assert_eq!(
+        sim.deleted_children(0),
+        vec![(old_a.id, old_a.inbound_spi, old_a.outbound_spi)]
+    );
+    assert_eq!(
+        sim.deleted_children(1),
+        vec![(old_b.id, old_b.inbound_spi, old_b.outbound_spi)]
+    );
+    assert_eq!(sim.nodes[0].ike.child_sas(id).len(), 1);
+}
+
+#[test]
+fn child_rekey_timer() {
+    let mut a = peer_a();
+    a.child.rekey_after = Some(Duration::from_secs(100));
+    let mut sim = Sim::new(52, config(vec![]), config(vec![peer_b()]));
+    sim.handshake(a);
+    sim.run_for(Duration::from_secs(250));
+    // Rekeyed at ~90-100 s and again at ~180-200 s.
+    assert_eq!(sim.children(0).len(), 3);
+    assert_eq!(sim.deleted_children(1).len(), 2);
+    let last = sim.children(0)[2].clone();
+    let lb = sim.children(1)[2].clone();
+    assert_pair(&last, &lb);
+}
+
+#[test]
+fn rekey_collision_keeps_exactly_one() {
+    for seed in 53..58 {
+        let (mut sim, id) = up(seed);
+        let rb = sim.responder_sa();
+        let (ca, cb) = (sim.children(0)[0].clone(), sim.children(1)[0].clone());
+        let now = sim.now;
+        sim.nodes[0].ike.rekey_child(now, id, ca.id).unwrap();
+        sim.nodes[1].ike.rekey_child(now, rb, cb.id).unwrap();
+        sim.run_for(Duration::from_secs(5));
+        let la = sim.nodes[0].ike.child_sas(id);
+        let lb = sim.nodes[1].ike.child_sas(rb);
+        assert_eq!(la.len(), 1, "seed {seed}: {:?}", sim.events(0));
+        assert_eq!(lb.len(), 1, "seed {seed}: {:?}", sim.events(1));
+        assert_pair(&la[0], &lb[0]);
+        assert_ne!(la[0].id, ca.id);
+        // Two new SAs were created on each side, three deleted
+        // in total per side: the old one and the redundant one.
+        assert_eq!(sim.children(0).len(), 3);
+        assert_eq!(sim.deleted_children(0).len(), 2);
+        assert_eq!(sim.deleted_children(1).len(), 2);
+        assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
+    }
+}
+
+#[test]
+fn ike_rekey_moves_children() {
+    let (mut sim, id) = up(59);
+    let rb = sim.responder_sa();
+    let old_info = sim.nodes[0].ike.ike_sa(id).unwrap();
+    sim.nodes[0].ike.rekey_ike(sim.now, id).unwrap();
+    sim.run_for(Duration::from_secs(15));
+    let rekeyed = |i: usize| {
+        sim.events(i).iter().find_map(|e| match e {
+            Event::IkeSaRekeyed { old, new } => Some((*old, *new)),
+            _ => None,
+        })
+    };
+    let (oa, na) = rekeyed(0).unwrap();
+    let (ob, nb) = rekeyed(1).unwrap();
+    assert_eq!((oa, ob), (id, rb));
+    assert!(sim.nodes[0].ike.ike_sa(id).is_none());
+    assert!(sim.nodes[1].ike.ike_sa(rb).is_none());
+    let ia = sim.nodes[0].ike.ike_sa(na).unwrap();
+    let ib = sim.nodes[1].ike.ike_sa(nb).unwrap();
+    assert_eq!((ia.spi_i, ia.spi_r), (ib.spi_i, ib.spi_r));
+    assert_ne!(ia.spi_i, old_info.spi_i);
+    assert!(ia.initiator && ia.established && ib.established);
+    assert_eq!(ib.peer_id, Identity::Fqdn("a.example".into()));
+    assert_eq!(sim.nodes[0].ike.child_sas(na).len(), 1);
+    assert_eq!(sim.nodes[1].ike.child_sas(nb).len(), 1);
+    assert!(sim.deleted_children(0).is_empty());
+    assert!(!sim
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { .. })));
+    // The new SA works: rekey a child on it, from the responder side.
+    let cb = sim.nodes[1].ike.child_sas(nb)[0].clone();
+    sim.nodes[1].ike.rekey_child(sim.now, nb, cb.id).unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let la = sim.nodes[0].ike.child_sas(na);
+    let lb = sim.nodes[1].ike.child_sas(nb);
+    assert_eq!(la.len(), 1);
+    assert_pair(&la[0], &lb[0]);
+    assert_eq!(sim.nodes[0].ike.ike_sa_count(), 1);
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 1);
+}
+
+#[test]
+fn ike_rekey_timer() {
+    let mut a = peer_a();
+    a.ike_rekey_after = Some(Duration::from_secs(60));
+    let mut sim = Sim::new(60, config(vec![]), config(vec![peer_b()]));
+    sim.handshake(a);
+    sim.run_for(Duration::from_secs(130));
+    let n = sim
+        .events(0)
+        .iter()
+        .filter(|e| matches!(e, Event::IkeSaRekeyed { .. }))
+        .count();
+    assert_eq!(n, 2);
+    assert_eq!(sim.nodes[0].ike.ike_sa_count(), 1);
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 1);
+    assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
+}
+
+#[test]
+fn operations_on_unknown_or_unready_sas() {
+    let mut sim = Sim::new(61, config(vec![]), config(vec![peer_b()]));
+    let id = sim.initiate(peer_a());
+    let c = child("10.1.0.0/24", "10.2.0.0/24");
+    assert_eq!(
+        sim.nodes[0].ike.create_child(sim.now, id, c.clone()),
+        Err(Error::NotEstablished)
+    );
+    assert_eq!(
+        sim.nodes[0].ike.create_child(sim.now, IkeSaId(999), c),
+        Err(Error::UnknownSa)
+    );
+    assert_eq!(
+        sim.nodes[0].ike.rekey_ike(sim.now, IkeSaId(999)),
+        Err(Error::UnknownSa)
+    );
+}
