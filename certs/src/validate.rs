@@ -198,6 +198,10 @@ pub struct ValidationPolicy {
     pub expected_id: Option<Identity>,
     /// Check the end entity's keyUsage and extendedKeyUsage (default: yes).
     pub check_end_entity_usage: bool,
+    /// Apply RFC 4945 5.1.3.12 to the letter: an EKU must hold
+    /// id-kp-ipsecIKE or anyExtendedKeyUsage (default: no, serverAuth and
+    /// clientAuth are accepted too; see [`eku_allows_ike`]).
+    pub strict_eku: bool,
     /// The most intermediates a path may hold (default 6).
     pub max_intermediates: usize,
 }
@@ -207,6 +211,7 @@ impl Default for ValidationPolicy {
         Self {
             expected_id: None,
             check_end_entity_usage: true,
+            strict_eku: false,
             max_intermediates: 6,
         }
     }
@@ -262,7 +267,8 @@ struct Cert<'a> {
     /// basicConstraints: (cA, pathLenConstraint).
     ca: Option<(bool, Option<u32>)>,
     key_usage: Option<u16>,
-    eku_ike: Option<bool>,
+    /// extendedKeyUsage, when present.
+    eku: Option<Eku>,
     alt_names: Vec<AltName>,
     /// A critical extension not processed here is present.
     unhandled_critical: bool,
@@ -294,7 +300,7 @@ fn parse(der: &[u8]) -> Result<Cert<'_>, ValidationError> {
         key,
         ca: None,
         key_usage: None,
-        eku_ike: None,
+        eku: None,
         alt_names: Vec::new(),
         unhandled_critical: false,
         x,
@@ -304,15 +310,14 @@ fn parse(der: &[u8]) -> Result<Cert<'_>, ValidationError> {
             ParsedExtension::BasicConstraints(bc) => c.ca = Some((bc.ca, bc.path_len_constraint)),
             ParsedExtension::KeyUsage(ku) => c.key_usage = Some(ku.flags),
             ParsedExtension::ExtendedKeyUsage(eku) => {
-                c.eku_ike = Some(
-                    eku.any
-                        || eku.server_auth
-                        || eku.client_auth
+                c.eku = Some(Eku {
+                    ike: eku.any
                         || eku
                             .other
                             .iter()
                             .any(|o| o.to_id_string() == OID_KP_IPSEC_IKE),
-                );
+                    tls: eku.server_auth || eku.client_auth,
+                });
             }
             ParsedExtension::SubjectAlternativeName(san) => {
                 for n in &san.general_names {
@@ -354,19 +359,33 @@ fn alt_name(n: &GeneralName<'_>) -> Result<AltName, ValidationError> {
     })
 }
 
-/// Whether an extendedKeyUsage extension allows use in IKE.
+/// What an extendedKeyUsage extension holds, as far as IKE cares.
+#[derive(Clone, Copy)]
+struct Eku {
+    /// id-kp-ipsecIKE or anyExtendedKeyUsage.
+    ike: bool,
+    /// id-kp-serverAuth or id-kp-clientAuth.
+    tls: bool,
+}
+
+fn eku_ok(eku: Option<Eku>, strict: bool) -> bool {
+    eku.is_none_or(|e| e.ike || (e.tls && !strict))
+}
+
+/// Whether a certificate's extendedKeyUsage allows use in IKE.
 ///
-/// RFC 4945 5.1.3.12 says CAs SHOULD NOT put EKU in IKE certificates and
-/// that a certificate whose EKU holds id-kp-ipsecIKE or anyExtendedKeyUsage
-/// is fit for IKE. In practice gateways (strongSwan, Windows, most
-/// commercial VPNs) are issued TLS-style certificates with serverAuth and/or
-/// clientAuth, and RFC 4945 allows accepting other purposes as a local
-/// decision; so latchkey accepts: no EKU at all, or an EKU holding any of
-/// id-kp-ipsecIKE, anyExtendedKeyUsage, id-kp-serverAuth, id-kp-clientAuth.
-/// Anything else (e.g. codeSigning or emailProtection alone) is refused with
-/// [`ValidationError::Eku`].
-pub fn eku_allows_ike(cert_der: &[u8]) -> Result<bool, ValidationError> {
-    Ok(parse(cert_der)?.eku_ike.unwrap_or(true))
+/// RFC 4945 5.1.3.12: CAs SHOULD NOT put EKU in IKE certificates; a
+/// validator that supports EKU continues when there is no EKU or when it
+/// holds id-kp-ipsecIKE or anyExtendedKeyUsage, and otherwise rejects.
+/// `strict` applies exactly that. Without `strict` (latchkey's default),
+/// id-kp-serverAuth and id-kp-clientAuth are accepted as well, because
+/// IPsec gateways are commonly issued TLS-style certificates (strongSwan's
+/// documentation has gateways made with serverAuth, which Windows and Apple
+/// clients require) and refusing them would break interoperation for no
+/// security gain in IKE. Anything else (codeSigning or emailProtection
+/// alone, say) is refused with [`ValidationError::Eku`] either way.
+pub fn eku_allows_ike(cert_der: &[u8], strict: bool) -> Result<bool, ValidationError> {
+    Ok(eku_ok(parse(cert_der)?.eku, strict))
 }
 
 fn check_time(c: &Cert<'_>, now: i64) -> Result<(), ValidationError> {
@@ -567,7 +586,7 @@ pub fn validate(
         {
             return Err(ValidationError::KeyUsage);
         }
-        if ee.eku_ike == Some(false) {
+        if !eku_ok(ee.eku, policy.strict_eku) {
             return Err(ValidationError::Eku);
         }
     }
@@ -692,8 +711,10 @@ pub struct CertificateInfo {
     pub path_len: Option<u32>,
     /// keyUsage bit names, if the extension is present.
     pub key_usage: Option<Vec<&'static str>>,
-    /// Whether the EKU (if any) allows IKE (see [`eku_allows_ike`]).
+    /// Whether the EKU (if any) allows IKE, leniently (see [`eku_allows_ike`]).
     pub eku_allows_ike: bool,
+    /// Whether the EKU (if any) allows IKE under RFC 4945's strict rule.
+    pub eku_allows_ike_strict: bool,
     /// subjectAltNames.
     pub alt_names: Vec<AltName>,
     /// Issuer and subject names are equal.
@@ -739,7 +760,8 @@ pub fn describe(der: &[u8]) -> Result<CertificateInfo, ValidationError> {
                 .map(|(_, n)| *n)
                 .collect()
         }),
-        eku_allows_ike: c.eku_ike.unwrap_or(true),
+        eku_allows_ike: eku_ok(c.eku, false),
+        eku_allows_ike_strict: eku_ok(c.eku, true),
         alt_names: c.alt_names.clone(),
         self_issued: names_equal(c.x.subject(), c.x.issuer()),
     })

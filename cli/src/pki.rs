@@ -159,6 +159,11 @@ struct ShowArgs {
     /// Skip the end entity's keyUsage/extendedKeyUsage checks.
     #[arg(long)]
     chain_only: bool,
+    /// Apply RFC 4945 5.1.3.12 strictly: an extendedKeyUsage must hold
+    /// ipsecIKE or anyExtendedKeyUsage (by default serverAuth/clientAuth
+    /// are accepted too).
+    #[arg(long)]
+    strict_eku: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -334,9 +339,8 @@ fn show(a: ShowArgs, now: OffsetDateTime) -> Result<()> {
             Some(s) => ValidationPolicy::for_id(parse_id(s)?),
             None => ValidationPolicy::default(),
         };
-        if a.chain_only {
-            policy.check_end_entity_usage = false;
-        }
+        policy.check_end_entity_usage = !a.chain_only;
+        policy.strict_eku = a.strict_eku;
         let inters: Vec<&[u8]> = untrusted.iter().map(Vec::as_slice).collect();
         Some(certs::validate(&ee, &inters, &anchors, now, &policy))
     };
@@ -359,6 +363,7 @@ fn show(a: ShowArgs, now: OffsetDateTime) -> Result<()> {
             "path_len": info.path_len,
             "key_usage": info.key_usage,
             "eku_allows_ike": info.eku_allows_ike,
+            "eku_allows_ike_strict": info.eku_allows_ike_strict,
             "alt_names": alt,
             "self_issued": info.self_issued,
             "validation": verdict.as_ref().map(|r| match r {
@@ -400,8 +405,13 @@ fn show(a: ShowArgs, now: OffsetDateTime) -> Result<()> {
             key_usage.as_deref().unwrap_or("(no extension)")
         );
         println!(
-            "EKU allows IKE: {}",
-            if info.eku_allows_ike { "yes" } else { "no" }
+            "EKU for IKE:  {} (RFC 4945 strict: {})",
+            if info.eku_allows_ike { "yes" } else { "no" },
+            if info.eku_allows_ike_strict {
+                "yes"
+            } else {
+                "no"
+            }
         );
         println!("alt names:    {}", alt.join(", "));
         if info.self_issued {

@@ -230,3 +230,108 @@ fn openssl_and_strongswan_agree_with_latchkey() {
     );
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
+
+/// Certificates signed by OpenSSL (RSASSA-PSS with SHA-256 and SHA-384,
+/// PKCS#1 v1.5 with SHA-512, ECDSA P-384 with SHA-256) under CAs made
+/// here validate through latchkey; latchkey's SPKI fingerprints equal
+/// OpenSSL's.
+#[test]
+fn openssl_signed_certificates_validate() {
+    if !tool("openssl") {
+        return;
+    }
+    let now = OffsetDateTime::now_utc();
+    let dir = tmpdir("openssl-signed");
+    let sh = |script: &str| {
+        let (ok, text) = run(Command::new("sh").arg("-c").arg(script).current_dir(&dir));
+        assert!(ok, "{script}: {text}");
+        text
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:192.0.2.70,DNS:pss.example\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    sh(
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out leaf.key 2>/dev/null \
+        && openssl req -new -key leaf.key -subj /CN=openssl-leaf -out leaf.csr",
+    );
+    let mut rng = rng(602);
+    let rsa_ca = certs::CertificateAuthority::root_for_key(
+        "latchkey RSA root",
+        crate::common::rsa_fixture("rsa2048"),
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    let ec_ca = certs::CertificateAuthority::root(
+        "latchkey P-384 root",
+        KeyAlgorithm::EcdsaP384,
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    for (tag, ca, opts) in [
+        (
+            "pss256",
+            &rsa_ca,
+            "-sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest",
+        ),
+        (
+            "pss384",
+            &rsa_ca,
+            "-sha384 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest",
+        ),
+        ("pkcs1-512", &rsa_ca, "-sha512"),
+        ("p384-sha256", &ec_ca, "-sha256"),
+    ] {
+        std::fs::write(dir.join(format!("{tag}-ca.pem")), ca.cert_pem()).unwrap();
+        std::fs::write(
+            dir.join(format!("{tag}-ca.key")),
+            ca.key().to_pem().as_bytes(),
+        )
+        .unwrap();
+        sh(&format!(
+            "openssl x509 -req -in leaf.csr -CA {tag}-ca.pem -CAkey {tag}-ca.key -set_serial 7 \
+             -days 30 {opts} -extfile ext.cnf -out {tag}.pem 2>/dev/null"
+        ));
+        let pem = std::fs::read(dir.join(format!("{tag}.pem"))).unwrap();
+        let der = certs::certificates_from_pem(&pem).unwrap().remove(0);
+        let sig_alg = certs::describe(&der).unwrap().signature_algorithm;
+        if tag.starts_with("pss") {
+            assert_eq!(sig_alg, "1.2.840.113549.1.1.10", "{tag}: RSASSA-PSS");
+        }
+        // OpenSSL stamped notBefore with its own clock, just now.
+        let now = OffsetDateTime::now_utc();
+        let v = validate(
+            &der,
+            &[],
+            &[TrustAnchor::from_der(ca.cert_der()).unwrap()],
+            now,
+            &ValidationPolicy::for_id(Identity::Fqdn("pss.example".into())),
+        )
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        // A bit flipped in OpenSSL's signature is noticed.
+        let mut bad = der.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            validate(
+                &bad,
+                &[],
+                &[TrustAnchor::from_der(ca.cert_der()).unwrap()],
+                now,
+                &ValidationPolicy::default()
+            )
+            .err(),
+            Some(certs::ValidationError::BadSignature),
+            "{tag}"
+        );
+        let out = sh(&format!(
+            "openssl x509 -in {tag}.pem -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r"
+        ));
+        let theirs = out.split_whitespace().next().unwrap().to_owned();
+        assert_eq!(v.spki_sha256.to_string(), theirs, "{tag}");
+        eprintln!("{tag}: OpenSSL-signed certificate validates; SPKI SHA-256 {theirs} agrees");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -280,3 +280,57 @@ fn self_signed_loops_terminate() {
         Err(ValidationError::UnknownIssuer)
     );
 }
+
+#[test]
+fn eku_policy_lenient_and_strict() {
+    use certs::ExtKeyUsage as E;
+    let now = now();
+    let mut rng = rng(206);
+    let alg = KeyAlgorithm::EcdsaP256;
+    let pki = Pki::new(alg, now, &mut rng);
+    let mut strict = ValidationPolicy::default();
+    strict.strict_eku = true;
+    for (ekus, lenient_ok, strict_ok) in [
+        (&[][..], true, true),
+        (&[E::IpsecIke][..], true, true),
+        (&[E::Any][..], true, true),
+        (&[E::ServerAuth][..], true, false),
+        (&[E::ClientAuth, E::ServerAuth][..], true, false),
+        (&[E::CodeSigning, E::IpsecIke][..], true, true),
+        (&[E::EmailProtection][..], false, false),
+    ] {
+        let leaf = pki
+            .inter
+            .issue(
+                &EndEntity::host("192.0.2.28").with_eku(ekus),
+                alg,
+                now,
+                &mut rng,
+            )
+            .unwrap();
+        let v = |p: &ValidationPolicy| {
+            validate(
+                &leaf.cert_der,
+                &[pki.inter.cert_der()],
+                &pki.anchors(),
+                now,
+                p,
+            )
+        };
+        let expect = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ValidationError::Eku)
+            }
+        };
+        assert_eq!(
+            v(&ValidationPolicy::default()).map(|_| ()),
+            expect(lenient_ok),
+            "{ekus:?}"
+        );
+        assert_eq!(v(&strict).map(|_| ()), expect(strict_ok), "{ekus:?} strict");
+        assert_eq!(certs::eku_allows_ike(&leaf.cert_der, false), Ok(lenient_ok));
+        assert_eq!(certs::eku_allows_ike(&leaf.cert_der, true), Ok(strict_ok));
+    }
+}
