@@ -622,3 +622,56 @@ impl Stats {
         tracing::debug!(%reason, detail, "IKE datagram dropped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmit_backoff() {
+        let r = RetransmitConfig::default();
+        let t: Vec<u64> = (1..=7).map(|i| r.timeout(i).as_secs()).collect();
+        assert_eq!(t, [1, 2, 4, 8, 16, 30, 30]);
+        let flat = RetransmitConfig { backoff: 0, ..r };
+        assert_eq!(flat.timeout(5), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_map_to_notifies() {
+        assert_eq!(
+            Error::TsUnacceptable.notify_type(),
+            Some(notify::TS_UNACCEPTABLE)
+        );
+        assert_eq!(Error::Timeout.notify_type(), None);
+        assert_eq!(
+            Error::from_notify(notify::TEMPORARY_FAILURE),
+            Error::PeerError {
+                notify: notify::TEMPORARY_FAILURE,
+                name: "TEMPORARY_FAILURE"
+            }
+        );
+        assert_eq!(
+            Error::from_notify(notify::INVALID_KE_PAYLOAD),
+            Error::InvalidKePayload
+        );
+        let e = Error::NoProposalChosen {
+            ours: "a".into(),
+            theirs: "b".into(),
+        };
+        assert_eq!(e.to_string(), "no proposal chosen: ours a; theirs b");
+    }
+
+    #[test]
+    fn drops_are_counted_per_reason() {
+        let mut s = Stats::default();
+        s.drop(DropReason::BadCookie, "test");
+        s.drop(DropReason::BadCookie, "test");
+        s.drop(DropReason::Crypto, "test");
+        assert_eq!(s.drops(DropReason::BadCookie), 2);
+        assert_eq!(s.drops(DropReason::Malformed), 0);
+        assert_eq!(s.total_drops(), 3);
+        for r in DropReason::ALL {
+            assert!(!r.to_string().is_empty());
+        }
+    }
+}

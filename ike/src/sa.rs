@@ -410,6 +410,8 @@ impl IkeSa {
     ) {
         let msg_id = self.next_id;
         let Some(data) = self.seal(ctx, exchange, false, msg_id, payloads) else {
+            // Only an exhausted IV counter gets here: the SA cannot go on.
+            self.fail(ctx, Error::Crypto("cannot encrypt a request".into()));
             return;
         };
         ctx.out.send(self.local, self.remote, data.clone());
