@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::api::{DropReason, Error};
 use crate::msg::{self, notify};
-use crate::sa::{Ctx, IkeSa, Op, PendingKind, Phase, State};
+use crate::sa::{later, Ctx, IkeSa, Op, PendingKind, Phase, State, LINGER};
 use crate::wire::{self, exchange, notify as n, protocol, Delete, Message, Payload};
 
 impl IkeSa {
@@ -178,6 +178,16 @@ impl IkeSa {
             exchange::IKE_AUTH => {
                 let resp = self.on_auth_request(ctx, now, local, remote, &payloads);
                 self.respond(ctx, h.exchange, h.message_id, &resp, to);
+                if self.dead {
+                    // RFC 7296 2.21.2: the half-open state is gone; only the
+                    // AUTHENTICATION_FAILED answer lingers, for retransmitted
+                    // requests (2.1).
+                    self.dead = false;
+                    if let Some(k) = self.keyed_mut() {
+                        k.phase = Phase::Closing;
+                    }
+                    self.expire_at = Some(later(now, LINGER));
+                }
             }
             exchange::CREATE_CHILD_SA => {
                 let resp = self.on_create_child_request(ctx, now, &payloads);

@@ -146,6 +146,39 @@ fn wrong_psk_fails_on_both_sides() {
 }
 
 #[test]
+fn wrong_psk_under_loss_is_still_authentication_failed() {
+    for seed in 90..96 {
+        let a = peer(
+            "to-b",
+            "a.example",
+            Some("b.example"),
+            AuthMethod::Psk,
+            b"wrong",
+        );
+        let mut sim = Sim::new(seed, config(vec![]), config(vec![peer_b()]));
+        sim.faults = Faults {
+            loss: 0.3,
+            dup: 0.1,
+            reorder: 0.1,
+        };
+        sim.initiate(a);
+        sim.run_until(Duration::from_secs(60), |s| !s.failures(0).is_empty());
+        let f = sim.failures(0);
+        // Either the answer got through, or every try was lost.
+        assert!(
+            matches!(
+                f[..],
+                [Error::AuthenticationFailed { .. }] | [Error::Timeout]
+            ),
+            "seed {seed}: {f:?}"
+        );
+        sim.run_for(Duration::from_secs(60));
+        assert_eq!(sim.nodes[1].ike.ike_sa_count(), 0, "seed {seed}");
+        assert!(sim.nodes[1].ike.ike_sas().is_empty());
+    }
+}
+
+#[test]
 fn unknown_identity_fails() {
     let a = peer(
         "to-b",
