@@ -1,1 +1,415 @@
-fn main() {}
+//! `latchkey`: the command-line face of the latchkey IPsec endpoint.
+//!
+//! Thin on purpose: it parses arguments, reads files and environment
+//! variables (the libraries do no I/O of that kind), and drives the
+//! `endpoint` crate.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use endpoint::{
+    AuthMethod, Endpoint, EndpointConfig, EspProposal, Identity, IkeProposal, TrafficSelector,
+};
+
+mod demo;
+
+/// latchkey: a userspace IKEv2 endpoint with BTNS and IPsec connection latching.
+///
+/// Start with `latchkey demo`: two endpoints on loopback set up an IKE SA and
+/// a child SA (NULL authentication, the BTNS case) and move datagrams both
+/// ways through ESP, no root and no configuration needed.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, propagate_version = true)]
+struct Cli {
+    /// Log verbosity: -v info, -vv debug, -vvv trace (or set RUST_LOG).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Two endpoints on loopback, in one process: IKE SA, child SA, data both
+    /// ways through ESP; prints suites, SPIs and counters.
+    Demo(demo::DemoArgs),
+    /// Answer IKE (responder) and print or echo the datagrams that arrive
+    /// through the channels peers set up.
+    Listen(ListenArgs),
+    /// Set up an IKE SA and child SA with PEER (initiator), optionally send
+    /// datagrams through it, then delete the SAs and exit.
+    Connect(ConnectArgs),
+}
+
+/// Security parameters shared by `listen` and `connect`.
+#[derive(Debug, Args)]
+struct SecurityArgs {
+    /// Authentication, ours and the one we require of the peer: `null`
+    /// (RFC 7619, BTNS: no identity proven) or `psk`.
+    #[arg(long, default_value = "null")]
+    auth: AuthMethod,
+    /// File holding the pre-shared key (for --auth psk). `0x...` is hex.
+    /// The key may instead come from the LATCHKEY_PSK environment variable;
+    /// it is never taken from the command line.
+    #[arg(long, value_name = "FILE")]
+    psk_file: Option<PathBuf>,
+    /// Our identity: an IP address, `@fqdn`, `user@domain`, or `null`.
+    /// Default: `null` for NULL auth, else our IP address.
+    #[arg(long)]
+    id: Option<String>,
+    /// The identity we require of the peer (default: any).
+    #[arg(long)]
+    remote_id: Option<String>,
+    /// IKE proposals in strongSwan syntax, comma-separated
+    /// (e.g. `aes128gcm16-prfsha256-x25519`). Default: latchkey's list.
+    #[arg(long)]
+    ike_proposal: Option<String>,
+    /// ESP proposals in strongSwan syntax (e.g. `aes128gcm16`).
+    #[arg(long)]
+    esp_proposal: Option<String>,
+    /// Our traffic selector (CIDR, range or address, optional [proto/port]).
+    #[arg(long, default_value = "0.0.0.0/0")]
+    local_ts: TrafficSelector,
+    /// The peer's traffic selector.
+    #[arg(long, default_value = "0.0.0.0/0")]
+    remote_ts: TrafficSelector,
+    /// Use ESP in UDP even without a NAT (needed without root: no raw ESP
+    /// socket). On by default; `--force-encap=false` to turn off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    force_encap: bool,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ListenArgs {
+    /// Address and port for IKE.
+    #[arg(long, default_value = "0.0.0.0:500")]
+    ike: SocketAddr,
+    /// Address and port for NAT-T (IKE after the move, ESP in UDP).
+    #[arg(long, default_value = "0.0.0.0:4500")]
+    natt: SocketAddr,
+    /// Send every datagram that arrives back to its sender.
+    #[arg(long)]
+    echo: bool,
+    #[command(flatten)]
+    sec: SecurityArgs,
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// The peer's IKE address, `ADDR` or `ADDR:PORT` (default port 500).
+    peer: String,
+    /// Our IKE address and port.
+    #[arg(long, default_value = "0.0.0.0:500")]
+    local: SocketAddr,
+    /// Our NAT-T port (IKE after the move, ESP in UDP).
+    #[arg(long, default_value_t = 4500)]
+    nat_t_port: u16,
+    /// The peer's NAT-T port.
+    #[arg(long, default_value_t = 4500)]
+    remote_nat_t_port: u16,
+    /// Our inner address: the source of the datagrams we send
+    /// (default: the first address of --local-ts).
+    #[arg(long)]
+    inner_addr: Option<IpAddr>,
+    /// Send datagrams to this inner address and port through the child SA.
+    #[arg(long, value_name = "ADDR:PORT")]
+    send_udp: Option<SocketAddr>,
+    /// The datagram's text.
+    #[arg(long, default_value = "hello from latchkey")]
+    message: String,
+    /// How many datagrams to send.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Seconds to stay up after sending (receiving replies), before deleting
+    /// the SAs.
+    #[arg(long, default_value_t = 1.0)]
+    wait: f64,
+    /// Seconds to wait for the IKE SA and child SA.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    #[command(flatten)]
+    sec: SecurityArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkey: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Listen(a) => listen(a).await,
+            Command::Connect(a) => connect(a).await,
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latchkey: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Parse an identity as strongSwan writes them.
+fn parse_identity(s: &str) -> Result<Identity> {
+    if s == "null" || s == "%null" {
+        return Ok(Identity::Null);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(Identity::from_ip(ip));
+    }
+    if let Some(f) = s.strip_prefix('@') {
+        if f.is_empty() {
+            bail!("identity {s:?}: empty FQDN after @");
+        }
+        return Ok(Identity::Fqdn(f.to_owned()));
+    }
+    if s.contains('@') {
+        return Ok(Identity::Rfc822(s.to_owned()));
+    }
+    if s.contains('.') {
+        return Ok(Identity::Fqdn(s.to_owned()));
+    }
+    bail!("identity {s:?}: expected an IP address, @fqdn, user@domain or null")
+}
+
+/// The PSK from --psk-file or LATCHKEY_PSK, never from the command line.
+fn load_psk(sec: &SecurityArgs) -> Result<Option<certs::Psk>> {
+    if sec.auth != AuthMethod::Psk {
+        return Ok(None);
+    }
+    let text = if let Some(path) = &sec.psk_file {
+        std::fs::read(path).with_context(|| format!("reading PSK file {}", path.display()))?
+    } else if let Some(v) = std::env::var_os("LATCHKEY_PSK") {
+        v.into_encoded_bytes()
+    } else {
+        bail!("--auth psk needs a key: --psk-file FILE or the LATCHKEY_PSK environment variable")
+    };
+    let psk = certs::Psk::from_text(&text).map_err(|e| anyhow!("pre-shared key: {e}"))?;
+    Ok(Some(psk))
+}
+
+fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpoint::PeerConfig> {
+    let psk = load_psk(sec)?;
+    let mut p = endpoint::peer_config(name, sec.auth, psk, sec.local_ts, sec.remote_ts);
+    p.local_id = match &sec.id {
+        Some(s) => parse_identity(s)?,
+        None if sec.auth == AuthMethod::Null => Identity::Null,
+        None if local_ip.is_unspecified() => Identity::Fqdn("latchkey.invalid".into()),
+        None => Identity::from_ip(local_ip),
+    };
+    p.remote_id = sec.remote_id.as_deref().map(parse_identity).transpose()?;
+    if let Some(s) = &sec.ike_proposal {
+        p.ike_proposals = IkeProposal::parse_list(s).context("--ike-proposal")?;
+    }
+    if let Some(s) = &sec.esp_proposal {
+        p.child.esp_proposals = EspProposal::parse_list(s).context("--esp-proposal")?;
+    }
+    p.force_encap = sec.force_encap;
+    Ok(p)
+}
+
+fn parse_peer(s: &str) -> Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| anyhow!("peer {s:?}: expected ADDR or ADDR:PORT"))?;
+    Ok(SocketAddr::new(ip, 500))
+}
+
+async fn connect(a: ConnectArgs) -> Result<()> {
+    let remote = parse_peer(&a.peer)?;
+    let mut peer = peer_config("peer", &a.sec, a.local.ip())?;
+    peer.remote_natt_port = a.remote_nat_t_port;
+    let mut cfg = EndpointConfig::on(a.local.ip(), a.local.port(), a.nat_t_port);
+    cfg.connect_timeout = secs(a.timeout, "--timeout")?;
+    let ep = Endpoint::bind(cfg, vec![]).await?;
+    let mut ch = ep
+        .connect(peer, remote)
+        .await
+        .with_context(|| format!("connecting to {remote}"))?;
+    if !a.sec.json {
+        let i = ch.ike_sa();
+        let c = ch.child_sa();
+        println!(
+            "IKE SA up: {} <-> {}  {}  SPIs {}_i {}_r  peer {} ({})",
+            i.local, i.remote, i.suite, i.spi_i, i.spi_r, i.peer_id, i.peer_auth
+        );
+        println!(
+            "child SA up: {} {}  SPIs in {:08x} out {:08x}  {} === {}",
+            c.suite,
+            c.mode,
+            c.inbound_spi,
+            c.outbound_spi,
+            c.local_ts.join(","),
+            c.remote_ts.join(",")
+        );
+    }
+    let mut sent = 0u32;
+    let mut replies = Vec::new();
+    if let Some(dst) = a.send_udp {
+        let src_ip = a.inner_addr.unwrap_or(a.sec.local_ts.addr.start);
+        let src = SocketAddr::new(src_ip, 40000);
+        for i in 0..a.count {
+            let msg = if a.count > 1 {
+                format!("{} {}", a.message, i + 1)
+            } else {
+                a.message.clone()
+            };
+            ch.send(src, dst, msg.as_bytes()).await?;
+            sent += 1;
+        }
+    }
+    let wait = secs(a.wait, "--wait")?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(d)) = tokio::time::timeout_at(deadline, ch.recv()).await {
+        if !a.sec.json {
+            println!(
+                "received {} octets {} -> {} (SPI {:08x}): {}",
+                d.data.len(),
+                d.src,
+                d.dst,
+                d.spi,
+                String::from_utf8_lossy(&d.data)
+            );
+        }
+        replies.push(d);
+    }
+    let status = ep.status().await?;
+    if a.sec.json {
+        let out = serde_json::json!({
+            "ike_sa": ch.ike_sa(),
+            "child_sa": ch.child_sa(),
+            "sent": sent,
+            "received": replies.iter().map(|d| serde_json::json!({
+                "src": d.src, "dst": d.dst, "spi": format!("{:08x}", d.spi),
+                "data": String::from_utf8_lossy(&d.data),
+            })).collect::<Vec<_>>(),
+            "status": status,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (c, t) in &status.child_sas {
+            println!(
+                "child SA {:08x}/{:08x}: out {} packets {} octets, in {} packets {} octets",
+                c.inbound_spi, c.outbound_spi, t.packets_out, t.bytes_out, t.packets_in, t.bytes_in
+            );
+        }
+    }
+    ch.close().await?;
+    ep.shutdown().await?;
+    Ok(())
+}
+
+async fn listen(a: ListenArgs) -> Result<()> {
+    let peer = peer_config("any", &a.sec, a.ike.ip())?;
+    let mut cfg = EndpointConfig::on(a.ike.ip(), a.ike.port(), a.natt.port());
+    cfg.natt_addr = a.natt;
+    let ep = std::sync::Arc::new(Endpoint::bind(cfg, vec![peer]).await?);
+    if !a.sec.json {
+        println!(
+            "listening: IKE {}  NAT-T {}  (Ctrl-C to stop)",
+            ep.ike_addr(),
+            ep.natt_addr()
+        );
+    }
+    let json = a.sec.json;
+    let echo = a.echo;
+    let accept = {
+        let ep = ep.clone();
+        async move {
+            while let Some(mut ch) = ep.accept().await {
+                let ike = ch.ike_sa().clone();
+                let child = ch.child_sa().clone();
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"event": "channel", "ike_sa": ike, "child_sa": child})
+                    );
+                } else {
+                    println!(
+                        "channel from {} ({} {}): {} {} === {}",
+                        ike.remote,
+                        ike.peer_id,
+                        ike.peer_auth,
+                        child.suite,
+                        child.local_ts.join(","),
+                        child.remote_ts.join(",")
+                    );
+                }
+                tokio::spawn(async move {
+                    while let Some(d) = ch.recv().await {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"event": "datagram", "src": d.src, "dst": d.dst,
+                                "spi": format!("{:08x}", d.spi), "data": String::from_utf8_lossy(&d.data)})
+                            );
+                        } else {
+                            println!(
+                                "received {} octets {} -> {} (SPI {:08x}): {}",
+                                d.data.len(),
+                                d.src,
+                                d.dst,
+                                d.spi,
+                                String::from_utf8_lossy(&d.data)
+                            );
+                        }
+                        if echo {
+                            if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
+                                tracing::warn!(error = %e, "echo failed");
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
+    }
+    if let Ok(ep) = std::sync::Arc::try_unwrap(ep) {
+        ep.shutdown().await?;
+    }
+    Ok(())
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{what} {s}: not a valid number of seconds"))
+}

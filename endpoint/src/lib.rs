@@ -1,1 +1,436 @@
-//! endpoint (see Cargo.toml description).
+//! latchkey's embeddable IPsec endpoint.
+//!
+//! A tokio driver that owns the UDP sockets, the clock and the randomness,
+//! runs the sans-IO [`ike`] state machine, installs the child SAs it
+//! negotiates into the [`esp`] SAD, and gives the embedding program
+//! [`Channel`]s: datagrams that travel, protected by ESP in UDP
+//! (RFC 3948), between an inner address of ours and one of the peer's.
+//!
+//! Invariants:
+//! - One task (the driver) owns `ike::Ike` and `esp::Sad`; the API talks to it
+//!   through a command channel, so no lock is held across I/O.
+//! - Every datagram handed to a [`Channel`] came out of ESP decapsulation and
+//!   carries the SPI and SA tag that protected it ([`Datagram::spi`],
+//!   [`Datagram::sa`]): nothing unprotected is ever delivered.
+//! - Runs without root: ports are configurable (0 = any free port).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), endpoint::Error> {
+//! use endpoint::{btns_peer, Endpoint, EndpointConfig};
+//! let ep = Endpoint::bind(EndpointConfig::loopback(), vec![]).await?;
+//! let peer = btns_peer("peer", "10.0.0.1/32".parse().unwrap(), "10.0.0.2/32".parse().unwrap());
+//! let mut ch = ep.connect(peer, "127.0.0.1:50500".parse().unwrap()).await?;
+//! ch.send("10.0.0.1:1000".parse().unwrap(), "10.0.0.2:2000".parse().unwrap(), b"hello").await?;
+//! let reply = ch.recv().await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod driver;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+pub use ike::{ChildConfig, ChildSaId, IkeSaId, PeerConfig as IkePeerConfig};
+pub use pad::{AuthMethod, EspProposal, Identity, IkeProposal, Mode, TrafficSelector};
+
+/// What went wrong, precisely enough for a CLI to say so.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket could not be opened or used.
+    #[error("socket {addr}: {source}")]
+    Io {
+        /// The address involved.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// IKE failed (the peer refused, authentication failed, no proposal, timeout ...).
+    #[error("IKE with {peer} failed: {error}")]
+    Ike {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The IKE error.
+        error: ike::Error,
+    },
+    /// The child SA could not be set up although the IKE SA was.
+    #[error("child SA with {peer} failed: {error}")]
+    Child {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The IKE error.
+        error: ike::Error,
+    },
+    /// The SA could not be installed into the ESP datapath.
+    #[error("cannot install SA: {0}")]
+    Install(String),
+    /// A datagram could not be sent (no SA, too large, sequence exhausted ...).
+    #[error("cannot send: {0}")]
+    Send(String),
+    /// The endpoint's driver has stopped.
+    #[error("the endpoint has shut down")]
+    Closed,
+    /// Nothing happened in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where an endpoint listens.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Address for IKE (UDP 500 in production; port 0 picks a free port).
+    pub ike_addr: SocketAddr,
+    /// Address for NAT-T: IKE after the move and ESP in UDP (UDP 4500).
+    pub natt_addr: SocketAddr,
+    /// Half-open IKE SAs before a COOKIE is demanded (RFC 7296 2.6).
+    pub cookie_threshold: usize,
+    /// Hard bound on half-open IKE SAs.
+    pub max_half_open: usize,
+    /// How long `connect` waits for the IKE SA and first child SA.
+    pub connect_timeout: Duration,
+}
+
+impl EndpointConfig {
+    /// Loopback, any free ports.
+    pub fn loopback() -> Self {
+        Self::on(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 0)
+    }
+
+    /// The given address with the given ports (0 = any free port).
+    pub fn on(addr: IpAddr, ike_port: u16, natt_port: u16) -> Self {
+        Self {
+            ike_addr: SocketAddr::new(addr, ike_port),
+            natt_addr: SocketAddr::new(addr, natt_port),
+            cookie_threshold: 64,
+            max_half_open: 4096,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A peer as the endpoint sees it: IKE's peer configuration.
+pub type PeerConfig = ike::PeerConfig;
+
+/// A BTNS peer (RFC 5386): NULL authentication both ways (RFC 7619),
+/// default proposals, tunnel mode, the given traffic selectors.
+pub fn btns_peer(name: &str, local_ts: TrafficSelector, remote_ts: TrafficSelector) -> PeerConfig {
+    peer_config(name, AuthMethod::Null, None, local_ts, remote_ts)
+}
+
+/// A peer configuration with default proposals, lifetimes and tunnel mode.
+pub fn peer_config(
+    name: &str,
+    auth: AuthMethod,
+    psk: Option<certs::Psk>,
+    local_ts: TrafficSelector,
+    remote_ts: TrafficSelector,
+) -> PeerConfig {
+    let local_id = match auth {
+        AuthMethod::Null => Identity::Null,
+        _ => Identity::Fqdn("latchkey.invalid".to_owned()),
+    };
+    PeerConfig {
+        name: name.to_owned(),
+        local_id,
+        remote_id: None,
+        local_auth: auth,
+        remote_auth: auth,
+        psk,
+        ike_proposals: IkeProposal::defaults(),
+        child: ChildConfig {
+            esp_proposals: EspProposal::defaults(),
+            local_ts: vec![local_ts],
+            remote_ts: vec![remote_ts],
+            mode: Mode::Tunnel,
+            rekey_after: None,
+            replay_window: 1024,
+        },
+        ike_rekey_after: None,
+        dpd_interval: None,
+        force_encap: true,
+        remote_natt_port: 4500,
+    }
+}
+
+/// A datagram that came through a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Inner source address and port (the peer's side).
+    pub src: SocketAddr,
+    /// Inner destination address and port (our side).
+    pub dst: SocketAddr,
+    /// The UDP payload.
+    pub data: Vec<u8>,
+    /// SPI of the inbound SA that protected it (R17).
+    pub spi: u32,
+    /// Tag of that SA in the SAD (our child SA id).
+    pub sa: u64,
+}
+
+/// Negotiated parameters of a child SA, for display.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChildSummary {
+    /// Local child SA id.
+    pub id: u64,
+    /// Inbound SPI (ours).
+    pub inbound_spi: u32,
+    /// Outbound SPI (the peer's).
+    pub outbound_spi: u32,
+    /// ESP proposal as chosen, strongSwan syntax.
+    pub suite: String,
+    /// Tunnel or transport.
+    pub mode: Mode,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Local traffic selectors.
+    pub local_ts: Vec<String>,
+    /// Remote traffic selectors.
+    pub remote_ts: Vec<String>,
+    /// Whether ESP is carried in UDP (RFC 3948).
+    pub udp_encap: bool,
+    /// Anti-replay window in packets.
+    pub replay_window: u32,
+}
+
+/// Negotiated parameters of an IKE SA, for display.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IkeSummary {
+    /// Local IKE SA id.
+    pub id: u64,
+    /// Peer configuration name.
+    pub name: String,
+    /// Whether we initiated it.
+    pub initiator: bool,
+    /// Initiator SPI, hex.
+    pub spi_i: String,
+    /// Responder SPI, hex.
+    pub spi_r: String,
+    /// Local outer address.
+    pub local: SocketAddr,
+    /// Remote outer address.
+    pub remote: SocketAddr,
+    /// Our identity.
+    pub local_id: String,
+    /// The peer's identity as asserted and authenticated.
+    pub peer_id: String,
+    /// How the peer authenticated.
+    pub peer_auth: AuthMethod,
+    /// IKE proposal as chosen, strongSwan syntax.
+    pub suite: String,
+    /// Whether we are behind a NAT.
+    pub nat_local: bool,
+    /// Whether the peer is behind a NAT.
+    pub nat_remote: bool,
+    /// Whether established.
+    pub established: bool,
+}
+
+/// Counters of one child SA's ESP traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    /// Packets sent (encapsulated).
+    pub packets_out: u64,
+    /// Octets of payload sent.
+    pub bytes_out: u64,
+    /// Packets received and accepted (decapsulated).
+    pub packets_in: u64,
+    /// Octets of payload received.
+    pub bytes_in: u64,
+}
+
+/// The endpoint's state, for `status` and the demo.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    /// Our IKE socket.
+    pub ike_addr: Option<SocketAddr>,
+    /// Our NAT-T socket.
+    pub natt_addr: Option<SocketAddr>,
+    /// IKE SAs.
+    pub ike_sas: Vec<IkeSummary>,
+    /// Child SAs with their traffic.
+    pub child_sas: Vec<(ChildSummary, Traffic)>,
+    /// Datagrams dropped before IKE or ESP accepted them, by reason.
+    pub drops: Vec<(String, u64)>,
+}
+
+/// An established channel: a child SA and the datagrams it carries.
+#[derive(Debug)]
+pub struct Channel {
+    id: u64,
+    ike: IkeSummary,
+    child: ChildSummary,
+    cmd: mpsc::Sender<driver::Command>,
+    rx: mpsc::Receiver<Datagram>,
+}
+
+impl Channel {
+    /// The IKE SA this channel runs under, as negotiated.
+    pub fn ike_sa(&self) -> &IkeSummary {
+        &self.ike
+    }
+
+    /// The child SA, as negotiated when the channel came up.
+    pub fn child_sa(&self) -> &ChildSummary {
+        &self.child
+    }
+
+    /// Send one UDP datagram from inner address `src` to inner address `dst`
+    /// through the channel's child SA (tunnel mode: an inner IP/UDP packet
+    /// in ESP). Fails if the addresses are outside the negotiated traffic
+    /// selectors or the SA cannot send.
+    pub async fn send(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Send {
+                channel: self.id,
+                src,
+                dst,
+                data: data.to_vec(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The next datagram that arrived through the channel; `None` once the
+    /// channel is closed.
+    pub async fn recv(&mut self) -> Option<Datagram> {
+        self.rx.recv().await
+    }
+
+    /// Tear the channel down: delete the child SA and its IKE SA
+    /// (INFORMATIONAL with Delete payloads, RFC 7296 1.4).
+    pub async fn close(self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Close {
+                channel: self.id,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// A running endpoint. Dropping it stops the driver (without deleting SAs;
+/// call [`Endpoint::shutdown`] for an orderly exit).
+#[derive(Debug)]
+pub struct Endpoint {
+    cmd: mpsc::Sender<driver::Command>,
+    accept: tokio::sync::Mutex<mpsc::Receiver<Channel>>,
+    ike_addr: SocketAddr,
+    natt_addr: SocketAddr,
+    connect_timeout: Duration,
+}
+
+impl Endpoint {
+    /// Open the sockets and start the driver. `peers` are the peer
+    /// configurations used when answering (responder role).
+    pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
+        let ike_sock = UdpSocket::bind(config.ike_addr)
+            .await
+            .map_err(|source| Error::Io {
+                addr: config.ike_addr,
+                source,
+            })?;
+        let natt_sock = UdpSocket::bind(config.natt_addr)
+            .await
+            .map_err(|source| Error::Io {
+                addr: config.natt_addr,
+                source,
+            })?;
+        let io = |addr, source| Error::Io { addr, source };
+        let ike_addr = ike_sock.local_addr().map_err(|e| io(config.ike_addr, e))?;
+        let natt_addr = natt_sock
+            .local_addr()
+            .map_err(|e| io(config.natt_addr, e))?;
+        let ike_config = ike::Config {
+            ike_port: ike_addr.port(),
+            natt_port: natt_addr.port(),
+            peers,
+            cookie_threshold: config.cookie_threshold,
+            max_half_open: config.max_half_open,
+            retransmit: ike::RetransmitConfig::default(),
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (accept_tx, accept_rx) = mpsc::channel(64);
+        let drv = driver::Driver::new(
+            ike_config,
+            ike_sock,
+            natt_sock,
+            ike_addr,
+            natt_addr,
+            cmd_tx.downgrade(),
+            accept_tx,
+        );
+        tokio::spawn(drv.run(cmd_rx));
+        tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
+        Ok(Self {
+            cmd: cmd_tx,
+            accept: tokio::sync::Mutex::new(accept_rx),
+            ike_addr,
+            natt_addr,
+            connect_timeout: config.connect_timeout,
+        })
+    }
+
+    /// Our IKE address (with the port actually bound).
+    pub fn ike_addr(&self) -> SocketAddr {
+        self.ike_addr
+    }
+
+    /// Our NAT-T address (with the port actually bound).
+    pub fn natt_addr(&self) -> SocketAddr {
+        self.natt_addr
+    }
+
+    /// Set up an IKE SA and its first child SA with `remote` (the peer's IKE
+    /// address) and return the channel once both are established.
+    pub async fn connect(&self, peer: PeerConfig, remote: SocketAddr) -> Result<Channel, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Connect {
+                peer: Box::new(peer),
+                remote,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        match tokio::time::timeout(self.connect_timeout, rx).await {
+            Ok(r) => r.map_err(|_| Error::Closed)?,
+            Err(_) => Err(Error::Timeout(self.connect_timeout)),
+        }
+    }
+
+    /// The next channel a peer set up with us (responder role).
+    pub async fn accept(&self) -> Option<Channel> {
+        self.accept.lock().await.recv().await
+    }
+
+    /// A snapshot of IKE SAs, child SAs and counters.
+    pub async fn status(&self) -> Result<Status, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Status { reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Delete every IKE SA (INFORMATIONAL), wait briefly for the peers'
+    /// answers, and stop the driver.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Shutdown { reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+}

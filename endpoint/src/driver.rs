@@ -1,0 +1,677 @@
+//! The driver task: owns the sockets, `ike::Ike` and `esp::Sad`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
+
+/// Largest datagram we read or build.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Requests from the API to the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Connect {
+        peer: Box<ike::PeerConfig>,
+        remote: SocketAddr,
+        reply: oneshot::Sender<Result<Channel, Error>>,
+    },
+    Send {
+        channel: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Close {
+        channel: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the driver knows of a child SA.
+struct ChildState {
+    summary: ChildSummary,
+    ike_sa: ike::IkeSaId,
+    outbound_spi: u32,
+    inbound_spi: u32,
+    remote: SocketAddr,
+    udp_encap: bool,
+    local_ts: Vec<pad::TrafficSelector>,
+    remote_ts: Vec<pad::TrafficSelector>,
+    traffic: Traffic,
+}
+
+/// A channel: follows its child SA across rekeys.
+struct ChannelState {
+    child: ike::ChildSaId,
+    tx: mpsc::Sender<Datagram>,
+}
+
+pub(crate) struct Driver {
+    ike: ike::Ike,
+    sad: esp::Sad,
+    ike_sock: UdpSocket,
+    natt_sock: UdpSocket,
+    ike_addr: SocketAddr,
+    natt_addr: SocketAddr,
+    cmd_tx: mpsc::WeakSender<Command>,
+    accept_tx: mpsc::Sender<Channel>,
+    pending_connect: HashMap<ike::IkeSaId, (SocketAddr, oneshot::Sender<Result<Channel, Error>>)>,
+    pending_close: HashMap<ike::IkeSaId, Vec<oneshot::Sender<Result<(), Error>>>>,
+    ike_sas: HashMap<ike::IkeSaId, IkeSummary>,
+    children: HashMap<ike::ChildSaId, ChildState>,
+    channels: HashMap<u64, ChannelState>,
+    child_channel: HashMap<ike::ChildSaId, u64>,
+    next_channel: u64,
+    drops: HashMap<&'static str, u64>,
+    /// Scratch buffer for building packets (no allocation per packet).
+    scratch: Vec<u8>,
+    /// Output buffer for encapsulation.
+    out: Vec<u8>,
+}
+
+fn hex64(x: u64) -> String {
+    format!("{x:016x}")
+}
+
+fn esp_suite(
+    encr: pad::alg::Encr,
+    integ: Option<pad::alg::Integ>,
+    pfs: Option<pad::alg::DhGroup>,
+    esn: bool,
+) -> String {
+    let mut s = encr.name().to_owned();
+    if let Some(i) = integ {
+        s.push('-');
+        s.push_str(i.name());
+    }
+    if let Some(g) = pfs {
+        s.push('-');
+        s.push_str(g.name());
+    }
+    if esn {
+        s.push_str("-esn");
+    }
+    s
+}
+
+fn ike_summary(info: &ike::IkeSaInfo) -> IkeSummary {
+    let s = &info.suite;
+    let mut suite = s.encr.name().to_owned();
+    if let Some(i) = s.integ {
+        suite.push('-');
+        suite.push_str(i.name());
+    }
+    suite.push('-');
+    suite.push_str(s.prf.name());
+    suite.push('-');
+    suite.push_str(s.dh.name());
+    IkeSummary {
+        id: info.id.0,
+        name: info.name.clone(),
+        initiator: info.initiator,
+        spi_i: hex64(info.spi_i),
+        spi_r: hex64(info.spi_r),
+        local: info.local,
+        remote: info.remote,
+        local_id: info.local_id.to_string(),
+        peer_id: info.peer_id.to_string(),
+        peer_auth: info.peer_auth,
+        suite,
+        nat_local: info.nat_local,
+        nat_remote: info.nat_remote,
+        established: info.established,
+    }
+}
+
+impl Driver {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private constructor, called once"
+    )]
+    pub(crate) fn new(
+        config: ike::Config,
+        ike_sock: UdpSocket,
+        natt_sock: UdpSocket,
+        ike_addr: SocketAddr,
+        natt_addr: SocketAddr,
+        cmd_tx: mpsc::WeakSender<Command>,
+        accept_tx: mpsc::Sender<Channel>,
+    ) -> Self {
+        let rng: Box<dyn rand_core::CryptoRngCore + Send> = Box::new(rand_core::OsRng);
+        Self {
+            ike: ike::Ike::new(config, rng, Box::new(ike::AcceptAll)),
+            sad: esp::Sad::new(),
+            ike_sock,
+            natt_sock,
+            ike_addr,
+            natt_addr,
+            cmd_tx,
+            accept_tx,
+            pending_connect: HashMap::new(),
+            pending_close: HashMap::new(),
+            ike_sas: HashMap::new(),
+            children: HashMap::new(),
+            channels: HashMap::new(),
+            child_channel: HashMap::new(),
+            next_channel: 1,
+            drops: HashMap::new(),
+            scratch: vec![0; MAX_DATAGRAM],
+            out: vec![0; MAX_DATAGRAM],
+        }
+    }
+
+    fn drop_counted(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_default() += 1;
+        tracing::debug!(reason, "datagram dropped");
+    }
+
+    pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        let mut ike_buf = vec![0u8; MAX_DATAGRAM];
+        let mut natt_buf = vec![0u8; MAX_DATAGRAM];
+        let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
+        loop {
+            self.flush().await;
+            if let Some((_, deadline)) = &shutdown {
+                if self.ike_sas.is_empty() || tokio::time::Instant::now() >= *deadline {
+                    if let Some((reply, _)) = shutdown.take() {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+            }
+            let timeout = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+            let shutdown_deadline = shutdown.as_ref().map(|(_, d)| *d);
+            let wake = match (timeout, shutdown_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                r = self.ike_sock.recv_from(&mut ike_buf) => match r {
+                    Ok((n, from)) => {
+                        let data = ike_buf.get(..n).unwrap_or_default();
+                        self.ike.handle_datagram(Instant::now(), self.ike_addr, from, data);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
+                },
+                r = self.natt_sock.recv_from(&mut natt_buf) => match r {
+                    Ok((n, from)) => self.on_natt(&mut natt_buf, n, from),
+                    Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
+                },
+                () = sleep_until(wake) => {
+                    self.ike.handle_timeout(Instant::now());
+                }
+                c = cmd_rx.recv() => match c {
+                    Some(Command::Shutdown { reply }) => {
+                        let now = Instant::now();
+                        let ids: Vec<_> = self.ike_sas.keys().copied().collect();
+                        for id in ids {
+                            let _ = self.ike.delete_ike(now, id);
+                        }
+                        shutdown = Some((reply, tokio::time::Instant::now() + std::time::Duration::from_secs(2)));
+                    }
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Send everything IKE wants sent and act on its events.
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.ike.poll_transmit() {
+                progressed = true;
+                let r = if t.local.port() == self.natt_addr.port()
+                    && self.natt_addr.port() != self.ike_addr.port()
+                {
+                    // RFC 3948 2.2: IKE on the NAT-T port carries the non-ESP marker.
+                    let mut buf = Vec::with_capacity(t.data.len() + 4);
+                    buf.extend_from_slice(&esp::udp::NON_ESP_MARKER);
+                    buf.extend_from_slice(&t.data);
+                    self.natt_sock.send_to(&buf, t.remote).await
+                } else {
+                    self.ike_sock.send_to(&t.data, t.remote).await
+                };
+                if let Err(e) = r {
+                    tracing::warn!(remote = %t.remote, error = %e, "IKE send failed");
+                }
+            }
+            while let Some(ev) = self.ike.poll_event() {
+                progressed = true;
+                self.on_event(ev);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_natt(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
+        let Some(datagram) = buf.get_mut(..n) else {
+            return;
+        };
+        match esp::udp::classify(datagram) {
+            esp::udp::Natt::Keepalive => {}
+            esp::udp::Natt::Invalid => self.drop_counted("invalid NAT-T datagram"),
+            esp::udp::Natt::Ike(msg) => {
+                let msg = msg.to_vec();
+                self.ike
+                    .handle_datagram(Instant::now(), self.natt_addr, from, &msg);
+            }
+            esp::udp::Natt::Esp(_) => self.on_esp(datagram),
+        }
+    }
+
+    fn on_esp(&mut self, packet: &mut [u8]) {
+        let d = match self.sad.decapsulate(packet) {
+            Ok(d) => d,
+            Err(reason) => {
+                tracing::debug!(%reason, "ESP packet dropped");
+                return;
+            }
+        };
+        let (tag, spi, next_header, len) = (d.tag, d.spi, d.next_header, d.payload.len());
+        if next_header != 4 && next_header != 41 {
+            self.drop_counted("ESP payload is not an inner IP packet");
+            return;
+        }
+        let Ok(inner) = esp::inner::parse(d.payload) else {
+            self.drop_counted("malformed inner packet");
+            return;
+        };
+        let Some(data) = inner.udp_payload(d.payload) else {
+            self.drop_counted("inner packet is not UDP");
+            return;
+        };
+        let child = ike::ChildSaId(tag);
+        if let Some(c) = self.children.get_mut(&child) {
+            c.traffic.packets_in += 1;
+            c.traffic.bytes_in += len as u64;
+        }
+        let dg = Datagram {
+            src: SocketAddr::new(inner.src, inner.src_port),
+            dst: SocketAddr::new(inner.dst, inner.dst_port),
+            data: data.to_vec(),
+            spi,
+            sa: tag,
+        };
+        let Some(ch) = self
+            .child_channel
+            .get(&child)
+            .and_then(|id| self.channels.get(id))
+        else {
+            self.drop_counted("no channel for child SA");
+            return;
+        };
+        if ch.tx.try_send(dg).is_err() {
+            self.drop_counted("channel receive queue full");
+        }
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Connect {
+                peer,
+                remote,
+                reply,
+            } => {
+                let local = if remote.is_ipv4() == self.ike_addr.is_ipv4() {
+                    self.ike_addr
+                } else {
+                    let _ = reply.send(Err(Error::Send(format!(
+                        "peer {remote} is of another address family than our socket {}",
+                        self.ike_addr
+                    ))));
+                    return;
+                };
+                let id = self.ike.initiate(Instant::now(), *peer, local, remote);
+                self.pending_connect.insert(id, (remote, reply));
+            }
+            Command::Send {
+                channel,
+                src,
+                dst,
+                data,
+                reply,
+            } => {
+                let _ = reply.send(self.send(channel, src, dst, &data));
+            }
+            Command::Close { channel, reply } => {
+                let Some(ike_sa) = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|c| self.children.get(&c.child))
+                    .map(|c| c.ike_sa)
+                else {
+                    let _ = reply.send(Ok(()));
+                    return;
+                };
+                match self.ike.delete_ike(Instant::now(), ike_sa) {
+                    Ok(()) => self.pending_close.entry(ike_sa).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Send(e.to_string())));
+                    }
+                }
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    fn send(
+        &mut self,
+        channel: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let ch = self
+            .channels
+            .get(&channel)
+            .ok_or_else(|| Error::Send("channel is closed".into()))?;
+        let child = self
+            .children
+            .get_mut(&ch.child)
+            .ok_or_else(|| Error::Send("channel has no child SA".into()))?;
+        // RFC 4301 5.1: only traffic inside the negotiated selectors may use the SA.
+        if !child
+            .local_ts
+            .iter()
+            .any(|t| t.matches(17, src.ip(), src.port()))
+            || !child
+                .remote_ts
+                .iter()
+                .any(|t| t.matches(17, dst.ip(), dst.port()))
+        {
+            return Err(Error::Send(format!(
+                "{src} -> {dst} is outside the child SA's traffic selectors ({} === {})",
+                join(&child.local_ts),
+                join(&child.remote_ts)
+            )));
+        }
+        if !child.udp_encap {
+            return Err(Error::Send(
+                "ESP without UDP encapsulation needs a raw socket, which this endpoint does not open; enable force_encap".into(),
+            ));
+        }
+        let inner_len = esp::inner::build_udp(src, dst, data, &mut self.scratch)
+            .map_err(|e| Error::Send(format!("cannot build inner packet: {e}")))?;
+        let next_header = if src.is_ipv4() { 4 } else { 41 };
+        let inner = self.scratch.get(..inner_len).unwrap_or_default();
+        let n = self
+            .sad
+            .encapsulate(child.outbound_spi, next_header, inner, &mut self.out)
+            .map_err(|e| Error::Send(format!("ESP: {e}")))?;
+        let packet = self.out.get(..n).unwrap_or_default();
+        self.natt_sock
+            .try_send_to(packet, child.remote)
+            .map_err(|e| Error::Send(format!("UDP to {}: {e}", child.remote)))?;
+        child.traffic.packets_out += 1;
+        child.traffic.bytes_out += inner_len as u64;
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let mut ike_sas: Vec<_> = self.ike.ike_sas().iter().map(ike_summary).collect();
+        ike_sas.sort_by_key(|s| s.id);
+        let mut child_sas: Vec<_> = self
+            .children
+            .values()
+            .map(|c| (c.summary.clone(), c.traffic))
+            .collect();
+        child_sas.sort_by_key(|(s, _)| s.id);
+        let mut drops: Vec<_> = self
+            .drops
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        drops.sort();
+        Status {
+            ike_addr: Some(self.ike_addr),
+            natt_addr: Some(self.natt_addr),
+            ike_sas,
+            child_sas,
+            drops,
+        }
+    }
+
+    fn on_event(&mut self, ev: ike::Event) {
+        match ev {
+            ike::Event::IkeSaEstablished(info) => {
+                tracing::info!(sa = info.id.0, peer = %info.remote, peer_id = %info.peer_id, "IKE SA established");
+                self.ike_sas.insert(info.id, ike_summary(&info));
+            }
+            ike::Event::ChildSaEstablished(info) => self.on_child_up(&info),
+            ike::Event::ChildSaDeleted {
+                child,
+                inbound_spi,
+                outbound_spi,
+                ..
+            } => {
+                tracing::info!(
+                    child = child.0,
+                    inbound_spi,
+                    outbound_spi,
+                    "child SA deleted"
+                );
+                self.sad.remove_inbound(inbound_spi);
+                self.sad.remove_outbound(outbound_spi);
+                self.children.remove(&child);
+                if let Some(ch) = self.child_channel.remove(&child) {
+                    self.channels.remove(&ch);
+                }
+            }
+            ike::Event::IkeSaDeleted { sa } => {
+                tracing::info!(sa = sa.0, "IKE SA deleted");
+                self.ike_sas.remove(&sa);
+                self.forget_children_of(sa);
+                for r in self.pending_close.remove(&sa).unwrap_or_default() {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            ike::Event::IkeSaFailed { sa, error } => {
+                tracing::warn!(sa = sa.0, %error, "IKE SA failed");
+                self.ike_sas.remove(&sa);
+                self.forget_children_of(sa);
+                if let Some((peer, reply)) = self.pending_connect.remove(&sa) {
+                    let _ = reply.send(Err(Error::Ike { peer, error }));
+                }
+                for r in self.pending_close.remove(&sa).unwrap_or_default() {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            ike::Event::ChildSaFailed { ike_sa, error } => {
+                tracing::warn!(sa = ike_sa.0, %error, "child SA failed");
+                if let Some((peer, reply)) = self.pending_connect.remove(&ike_sa) {
+                    let _ = reply.send(Err(Error::Child { peer, error }));
+                }
+            }
+            ike::Event::IkeSaRekeyed { old, new } => {
+                tracing::info!(old = old.0, new = new.0, "IKE SA rekeyed");
+                if let Some(s) = self.ike_sas.remove(&old) {
+                    self.ike_sas.entry(new).or_insert(s);
+                }
+                for c in self.children.values_mut() {
+                    if c.ike_sa == old {
+                        c.ike_sa = new;
+                    }
+                }
+            }
+            #[allow(unreachable_patterns, reason = "ike::Event is non_exhaustive")]
+            other => tracing::debug!(?other, "IKE event not handled"),
+        }
+    }
+
+    fn forget_children_of(&mut self, sa: ike::IkeSaId) {
+        let gone: Vec<_> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.ike_sa == sa)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(c) = self.children.remove(&id) {
+                self.sad.remove_inbound(c.inbound_spi);
+                self.sad.remove_outbound(c.outbound_spi);
+            }
+            if let Some(ch) = self.child_channel.remove(&id) {
+                self.channels.remove(&ch);
+            }
+        }
+    }
+
+    fn on_child_up(&mut self, info: &ike::ChildSaInfo) {
+        let install = |sad: &mut esp::Sad, inbound: bool| {
+            let (spi, ek, ik, own_ts, peer_ts) = if inbound {
+                (
+                    info.inbound_spi,
+                    &info.inbound_encr_key,
+                    &info.inbound_integ_key,
+                    &info.local_ts,
+                    &info.remote_ts,
+                )
+            } else {
+                (
+                    info.outbound_spi,
+                    &info.outbound_encr_key,
+                    &info.outbound_integ_key,
+                    &info.local_ts,
+                    &info.remote_ts,
+                )
+            };
+            let cfg = esp::SaConfig {
+                spi,
+                encr: info.encr,
+                integ: info.integ,
+                encr_key: ek,
+                integ_key: ik,
+                esn: info.esn,
+                replay_window: info.replay_window.max(1024),
+                mode: info.mode,
+                local_ts: own_ts.clone(),
+                remote_ts: peer_ts.clone(),
+                tag: info.id.0,
+            };
+            if inbound {
+                sad.add_inbound(cfg)
+            } else {
+                sad.add_outbound(cfg)
+            }
+        };
+        if let Err(e) = install(&mut self.sad, true).and_then(|()| install(&mut self.sad, false)) {
+            tracing::warn!(error = %e, child = info.id.0, "cannot install child SA");
+            self.sad.remove_inbound(info.inbound_spi);
+            if let Some((peer, reply)) = self.pending_connect.remove(&info.ike_sa) {
+                let _ = peer;
+                let _ = reply.send(Err(Error::Install(e.to_string())));
+            }
+            return;
+        }
+        let summary = ChildSummary {
+            id: info.id.0,
+            inbound_spi: info.inbound_spi,
+            outbound_spi: info.outbound_spi,
+            suite: esp_suite(info.encr, info.integ, info.pfs, info.esn),
+            mode: info.mode,
+            esn: info.esn,
+            local_ts: info.local_ts.iter().map(ToString::to_string).collect(),
+            remote_ts: info.remote_ts.iter().map(ToString::to_string).collect(),
+            udp_encap: info.udp_encap,
+            replay_window: info.replay_window.max(1024),
+        };
+        tracing::info!(
+            child = info.id.0,
+            inbound_spi = format_args!("{:08x}", info.inbound_spi),
+            outbound_spi = format_args!("{:08x}", info.outbound_spi),
+            suite = %summary.suite,
+            "child SA installed"
+        );
+        let traffic = info
+            .replaces
+            .and_then(|old| self.children.get(&old))
+            .map(|c| c.traffic)
+            .unwrap_or_default();
+        self.children.insert(
+            info.id,
+            ChildState {
+                summary: summary.clone(),
+                ike_sa: info.ike_sa,
+                outbound_spi: info.outbound_spi,
+                inbound_spi: info.inbound_spi,
+                remote: info.remote,
+                udp_encap: info.udp_encap,
+                local_ts: info.local_ts.clone(),
+                remote_ts: info.remote_ts.clone(),
+                traffic,
+            },
+        );
+        // A rekeyed child SA: the channel moves to the new SA (RFC 7296 2.8).
+        if let Some(old) = info.replaces {
+            if let Some(ch) = self.child_channel.remove(&old) {
+                if let Some(c) = self.channels.get_mut(&ch) {
+                    c.child = info.id;
+                }
+                self.child_channel.insert(info.id, ch);
+                return;
+            }
+        }
+        let ike = self
+            .ike
+            .ike_sa(info.ike_sa)
+            .map(|i| ike_summary(&i))
+            .or_else(|| self.ike_sas.get(&info.ike_sa).cloned());
+        let Some(ike) = ike else {
+            return;
+        };
+        let Some(cmd) = self.cmd_tx.upgrade() else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        let id = self.next_channel;
+        self.next_channel += 1;
+        self.channels
+            .insert(id, ChannelState { child: info.id, tx });
+        self.child_channel.insert(info.id, id);
+        let channel = Channel {
+            id,
+            ike,
+            child: summary,
+            cmd,
+            rx,
+        };
+        if let Some((_, reply)) = self.pending_connect.remove(&info.ike_sa) {
+            let _ = reply.send(Ok(channel));
+        } else if self.accept_tx.try_send(channel).is_err() {
+            tracing::warn!(child = info.id.0, "accept queue full; channel dropped");
+        }
+    }
+}
+
+fn join(ts: &[pad::TrafficSelector]) -> String {
+    ts.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
