@@ -152,7 +152,7 @@ impl Ike {
                 });
                 return;
             }
-            let half_open = self.sas.values().filter(|s| s.half_open()).count();
+            let half_open = self.sas.values().filter(|s| s.unauthenticated()).count();
             let mut ctx = Ctx {
                 config: &self.config,
                 rng: &mut *self.rng,

@@ -27,6 +27,32 @@
 //! operations per IKE SA, child SAs per IKE SA, and the event and transmit
 //! queues. Whatever is refused or dropped is counted in [`Stats`] and
 //! logged with `tracing::debug!`.
+//!
+//! # What is implemented (RFC 7296 unless noted)
+//! - IKE_SA_INIT and IKE_AUTH in both roles (1.2): proposal selection in
+//!   the initiator's order (2.7, 3.3.6), INVALID_KE_PAYLOAD with a retry in
+//!   the responder's group, COOKIE past `cookie_threshold` (2.6), NAT
+//!   detection and the move to the NAT-T port (2.23; `force_encap` fakes the
+//!   source hash), PSK (2.15) and NULL authentication (RFC 7619), the peer
+//!   config chosen by IDi and AUTH method, AUTHENTICATION_FAILED (2.21.2),
+//!   the first child SA with narrowing and the [`ChildSaPolicy`] hook (2.9),
+//!   TS_UNACCEPTABLE keeping the IKE SA (2.21.3), USE_TRANSPORT_MODE.
+//! - Reliability (2.1-2.4): retransmission with backoff, message IDs with
+//!   window size 1, duplicate requests answered from the cached response,
+//!   IKE_SA_INIT duplicates answered from the half-open SA.
+//! - INFORMATIONAL: liveness checks and DPD, Delete of child SAs (answered
+//!   with our SPIs, 1.4.1) and of the IKE SA, UNSUPPORTED_CRITICAL_PAYLOAD
+//!   (2.5); messages failing integrity are dropped silently.
+//! - CREATE_CHILD_SA (1.3): new child SAs with optional PFS, child SA rekey
+//!   (REKEY_SA; the initiator deletes the old SA), simultaneous child
+//!   rekeys resolved by the nonces (2.8.1), IKE SA rekey (1.3.2, 2.18),
+//!   timers with jitter.
+//!
+//! Not implemented: certificates and signature authentication (RFC 7427),
+//! EAP, configuration payloads, IKE fragmentation (RFC 7383), MOBIKE,
+//! the nonce rule of 2.8.2 for simultaneous IKE SA rekeys (the responder
+//! answers TEMPORARY_FAILURE while it has a request outstanding and both
+//! sides retry after a random delay), windows larger than 1.
 #![forbid(unsafe_code)]
 
 pub mod crypto;

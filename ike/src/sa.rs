@@ -329,6 +329,12 @@ impl IkeSa {
         matches!(self.keyed().map(|k| &k.phase), Some(Phase::Closing))
     }
 
+    /// Held against [`Config::max_half_open`]: half-open, or lingering
+    /// after a failed IKE_AUTH (never authenticated).
+    pub(crate) fn unauthenticated(&self) -> bool {
+        self.half_open() || (self.closing() && self.peer.is_none())
+    }
+
     pub(crate) fn half_open(&self) -> bool {
         matches!(self.keyed().map(|k| &k.phase), Some(Phase::AwaitAuth(_)))
     }
