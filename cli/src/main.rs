@@ -16,6 +16,7 @@ use endpoint::{
 };
 
 mod demo;
+mod pki;
 
 /// latchkey: a userspace IKEv2 endpoint with BTNS and IPsec connection latching.
 ///
@@ -43,6 +44,9 @@ enum Command {
     /// Set up an IKE SA and child SA with PEER (initiator), optionally send
     /// datagrams through it, then delete the SAs and exit.
     Connect(ConnectArgs),
+    /// Test PKI: make CAs, host/user and BTNS certificates, the set of bad
+    /// certificates, and show whether a certificate validates.
+    Pki(pki::PkiArgs),
 }
 
 /// Security parameters shared by `listen` and `connect`.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             Command::Demo(a) => demo::run(a).await,
             Command::Listen(a) => listen(a).await,
             Command::Connect(a) => connect(a).await,
+            Command::Pki(a) => pki::run(a),
         }
     });
     match r {
