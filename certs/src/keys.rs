@@ -524,7 +524,8 @@ enum Signer {
 }
 
 /// A private key, kept as its PKCS#8 document (zeroized on drop) and as
-/// ring signing keys. `Debug` shows only the public half.
+/// ring signing keys (ring offers no zeroization of its parsed key
+/// objects). `Debug` shows only the public half.
 pub struct PrivateKey {
     pkcs8: Zeroizing<Vec<u8>>,
     signer: Signer,

@@ -37,8 +37,8 @@ pub use keys::{
 };
 pub use psk::{Psk, PskError};
 pub use validate::{
-    describe, eku_allows_ike, identity_matches, validate, AltName, CertificateInfo, TrustAnchor,
-    ValidatedPeer, ValidationError, ValidationPolicy,
+    certificate_public_key, describe, eku_allows_ike, identity_matches, validate, AltName,
+    CertificateInfo, TrustAnchor, ValidatedPeer, ValidationError, ValidationPolicy,
 };
 
 /// The `time` crate, for `now` arguments (`time::OffsetDateTime`).

@@ -641,6 +641,15 @@ pub fn validate(
     })
 }
 
+/// The public key of a certificate, without validating anything else: for
+/// BTNS peers (RFC 5386), whose self-signed (or any) certificate only
+/// carries the key whose possession the IKE AUTH payload proves. The
+/// certificate's own signature is deliberately not checked: it proves
+/// nothing the AUTH payload does not.
+pub fn certificate_public_key(cert_der: &[u8]) -> Result<PublicKey, ValidationError> {
+    parse(cert_der)?.key
+}
+
 /// Whether the IKE identity `id` matches the certificate (RFC 4945 3.1):
 /// ID_IPV4_ADDR / ID_IPV6_ADDR an iPAddress subjectAltName, ID_FQDN a
 /// dNSName (ASCII case-insensitive, a trailing dot ignored, no wildcards),

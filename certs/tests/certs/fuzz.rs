@@ -19,6 +19,7 @@ fn feed(bytes: &[u8], anchors: &[TrustAnchor], inter: &[u8]) {
     let _ = certificates_from_pem_or_der(bytes);
     let _ = TrustAnchor::from_der(bytes);
     let _ = describe(bytes);
+    let _ = certs::certificate_public_key(bytes);
     let _ = eku_allows_ike(bytes, true);
     let _ = identity_matches(bytes, &Identity::Fqdn("a.example".into()));
     let _ = identity_matches(bytes, &Identity::Ipv4("192.0.2.1".parse().unwrap()));

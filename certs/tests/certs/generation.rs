@@ -203,6 +203,7 @@ fn btns_self_signed() {
         // The raw key of the certificate is the BTNS identity.
         let raw = PublicKey::from_spki_der(c.key.public_key().spki_der()).unwrap();
         assert_eq!(raw.fingerprint(), v.spki_sha256);
+        assert_eq!(certs::certificate_public_key(&c.cert_der).unwrap(), raw);
         // Against an unrelated anchor, it is an unknown issuer.
         let other = CertificateAuthority::root("o", alg, now, &mut rng).unwrap();
         assert_eq!(
