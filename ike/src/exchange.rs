@@ -57,7 +57,7 @@ impl IkeSa {
             return;
         };
         // RFC 7296 2.2: a response must match the outstanding request.
-        if p.msg_id != h.message_id || h.exchange == exchange::IKE_SA_INIT {
+        if p.msg_id != h.message_id || p.exchange != h.exchange {
             ctx.out.drop(
                 DropReason::UnexpectedResponse,
                 "message ID of no outstanding request",

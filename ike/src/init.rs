@@ -264,6 +264,7 @@ impl IkeSa {
         ctx.out.send(self.local, self.remote, data.clone());
         self.pending = Some(crate::sa::Pending {
             msg_id: 0,
+            exchange: exchange::IKE_SA_INIT,
             data,
             tries: 1,
             next_at: later(now, ctx.config.retransmit.timeout(1)),

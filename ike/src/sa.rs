@@ -189,6 +189,7 @@ pub(crate) enum State {
 /// An outstanding request of ours.
 pub(crate) struct Pending {
     pub(crate) msg_id: u32,
+    pub(crate) exchange: u8,
     pub(crate) data: Vec<u8>,
     pub(crate) tries: u32,
     pub(crate) next_at: Instant,
@@ -423,6 +424,7 @@ impl IkeSa {
         ctx.out.send(self.local, self.remote, data.clone());
         self.pending = Some(Pending {
             msg_id,
+            exchange,
             data,
             tries: 1,
             next_at: later(now, ctx.config.retransmit.timeout(1)),
