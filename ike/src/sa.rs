@@ -130,7 +130,11 @@ impl Ctx<'_> {
     /// `d` minus up to 10 %, so both peers do not rekey at the same time.
     pub(crate) fn jittered(&mut self, d: Duration) -> Duration {
         let j = self.rng.next_u32() % 1000;
-        d.saturating_sub(d / 10 * j / 1000)
+        let cut = (d / 10)
+            .checked_mul(j)
+            .map(|x| x / 1000)
+            .unwrap_or_default();
+        d.saturating_sub(cut)
     }
 
     pub(crate) fn dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
