@@ -824,7 +824,77 @@ mod tests {
                 kind.expected_error().code()
             )));
         }
+        tools_agree_on_files(&dir);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// `openssl verify` and strongSwan's `pki --verify` on the very files
+    /// `latchkey pki` wrote: good ones pass, bad ones fail (pki --verify
+    /// checks the chain only, so the usage/identity defects pass there).
+    fn tools_agree_on_files(dir: &Path) {
+        let have = |t: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {t}"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let p = |f: &str| dir.join(f);
+        let mut cases = vec![("hosts/192.0.2.7".to_owned(), "root/root.pem", true, true)];
+        for kind in BadKind::ALL {
+            cases.push((
+                format!("bad/{}", kind.name()),
+                "bad/root.pem",
+                false,
+                kind.chain_is_sound(),
+            ));
+        }
+        if have("openssl") {
+            for (base, root, ok, _) in &cases {
+                let st = std::process::Command::new("openssl")
+                    .args([
+                        "verify",
+                        "-purpose",
+                        "sslserver",
+                        "-verify_ip",
+                        "192.0.2.7",
+                        "-CAfile",
+                    ])
+                    .arg(p(root))
+                    .arg("-untrusted")
+                    .arg(p(&format!("{base}-chain.pem")))
+                    .arg(p(&format!("{base}.pem")))
+                    .output()
+                    .unwrap();
+                assert_eq!(st.status.success(), *ok, "openssl verify {base}");
+            }
+        } else {
+            eprintln!("SKIP: openssl not installed");
+        }
+        if have("pki") {
+            for (base, root, _, chain_ok) in &cases {
+                // pki --verify takes CA certificates one per file.
+                let chain = fs::read(p(&format!("{base}-chain.pem"))).unwrap();
+                let mut cmd = std::process::Command::new("pki");
+                cmd.args(["--verify", "--in"])
+                    .arg(p(&format!("{base}.pem")));
+                cmd.arg("--cacert").arg(p(root));
+                for (i, der) in certs::certificates_from_pem(&chain)
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                {
+                    let f = p(&format!("{base}.ca{i}.pem"));
+                    fs::write(&f, certs::certificate_to_pem(der)).unwrap();
+                    cmd.arg("--cacert").arg(f);
+                }
+                let st = cmd.output().unwrap();
+                assert_eq!(st.status.success(), *chain_ok, "pki --verify {base}");
+            }
+        } else {
+            eprintln!("SKIP: strongSwan pki not installed");
+        }
     }
 
     #[test]
