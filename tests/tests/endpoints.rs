@@ -2,7 +2,10 @@
 //! child SA, datagrams both ways through ESP in UDP, and failures reported
 //! the way a user needs them.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: failing loudly is the point")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: failing loudly is the point"
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
