@@ -592,7 +592,16 @@ impl IkeSa {
                     data: Vec::new(),
                 })];
             };
-            if old.rekeyed {
+            // RFC 7296 2.25.1: a child SA we are closing (or have replaced)
+            // is not rekeyed.
+            let closing = match self.pending.as_ref().map(|p| &p.kind) {
+                Some(PendingKind::DeleteChild(ids)) => ids.contains(&old.id),
+                _ => false,
+            } || self
+                .queue
+                .iter()
+                .any(|o| matches!(o, Op::DeleteChild(id) if *id == old.id));
+            if old.rekeyed || closing {
                 return vec![notify(n::TEMPORARY_FAILURE, Vec::new())];
             }
             replaces = Some(old.id);

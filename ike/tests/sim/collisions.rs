@@ -54,3 +54,20 @@ fn child_invalid_ke_retry() {
     assert_pair(ca, cb);
     assert!(sim.child_failures(0).is_empty());
 }
+
+#[test]
+fn rekey_of_a_child_being_deleted() {
+    let mut sim = Sim::new(83, config(vec![]), config(vec![peer_b()]));
+    let id = sim.handshake(peer_a());
+    let rb = sim.responder_sa();
+    let (ca, cb) = (sim.children(0)[0].clone(), sim.children(1)[0].clone());
+    let now = sim.now;
+    sim.nodes[1].ike.delete_child(now, rb, cb.id).unwrap();
+    sim.nodes[0].ike.rekey_child(now, id, ca.id).unwrap();
+    sim.run_for(Duration::from_secs(10));
+    // RFC 7296 2.25.1: TEMPORARY_FAILURE, then the delete wins.
+    assert!(sim.nodes[0].ike.child_sas(id).is_empty());
+    assert!(sim.nodes[1].ike.child_sas(rb).is_empty());
+    assert_eq!(sim.children(0).len(), 1);
+    assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
+}
