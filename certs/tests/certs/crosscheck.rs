@@ -335,3 +335,86 @@ fn openssl_signed_certificates_validate() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Signatures both ways with OpenSSL: what `PrivateKey::sign` makes,
+/// `openssl` verifies; what `openssl` signs with the same key, `PublicKey::
+/// verify` accepts. Covers DER ECDSA (RFC 7427), Ed25519, RSA PKCS#1 v1.5
+/// and RSASSA-PSS (salt length = hash length) with SHA-256/384/512.
+#[test]
+fn signatures_agree_with_openssl() {
+    use certs::SignatureScheme as S;
+    if !tool("openssl") {
+        return;
+    }
+    let dir = tmpdir("signatures");
+    let msg = b"IKE_AUTH InitiatorSignedOctets, as latchkey would sign them";
+    std::fs::write(dir.join("msg"), msg).unwrap();
+    let mut rng = rng(603);
+    let mut checked = 0;
+    for alg in KeyAlgorithm::ALL {
+        let k = key(alg, 0, &mut rng);
+        std::fs::write(dir.join("key.pem"), k.to_pem().as_bytes()).unwrap();
+        let spki_pem = pem_block("PUBLIC KEY", k.public_key().spki_der());
+        std::fs::write(dir.join("pub.pem"), spki_pem).unwrap();
+        for scheme in S::ALL {
+            if !scheme.fits(k.kind())
+                || matches!(
+                    scheme,
+                    S::EcdsaP256Sha256Fixed | S::EcdsaP384Sha384Fixed | S::RsaPkcs1Sha1
+                )
+            {
+                continue;
+            }
+            let (digest, pss) = match scheme {
+                S::EcdsaP256Sha256Der | S::RsaPkcs1Sha256 => ("-sha256", false),
+                S::EcdsaP384Sha384Der | S::RsaPkcs1Sha384 => ("-sha384", false),
+                S::RsaPkcs1Sha512 => ("-sha512", false),
+                S::RsaPssSha256 => ("-sha256", true),
+                S::RsaPssSha384 => ("-sha384", true),
+                S::RsaPssSha512 => ("-sha512", true),
+                _ => ("", false),
+            };
+            let pss_opts = if pss {
+                "-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest"
+            } else {
+                ""
+            };
+            let (verify, sign) = if scheme == S::Ed25519 {
+                (
+                    "openssl pkeyutl -verify -pubin -inkey pub.pem -rawin -in msg -sigfile sig"
+                        .to_owned(),
+                    "openssl pkeyutl -sign -inkey key.pem -rawin -in msg -out sig".to_owned(),
+                )
+            } else {
+                (
+                    format!("openssl dgst {digest} {pss_opts} -verify pub.pem -signature sig msg"),
+                    format!("openssl dgst {digest} {pss_opts} -sign key.pem -out sig msg"),
+                )
+            };
+            // Ours, checked by OpenSSL.
+            let sig = k.sign(msg, scheme).unwrap();
+            std::fs::write(dir.join("sig"), &sig).unwrap();
+            let (ok, text) = run(Command::new("sh").arg("-c").arg(&verify).current_dir(&dir));
+            assert!(
+                ok,
+                "{alg} {scheme:?}: openssl rejects our signature: {text}"
+            );
+            // Theirs, checked by us.
+            let (ok, text) = run(Command::new("sh").arg("-c").arg(&sign).current_dir(&dir));
+            assert!(ok, "{alg} {scheme:?}: openssl could not sign: {text}");
+            let theirs = std::fs::read(dir.join("sig")).unwrap();
+            k.public_key()
+                .verify(scheme, msg, &theirs)
+                .unwrap_or_else(|e| panic!("{alg} {scheme:?}: OpenSSL's signature refused: {e}"));
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} (key, scheme) pairs agree with OpenSSL both ways");
+    assert_eq!(checked, 1 + 1 + 1 + 6 + 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    // certificate_to_pem with another label: swap the label lines.
+    certificate_to_pem(der).replace("CERTIFICATE", label)
+}
