@@ -296,6 +296,11 @@ impl IkeSa {
                 if let Some(old) = req.rekeys.and_then(|o| self.children.get_mut(&o)) {
                     old.rekeying = false;
                 }
+                if msg::error_notify(p).is_none() && sa_of(p).is_some() {
+                    // The responder installed its half: delete it (RFC 7296
+                    // 1.4.1, by our inbound SPI).
+                    self.enqueue(Op::DeleteSpi(req.inbound_spi));
+                }
                 tracing::debug!(sa = self.id.0, error = %e, "child SA failed");
                 ctx.out.event(Event::ChildSaFailed {
                     ike_sa: self.id,
@@ -339,14 +344,8 @@ impl IkeSa {
             || !msg::ts_subset(&tsi, &req.tsi)
             || !msg::ts_subset(&tsr, &req.tsr)
         {
-            ctx.out.event(Event::ChildSaFailed {
-                ike_sa: self.id,
-                error: Error::TsUnacceptable,
-            });
-            self.enqueue(Op::DeleteSpi(req.inbound_spi));
-            return Err(Error::Protocol(
-                "responder widened the traffic selectors".into(),
-            ));
+            tracing::debug!(sa = self.id.0, "responder widened the traffic selectors");
+            return Err(Error::TsUnacceptable);
         }
         let mode =
             if find_notify(p, n::USE_TRANSPORT_MODE).is_some() && req.cfg.mode == Mode::Transport {
@@ -355,7 +354,6 @@ impl IkeSa {
                 Mode::Tunnel
             };
         let Some((tsi, tsr)) = self.ask_policy(ctx, true, &tsi, &tsr, mode, &suite) else {
-            self.enqueue(Op::DeleteSpi(req.inbound_spi));
             return Err(Error::TsUnacceptable);
         };
         let g_ir = match (suite.dh, &req.dh) {

@@ -78,3 +78,24 @@ fn disjoint_selectors_refused() {
     assert_eq!(sim.child_failures(0), vec![Error::TsUnacceptable]);
     assert_eq!(sim.established(1).len(), 1);
 }
+
+/// The initiator's own policy refuses what the responder accepted: the
+/// responder's half is deleted again.
+#[test]
+fn initiator_policy_refusal_deletes_the_responders_half() {
+    let mut sim = Sim::with_policy(
+        34,
+        config(vec![]),
+        config(vec![peer_b()]),
+        Box::new(Refuse),
+        Box::new(AcceptAll),
+    );
+    sim.initiate(peer_a());
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.child_failures(0), vec![Error::TsUnacceptable]);
+    assert_eq!(sim.children(1).len(), 1);
+    assert_eq!(sim.deleted_children(1).len(), 1);
+    let rb = sim.responder_sa();
+    assert!(sim.nodes[1].ike.child_sas(rb).is_empty());
+    assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
+}
