@@ -30,6 +30,7 @@ pub(crate) mod oid {
     pub(crate) const ED25519: &str = "1.3.101.112";
     pub(crate) const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
     pub(crate) const RSA_PSS: &str = "1.2.840.113549.1.1.10";
+    pub(crate) const SHA1_WITH_RSA: &str = "1.2.840.113549.1.1.5";
     pub(crate) const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
     pub(crate) const SHA384_WITH_RSA: &str = "1.2.840.113549.1.1.12";
     pub(crate) const SHA512_WITH_RSA: &str = "1.2.840.113549.1.1.13";
@@ -40,6 +41,42 @@ pub(crate) mod oid {
     pub(crate) const SHA384: &str = "2.16.840.1.101.3.4.2.2";
     pub(crate) const SHA512: &str = "2.16.840.1.101.3.4.2.3";
 }
+
+// RFC 7427 AlgorithmIdentifiers, DER (RFC 7427 A.1-A.4; RFC 8420 3).
+const AI_ECDSA_SHA256: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+const AI_ECDSA_SHA384: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+];
+const AI_ED25519: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+const fn ai_rsa(last: u8) -> [u8; 15] {
+    [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, last, 0x05, 0x00,
+    ]
+}
+const AI_SHA1_RSA: [u8; 15] = ai_rsa(0x05);
+const AI_SHA256_RSA: [u8; 15] = ai_rsa(0x0b);
+const AI_SHA384_RSA: [u8; 15] = ai_rsa(0x0c);
+const AI_SHA512_RSA: [u8; 15] = ai_rsa(0x0d);
+/// RSASSA-PSS AlgorithmIdentifier: hash `h` (last OID octet of
+/// 2.16.840.1.101.3.4.2.h), MGF1 with the same hash, salt `salt` octets.
+const fn ai_pss(h: u8, salt: u8) -> [u8; 67] {
+    [
+        0x30, 0x41, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+        0x0a, // id-RSASSA-PSS
+        0x30, 0x34, // RSASSA-PSS-params
+        0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, h,
+        0x05, 0x00, // [0] hashAlgorithm
+        0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08,
+        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, h, 0x05,
+        0x00, // [1] maskGenAlgorithm: MGF1(hash)
+        0xa2, 0x03, 0x02, 0x01, salt, // [2] saltLength
+    ]
+}
+const AI_PSS_SHA256: [u8; 67] = ai_pss(0x01, 32);
+const AI_PSS_SHA384: [u8; 67] = ai_pss(0x02, 48);
+const AI_PSS_SHA512: [u8; 67] = ai_pss(0x03, 64);
 
 /// A key algorithm this crate can generate keys for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,6 +245,57 @@ impl SignatureScheme {
                     KeyType::Rsa { .. }
                 )
         )
+    }
+
+    /// The DER AlgorithmIdentifier naming this scheme in an RFC 7427
+    /// Digital Signature AUTH payload (RFC 7427 A, RFC 8420 for Ed25519).
+    /// `None` for the fixed-length ECDSA encodings, which RFC 7427 does not
+    /// use. RSA PKCS#1 identifiers carry NULL parameters, and so do the
+    /// SHA-2 identifiers inside RSASSA-PSS parameters (RFC 4055 2.1 says
+    /// both forms must be accepted; strongSwan sends NULL).
+    pub fn algorithm_identifier(self) -> Option<&'static [u8]> {
+        Some(match self {
+            Self::EcdsaP256Sha256Der => &AI_ECDSA_SHA256,
+            Self::EcdsaP384Sha384Der => &AI_ECDSA_SHA384,
+            Self::Ed25519 => &AI_ED25519,
+            Self::RsaPkcs1Sha1 => &AI_SHA1_RSA,
+            Self::RsaPkcs1Sha256 => &AI_SHA256_RSA,
+            Self::RsaPkcs1Sha384 => &AI_SHA384_RSA,
+            Self::RsaPkcs1Sha512 => &AI_SHA512_RSA,
+            Self::RsaPssSha256 => &AI_PSS_SHA256,
+            Self::RsaPssSha384 => &AI_PSS_SHA384,
+            Self::RsaPssSha512 => &AI_PSS_SHA512,
+            Self::EcdsaP256Sha256Fixed | Self::EcdsaP384Sha384Fixed => return None,
+        })
+    }
+
+    /// The scheme a DER AlgorithmIdentifier (from an RFC 7427 AUTH payload)
+    /// names, for a key of type `kind`; `None` when it is malformed, not
+    /// supported, or does not fit the key (ECDSA identifiers do not name
+    /// the curve: the key does). Total on any bytes.
+    pub fn from_algorithm_identifier(der: &[u8], kind: KeyType) -> Option<Self> {
+        let (rest, alg) = AlgorithmIdentifier::from_der(der).ok()?;
+        if !rest.is_empty() {
+            return None;
+        }
+        let id = alg.algorithm.to_id_string();
+        let no_params = alg.parameters.is_none();
+        let null_or_none = alg
+            .parameters
+            .as_ref()
+            .is_none_or(|p| p.tag() == x509_parser::der_parser::asn1_rs::Tag::Null);
+        let scheme = match id.as_str() {
+            oid::ECDSA_SHA256 if no_params => Self::EcdsaP256Sha256Der,
+            oid::ECDSA_SHA384 if no_params => Self::EcdsaP384Sha384Der,
+            oid::ED25519 if no_params => Self::Ed25519,
+            oid::SHA1_WITH_RSA if null_or_none => Self::RsaPkcs1Sha1,
+            oid::SHA256_WITH_RSA if null_or_none => Self::RsaPkcs1Sha256,
+            oid::SHA384_WITH_RSA if null_or_none => Self::RsaPkcs1Sha384,
+            oid::SHA512_WITH_RSA if null_or_none => Self::RsaPkcs1Sha512,
+            oid::RSA_PSS => pss_scheme(&alg)?,
+            _ => return None,
+        };
+        scheme.fits(kind).then_some(scheme)
     }
 
     fn verification(self) -> &'static dyn VerificationAlgorithm {
@@ -490,7 +578,7 @@ fn x509_verification_alg(
 
 /// RSASSA-PSS parameters (RFC 4055 3.1) that ring can verify: MGF1 with the
 /// same hash, salt length equal to the hash length, trailer field 1.
-fn pss_alg(alg: &AlgorithmIdentifier<'_>) -> Option<&'static dyn VerificationAlgorithm> {
+fn pss_scheme(alg: &AlgorithmIdentifier<'_>) -> Option<SignatureScheme> {
     use x509_parser::signature_algorithm::RsaSsaPssParams;
     let params = RsaSsaPssParams::try_from(alg.parameters.as_ref()?).ok()?;
     let hash = params.hash_algorithm_oid().to_id_string();
@@ -501,13 +589,17 @@ fn pss_alg(alg: &AlgorithmIdentifier<'_>) -> Option<&'static dyn VerificationAlg
     {
         return None;
     }
-    let (ring_alg, salt): (&'static dyn VerificationAlgorithm, u32) = match hash.as_str() {
-        oid::SHA256 => (&signature::RSA_PSS_2048_8192_SHA256, 32),
-        oid::SHA384 => (&signature::RSA_PSS_2048_8192_SHA384, 48),
-        oid::SHA512 => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+    let (scheme, salt) = match hash.as_str() {
+        oid::SHA256 => (SignatureScheme::RsaPssSha256, 32),
+        oid::SHA384 => (SignatureScheme::RsaPssSha384, 48),
+        oid::SHA512 => (SignatureScheme::RsaPssSha512, 64),
         _ => return None,
     };
-    (params.salt_length() == salt).then_some(ring_alg)
+    (params.salt_length() == salt).then_some(scheme)
+}
+
+fn pss_alg(alg: &AlgorithmIdentifier<'_>) -> Option<&'static dyn VerificationAlgorithm> {
+    pss_scheme(alg).map(SignatureScheme::verification)
 }
 
 enum Signer {

@@ -300,6 +300,33 @@ fn openssl_signed_certificates_validate() {
         let sig_alg = certs::describe(&der).unwrap().signature_algorithm;
         if tag.starts_with("pss") {
             assert_eq!(sig_alg, "1.2.840.113549.1.1.10", "{tag}: RSASSA-PSS");
+            // OpenSSL's RSASSA-PSS AlgorithmIdentifier (the certificate's
+            // outer signatureAlgorithm) decodes to our RFC 7427 scheme.
+            let prefix = [
+                0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a,
+            ];
+            let at = der
+                .windows(prefix.len())
+                .rposition(|w| w == prefix)
+                .unwrap()
+                - 2;
+            let ai = &der[at..at + 2 + der[at + 1] as usize];
+            let want = if tag == "pss256" {
+                certs::SignatureScheme::RsaPssSha256
+            } else {
+                certs::SignatureScheme::RsaPssSha384
+            };
+            assert_eq!(
+                certs::SignatureScheme::from_algorithm_identifier(
+                    ai,
+                    certs::KeyType::Rsa { bits: 2048 }
+                ),
+                Some(want),
+                "{tag}: {}",
+                hex::encode(ai)
+            );
+            // ...and is byte for byte what we send.
+            assert_eq!(Some(ai), want.algorithm_identifier(), "{tag}");
         }
         // OpenSSL stamped notBefore with its own clock, just now.
         let now = OffsetDateTime::now_utc();

@@ -13,6 +13,10 @@ use rand_chacha::rand_core::RngCore;
 fn feed(bytes: &[u8], anchors: &[TrustAnchor], inter: &[u8]) {
     let now = now();
     let _ = PublicKey::from_spki_der(bytes);
+    let _ = certs::SignatureScheme::from_algorithm_identifier(
+        bytes,
+        certs::KeyType::Rsa { bits: 2048 },
+    );
     let _ = PrivateKey::from_pkcs8_der(bytes);
     let _ = PrivateKey::from_pem(bytes);
     let _ = certificates_from_pem(bytes);
@@ -71,6 +75,10 @@ fn random_and_mutated_inputs_never_panic() {
         pki.inter.key().pkcs8_der().to_vec(),
         leaf.key.public_key().spki_der().to_vec(),
         leaf.cert_pem().into_bytes(),
+        certs::SignatureScheme::RsaPssSha384
+            .algorithm_identifier()
+            .unwrap_or_default()
+            .to_vec(),
         leaf.key.to_pem().as_bytes().to_vec(),
     ];
     let inter = pki.inter.cert_der().to_vec();

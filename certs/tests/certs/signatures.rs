@@ -188,3 +188,79 @@ fn ecdsa_fixed_to_der(fixed: &[u8]) -> Vec<u8> {
     out.extend(body);
     out
 }
+
+/// RFC 7427 AlgorithmIdentifiers: each scheme's encoding decodes back to it
+/// for a fitting key type and to nothing for others; the ECDSA and RSA
+/// encodings are the byte strings printed in RFC 7427 Appendix A.
+#[test]
+fn rfc7427_algorithm_identifiers() {
+    use certs::KeyType;
+    let kinds = [
+        KeyType::EcdsaP256,
+        KeyType::EcdsaP384,
+        KeyType::Ed25519,
+        KeyType::Rsa { bits: 2048 },
+    ];
+    let mut named = 0;
+    for scheme in SignatureScheme::ALL {
+        let Some(ai) = scheme.algorithm_identifier() else {
+            assert!(matches!(
+                scheme,
+                SignatureScheme::EcdsaP256Sha256Fixed | SignatureScheme::EcdsaP384Sha384Fixed
+            ));
+            continue;
+        };
+        named += 1;
+        for kind in kinds {
+            let back = SignatureScheme::from_algorithm_identifier(ai, kind);
+            assert_eq!(
+                back,
+                scheme.fits(kind).then_some(scheme),
+                "{scheme:?} {kind:?}"
+            );
+        }
+        let mut trailing = ai.to_vec();
+        trailing.push(0);
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(&trailing, KeyType::Rsa { bits: 2048 }),
+            None
+        );
+    }
+    assert_eq!(named, 10);
+    // RFC 7427 A.1 sha256WithRSAEncryption and A.3 ecdsa-with-sha256.
+    assert_eq!(
+        SignatureScheme::RsaPkcs1Sha256
+            .algorithm_identifier()
+            .unwrap(),
+        hex::decode("300d06092a864886f70d01010b0500").unwrap()
+    );
+    assert_eq!(
+        SignatureScheme::EcdsaP256Sha256Der
+            .algorithm_identifier()
+            .unwrap(),
+        hex::decode("300a06082a8648ce3d040302").unwrap()
+    );
+    // sha256WithRSAEncryption without the NULL is accepted too.
+    let no_null = hex::decode("300b06092a864886f70d01010b").unwrap();
+    assert_eq!(
+        SignatureScheme::from_algorithm_identifier(&no_null, KeyType::Rsa { bits: 3072 }),
+        Some(SignatureScheme::RsaPkcs1Sha256)
+    );
+    // PSS with a salt length ring cannot check is not offered.
+    let mut odd_salt = SignatureScheme::RsaPssSha256
+        .algorithm_identifier()
+        .unwrap()
+        .to_vec();
+    *odd_salt.last_mut().unwrap() = 20;
+    assert_eq!(
+        SignatureScheme::from_algorithm_identifier(&odd_salt, KeyType::Rsa { bits: 2048 }),
+        None
+    );
+    // Junk.
+    for junk in [&b""[..], b"\x30\x00", b"\x30\x03\x06\x01\x00", b"\xff\xff"] {
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(junk, KeyType::Ed25519),
+            None
+        );
+    }
+}
