@@ -195,6 +195,8 @@ impl core::fmt::Debug for TrustAnchor {
 #[non_exhaustive]
 pub struct ValidationPolicy {
     /// The identity the peer asserted (IDi/IDr); `None`: not checked here.
+    /// ID_KEY_ID and ID_NULL never match a certificate (see
+    /// [`identity_matches`]): the PAD decides about those, not this check.
     pub expected_id: Option<Identity>,
     /// Check the end entity's keyUsage and extendedKeyUsage (default: yes).
     pub check_end_entity_usage: bool,
