@@ -23,7 +23,11 @@ pub(crate) type ChildRefusal = (Error, Payload);
 
 fn refusal(e: Error) -> ChildRefusal {
     let kind = e.notify_type().unwrap_or(n::NO_PROPOSAL_CHOSEN);
-    (e, notify(kind, Vec::new()))
+    let data = match &e {
+        Error::NoProposalChosen { ours, .. } => select::npc_data(ours),
+        _ => Vec::new(),
+    };
+    (e, notify(kind, data))
 }
 
 /// Retry delay after TEMPORARY_FAILURE or a collision.
@@ -32,11 +36,11 @@ fn retry_delay(ctx: &mut Ctx<'_>) -> Duration {
 }
 
 /// The error a refused child SA request stands for.
-fn child_error(req: &ChildReq, kind: u16) -> Error {
-    match kind {
+fn child_error(req: &ChildReq, e: &Notify) -> Error {
+    match e.kind {
         n::NO_PROPOSAL_CHOSEN => Error::NoProposalChosen {
             ours: select::describe_ours(&req.cfg.esp_proposals),
-            theirs: "unknown (the responder does not tell)".into(),
+            theirs: select::npc_theirs(&e.data),
         },
         k => Error::from_notify(k),
     }
@@ -320,7 +324,7 @@ impl IkeSa {
         nr: &[u8],
     ) -> Result<ChildSaId, Error> {
         if let Some(e) = msg::error_notify(p) {
-            return Err(child_error(req, e.kind));
+            return Err(child_error(req, e));
         }
         let sa = sa_of(p).ok_or_else(|| Error::Protocol("no SA payload in the answer".into()))?;
         let (outbound_spi, suite) =
@@ -535,7 +539,7 @@ impl IkeSa {
         let Some(nr) = nonce_of(p).map(|x| x.to_vec()) else {
             let error = msg::error_notify(p).map_or_else(
                 || Error::Protocol("CREATE_CHILD_SA response without Nr".into()),
-                |e| child_error(&req, e.kind),
+                |e| child_error(&req, e),
             );
             if let Some(old) = req.rekeys.and_then(|o| self.children.get_mut(&o)) {
                 old.rekeying = false;
@@ -719,7 +723,10 @@ impl IkeSa {
                         g.transform_id().to_be_bytes().to_vec(),
                     )]
                 }
-                Err(Refusal::NoProposal) => return vec![notify(n::NO_PROPOSAL_CHOSEN, Vec::new())],
+                Err(Refusal::NoProposal) => {
+                    let ours = select::describe_ours(&peer.ike_proposals);
+                    return vec![notify(n::NO_PROPOSAL_CHOSEN, select::npc_data(&ours))];
+                }
             };
         let Some(spi_i) = sa
             .iter()

@@ -336,7 +336,7 @@ impl IkeSa {
             let err = if e.kind == n::NO_PROPOSAL_CHOSEN {
                 Error::NoProposalChosen {
                     ours: select::describe_ours(&peer.ike_proposals),
-                    theirs: "unknown (the responder does not tell)".into(),
+                    theirs: select::npc_theirs(&e.data),
                 }
             } else {
                 Error::from_notify(e.kind)
@@ -810,7 +810,10 @@ pub(crate) fn respond_init(
                 h,
                 local,
                 remote,
-                notify(n::NO_PROPOSAL_CHOSEN, Vec::new()),
+                notify(
+                    n::NO_PROPOSAL_CHOSEN,
+                    select::npc_data(&select::describe_ours(&ours)),
+                ),
             );
             let id = ctx.new_sa_id();
             ctx.out.event(Event::IkeSaFailed { sa: id, error });

@@ -478,6 +478,36 @@ pub(crate) fn describe(theirs: &[Proposal]) -> String {
     }
 }
 
+/// Longest proposal text carried in a NO_PROPOSAL_CHOSEN notify.
+const NPC_TEXT_MAX: usize = 512;
+
+/// Data of our NO_PROPOSAL_CHOSEN notify: our proposals in strongSwan
+/// syntax. RFC 7296 3.10.1 defines no data for this notify and receivers
+/// ignore it; a latchkey initiator shows it, so that its error names both
+/// sides' proposals. (Only algorithm names: a peer could learn them by
+/// probing anyway.)
+pub(crate) fn npc_data(ours: &str) -> Vec<u8> {
+    let mut end = ours.len().min(NPC_TEXT_MAX);
+    while !ours.is_char_boundary(end) {
+        end -= 1;
+    }
+    ours.get(..end).unwrap_or_default().as_bytes().to_vec()
+}
+
+/// The responder's proposals from its NO_PROPOSAL_CHOSEN data, sanitized.
+pub(crate) fn npc_theirs(data: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(data)
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(NPC_TEXT_MAX)
+        .collect();
+    if text.is_empty() {
+        "unknown (the responder does not tell)".into()
+    } else {
+        text
+    }
+}
+
 /// Our proposals in strongSwan syntax.
 pub(crate) fn describe_ours<T: core::fmt::Display>(ours: &[T]) -> String {
     let v: Vec<String> = ours.iter().map(ToString::to_string).collect();
@@ -531,6 +561,19 @@ mod tests {
             select_ike(&odd, &ours, Some(DhGroup::Ecp256)),
             Err(Refusal::NoProposal)
         );
+    }
+
+    #[test]
+    fn proposal_text_in_notify_data() {
+        assert_eq!(
+            npc_theirs(&npc_data("aes128gcm16-prfsha256-x25519")),
+            "aes128gcm16-prfsha256-x25519"
+        );
+        assert_eq!(npc_theirs(b""), "unknown (the responder does not tell)");
+        assert_eq!(npc_theirs(b"a\x1b[2Jb\n"), "a[2Jb");
+        let long = "\u{e9}".repeat(600);
+        let d = npc_data(&long);
+        assert!(d.len() <= 512 && core::str::from_utf8(&d).is_ok());
     }
 
     #[test]

@@ -25,7 +25,12 @@ fn new_child_with_pfs() {
     // B's ChildConfig has no ecp256 PFS proposal: refused.
     match &sim.child_failures(0)[..] {
         [e @ Error::NoProposalChosen { .. }] => {
-            assert!(e.to_string().contains("aes256gcm16-ecp256"), "{e}")
+            assert!(e.to_string().contains("aes256gcm16-ecp256"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("theirs aes128gcm16-x25519, aes128gcm16"),
+                "{e}"
+            );
         }
         x => panic!("{x:?}"),
     }

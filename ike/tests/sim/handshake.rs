@@ -212,6 +212,12 @@ fn no_proposal_chosen_names_both_sides() {
         ea.to_string().contains("aes256-sha512-prfsha512-modp2048"),
         "{ea}"
     );
+    // The responder's proposals come in the notify data.
+    assert!(
+        ea.to_string()
+            .contains("theirs aes128gcm16-prfsha256-x25519"),
+        "{ea}"
+    );
     let eb = sim.failures(1)[0].to_string();
     assert!(eb.contains("aes256-sha512-prfsha512-modp2048"), "{eb}");
     assert!(eb.contains("aes128gcm16-prfsha256-x25519"), "{eb}");
