@@ -7,7 +7,8 @@ set -euo pipefail
 PKGS=(
     strongswan-charon          # /usr/lib/ipsec/charon, the foreground daemon
     strongswan-swanctl         # swanctl (vici client)
-    strongswan-pki
+    strongswan-pki             # certs cross-check: pki --verify
+    openssl                    # certs cross-check: openssl verify
     libstrongswan              # core plugins (curve25519, kdf, ...)
     libstrongswan-standard-plugins  # openssl, gcm: no AES-GCM without it
     libstrongswan-extra-plugins
