@@ -79,7 +79,7 @@ impl Ike {
         f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
         let mut sa = self.sas.remove(&id)?;
-        let (r, born) = {
+        let (r, born, contact) = {
             let mut ctx = Ctx {
                 config: &self.config,
                 rng: &mut *self.rng,
@@ -89,15 +89,40 @@ impl Ike {
                 next_sa: &mut self.next_sa,
                 next_child: &mut self.next_child,
                 born: Vec::new(),
+                initial_contact: None,
             };
             let r = f(&mut sa, &mut ctx);
-            (r, ctx.born)
+            (r, ctx.born, ctx.initial_contact)
         };
         self.file(sa);
         for b in born {
             self.file(b);
         }
+        if let Some((peer_id, ip)) = contact {
+            self.initial_contact(id, &peer_id, ip);
+        }
         Some(r)
+    }
+
+    /// RFC 7296 2.4: INITIAL_CONTACT says the peer lost its state; its other
+    /// IKE SAs (same authenticated identity, same address) go, without a
+    /// Delete. ID_NULL peers are indistinguishable and never matched.
+    fn initial_contact(&mut self, keep: IkeSaId, peer_id: &pad::Identity, ip: std::net::IpAddr) {
+        if *peer_id == pad::Identity::Null {
+            return;
+        }
+        let stale: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| {
+                s.id != keep && s.established() && s.peer_id == *peer_id && s.remote.ip() == ip
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in stale {
+            tracing::debug!(sa = id.0, "INITIAL_CONTACT: dropping stale IKE SA");
+            self.with_sa(id, |sa, ctx| sa.deleted(ctx));
+        }
     }
 
     fn file(&mut self, sa: IkeSa) {
@@ -162,6 +187,7 @@ impl Ike {
                 next_sa: &mut self.next_sa,
                 next_child: &mut self.next_child,
                 born: Vec::new(),
+                initial_contact: None,
             };
             let sa = crate::init::respond_init(
                 &mut ctx,
@@ -237,8 +263,15 @@ impl Ike {
             next_sa: &mut self.next_sa,
             next_child: &mut self.next_child,
             born: Vec::new(),
+            initial_contact: None,
         };
-        let sa = crate::init::initiate(&mut ctx, now, peer, local, remote);
+        // RFC 7296 2.4: INITIAL_CONTACT when we hold no other IKE SA (in any
+        // state) with this peer, so it can drop state from before our
+        // restart.
+        let first = !self.sas.values().any(|s| {
+            s.remote.ip() == remote.ip() && s.peer.as_ref().is_some_and(|p| p.name == peer.name)
+        });
+        let sa = crate::init::initiate(&mut ctx, now, peer, local, remote, first);
         let id = sa.id;
         self.file(sa);
         id

@@ -199,6 +199,7 @@ pub(crate) fn initiate(
     peer: PeerConfig,
     local: SocketAddr,
     remote: SocketAddr,
+    initial_contact: bool,
 ) -> IkeSa {
     let id = ctx.new_sa_id();
     let spi_i = ctx.new_ike_spi();
@@ -226,6 +227,7 @@ pub(crate) fn initiate(
         State::InitSent(Box::new(st)),
         now,
     );
+    sa.initial_contact = initial_contact;
     let bad = if group.is_none() {
         Some("no IKE proposal with a D-H group")
     } else if peer.child.esp_proposals.is_empty() {
@@ -444,6 +446,9 @@ impl IkeSa {
                 data: auth.to_vec(),
             },
         ];
+        if self.initial_contact {
+            payloads.push(notify(n::INITIAL_CONTACT, Vec::new()));
+        }
         if cfg.mode == pad::Mode::Transport {
             payloads.push(notify(n::USE_TRANSPORT_MODE, Vec::new()));
         }
@@ -576,6 +581,9 @@ impl IkeSa {
         self.expire_at = None;
         self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
         self.peer = Some(peer.clone());
+        if find_notify(p, n::INITIAL_CONTACT).is_some() {
+            ctx.initial_contact = Some((self.peer_id.clone(), remote.ip()));
+        }
         ctx.out.stats.ike_sas_established += 1;
         if let Some(info) = self.info() {
             ctx.out.event(Event::IkeSaEstablished(info));

@@ -81,6 +81,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) next_child: &'a mut u64,
     /// IKE SAs created while handling (IKE SA rekey).
     pub(crate) born: Vec<IkeSa>,
+    /// An authenticated peer sent INITIAL_CONTACT (RFC 7296 2.4): its
+    /// identity and address; its other IKE SAs are stale.
+    pub(crate) initial_contact: Option<(Identity, std::net::IpAddr)>,
 }
 
 impl Ctx<'_> {
@@ -300,6 +303,9 @@ pub(crate) struct IkeSa {
     pub(crate) peer_auth: AuthMethod,
     /// Remove from the endpoint.
     pub(crate) dead: bool,
+    /// Send INITIAL_CONTACT in IKE_AUTH (RFC 7296 2.4): we hold no other
+    /// IKE SA with this peer.
+    pub(crate) initial_contact: bool,
 }
 
 impl IkeSa {
@@ -731,6 +737,7 @@ impl IkeSa {
             peer_id,
             peer_auth,
             dead: false,
+            initial_contact: false,
         }
     }
 }

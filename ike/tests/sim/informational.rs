@@ -111,3 +111,32 @@ fn garbage_and_forgeries_are_dropped() {
     assert_eq!(b.stats().drops(DropReason::IntegrityFailed), 1);
     while b.poll_transmit().is_some() {}
 }
+
+/// RFC 7296 2.4: after a restart the initiator sends INITIAL_CONTACT and
+/// the responder drops the stale IKE SA (and its child SAs).
+#[test]
+fn initial_contact_after_restart() {
+    let mut sim = Sim::new(46, config(vec![]), config(vec![peer_b()]));
+    sim.handshake(peer_a());
+    let stale = sim.responder_sa();
+    let auth = exchanges_of(&sim.log, exchange::IKE_AUTH);
+    assert_eq!(auth.len(), 2);
+    // A restarts: a fresh endpoint with no memory of the SA.
+    sim.nodes[0].ike = Ike::new(config(vec![]), rng(4600), Box::new(AcceptAll));
+    sim.nodes[0].events.clear();
+    sim.handshake(peer_a());
+    assert_eq!(sim.established(1).len(), 2);
+    assert!(sim.nodes[1].ike.ike_sa(stale).is_none());
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 1);
+    assert!(sim
+        .events(1)
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDeleted { sa } if *sa == stale)));
+    assert_eq!(sim.deleted_children(1).len(), 1);
+    // A second IKE SA to the same peer carries no INITIAL_CONTACT, so
+    // both stay.
+    sim.initiate(peer_a());
+    sim.run_until(Duration::from_secs(10), |s| s.established(1).len() == 3);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 2);
+}
