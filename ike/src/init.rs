@@ -575,9 +575,6 @@ impl IkeSa {
         if local.port() == ctx.config.natt_port && ctx.config.natt_port != ctx.config.ike_port {
             self.udp_encap = true;
         }
-        if peer.force_encap {
-            self.udp_encap = true;
-        }
         self.expire_at = None;
         self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
         self.peer = Some(peer.clone());
@@ -852,7 +849,11 @@ pub(crate) fn respond_init(
     ];
     if nat.is_some() {
         // RFC 7296 2.23: answer NAT-D only when the initiator sent it.
-        payloads.extend(nat_notifies(ctx, h.spi_i, spi_r, local, remote, false));
+        // A responder does not know the peer yet: it fakes its source hash
+        // when any peer config asks for forced encapsulation, so the
+        // initiator moves to the NAT-T port (and we follow it there).
+        let fake = ctx.config.peers.iter().any(|p| p.force_encap);
+        payloads.extend(nat_notifies(ctx, h.spi_i, spi_r, local, remote, fake));
     }
     let response = Message {
         header: Header {

@@ -299,6 +299,20 @@ fn nat_t_move_with_force_encap() {
 }
 
 #[test]
+fn nat_t_forced_by_the_responder() {
+    let mut b = peer_b();
+    b.force_encap = true;
+    let mut sim = Sim::new(17, config(vec![]), config(vec![b]));
+    sim.handshake(peer_a());
+    let auths = exchanges_of(&sim.log, exchange::IKE_AUTH);
+    assert_eq!(auths[0].remote.port(), NATT_PORT);
+    let (ea, eb) = (&sim.established(0)[0], &sim.established(1)[0]);
+    assert!(ea.nat_remote && !ea.nat_local);
+    assert!(ea.udp_encap && eb.udp_encap);
+    assert!(sim.children(0)[0].udp_encap && sim.children(1)[0].udp_encap);
+}
+
+#[test]
 fn lossy_network_still_completes() {
     for seed in 20..26 {
         let mut sim = Sim::new(seed, config(vec![]), config(vec![peer_b()]));
