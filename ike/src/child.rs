@@ -224,6 +224,15 @@ impl IkeSa {
         let prf = k.suite.prf;
         let mut ke_out = None;
         let g_ir = match (suite.dh, ke) {
+            (Some(g), Some((kg, _))) if kg != g.transform_id() => {
+                return Err((
+                    Error::InvalidKePayload,
+                    notify(
+                        n::INVALID_KE_PAYLOAD,
+                        g.transform_id().to_be_bytes().to_vec(),
+                    ),
+                ));
+            }
             (Some(g), Some((_, data))) => {
                 let dh = ctx.dh(g);
                 let s = dh
@@ -739,6 +748,10 @@ impl IkeSa {
         let Some(k) = self.keyed() else {
             return Vec::new();
         };
+        if group != suite.dh.transform_id() {
+            let g = suite.dh.transform_id().to_be_bytes().to_vec();
+            return vec![notify(n::INVALID_KE_PAYLOAD, g)];
+        }
         let dh = ctx.dh(suite.dh);
         let Ok(g_ir) = dh.agree(ke) else {
             return vec![notify(n::INVALID_SYNTAX, Vec::new())];

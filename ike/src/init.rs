@@ -825,6 +825,20 @@ pub(crate) fn respond_init(
             return None;
         }
     };
+    if group != suite.dh.transform_id() {
+        // A KE payload of a group we do not know at all (RFC 7296 1.2).
+        stateless_reply(
+            ctx,
+            h,
+            local,
+            remote,
+            notify(
+                n::INVALID_KE_PAYLOAD,
+                suite.dh.transform_id().to_be_bytes().to_vec(),
+            ),
+        );
+        return None;
+    }
     let dh = ctx.dh(suite.dh);
     let g_ir = match dh.agree(ke) {
         Ok(s) => s,

@@ -116,3 +116,20 @@ fn random_datagrams_never_panic() {
     assert!(b.ike_sa_count() <= 64);
     assert!(b.stats().total_drops() > 0);
 }
+
+#[test]
+fn unknown_ke_group_gets_invalid_ke() {
+    let mut b = Ike::new(config(vec![peer_b()]), rng(75), Box::new(AcceptAll));
+    let (la, lb) = (SocketAddr::new(A, IKE_PORT), SocketAddr::new(B, IKE_PORT));
+    let mut m = Message::parse(&init_request(11, vec![])).unwrap();
+    for p in &mut m.payloads {
+        if let Payload::Ke { group, .. } = p {
+            *group = 99;
+        }
+    }
+    b.handle_datagram(Instant::now(), lb, la, &m.emit());
+    let r = Message::parse(&b.poll_transmit().unwrap().data).unwrap();
+    let n = ike::wire::find_notify(&r.payloads, notify::INVALID_KE_PAYLOAD).unwrap();
+    assert_eq!(n.data, 31u16.to_be_bytes());
+    assert_eq!(b.ike_sa_count(), 0);
+}
