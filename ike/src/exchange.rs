@@ -150,7 +150,10 @@ impl IkeSa {
                 h.exchange,
                 exchange::CREATE_CHILD_SA | exchange::INFORMATIONAL
             ),
-            Some(Phase::Closing) => h.exchange == exchange::INFORMATIONAL,
+            Some(Phase::Closing) => matches!(
+                h.exchange,
+                exchange::CREATE_CHILD_SA | exchange::INFORMATIONAL
+            ),
             _ => false,
         };
         if !phase_ok {
@@ -188,6 +191,12 @@ impl IkeSa {
                     }
                     self.expire_at = Some(later(now, LINGER));
                 }
+            }
+            exchange::CREATE_CHILD_SA if self.closing() => {
+                // RFC 7296 2.25.2: an IKE SA being closed (or rekeyed away)
+                // takes no new work.
+                let p = [notify(n::TEMPORARY_FAILURE, Vec::new())];
+                self.respond(ctx, h.exchange, h.message_id, &p, to);
             }
             exchange::CREATE_CHILD_SA => {
                 let resp = self.on_create_child_request(ctx, now, &payloads);
