@@ -269,6 +269,17 @@ pub enum Event {
         /// The new handle, holding the child SAs.
         new: IkeSaId,
     },
+    /// The peer is behind a NAT whose mapping changed: IKE and ESP now
+    /// go to a new outer address (RFC 7296 2.23). Every child SA of the
+    /// IKE SA moves with it.
+    PeerAddressChanged {
+        /// The IKE SA.
+        sa: IkeSaId,
+        /// Our address.
+        local: SocketAddr,
+        /// The peer's new address.
+        remote: SocketAddr,
+    },
     /// A child SA could not be created (the IKE SA stays up).
     ChildSaFailed {
         /// The IKE SA.

@@ -22,7 +22,7 @@ impl IkeSa {
         msg: &Message,
     ) {
         if msg.header.is_response() {
-            self.handle_response(ctx, now, buf, msg);
+            self.handle_response(ctx, now, local, remote, buf, msg);
         } else {
             self.handle_request(ctx, now, local, remote, buf, msg);
         }
@@ -31,7 +31,15 @@ impl IkeSa {
         }
     }
 
-    fn handle_response(&mut self, ctx: &mut Ctx<'_>, now: Instant, buf: &[u8], msg: &Message) {
+    fn handle_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &[u8],
+        msg: &Message,
+    ) {
         let h = &msg.header;
         // RFC 7296 2.2: the I flag tells who sent it; a response must come
         // from the other side of the SA.
@@ -73,6 +81,7 @@ impl IkeSa {
             }
         };
         self.heard(now);
+        self.follow_nat(ctx, local, remote);
         let Some(kind) = self.complete(ctx) else {
             return;
         };
@@ -162,6 +171,7 @@ impl IkeSa {
             return;
         }
         self.heard(now);
+        self.follow_nat(ctx, local, remote);
         self.peer_next = self.peer_next.wrapping_add(1);
         let to = (local, remote);
         // RFC 7296 2.5: an unrecognized payload with the critical bit set

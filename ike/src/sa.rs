@@ -696,6 +696,22 @@ impl IkeSa {
         self.last_heard = now;
     }
 
+    /// RFC 7296 2.23: with the peer behind a NAT, follow the source of its
+    /// latest authenticated message (the NAT's mapping may change).
+    pub(crate) fn follow_nat(&mut self, ctx: &mut Ctx<'_>, local: SocketAddr, remote: SocketAddr) {
+        if !self.nat_remote || !self.established() || (local, remote) == (self.local, self.remote) {
+            return;
+        }
+        tracing::debug!(sa = self.id.0, %remote, "peer's NAT mapping changed");
+        self.local = local;
+        self.remote = remote;
+        ctx.out.event(Event::PeerAddressChanged {
+            sa: self.id,
+            local,
+            remote,
+        });
+    }
+
     /// The common part of a new IKE SA.
     #[allow(clippy::too_many_arguments, reason = "a constructor of plain data")]
     pub(crate) fn new(

@@ -140,6 +140,8 @@ struct Sim {
     log: Vec<Transmit>,
     /// Silence node i (its datagrams are lost).
     mute: [bool; 2],
+    /// Node 0 behind a NAT that maps its source port (inside, outside).
+    nat_a: Option<(u16, u16)>,
 }
 
 fn rng(seed: u64) -> Box<ChaCha20Rng> {
@@ -181,6 +183,7 @@ impl Sim {
             seq: 0,
             log: vec![],
             mute: [false; 2],
+            nat_a: None,
         }
     }
 
@@ -190,8 +193,13 @@ impl Sim {
 
     fn collect(&mut self) {
         for i in 0..2 {
-            while let Some(t) = self.nodes[i].ike.poll_transmit() {
+            while let Some(mut t) = self.nodes[i].ike.poll_transmit() {
                 self.log.push(t.clone());
+                if let Some((inside, outside)) = self.nat_a.filter(|_| i == 0) {
+                    if t.local.port() == inside {
+                        t.local.set_port(outside);
+                    }
+                }
                 let Some(dst) = self.nodes.iter().position(|n| n.addr == t.remote.ip()) else {
                     continue;
                 };
@@ -227,7 +235,12 @@ impl Sim {
             if k.0 > self.now {
                 break;
             }
-            let (dst, t) = self.flight.remove(&k).unwrap();
+            let (dst, mut t) = self.flight.remove(&k).unwrap();
+            if let Some((inside, outside)) = self.nat_a.filter(|_| dst == 0) {
+                if t.remote.port() == outside {
+                    t.remote.set_port(inside);
+                }
+            }
             let port = t.remote.port();
             if port == IKE_PORT || port == NATT_PORT {
                 self.nodes[dst]

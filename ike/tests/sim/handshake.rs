@@ -367,3 +367,29 @@ fn duplicate_requests_answered_from_cache() {
             >= 1
     );
 }
+
+/// RFC 7296 2.23: the NAT in front of A changes its mapping; B follows
+/// the authenticated messages to the new address.
+#[test]
+fn nat_mapping_change_is_followed() {
+    let mut a = peer_a();
+    a.force_encap = true;
+    let mut sim = Sim::new(18, config(vec![]), config(vec![peer_b()]));
+    let id = sim.handshake(a);
+    let rb = sim.responder_sa();
+    sim.nat_a = Some((NATT_PORT, 40000));
+    sim.nodes[0].ike.liveness_check(sim.now, id).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let moved = sim.events(1).iter().find_map(|e| match e {
+        Event::PeerAddressChanged { sa, remote, .. } => Some((*sa, *remote)),
+        _ => None,
+    });
+    assert_eq!(moved, Some((rb, SocketAddr::new(A, 40000))));
+    assert_eq!(sim.nodes[1].ike.ike_sa(rb).unwrap().remote.port(), 40000);
+    assert_eq!(sim.nodes[1].ike.child_sas(rb)[0].remote.port(), 40000);
+    // And B's own requests reach A through the new mapping.
+    sim.nodes[1].ike.liveness_check(sim.now, rb).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.failures(1).is_empty());
+    assert_eq!(sim.nodes[1].ike.stats().retransmits, 0);
+}
