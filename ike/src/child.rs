@@ -709,10 +709,14 @@ impl IkeSa {
         now: Instant,
         p: &[Payload],
     ) -> Vec<Payload> {
-        // Simultaneous exchanges (our own request outstanding, including an
-        // IKE rekey collision of 2.8.2) are refused for now; the peer
-        // retries (RFC 7296 2.25).
-        if self.pending.is_some() {
+        // Our own IKE rekey outstanding: a collision, settled by the nonces
+        // when ours completes (RFC 7296 2.8.2). Any other request of ours
+        // outstanding: refused for now, the peer retries (2.25).
+        let collision = matches!(
+            self.pending.as_ref().map(|p| &p.kind),
+            Some(PendingKind::RekeyIke(_))
+        );
+        if (self.pending.is_some() && !collision) || self.ike_collision.is_some() {
             return vec![notify(n::TEMPORARY_FAILURE, Vec::new())];
         }
         let (Some(peer), Some(sa), Some((group, ke)), Some(ni)) =
@@ -784,7 +788,12 @@ impl IkeSa {
             State::Keyed(Box::new(nk)),
             now,
         );
-        self.hand_over(ctx, now, new);
+        if collision {
+            let lowest = Ord::min(ni, &nr[..]).to_vec();
+            self.ike_collision = Some(Box::new((lowest, new)));
+        } else {
+            self.hand_over(ctx, now, new);
+        }
         vec![
             Payload::Sa(vec![select::ike_chosen(num, &suite, &spi_r.to_be_bytes())]),
             Payload::Nonce(nr),
@@ -807,6 +816,12 @@ impl IkeSa {
             return;
         };
         if let Some(e) = msg::error_notify(p) {
+            if let Some(c) = self.ike_collision.take() {
+                // Ours failed, the peer's stands (RFC 7296 2.8.2); the peer
+                // deletes this SA.
+                self.hand_over(ctx, now, c.1);
+                return;
+            }
             tracing::debug!(
                 sa = self.id.0,
                 notify = e.kind,
@@ -872,8 +887,37 @@ impl IkeSa {
             State::Keyed(Box::new(nk)),
             now,
         );
+        if let Some(c) = self.ike_collision.take() {
+            let (theirs, peer_new) = *c;
+            if Ord::min(&req.ni[..], nr) < &theirs[..] {
+                // RFC 7296 2.8.2: the SA created with the lowest of the four
+                // nonces is deleted by its initiator (us); the peer's rekey
+                // stands and the peer deletes the old SA.
+                tracing::debug!(sa = self.id.0, "IKE rekey collision lost");
+                self.hand_over(ctx, now, peer_new);
+                let mut redundant = new;
+                redundant.close(now);
+                redundant.send_delete_ike(ctx, now);
+                ctx.born.push(redundant);
+                return;
+            }
+            tracing::debug!(sa = self.id.0, "IKE rekey collision won");
+            let mut redundant = peer_new;
+            // The peer deletes the SA it created.
+            redundant.close(now);
+            ctx.born.push(redundant);
+        }
         self.hand_over(ctx, now, new);
         // RFC 7296 1.3.2: the initiator of the rekey deletes the old SA.
         self.send_delete_ike(ctx, now);
+    }
+
+    /// A closing shell: answers retransmissions and Deletes, then goes.
+    fn close(&mut self, now: Instant) {
+        if let Some(k) = self.keyed_mut() {
+            k.phase = Phase::Closing;
+        }
+        self.expire_at = Some(later(now, crate::sa::LINGER));
+        self.ike_rekey_at = None;
     }
 }

@@ -45,14 +45,16 @@
 //!   (2.5); messages failing integrity are dropped silently.
 //! - CREATE_CHILD_SA (1.3): new child SAs with optional PFS, child SA rekey
 //!   (REKEY_SA; the initiator deletes the old SA), simultaneous child
-//!   rekeys resolved by the nonces (2.8.1), IKE SA rekey (1.3.2, 2.18),
-//!   timers with jitter.
+//!   rekeys resolved by the nonces (2.8.1), IKE SA rekey (1.3.2, 2.18) and
+//!   its collisions (2.8.2), TEMPORARY_FAILURE for work on SAs being closed
+//!   (2.25), timers with jitter.
+//! - INITIAL_CONTACT (2.4) and following a NATed peer's new address (2.23).
 //!
 //! Not implemented: certificates and signature authentication (RFC 7427),
 //! EAP, configuration payloads, IKE fragmentation (RFC 7383), MOBIKE,
-//! the nonce rule of 2.8.2 for simultaneous IKE SA rekeys (the responder
-//! answers TEMPORARY_FAILURE while it has a request outstanding and both
-//! sides retry after a random delay), windows larger than 1.
+//! windows larger than 1. A CREATE_CHILD_SA request arriving while another
+//! request of ours (other than an IKE rekey) is outstanding gets
+//! TEMPORARY_FAILURE; the peer retries.
 #![forbid(unsafe_code)]
 
 pub mod crypto;

@@ -306,6 +306,10 @@ pub(crate) struct IkeSa {
     /// Send INITIAL_CONTACT in IKE_AUTH (RFC 7296 2.4): we hold no other
     /// IKE SA with this peer.
     pub(crate) initial_contact: bool,
+    /// The peer rekeyed this IKE SA while our own rekey was outstanding
+    /// (RFC 7296 2.8.2): the lowest nonce of its exchange and the SA it
+    /// created, decided when our exchange completes.
+    pub(crate) ike_collision: Option<Box<(Vec<u8>, Self)>>,
 }
 
 impl IkeSa {
@@ -754,6 +758,7 @@ impl IkeSa {
             peer_auth,
             dead: false,
             initial_contact: false,
+            ike_collision: None,
         }
     }
 }

@@ -4,7 +4,13 @@ use super::*;
 
 #[test]
 fn simultaneous_ike_rekey() {
-    let mut sim = Sim::new(80, config(vec![]), config(vec![peer_b()]));
+    for seed in 80..85 {
+        simultaneous_ike_rekey_seed(seed);
+    }
+}
+
+fn simultaneous_ike_rekey_seed(seed: u64) {
+    let mut sim = Sim::new(seed, config(vec![]), config(vec![peer_b()]));
     let id = sim.handshake(peer_a());
     let rb = sim.responder_sa();
     let now = sim.now;
@@ -17,6 +23,17 @@ fn simultaneous_ike_rekey() {
     let b = sim.nodes[1].ike.ike_sas().pop().unwrap();
     assert_eq!((a.spi_i, a.spi_r), (b.spi_i, b.spi_r));
     assert_eq!(sim.nodes[0].ike.child_sas(a.id).len(), 1);
+    // RFC 7296 2.8.2: settled at once, by the nonces (no retry).
+    for i in 0..2 {
+        let rekeyed: Vec<_> = sim
+            .events(i)
+            .iter()
+            .filter(|e| matches!(e, Event::IkeSaRekeyed { .. }))
+            .collect();
+        assert_eq!(rekeyed.len(), 1, "{:?}", sim.events(i));
+    }
+    let temp_failures = exchanges_of(&sim.log, exchange::CREATE_CHILD_SA).len();
+    assert_eq!(temp_failures, 4, "two requests, two responses");
     assert!(sim.failures(0).is_empty() && sim.failures(1).is_empty());
     // Still works.
     sim.nodes[0].ike.liveness_check(sim.now, a.id).unwrap();
