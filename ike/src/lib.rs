@@ -66,6 +66,7 @@ mod endpoint;
 mod exchange;
 mod init;
 mod msg;
+mod rekey;
 mod sa;
 mod select;
 
