@@ -1,6 +1,6 @@
 //! Child SAs (RFC 7296 1.3, 2.9, 2.17) in IKE_AUTH and CREATE_CHILD_SA,
-//! their rekeying with the collision rule of 2.8.1, and the IKE SA rekey
-//! (1.3.2, 2.18).
+//! and their rekeying with the collision rule of 2.8.1. The IKE SA rekey
+//! is in `rekey.rs`.
 
 use std::time::{Duration, Instant};
 
