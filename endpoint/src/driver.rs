@@ -4,9 +4,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use latch::{
+    Alert, ConnectionRequest, FiveTuple, LatchError, LatchId, ListenerRequest, NatInfo, Outbound,
+    PassKind, RestartPolicy, Verdict,
+};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::latching::{self, lock, Direction, LatchPolicy, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
@@ -37,6 +42,26 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    CreateConnection {
+        req: Box<ConnectionRequest>,
+        reply: oneshot::Sender<Result<LatchId, LatchError>>,
+    },
+    CreateListener {
+        req: Box<ListenerRequest>,
+        reply: oneshot::Sender<Result<LatchId, LatchError>>,
+    },
+    Release {
+        id: LatchId,
+        reply: Option<oneshot::Sender<Result<(), LatchError>>>,
+    },
+    SetPolicy {
+        policy: Box<pad::PolicyConfig>,
+        reply: oneshot::Sender<()>,
+    },
+    Restart {
+        policy: RestartPolicy,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// What the driver knows of a child SA.
@@ -60,6 +85,11 @@ struct ChannelState {
 
 pub(crate) struct Driver {
     ike: ike::Ike,
+    ike_config: ike::Config,
+    shared: SharedRef,
+    alerts: broadcast::Sender<Alert>,
+    /// Harness only: send outside the traffic selectors and the latches.
+    ignore_ts: bool,
     sad: esp::Sad,
     ike_sock: UdpSocket,
     natt_sock: UdpSocket,
@@ -148,10 +178,16 @@ impl Driver {
         natt_addr: SocketAddr,
         cmd_tx: mpsc::WeakSender<Command>,
         accept_tx: mpsc::Sender<Channel>,
+        shared: SharedRef,
+        alerts: broadcast::Sender<Alert>,
+        ignore_ts: bool,
     ) -> Self {
-        let rng: Box<dyn rand_core::CryptoRngCore + Send> = Box::new(rand_core::OsRng);
         Self {
-            ike: ike::Ike::new(config, rng, Box::new(ike::AcceptAll)),
+            ike: new_ike(&config, &shared),
+            ike_config: config,
+            shared,
+            alerts,
+            ignore_ts,
             sad: esp::Sad::new(),
             ike_sock,
             natt_sock,
@@ -191,7 +227,12 @@ impl Driver {
                     return;
                 }
             }
-            let timeout = self.ike.poll_timeout().map(tokio::time::Instant::from_std);
+            let latch_timeout = lock(&self.shared).table.poll_timeout();
+            let timeout = match (self.ike.poll_timeout(), latch_timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(tokio::time::Instant::from_std);
             let shutdown_deadline = shutdown.as_ref().map(|(_, d)| *d);
             let wake = match (timeout, shutdown_deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -210,7 +251,10 @@ impl Driver {
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
                 },
                 () = sleep_until(wake) => {
-                    self.ike.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.ike.handle_timeout(now);
+                    // R9: Larval latches past their deadline fail.
+                    lock(&self.shared).table.handle_timeout(now);
                 }
                 c = cmd_rx.recv() => match c {
                     Some(Command::Shutdown { reply }) => {
@@ -253,6 +297,7 @@ impl Driver {
                 progressed = true;
                 self.on_event(ev);
             }
+            self.flush_alerts();
             if !progressed {
                 return;
             }
@@ -272,6 +317,15 @@ impl Driver {
                     .handle_datagram(Instant::now(), self.natt_addr, from, &msg);
             }
             esp::udp::Natt::Esp(_) => self.on_esp(datagram),
+        }
+    }
+
+    /// RFC 5660 ALERTs to the subscribers (none listening is fine).
+    fn flush_alerts(&mut self) {
+        let mut s = lock(&self.shared);
+        while let Some(a) = s.table.poll_alert() {
+            tracing::debug!(latch = %a.latch, tuple = %a.tuple, to = %a.to, reason = %a.reason, "latch ALERT");
+            let _ = self.alerts.send(a);
         }
     }
 
@@ -296,17 +350,52 @@ impl Driver {
             self.drop_counted("inner packet is not UDP");
             return;
         };
+        let src = SocketAddr::new(inner.src, inner.src_port);
+        let dst = SocketAddr::new(inner.dst, inner.dst_port);
+        // R5, R6, R17: the latch check right after decapsulation, with the
+        // tag of the SA that protected the packet; the version it was
+        // checked at travels with it to delivery (R16).
+        let five = FiveTuple::new(inner.protocol, dst, src);
+        let (latch, latch_version) = {
+            let mut s = lock(&self.shared);
+            let latch = match s.table.check_inbound(&five, Some(tag)) {
+                Verdict::Pass(PassKind::Latched(id)) => Some(id),
+                Verdict::Pass(PassKind::Listener(l)) => {
+                    // R12, R15: the first packet of a connection under a
+                    // listener latch creates (and binds) its connection
+                    // latch; if that fails the packet is dropped.
+                    match s.table.accept(l, five, Some(tag), Instant::now()) {
+                        Ok(id) => Some(id),
+                        Err(e) => {
+                            tracing::debug!(%five, error = %e, "listener latch refused the connection");
+                            s.count(Direction::Inbound, latch::DropReason::SaMismatch);
+                            return;
+                        }
+                    }
+                }
+                Verdict::Pass(_) => None,
+                Verdict::Drop { latch, reason } => {
+                    s.count(Direction::Inbound, reason);
+                    tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
+                    return;
+                }
+                _ => return,
+            };
+            (latch, s.table.version())
+        };
         let child = ike::ChildSaId(tag);
         if let Some(c) = self.children.get_mut(&child) {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += len as u64;
         }
         let dg = Datagram {
-            src: SocketAddr::new(inner.src, inner.src_port),
-            dst: SocketAddr::new(inner.dst, inner.dst_port),
+            src,
+            dst,
             data: data.to_vec(),
             spi,
             sa: tag,
+            latch,
+            latch_version,
         };
         let Some(ch) = self
             .child_channel
@@ -370,7 +459,61 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
             Command::Shutdown { .. } => {}
+            Command::CreateConnection { req, reply } => {
+                let r = lock(&self.shared)
+                    .table
+                    .create_connection(*req, Instant::now());
+                let _ = reply.send(r);
+            }
+            Command::CreateListener { req, reply } => {
+                let r = lock(&self.shared)
+                    .table
+                    .create_listener(*req, Instant::now());
+                let _ = reply.send(r);
+            }
+            Command::Release { id, reply } => {
+                let r = lock(&self.shared).table.destroy(id);
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Command::SetPolicy { policy, reply } => {
+                // R8: latches keep their state and parameters.
+                lock(&self.shared).table.set_policy(policy.pad, policy.spd);
+                let _ = reply.send(());
+            }
+            Command::Restart { policy, reply } => {
+                self.restart_key_manager(policy);
+                let _ = reply.send(());
+            }
         }
+    }
+
+    /// R10: forget every IKE SA, child SA and channel as a crashed key
+    /// manager would (nothing is sent), start a fresh `ike::Ike`, and tell
+    /// the latch table.
+    fn restart_key_manager(&mut self, policy: RestartPolicy) {
+        self.ike = new_ike(&self.ike_config, &self.shared);
+        for c in self.children.values() {
+            self.sad.remove_inbound(c.inbound_spi);
+            self.sad.remove_outbound(c.outbound_spi);
+        }
+        self.children.clear();
+        self.channels.clear();
+        self.child_channel.clear();
+        self.ike_sas.clear();
+        for (_, (_, reply)) in self.pending_connect.drain() {
+            let _ = reply.send(Err(Error::Closed));
+        }
+        for (_, replies) in self.pending_close.drain() {
+            for r in replies {
+                let _ = r.send(Ok(()));
+            }
+        }
+        let mut s = lock(&self.shared);
+        s.table.key_manager_restarted(policy);
+        s.restarted();
+        tracing::warn!(?policy, "key manager restarted");
     }
 
     fn send(
@@ -384,19 +527,25 @@ impl Driver {
             .channels
             .get(&channel)
             .ok_or_else(|| Error::Send("channel is closed".into()))?;
+        let sa = if self.ignore_ts {
+            ch.child
+        } else {
+            self.select_outbound(ch.child, FiveTuple::new(17, src, dst))?
+        };
         let child = self
             .children
-            .get_mut(&ch.child)
+            .get_mut(&sa)
             .ok_or_else(|| Error::Send("channel has no child SA".into()))?;
         // RFC 4301 5.1: only traffic inside the negotiated selectors may use the SA.
-        if !child
-            .local_ts
-            .iter()
-            .any(|t| t.matches(17, src.ip(), src.port()))
-            || !child
-                .remote_ts
+        if !self.ignore_ts
+            && (!child
+                .local_ts
                 .iter()
-                .any(|t| t.matches(17, dst.ip(), dst.port()))
+                .any(|t| t.matches(17, src.ip(), src.port()))
+                || !child
+                    .remote_ts
+                    .iter()
+                    .any(|t| t.matches(17, dst.ip(), dst.port())))
         {
             return Err(Error::Send(format!(
                 "{src} -> {dst} is outside the child SA's traffic selectors ({} === {})",
@@ -426,6 +575,37 @@ impl Driver {
         Ok(())
     }
 
+    /// R5, R6, R9, R17: the SA an outbound packet of `five` must leave
+    /// under. A latched flow leaves only under an SA matching its latch
+    /// (whichever channel sends it); without one the packet is dropped,
+    /// counted, and reported as packet loss. O(1).
+    fn select_outbound(
+        &self,
+        channel_sa: ike::ChildSaId,
+        five: FiveTuple,
+    ) -> Result<ike::ChildSaId, Error> {
+        let mut s = lock(&self.shared);
+        let (latch, reason) = match s.table.select_outbound_sa(&five) {
+            Outbound::Use { sa, .. } => return Ok(ike::ChildSaId(sa)),
+            Outbound::NotLatched => match s.table.check_outbound(&five, Some(channel_sa.0)) {
+                Verdict::Pass(_) => return Ok(channel_sa),
+                Verdict::Drop { latch, reason } => (latch, reason),
+                _ => return Err(Error::Send(format!("{five}: no outbound decision"))),
+            },
+            // This endpoint has no clear-text path: a flow latched to
+            // BYPASS cannot go through a channel (R19).
+            Outbound::Bypass(latch) => (latch, latch::DropReason::ProtectedOnBypass),
+            Outbound::Drop { latch, reason } => (latch, reason),
+            _ => return Err(Error::Send(format!("{five}: no outbound decision"))),
+        };
+        s.count(Direction::Outbound, reason);
+        tracing::debug!(%five, %latch, ?reason, "outbound packet dropped by latch");
+        Err(Error::Dropped {
+            latch,
+            reason: format!("{reason:?}"),
+        })
+    }
+
     fn status(&self) -> Status {
         let mut ike_sas: Vec<_> = self.ike.ike_sas().iter().map(ike_summary).collect();
         ike_sas.sort_by_key(|s| s.id);
@@ -441,12 +621,24 @@ impl Driver {
             .map(|(k, v)| ((*k).to_owned(), *v))
             .collect();
         drops.sort();
+        let esp_drops = self
+            .sad
+            .stats()
+            .drop_counts()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (format!("{r:?}"), n))
+            .collect();
+        let s = lock(&self.shared);
         Status {
             ike_addr: Some(self.ike_addr),
             natt_addr: Some(self.natt_addr),
             ike_sas,
             child_sas,
             drops,
+            esp_drops,
+            latch_drops: s.drop_counts(),
+            latch_version: s.table.version(),
+            latches: s.table.len(),
         }
     }
 
@@ -472,6 +664,7 @@ impl Driver {
                 self.sad.remove_inbound(inbound_spi);
                 self.sad.remove_outbound(outbound_spi);
                 self.children.remove(&child);
+                lock(&self.shared).table.sa_removed(child.0);
                 if let Some(ch) = self.child_channel.remove(&child) {
                     self.channels.remove(&ch);
                 }
@@ -480,6 +673,7 @@ impl Driver {
                 tracing::info!(sa = sa.0, "IKE SA deleted");
                 self.ike_sas.remove(&sa);
                 self.forget_children_of(sa);
+                lock(&self.shared).ike_gone(sa);
                 for r in self.pending_close.remove(&sa).unwrap_or_default() {
                     let _ = r.send(Ok(()));
                 }
@@ -488,6 +682,7 @@ impl Driver {
                 tracing::warn!(sa = sa.0, %error, "IKE SA failed");
                 self.ike_sas.remove(&sa);
                 self.forget_children_of(sa);
+                lock(&self.shared).ike_gone(sa);
                 if let Some((peer, reply)) = self.pending_connect.remove(&sa) {
                     let _ = reply.send(Err(Error::Ike { peer, error }));
                 }
@@ -506,6 +701,7 @@ impl Driver {
                 if let Some(s) = self.ike_sas.remove(&old) {
                     self.ike_sas.entry(new).or_insert(s);
                 }
+                lock(&self.shared).ike_rekeyed(old, new);
                 for c in self.children.values_mut() {
                     if c.ike_sa == old {
                         c.ike_sa = new;
@@ -529,10 +725,55 @@ impl Driver {
                 self.sad.remove_inbound(c.inbound_spi);
                 self.sad.remove_outbound(c.outbound_spi);
             }
+            lock(&self.shared).table.sa_removed(id.0);
             if let Some(ch) = self.child_channel.remove(&id) {
                 self.channels.remove(&ch);
             }
         }
+    }
+
+    /// R13, R16: announce an installed child SA to the latch table, after
+    /// checking it once more with its real protection under the same lock
+    /// (the `authorize` call IKE made ran in this same synchronous stretch
+    /// of the driver, so no latch changed in between). Returns false if the
+    /// SA must not be used.
+    fn latch_sa_added(&mut self, info: &ike::ChildSaInfo) -> bool {
+        let ike_info = self.ike.ike_sa(info.ike_sa);
+        let nat = NatInfo {
+            peer_behind_nat: ike_info.as_ref().is_some_and(|i| i.nat_remote),
+            local_behind_nat: ike_info.as_ref().is_some_and(|i| i.nat_local),
+            peer_outer: Some(info.remote),
+            peer_inner: match info.remote_ts.as_slice() {
+                [t] if t.addr.start == t.addr.end => Some(t.addr.start),
+                _ => None,
+            },
+        };
+        let mut s = lock(&self.shared);
+        let Some(peer) = s.peer_identity(info.ike_sa, &info.peer_id, info.peer_auth) else {
+            tracing::warn!(
+                child = info.id.0,
+                "no PAD entry allows the peer: child SA not used"
+            );
+            return false;
+        };
+        let desc = latching::descriptor(info, peer, nat);
+        if s.authorize {
+            let v = s.table.authorize_child_sa(
+                &desc.peer,
+                &desc.protection,
+                &desc.local_ts,
+                &desc.remote_ts,
+            );
+            if v != latch::ChildSaVerdict::Accept {
+                tracing::warn!(child = info.id.0, verdict = ?v, "installed child SA would cover a latched connection of another peer or protection: deleted (R13)");
+                return false;
+            }
+        }
+        if let Err(e) = s.table.sa_added(desc, Instant::now()) {
+            tracing::warn!(child = info.id.0, error = %e, "latch table refused the child SA");
+            return false;
+        }
+        true
     }
 
     fn on_child_up(&mut self, info: &ike::ChildSaInfo) {
@@ -579,6 +820,18 @@ impl Driver {
             if let Some((peer, reply)) = self.pending_connect.remove(&info.ike_sa) {
                 let _ = peer;
                 let _ = reply.send(Err(Error::Install(e.to_string())));
+            }
+            return;
+        }
+        if !self.latch_sa_added(info) {
+            self.sad.remove_inbound(info.inbound_spi);
+            self.sad.remove_outbound(info.outbound_spi);
+            let _ = self.ike.delete_child(Instant::now(), info.ike_sa, info.id);
+            if let Some((peer, reply)) = self.pending_connect.remove(&info.ike_sa) {
+                let _ = reply.send(Err(Error::Child {
+                    peer,
+                    error: ike::Error::TsUnacceptable,
+                }));
             }
             return;
         }
@@ -653,6 +906,7 @@ impl Driver {
             child: summary,
             cmd,
             rx,
+            shared: self.shared.clone(),
         };
         if let Some((_, reply)) = self.pending_connect.remove(&info.ike_sa) {
             let _ = reply.send(Ok(channel));
@@ -660,6 +914,17 @@ impl Driver {
             tracing::warn!(child = info.id.0, "accept queue full; channel dropped");
         }
     }
+}
+
+fn new_ike(config: &ike::Config, shared: &SharedRef) -> ike::Ike {
+    let rng: Box<dyn rand_core::CryptoRngCore + Send> = Box::new(rand_core::OsRng);
+    ike::Ike::new(
+        config.clone(),
+        rng,
+        Box::new(LatchPolicy {
+            shared: shared.clone(),
+        }),
+    )
 }
 
 fn join(ts: &[pad::TrafficSelector]) -> String {

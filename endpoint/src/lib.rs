@@ -27,15 +27,24 @@
 #![forbid(unsafe_code)]
 
 mod driver;
+mod latching;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use ike::{ChildConfig, ChildSaId, IkeSaId, PeerConfig as IkePeerConfig};
-pub use pad::{AuthMethod, EspProposal, Identity, IkeProposal, Mode, TrafficSelector};
+pub use latch::{
+    Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
+    ListenerRequest, RequestedProtection, RestartPolicy, ThreeTuple,
+};
+pub use latching::{default_policy, Direction, LatchDropCount};
+pub use pad::{
+    AuthMethod, EspProposal, Identity, IkeProposal, Mode, PolicyConfig, TrafficSelector,
+};
 
 /// What went wrong, precisely enough for a CLI to say so.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,21 @@ pub enum Error {
     /// Nothing happened in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A latched flow's datagram was not sent: no SA matching the latch
+    /// exists now, or the latch is not Established (R5, R6). This is packet
+    /// loss (R9): nothing left unprotected; the application retries as it
+    /// would after any loss, or treats a FAILED/CLOSED latch as a reset.
+    #[error("datagram of {latch} dropped: {reason}")]
+    Dropped {
+        /// The latch.
+        latch: LatchId,
+        /// Why (a [`latch::DropReason`] name).
+        reason: String,
+    },
+    /// A latch request was refused; policy refusals name the PAD or SPD
+    /// entry (R3, R14, R19).
+    #[error("latch refused: {0}")]
+    Latch(#[from] LatchError),
 }
 
 /// Where an endpoint listens.
@@ -92,6 +116,17 @@ pub struct EndpointConfig {
     pub max_half_open: usize,
     /// How long `connect` waits for the IKE SA and first child SA.
     pub connect_timeout: Duration,
+    /// The PAD and SPD the latch table starts with (`None`:
+    /// [`default_policy`]: any peer by PSK or NULL, PROTECT everything).
+    /// Replace it later with [`Endpoint::set_policy`].
+    pub policy: Option<PolicyConfig>,
+    /// Latch table switches: latching on/off (R14), Larval timeout (R9),
+    /// narrow or refuse (R13).
+    pub latching: LatchConfig,
+    /// Harness only (a misbehaving peer): send through channels outside the
+    /// negotiated traffic selectors and ignoring latches, and accept every
+    /// child SA without asking the latch table. Never set it in production.
+    pub misbehave: bool,
 }
 
 impl EndpointConfig {
@@ -108,6 +143,9 @@ impl EndpointConfig {
             cookie_threshold: 64,
             max_half_open: 4096,
             connect_timeout: Duration::from_secs(30),
+            policy: None,
+            latching: LatchConfig::default(),
+            misbehave: false,
         }
     }
 }
@@ -169,6 +207,21 @@ pub struct Datagram {
     pub spi: u32,
     /// Tag of that SA in the SAD (our child SA id).
     pub sa: u64,
+    /// The connection latch the datagram's flow is latched to, if any: the
+    /// SA above matched it (R6, R17).
+    pub latch: Option<LatchId>,
+    /// The latch table's state version when the datagram was decapsulated
+    /// and checked (R16); [`Channel::recv`] checks it again if the table
+    /// changed since.
+    pub latch_version: u64,
+}
+
+impl Datagram {
+    /// The datagram's connection as this host sees it (UDP, local = its
+    /// destination, remote = its source): what latches and inquiries use.
+    pub fn five_tuple(&self) -> FiveTuple {
+        FiveTuple::new(17, self.dst, self.src)
+    }
 }
 
 /// Negotiated parameters of a child SA, for display.
@@ -255,6 +308,46 @@ pub struct Status {
     pub child_sas: Vec<(ChildSummary, Traffic)>,
     /// Datagrams dropped before IKE or ESP accepted them, by reason.
     pub drops: Vec<(String, u64)>,
+    /// ESP packets dropped by the SAD (ICV, replay, selector mismatch ...),
+    /// by reason.
+    pub esp_drops: Vec<(String, u64)>,
+    /// Packets dropped by latch checks, by direction and reason (R5, R6,
+    /// R9, R16).
+    pub latch_drops: Vec<LatchDropCount>,
+    /// The latch table's state version (R16).
+    pub latch_version: u64,
+    /// Latches in the table.
+    pub latches: usize,
+}
+
+impl Status {
+    /// Latch drops in one direction for one reason (`"SaMismatch"` ...).
+    pub fn latch_drops_for(&self, direction: Direction, reason: &str) -> u64 {
+        self.latch_drops
+            .iter()
+            .filter(|c| c.direction == direction && c.reason == reason)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    /// All latch drops in one direction.
+    pub fn latch_drops_total(&self, direction: Direction) -> u64 {
+        self.latch_drops
+            .iter()
+            .filter(|c| c.direction == direction)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    /// ESP drops for one reason (the `Debug` name of `esp::DropReason`,
+    /// e.g. `"SelectorMismatch"`).
+    pub fn esp_drops_for(&self, reason: &str) -> u64 {
+        self.esp_drops
+            .iter()
+            .filter(|(r, _)| r == reason)
+            .map(|(_, n)| *n)
+            .sum()
+    }
 }
 
 /// An established channel: a child SA and the datagrams it carries.
@@ -265,6 +358,7 @@ pub struct Channel {
     child: ChildSummary,
     cmd: mpsc::Sender<driver::Command>,
     rx: mpsc::Receiver<Datagram>,
+    shared: latching::SharedRef,
 }
 
 impl Channel {
@@ -299,8 +393,48 @@ impl Channel {
 
     /// The next datagram that arrived through the channel; `None` once the
     /// channel is closed.
+    ///
+    /// R16: each datagram was checked against the latch table at
+    /// decapsulation; if the table changed since (its version moved), it is
+    /// checked again here and dropped (counted as [`Direction::Delivery`])
+    /// if its latch no longer admits it.
     pub async fn recv(&mut self) -> Option<Datagram> {
-        self.rx.recv().await
+        loop {
+            let dg = self.rx.recv().await?;
+            let verdict = {
+                let mut s = latching::lock(&self.shared);
+                let d = s
+                    .table
+                    .check_delivery(dg.latch_version, &dg.five_tuple(), Some(dg.sa));
+                if let latch::Delivery::Drop { reason, .. } = d {
+                    s.count(Direction::Delivery, reason);
+                }
+                d
+            };
+            match verdict {
+                latch::Delivery::Deliver => return Some(dg),
+                other => {
+                    tracing::debug!(five = %dg.five_tuple(), ?other, "datagram dropped at delivery (R16)");
+                }
+            }
+        }
+    }
+
+    /// Latch the UDP connection `local` (our inner address) <-> `remote`
+    /// (the peer's) that this channel carries (R12 "latch on connect", R15),
+    /// with the protection of system policy. When the channel's SA covers
+    /// the connection and fits the policy the latch is Established at once,
+    /// bound to this channel's peer and protection; it stays so for its
+    /// lifetime (R8). Dropping the returned [`LatchedFlow`] releases it.
+    pub async fn latch(&self, local: SocketAddr, remote: SocketAddr) -> Result<LatchedFlow, Error> {
+        self.latch_with(ConnectionRequest::new(FiveTuple::new(17, local, remote)))
+            .await
+    }
+
+    /// [`Channel::latch`] with a full request: protection wanted, expected
+    /// peer, privilege (R3, R19).
+    pub async fn latch_with(&self, req: ConnectionRequest) -> Result<LatchedFlow, Error> {
+        create_connection_latch(&self.cmd, &self.shared, req).await
     }
 
     /// Tear the channel down: delete the child SA and its IKE SA
@@ -318,6 +452,90 @@ impl Channel {
     }
 }
 
+async fn create_connection_latch(
+    cmd: &mpsc::Sender<driver::Command>,
+    shared: &latching::SharedRef,
+    req: ConnectionRequest,
+) -> Result<LatchedFlow, Error> {
+    let five = req.five;
+    let (tx, rx) = oneshot::channel();
+    cmd.send(driver::Command::CreateConnection {
+        req: Box::new(req),
+        reply: tx,
+    })
+    .await
+    .map_err(|_| Error::Closed)?;
+    let id = rx.await.map_err(|_| Error::Closed)??;
+    Ok(LatchedFlow {
+        id,
+        five,
+        cmd: cmd.clone(),
+        shared: shared.clone(),
+        released: false,
+    })
+}
+
+/// A connection latch held by the application (R12, R15): a 5-tuple bound,
+/// once Established, to one peer and one protection for its lifetime.
+/// Datagrams of the flow go through any [`Channel`] with
+/// [`Channel::send`]; they leave only under an SA matching the latch and
+/// arrive only if protected by one ([`Datagram::latch`] names it).
+/// Dropping it releases the latch (R15); [`LatchedFlow::release`] does so
+/// and waits for it.
+#[derive(Debug)]
+pub struct LatchedFlow {
+    id: LatchId,
+    five: FiveTuple,
+    cmd: mpsc::Sender<driver::Command>,
+    shared: latching::SharedRef,
+    released: bool,
+}
+
+impl LatchedFlow {
+    /// The latch's handle.
+    pub fn id(&self) -> LatchId {
+        self.id
+    }
+
+    /// The connection latched.
+    pub fn five_tuple(&self) -> FiveTuple {
+        self.five
+    }
+
+    /// R2, R7: the latch's state and latched parameters now.
+    pub fn inquire(&self) -> Option<LatchInfo> {
+        latching::lock(&self.shared).table.info(self.id)
+    }
+
+    /// R15: destroy the latch (teardown of the connection).
+    pub async fn release(mut self) -> Result<(), Error> {
+        self.released = true;
+        release(&self.cmd, self.id).await
+    }
+}
+
+impl Drop for LatchedFlow {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.cmd.try_send(driver::Command::Release {
+                id: self.id,
+                reply: None,
+            });
+        }
+    }
+}
+
+async fn release(cmd: &mpsc::Sender<driver::Command>, id: LatchId) -> Result<(), Error> {
+    let (tx, rx) = oneshot::channel();
+    cmd.send(driver::Command::Release {
+        id,
+        reply: Some(tx),
+    })
+    .await
+    .map_err(|_| Error::Closed)?;
+    Ok(rx.await.map_err(|_| Error::Closed)??)
+}
+
 /// A running endpoint. Dropping it stops the driver (without deleting SAs;
 /// call [`Endpoint::shutdown`] for an orderly exit).
 #[derive(Debug)]
@@ -327,6 +545,8 @@ pub struct Endpoint {
     ike_addr: SocketAddr,
     natt_addr: SocketAddr,
     connect_timeout: Duration,
+    shared: latching::SharedRef,
+    alerts: broadcast::Sender<Alert>,
 }
 
 impl Endpoint {
@@ -360,6 +580,10 @@ impl Endpoint {
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (accept_tx, accept_rx) = mpsc::channel(64);
+        let policy = config.policy.unwrap_or_else(default_policy);
+        let table = latch::LatchTable::new(policy.pad, policy.spd, config.latching);
+        let shared = Arc::new(Mutex::new(latching::Shared::new(table, !config.misbehave)));
+        let (alerts, _) = broadcast::channel(1024);
         let drv = driver::Driver::new(
             ike_config,
             ike_sock,
@@ -368,6 +592,9 @@ impl Endpoint {
             natt_addr,
             cmd_tx.downgrade(),
             accept_tx,
+            shared.clone(),
+            alerts.clone(),
+            config.misbehave,
         );
         tokio::spawn(drv.run(cmd_rx));
         tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
@@ -377,6 +604,8 @@ impl Endpoint {
             ike_addr,
             natt_addr,
             connect_timeout: config.connect_timeout,
+            shared,
+            alerts,
         })
     }
 
@@ -411,6 +640,121 @@ impl Endpoint {
     /// The next channel a peer set up with us (responder role).
     pub async fn accept(&self) -> Option<Channel> {
         self.accept.lock().await.recv().await
+    }
+
+    /// [`Endpoint::connect`] for a latched connection (R12, R15, R5): the
+    /// connection latch is created first (Larval: nothing of the flow passes
+    /// yet), then the IKE and child SA are set up; the child SA binds the
+    /// latch (Established) if it fits the request. Fails, and releases the
+    /// latch, if the latch is refused or not Established once the channel
+    /// is up.
+    pub async fn connect_latched(
+        &self,
+        peer: PeerConfig,
+        remote: SocketAddr,
+        req: ConnectionRequest,
+    ) -> Result<(Channel, LatchedFlow), Error> {
+        let flow = self.create_connection_latch(req).await?;
+        let ch = self.connect(peer, remote).await?;
+        match flow.inquire().map(|i| i.state) {
+            Some(LatchState::Established) => Ok((ch, flow)),
+            state => {
+                let id = flow.id();
+                let _ = flow.release().await;
+                Err(Error::Dropped {
+                    latch: id,
+                    reason: format!(
+                        "the channel's SA did not establish the latch (state {})",
+                        state.map_or("gone".to_owned(), |s| s.to_string())
+                    ),
+                })
+            }
+        }
+    }
+
+    /// R12, R3: create a connection latch for a 5-tuple with the
+    /// protection and expected peer wanted; refusals name the PAD or SPD
+    /// entry ([`Error::Latch`]). Larval until a fitting SA binds it
+    /// (or Established at once when one already covers it).
+    pub async fn create_connection_latch(
+        &self,
+        req: ConnectionRequest,
+    ) -> Result<LatchedFlow, Error> {
+        create_connection_latch(&self.cmd, &self.shared, req).await
+    }
+
+    /// R12, R3: create a listener latch for a 3-tuple (unique per
+    /// 3-tuple). The first packet of each connection under it creates and
+    /// binds that connection's latch. Release it with
+    /// [`Endpoint::release_latch`].
+    pub async fn create_listener_latch(&self, req: ListenerRequest) -> Result<LatchId, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::CreateListener {
+                req: Box::new(req),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        Ok(rx.await.map_err(|_| Error::Closed)??)
+    }
+
+    /// R15: destroy a latch (listener or connection) by handle.
+    pub async fn release_latch(&self, id: LatchId) -> Result<(), Error> {
+        release(&self.cmd, id).await
+    }
+
+    /// R2, R7: the connection latch of a 5-tuple, its state and latched
+    /// parameters (peer identity and authentication, QoP, NAT, SPIs).
+    pub fn inquire(&self, five: &FiveTuple) -> Option<LatchInfo> {
+        latching::lock(&self.shared).table.inquire(five)
+    }
+
+    /// A latch by handle.
+    pub fn latch_info(&self, id: LatchId) -> Option<LatchInfo> {
+        latching::lock(&self.shared).table.info(id)
+    }
+
+    /// RFC 5660 ENUMERATE: every latch.
+    pub fn latches(&self) -> Vec<LatchInfo> {
+        latching::lock(&self.shared).table.enumerate()
+    }
+
+    /// RFC 5660 ALERTs: every latch state change from now on. A receiver
+    /// that falls more than 1024 alerts behind gets
+    /// `RecvError::Lagged` and continues with the newest.
+    pub fn alerts(&self) -> broadcast::Receiver<Alert> {
+        self.alerts.subscribe()
+    }
+
+    /// Replace the PAD and SPD (a configuration reload). Established latches
+    /// keep their peer and protection (R8); the new policy governs new
+    /// latches and new child SAs.
+    pub async fn set_policy(&self, policy: PolicyConfig) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::SetPolicy {
+                policy: Box::new(policy),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// R10: restart the key manager as after a crash: every IKE and child
+    /// SA and every channel is forgotten (nothing is sent to the peers) and
+    /// IKE starts afresh. Latches are reset (CLOSED) or survive with their
+    /// bindings, per `policy`; a surviving latch is never re-bound to
+    /// another peer (anonymous peers get new handles after a restart, so a
+    /// NULL-authenticated peer coming back is not taken for the old one).
+    pub async fn restart_key_manager(&self, policy: RestartPolicy) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::Restart { policy, reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
     }
 
     /// A snapshot of IKE SAs, child SAs and counters.
