@@ -59,6 +59,8 @@ struct Report {
     datagrams_each_way: u32,
     left: Side,
     right: Side,
+    /// What `latchkey inquire` returns for the latched connection (R2, R7).
+    latch: endpoint::LatchInfo,
 }
 
 const LEFT_INNER: &str = "10.0.0.1";
@@ -164,6 +166,32 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         );
     }
 
+    // A latched channel (R12, R15): the responder latches the connection
+    // it serves; the channel's SA binds it at once (Established), and
+    // every datagram of the flow says so.
+    let flow = rch
+        .latch(rsrc, lsrc)
+        .await
+        .context("latching the connection")?;
+    lch.send(lsrc, rsrc, b"latched ping").await?;
+    let d = recv(&mut rch).await?;
+    ensure!(
+        d.latch == Some(flow.id()),
+        "the latched datagram came under {:?}, expected {}",
+        d.latch,
+        flow.id()
+    );
+    rch.send(rsrc, lsrc, b"latched pong").await?;
+    recv(&mut lch).await?;
+    let latch_info = right
+        .inquire(&endpoint::FiveTuple::new(17, rsrc, lsrc))
+        .context("inquiry found no latch")?;
+    ensure!(
+        latch_info.state == endpoint::LatchState::Established,
+        "latch is {}",
+        latch_info.state
+    );
+
     let side = |ep: &Endpoint, ch: &endpoint::Channel, st: &endpoint::Status| Side {
         ike_addr: ep.ike_addr(),
         natt_addr: ep.natt_addr(),
@@ -185,7 +213,9 @@ pub(crate) async fn run(a: DemoArgs) -> Result<()> {
         datagrams_each_way: a.count,
         left: side(&left, &lch, &lst),
         right: side(&right, &rch, &rst),
+        latch: latch_info,
     };
+    flow.release().await.context("releasing the latch")?;
     ensure!(
         report.left.child_sa.outbound_spi == report.right.child_sa.inbound_spi
             && report.right.child_sa.outbound_spi == report.left.child_sa.inbound_spi,
@@ -255,4 +285,91 @@ fn print_report(r: &Report) {
         "set up in {:.1} ms; {} datagrams each way through ESP: OK",
         r.setup_ms, r.datagrams_each_way
     );
+    println!("latched channel on the right; `latchkey inquire` says:");
+    print_inquiry(&r.latch, "  ");
+}
+
+/// What `latchkey inquire` prints for one latch (R2, R7): state, peer ID
+/// and how it authenticated, key fingerprint or anonymous, suites and key
+/// lengths, mode, replay window, NAT information, SPIs.
+pub(crate) fn print_inquiry(i: &endpoint::LatchInfo, indent: &str) {
+    println!("{indent}{} on {}: {}", i.id, i.tuple, i.state);
+    println!(
+        "{indent}  SPD entry {}; last change: {}",
+        i.spd_entry, i.last_reason
+    );
+    let Some(p) = &i.params else {
+        println!("{indent}  not bound to any SA yet");
+        return;
+    };
+    if p.is_bypass() {
+        println!("{indent}  latched to BYPASS: no protection (R19)");
+        return;
+    }
+    if let Some(peer) = p.peer() {
+        println!(
+            "{indent}  peer      {peer}  asserted ID {}  authenticated ID {}  PAD entry {}",
+            peer.asserted,
+            peer.authenticated
+                .as_ref()
+                .map_or("none (unauthenticated)".to_owned(), ToString::to_string),
+            peer.pad_entry
+        );
+        let how = match &peer.auth {
+            endpoint::PeerAuth::Null { anonymous_peer } => {
+                format!(
+                    "NULL authentication (RFC 7619): anonymous BTNS peer #{anonymous_peer}, no key"
+                )
+            }
+            endpoint::PeerAuth::Psk => "pre-shared key".to_owned(),
+            endpoint::PeerAuth::Btns { fingerprint, .. } => {
+                format!("BTNS public key, SHA-256 {fingerprint}")
+            }
+            endpoint::PeerAuth::RawPublicKey { fingerprint, .. } => {
+                format!("raw public key, SHA-256 {fingerprint}")
+            }
+            endpoint::PeerAuth::Certificate { trust_anchor, .. } => {
+                format!(
+                    "certificate, validated to trust anchor {}",
+                    trust_anchor.name
+                )
+            }
+            other => format!("{other:?}"),
+        };
+        println!("{indent}  auth      {how}");
+    }
+    if let Some(q) = p.qop() {
+        println!(
+            "{indent}  QoP       {} ({}, {}-bit keys)  mode {}  ESN {}  replay window {}",
+            q,
+            q.services(),
+            q.key_bits(),
+            q.mode,
+            if q.esn { "on" } else { "off" },
+            q.replay_window
+        );
+    }
+    if let Some(n) = p.nat() {
+        println!(
+            "{indent}  NAT       peer behind NAT: {}  we behind NAT: {}  peer outer {}  peer inner {}",
+            yes(n.peer_behind_nat),
+            yes(n.local_behind_nat),
+            n.peer_outer.map_or("-".to_owned(), |a| a.to_string()),
+            n.peer_inner.map_or("-".to_owned(), |a| a.to_string())
+        );
+    }
+    if let Some((i_spi, o_spi)) = p.spis() {
+        println!(
+            "{indent}  SPIs      in {i_spi:08x} out {o_spi:08x} (SA the latch was bound with)"
+        );
+    }
+    println!("{indent}  SAs now   {:x?}", i.current_sas);
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }

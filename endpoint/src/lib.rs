@@ -39,7 +39,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use ike::{ChildConfig, ChildSaId, IkeSaId, PeerConfig as IkePeerConfig};
 pub use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
-    ListenerRequest, RequestedProtection, RestartPolicy, ThreeTuple,
+    ListenerRequest, NatInfo, PeerAuth, PeerIdentity, RequestedProtection, RestartPolicy,
+    ThreeTuple,
 };
 pub use latching::{default_policy, Direction, LatchDropCount};
 pub use pad::{
