@@ -286,28 +286,32 @@ fn print_report(r: &Report) {
         r.setup_ms, r.datagrams_each_way
     );
     println!("latched channel on the right; `latchkey inquire` says:");
-    print_inquiry(&r.latch, "  ");
+    print!("{}", render_inquiry(&r.latch, "  "));
 }
 
 /// What `latchkey inquire` prints for one latch (R2, R7): state, peer ID
 /// and how it authenticated, key fingerprint or anonymous, suites and key
 /// lengths, mode, replay window, NAT information, SPIs.
-pub(crate) fn print_inquiry(i: &endpoint::LatchInfo, indent: &str) {
-    println!("{indent}{} on {}: {}", i.id, i.tuple, i.state);
-    println!(
+pub(crate) fn render_inquiry(i: &endpoint::LatchInfo, indent: &str) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "{indent}{} on {}: {}", i.id, i.tuple, i.state);
+    let _ = writeln!(
+        o,
         "{indent}  SPD entry {}; last change: {}",
         i.spd_entry, i.last_reason
     );
     let Some(p) = &i.params else {
-        println!("{indent}  not bound to any SA yet");
-        return;
+        let _ = writeln!(o, "{indent}  not bound to any SA yet");
+        return o;
     };
     if p.is_bypass() {
-        println!("{indent}  latched to BYPASS: no protection (R19)");
-        return;
+        let _ = writeln!(o, "{indent}  latched to BYPASS: no protection (R19)");
+        return o;
     }
     if let Some(peer) = p.peer() {
-        println!(
+        let _ = writeln!(
+            o,
             "{indent}  peer      {peer}  asserted ID {}  authenticated ID {}  PAD entry {}",
             peer.asserted,
             peer.authenticated
@@ -336,10 +340,11 @@ pub(crate) fn print_inquiry(i: &endpoint::LatchInfo, indent: &str) {
             }
             other => format!("{other:?}"),
         };
-        println!("{indent}  auth      {how}");
+        let _ = writeln!(o, "{indent}  auth      {how}");
     }
     if let Some(q) = p.qop() {
-        println!(
+        let _ = writeln!(
+            o,
             "{indent}  QoP       {} ({}, {}-bit keys)  mode {}  ESN {}  replay window {}",
             q,
             q.services(),
@@ -350,7 +355,8 @@ pub(crate) fn print_inquiry(i: &endpoint::LatchInfo, indent: &str) {
         );
     }
     if let Some(n) = p.nat() {
-        println!(
+        let _ = writeln!(
+            o,
             "{indent}  NAT       peer behind NAT: {}  we behind NAT: {}  peer outer {}  peer inner {}",
             yes(n.peer_behind_nat),
             yes(n.local_behind_nat),
@@ -359,11 +365,13 @@ pub(crate) fn print_inquiry(i: &endpoint::LatchInfo, indent: &str) {
         );
     }
     if let Some((i_spi, o_spi)) = p.spis() {
-        println!(
+        let _ = writeln!(
+            o,
             "{indent}  SPIs      in {i_spi:08x} out {o_spi:08x} (SA the latch was bound with)"
         );
     }
-    println!("{indent}  SAs now   {:x?}", i.current_sas);
+    let _ = writeln!(o, "{indent}  SAs now   {:x?}", i.current_sas);
+    o
 }
 
 fn yes(b: bool) -> &'static str {

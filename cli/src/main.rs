@@ -15,6 +15,7 @@ use endpoint::{
     AuthMethod, Endpoint, EndpointConfig, EspProposal, Identity, IkeProposal, TrafficSelector,
 };
 
+mod control;
 mod demo;
 mod pki;
 
@@ -47,6 +48,40 @@ enum Command {
     /// Test PKI: make CAs, host/user and BTNS certificates, the set of bad
     /// certificates, and show whether a certificate validates.
     Pki(pki::PkiArgs),
+    /// List the connection latches of a running `latchkey listen` (RFC 5660
+    /// ENUMERATE), through its control socket.
+    Latches(LatchesArgs),
+    /// What a connection is latched to (R2, R7): state, peer ID and how it
+    /// authenticated, key or anonymous, suites and key lengths, mode, replay
+    /// window, NAT information, SPIs. Asks a running `latchkey listen`.
+    Inquire(InquireArgs),
+}
+
+#[derive(Debug, Args)]
+struct LatchesArgs {
+    /// The control socket of the `listen` process (default:
+    /// $XDG_RUNTIME_DIR/latchkey.sock, else /run/latchkey/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InquireArgs {
+    /// Protocol: udp, tcp, ... or a number.
+    proto: String,
+    /// Our side of the connection (inner address), ADDR:PORT.
+    local: SocketAddr,
+    /// The peer's side, ADDR:PORT.
+    remote: SocketAddr,
+    /// The control socket of the `listen` process.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Security parameters shared by `listen` and `connect`.
@@ -101,6 +136,20 @@ struct ListenArgs {
     /// Send every datagram that arrives back to its sender.
     #[arg(long)]
     echo: bool,
+    /// Serve `latchkey latches` and `latchkey inquire` on this Unix socket
+    /// (default: $XDG_RUNTIME_DIR/latchkey.sock, else
+    /// /run/latchkey/control.sock; a failure to open it is only a warning).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// PAD and SPD (`[[peer]]` and `[[policy]]` TOML) for latching;
+    /// default: any peer by PSK or NULL, PROTECT everything.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Latch UDP connections to this inner port (a listener latch on
+    /// 0.0.0.0:PORT, R12): each connection's first datagram binds it to the
+    /// peer and protection that carried it. Repeatable.
+    #[arg(long, value_name = "PORT")]
+    latch_udp: Vec<u16>,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -162,6 +211,21 @@ fn main() -> ExitCode {
             Command::Listen(a) => listen(a).await,
             Command::Connect(a) => connect(a).await,
             Command::Pki(a) => pki::run(a),
+            Command::Latches(a) => {
+                control::latches(&a.control.unwrap_or_else(control::default_path), a.json).await
+            }
+            Command::Inquire(a) => {
+                let proto = pad::spd::parse_proto(&a.proto)
+                    .ok_or_else(|| anyhow!("unknown protocol {:?}", a.proto))?;
+                control::inquire(
+                    &a.control.unwrap_or_else(control::default_path),
+                    proto,
+                    a.local,
+                    a.remote,
+                    a.json,
+                )
+                .await
+            }
         }
     });
     match r {
@@ -345,7 +409,38 @@ async fn listen(a: ListenArgs) -> Result<()> {
     let peer = peer_config("any", &a.sec, a.ike.ip())?;
     let mut cfg = EndpointConfig::on(a.ike.ip(), a.ike.port(), a.natt.port());
     cfg.natt_addr = a.natt;
+    if let Some(f) = &a.policy {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        cfg.policy = Some(
+            endpoint::PolicyConfig::from_toml(&text, &f.display().to_string())
+                .map_err(|e| anyhow!("{e}"))?,
+        );
+    }
     let ep = std::sync::Arc::new(Endpoint::bind(cfg, vec![peer]).await?);
+    for port in &a.latch_udp {
+        let three = endpoint::ThreeTuple::new(
+            17,
+            SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), *port),
+        );
+        let id = ep
+            .create_listener_latch(endpoint::ListenerRequest::new(three))
+            .await
+            .with_context(|| format!("listener latch on {three}"))?;
+        if !a.sec.json {
+            println!("{id}: listener latch on {three}");
+        }
+    }
+    let control_path = a.control.clone().unwrap_or_else(control::default_path);
+    match control::serve(ep.clone(), &control_path) {
+        Ok(()) => {
+            if !a.sec.json {
+                println!("control socket {}", control_path.display());
+            }
+        }
+        Err(e) if a.control.is_some() => return Err(e),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "no control socket"),
+    }
     if !a.sec.json {
         println!(
             "listening: IKE {}  NAT-T {}  (Ctrl-C to stop)",
@@ -383,15 +478,17 @@ async fn listen(a: ListenArgs) -> Result<()> {
                             println!(
                                 "{}",
                                 serde_json::json!({"event": "datagram", "src": d.src, "dst": d.dst,
-                                "spi": format!("{:08x}", d.spi), "data": String::from_utf8_lossy(&d.data)})
+                                "spi": format!("{:08x}", d.spi), "latch": d.latch,
+                                "data": String::from_utf8_lossy(&d.data)})
                             );
                         } else {
                             println!(
-                                "received {} octets {} -> {} (SPI {:08x}): {}",
+                                "received {} octets {} -> {} (SPI {:08x}{}): {}",
                                 d.data.len(),
                                 d.src,
                                 d.dst,
                                 d.spi,
+                                d.latch.map_or(String::new(), |l| format!(", {l}")),
                                 String::from_utf8_lossy(&d.data)
                             );
                         }

@@ -1,0 +1,199 @@
+//! The endpoint's per-packet inbound path with connection latching:
+//! `Sad::decapsulate` of a 1400-octet tunnel-mode packet (AES-128-GCM,
+//! selector check included), parsing the inner IP/UDP header into a
+//! 5-tuple, and `LatchTable::check_inbound` under the `Mutex` the driver
+//! takes, with 0, 10k and 1M connection latches in the table; the bare
+//! decapsulation is the baseline. The latch part should not grow with the
+//! number of latches (hash lookups by 5-tuple, then by SA tag).
+//!
+//! Run: `cargo bench -p endpoint --bench latch_check -- --warm-up-time 1
+//! --measurement-time 3`. Benchmarks report; they do not assert.
+
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented public function"
+)]
+#![expect(clippy::unwrap_used, reason = "benchmark setup")]
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use esp::{SaConfig, Sad};
+use latch::{
+    ChildSaDescriptor, ConnectionRequest, FiveTuple, LatchConfig, LatchTable, NatInfo, PeerAuth,
+    PeerIdentity,
+};
+use pad::alg::Encr;
+use pad::{Identity, Mode, PolicyConfig, SaQop};
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+const SPI: u32 = 0x1234_5678;
+const TAG: u64 = 1;
+const PACKET: usize = 1400;
+
+const POLICY: &str = r#"
+[[peer]]
+name = "btns"
+id = "any"
+auth = ["null"]
+child_sa = "10.0.0.0/8"
+btns = true
+
+[[policy]]
+name = "default"
+action = "protect"
+"#;
+
+fn sad() -> Sad {
+    let ek: Vec<u8> = (0..Encr::AesGcm16_128.keymat_len())
+        .map(|i| i as u8)
+        .collect();
+    let mut sad = Sad::new();
+    let cfg = |local: &str, remote: &str| SaConfig {
+        spi: SPI,
+        encr: Encr::AesGcm16_128,
+        integ: None,
+        encr_key: &ek,
+        integ_key: &[],
+        esn: false,
+        replay_window: 1024,
+        mode: Mode::Tunnel,
+        local_ts: vec![local.parse().unwrap()],
+        remote_ts: vec![remote.parse().unwrap()],
+        tag: TAG,
+    };
+    // Inbound: we are 10.0.0.1, the peer asserts 10.0.0.0/8. The outbound
+    // SA (same keys) only makes the packets the inbound one accepts.
+    sad.add_outbound(cfg("10.0.0.0/8", "10.0.0.1")).unwrap();
+    sad.add_inbound(cfg("10.0.0.1", "10.0.0.0/8")).unwrap();
+    sad
+}
+
+/// The measured flow: the peer's 10.0.0.9:5000 to our 10.0.0.1:7000.
+fn measured() -> FiveTuple {
+    FiveTuple::new(
+        17,
+        "10.0.0.1:7000".parse().unwrap(),
+        "10.0.0.9:5000".parse().unwrap(),
+    )
+}
+
+/// The other latches: hosts 10.1.x.x, outside the SA's selectors, so the
+/// SA binds only the measured one (the rest stay Larval).
+fn other(i: u32) -> FiveTuple {
+    let remote = Ipv4Addr::from(0x0a01_0000 + i / 1000);
+    let port = u16::try_from(1024 + i % 1000).unwrap();
+    FiveTuple::new(
+        6,
+        "10.0.0.1:443".parse().unwrap(),
+        SocketAddr::new(remote.into(), port),
+    )
+}
+
+fn table(n: u32) -> LatchTable {
+    let c = PolicyConfig::from_toml(POLICY, "bench.toml").unwrap();
+    let mut t = LatchTable::new(c.pad, c.spd, LatchConfig::default());
+    let now = Instant::now();
+    for i in 0..n {
+        t.create_connection(ConnectionRequest::new(other(i)), now)
+            .unwrap();
+    }
+    if n > 0 {
+        t.create_connection(ConnectionRequest::new(measured()), now)
+            .unwrap();
+    }
+    let peer = PeerIdentity {
+        asserted: Identity::Null,
+        authenticated: None,
+        auth: PeerAuth::Null { anonymous_peer: 1 },
+        pad_entry: "btns".into(),
+    };
+    t.sa_added(
+        ChildSaDescriptor {
+            id: TAG,
+            peer,
+            protection: SaQop {
+                mode: Mode::Tunnel,
+                encr: Some(Encr::AesGcm16_128),
+                integ: None,
+                esn: false,
+                replay_window: 1024,
+            },
+            local_ts: vec!["10.0.0.1".parse().unwrap()],
+            remote_ts: vec!["10.0.0.9".parse().unwrap()],
+            nat: NatInfo::default(),
+            spi_in: SPI,
+            spi_out: SPI,
+        },
+        now,
+    )
+    .unwrap();
+    while t.poll_alert().is_some() {}
+    t
+}
+
+fn packet(sad: &Sad) -> Vec<u8> {
+    let f = measured();
+    let mut inner = vec![0u8; PACKET];
+    let payload = vec![0xa5u8; PACKET - 28];
+    let n = esp::inner::build_udp(f.remote, f.local, &payload, &mut inner).unwrap();
+    assert_eq!(n, PACKET);
+    let mut out = vec![0u8; PACKET + 64];
+    let m = sad.encapsulate(SPI, 4, &inner[..n], &mut out).unwrap();
+    out.truncate(m);
+    out
+}
+
+/// The endpoint's inbound path: decapsulate, parse, check (under the lock).
+fn inbound(sad: &Sad, table: &Mutex<LatchTable>, pkt: &mut [u8]) -> bool {
+    let Ok(d) = sad.decapsulate(pkt) else {
+        return false;
+    };
+    let Ok(inner) = esp::inner::parse(d.payload) else {
+        return false;
+    };
+    let five = FiveTuple::new(
+        inner.protocol,
+        SocketAddr::new(inner.dst, inner.dst_port),
+        SocketAddr::new(inner.src, inner.src_port),
+    );
+    let t = table.lock().unwrap();
+    let v = t.check_inbound(&five, Some(d.tag));
+    black_box(t.version());
+    v.passes()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("latch_check");
+    g.throughput(Throughput::Bytes(PACKET as u64));
+    let s = sad();
+    g.bench_function("decapsulate_only", |b| {
+        b.iter_batched_ref(
+            || packet(&s),
+            |p| black_box(s.decapsulate(p).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    for n in [0u32, 10_000, 1_000_000] {
+        let t = Mutex::new(table(n));
+        let s = sad();
+        let mut p = packet(&s);
+        assert!(inbound(&s, &t, &mut p), "the measured flow passes");
+        g.bench_with_input(
+            BenchmarkId::new("decapsulate_parse_check_inbound", n),
+            &n,
+            |b, _| {
+                b.iter_batched_ref(
+                    || packet(&s),
+                    |p| black_box(inbound(&s, &t, p)),
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
