@@ -80,11 +80,37 @@ async fn connect(left: &Endpoint, right: &Endpoint, peer: PeerConfig) -> (Channe
     (ch.unwrap(), acc.expect("the responder accepted a channel"))
 }
 
+/// The next datagram, waiting up to 300 ms: for "nothing arrives" checks
+/// (after the sender's datagrams were already on their way).
 async fn recv(ch: &mut Channel) -> Option<endpoint::Datagram> {
-    tokio::time::timeout(Duration::from_millis(500), ch.recv())
+    tokio::time::timeout(Duration::from_millis(300), ch.recv())
         .await
         .ok()
         .flatten()
+}
+
+/// A datagram that must arrive (up to 5 s).
+async fn expect(ch: &mut Channel) -> endpoint::Datagram {
+    tokio::time::timeout(Duration::from_secs(5), ch.recv())
+        .await
+        .expect("a datagram within 5 s")
+        .expect("the channel is open")
+}
+
+/// Wait until the responder has decapsulated `n` packets on child SA `id`.
+async fn wait_packets_in(right: &Endpoint, id: u64, n: u64) {
+    for _ in 0..100 {
+        let st = right.status().await.unwrap();
+        if st
+            .child_sas
+            .iter()
+            .any(|(c, t)| c.id == id && t.packets_in >= n)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("child SA {id} did not receive {n} packets");
 }
 
 /// Peer A (BTNS) latched on the responder: the latch is created first
@@ -126,7 +152,7 @@ async fn attack_two_btns_peers_same_address() {
     ach.send(addr(CLIENT), addr(SERVER), b"from A")
         .await
         .unwrap();
-    let d = recv(&mut rach).await.expect("A's datagram delivered");
+    let d = expect(&mut rach).await;
     assert_eq!(d.data, b"from A");
     assert_eq!(d.latch, Some(right.inquire(&server_five()).unwrap().id));
 
@@ -161,11 +187,12 @@ async fn attack_two_btns_peers_same_address() {
             .await
             .unwrap();
     }
+    // The forged packets are sent before this one on the same socket.
     // A legitimate flow of the attacker (outside the latch) still works.
     bch.send(addr("10.0.0.9:5001"), addr(SERVER), b"other port")
         .await
         .unwrap();
-    let d = recv(&mut rbch).await.expect("the attacker's other flow");
+    let d = expect(&mut rbch).await;
     assert_eq!(d.data, b"other port");
     assert_eq!(d.latch, None);
     assert!(
@@ -197,7 +224,7 @@ async fn attack_two_btns_peers_same_address() {
     ach.send(addr(CLIENT), addr(SERVER), b"A again")
         .await
         .unwrap();
-    assert_eq!(recv(&mut rach).await.unwrap().data, b"A again");
+    assert_eq!(expect(&mut rach).await.data, b"A again");
 }
 
 /// The same attack against a responder whose key manager does not narrow
@@ -226,7 +253,14 @@ async fn attack_datapath_holds_without_child_sa_authorization() {
             .unwrap();
     }
     assert!(recv(&mut rbch).await.is_none());
-    let st = right.status().await.unwrap();
+    let mut st = right.status().await.unwrap();
+    for _ in 0..100 {
+        if st.latch_drops_for(Direction::Inbound, "Broken") >= N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        st = right.status().await.unwrap();
+    }
     assert_eq!(st.latch_drops_for(Direction::Inbound, "Broken"), N);
     assert_eq!(anon_peer(&right), victim, "never re-bound (R8)");
 }
@@ -280,7 +314,7 @@ async fn r5_no_packet_before_established() {
         Some(Encr::AesGcm16_256)
     );
     ach2.send(addr(CLIENT), addr(SERVER), b"now").await.unwrap();
-    assert_eq!(recv(&mut rach2).await.unwrap().data, b"now");
+    assert_eq!(expect(&mut rach2).await.data, b"now");
 }
 
 /// R6 (outbound): a latched flow leaves only under the latched SA, even
@@ -297,7 +331,7 @@ async fn r6_mismatched_sa_dropped() {
     rbch.send(addr(SERVER), addr(CLIENT), b"to the latched peer")
         .await
         .unwrap();
-    assert_eq!(recv(&mut ach).await.unwrap().data, b"to the latched peer");
+    assert_eq!(expect(&mut ach).await.data, b"to the latched peer");
     assert!(recv(&mut bch).await.is_none());
     // A goes away: nothing matches the latch any more.
     ach.close().await.unwrap();
@@ -413,7 +447,7 @@ async fn r14_latch_disabled_peer() {
     ach.send(addr(CLIENT), addr(SERVER), b"unlatched")
         .await
         .unwrap();
-    let d = recv(&mut rach).await.unwrap();
+    let d = expect(&mut rach).await;
     assert_eq!(d.latch, None);
     assert!(right.inquire(&server_five()).is_none());
 }
@@ -427,7 +461,7 @@ async fn r16_delivery_rechecked_after_change() {
     ach.send(addr(CLIENT), addr(SERVER), b"checked now")
         .await
         .unwrap();
-    let d = recv(&mut rach).await.unwrap();
+    let d = expect(&mut rach).await;
     assert_eq!(d.latch, Some(flow.id()));
     for i in 0..5 {
         ach.send(addr(CLIENT), addr(SERVER), format!("queued {i}").as_bytes())
@@ -435,7 +469,7 @@ async fn r16_delivery_rechecked_after_change() {
             .unwrap();
     }
     // Let them be decapsulated and queued, unread.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_packets_in(&right, rach.child_sa().id, 6).await;
     let v0 = right.status().await.unwrap().latch_version;
     right
         .restart_key_manager(RestartPolicy::Reset)
@@ -479,7 +513,7 @@ async fn r8_policy_reload_keeps_established_latch() {
     ach.send(addr(CLIENT), addr(SERVER), b"still latched")
         .await
         .unwrap();
-    let d = recv(&mut rach).await.unwrap();
+    let d = expect(&mut rach).await;
     assert_eq!(d.latch, Some(flow.id()));
     // New latches follow the new policy.
     let e = right
@@ -575,4 +609,48 @@ async fn r2_r7_inquire_enumerate_alerts_release() {
     flow.release().await.unwrap();
     assert!(right.latch_info(id).is_none());
     assert!(right.latches().is_empty());
+}
+
+/// R12, R15: a listener latch; the first datagram of each connection under
+/// it creates that connection's latch, bound to the SA that carried it;
+/// another BTNS peer's connection to the same port gets its own latch.
+#[tokio::test]
+async fn r12_listener_latch_binds_each_connection() {
+    let right = responder(false).await;
+    let listener = right
+        .create_listener_latch(endpoint::ListenerRequest::new(endpoint::ThreeTuple::new(
+            17,
+            addr(SERVER),
+        )))
+        .await
+        .unwrap();
+    // Unique per 3-tuple.
+    assert!(right
+        .create_listener_latch(endpoint::ListenerRequest::new(endpoint::ThreeTuple::new(
+            17,
+            addr(SERVER),
+        )))
+        .await
+        .is_err());
+    let a = initiator(false).await;
+    let (ach, mut rach) = connect(&a, &right, peer_to(&right, "10.0.0.9")).await;
+    let b = initiator(false).await;
+    let (bch, mut rbch) = connect(&b, &right, peer_to(&right, "10.0.0.10")).await;
+    ach.send(addr(CLIENT), addr(SERVER), b"a").await.unwrap();
+    let da = expect(&mut rach).await;
+    bch.send(addr("10.0.0.10:5000"), addr(SERVER), b"b")
+        .await
+        .unwrap();
+    let db = expect(&mut rbch).await;
+    let (la, lb) = (da.latch.unwrap(), db.latch.unwrap());
+    assert_ne!(la, lb);
+    assert_ne!(la, listener);
+    let ia = right.latch_info(la).unwrap();
+    let ib = right.latch_info(lb).unwrap();
+    assert_eq!(ia.state, LatchState::Established);
+    assert_eq!(ib.state, LatchState::Established);
+    assert!(!ia.params.unwrap().same_peer(&ib.params.unwrap()), "R20");
+    assert_eq!(right.latches().len(), 3);
+    right.release_latch(listener).await.unwrap();
+    assert_eq!(right.latches().len(), 2);
 }
