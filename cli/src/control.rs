@@ -116,8 +116,12 @@ pub(crate) fn serve(ep: Arc<Endpoint>, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    // A socket file left by an earlier run.
     if path.exists() {
+        // Another `listen` answering there keeps its socket; a file left by
+        // an earlier run (nobody answers) is removed.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another latchkey listen", path.display());
+        }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
     let listener =

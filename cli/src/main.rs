@@ -432,15 +432,19 @@ async fn listen(a: ListenArgs) -> Result<()> {
         }
     }
     let control_path = a.control.clone().unwrap_or_else(control::default_path);
-    match control::serve(ep.clone(), &control_path) {
+    let serving = match control::serve(ep.clone(), &control_path) {
         Ok(()) => {
             if !a.sec.json {
                 println!("control socket {}", control_path.display());
             }
+            true
         }
         Err(e) if a.control.is_some() => return Err(e),
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "no control socket"),
-    }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no control socket");
+            false
+        }
+    };
     if !a.sec.json {
         println!(
             "listening: IKE {}  NAT-T {}  (Ctrl-C to stop)",
@@ -505,6 +509,9 @@ async fn listen(a: ListenArgs) -> Result<()> {
     tokio::select! {
         () = accept => {}
         r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
+    }
+    if serving {
+        let _ = std::fs::remove_file(&control_path);
     }
     if let Ok(ep) = std::sync::Arc::try_unwrap(ep) {
         ep.shutdown().await?;
