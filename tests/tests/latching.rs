@@ -654,3 +654,31 @@ async fn r12_listener_latch_binds_each_connection() {
     right.release_latch(listener).await.unwrap();
     assert_eq!(right.latches().len(), 2);
 }
+
+/// R9: no matching SA within the Larval timeout: the latch FAILs (the
+/// driver's timer drives the table) and an ALERT says so, as though the
+/// connection were reset; its packets are plain loss meanwhile.
+#[tokio::test]
+async fn r9_larval_timeout_reported() {
+    let mut cfg = EndpointConfig::loopback();
+    cfg.latching.larval_timeout = Some(Duration::from_millis(200));
+    let right = Endpoint::bind(cfg, vec![]).await.unwrap();
+    let mut alerts = right.alerts();
+    let flow = right
+        .create_connection_latch(ConnectionRequest::new(server_five()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let a = tokio::time::timeout_at(deadline, alerts.recv())
+            .await
+            .expect("an ALERT before the deadline")
+            .unwrap();
+        if a.to == LatchState::Failed {
+            assert_eq!(a.latch, flow.id());
+            assert_eq!(a.reason, latch::AlertReason::Timeout);
+            break;
+        }
+    }
+    assert_eq!(flow.inquire().unwrap().state, LatchState::Failed);
+}
