@@ -60,6 +60,42 @@ async fn main() -> Result<(), Error> {
         );
     }
 
+    // Latch the connection on the right (R12): from now on it is bound to
+    // this peer and this protection, whatever other peers assert (R13).
+    let flow = theirs.latch(dst, src).await?;
+    ch.send(src, dst, b"latched").await?;
+    if let Some(d) = theirs.recv().await {
+        println!(
+            "right received {:?} under {:?}",
+            String::from_utf8_lossy(&d.data),
+            d.latch
+        );
+    }
+    if let Some(info) = right.inquire(&flow.five_tuple()) {
+        let peer = info
+            .params
+            .as_ref()
+            .and_then(|p| p.peer().map(ToString::to_string));
+        println!(
+            "{} is {} with peer {}",
+            info.tuple,
+            info.state,
+            peer.unwrap_or_default()
+        );
+    }
+    // Changes of state come as ALERTs (RFC 5660).
+    let mut alerts = right.alerts();
+    flow.release().await?;
+    if let Ok(a) = alerts.recv().await {
+        println!(
+            "ALERT: {} {} -> {} ({})",
+            a.latch,
+            a.from.map(|s| s.to_string()).unwrap_or_default(),
+            a.to,
+            a.reason
+        );
+    }
+
     ch.close().await?;
     left.shutdown().await?;
     right.shutdown().await?;
