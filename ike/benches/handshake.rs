@@ -35,6 +35,7 @@ fn peer(auth: AuthMethod, ike: &str, local: &str, remote: &str) -> PeerConfig {
         local_auth: auth,
         remote_auth: auth,
         psk: Some(certs::Psk::new(b"bench secret").unwrap()),
+        credentials: Default::default(),
         ike_proposals: IkeProposal::parse_list(ike).unwrap(),
         child: ChildConfig {
             esp_proposals: EspProposal::parse_list("aes128gcm16").unwrap(),
@@ -59,6 +60,7 @@ fn config(peers: Vec<PeerConfig>) -> Config {
         cookie_threshold: 1 << 20,
         max_half_open: 1 << 20,
         retransmit: RetransmitConfig::default(),
+        fragmentation: Default::default(),
     }
 }
 

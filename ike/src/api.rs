@@ -3,6 +3,7 @@
 
 use core::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pad::alg::{DhGroup, Encr, Integ};
@@ -31,6 +32,8 @@ pub struct Config {
     pub max_half_open: usize,
     /// Retransmission of our requests (RFC 7296 2.1).
     pub retransmit: RetransmitConfig,
+    /// IKE fragmentation (RFC 7383).
+    pub fragmentation: FragmentationConfig,
 }
 
 impl Default for Config {
@@ -42,6 +45,37 @@ impl Default for Config {
             cookie_threshold: 64,
             max_half_open: 1024,
             retransmit: RetransmitConfig::default(),
+            fragmentation: FragmentationConfig::default(),
+        }
+    }
+}
+
+/// IKE fragmentation (RFC 7383): offered and accepted with
+/// IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT; encrypted messages whose
+/// IP datagram would exceed `max_datagram` are then sent as SKF fragments.
+/// Reassembly is bounded by `max_fragments` and `max_message`; fragments
+/// beyond the bounds are dropped and counted
+/// ([`DropReason::FragmentLimit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentationConfig {
+    /// Offer and accept fragmentation.
+    pub enabled: bool,
+    /// Largest IP datagram we send (IP and UDP headers and the non-ESP
+    /// marker included), as strongSwan's `fragment_size`: 1280 by default.
+    pub max_datagram: u16,
+    /// Most fragments a reassembled message may have (received side).
+    pub max_fragments: u16,
+    /// Most octets of decrypted content a reassembled message may have.
+    pub max_message: usize,
+}
+
+impl Default for FragmentationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_datagram: 1280,
+            max_fragments: 16,
+            max_message: 64 * 1024,
         }
     }
 }
@@ -102,6 +136,9 @@ pub struct PeerConfig {
     pub remote_auth: AuthMethod,
     /// The pre-shared key, needed when either side uses PSK.
     pub psk: Option<certs::Psk>,
+    /// Keys, certificates and trust anchors for signature authentication
+    /// ([`AuthMethod::Certificate`], [`AuthMethod::RawPublicKey`]).
+    pub credentials: Credentials,
     /// IKE SA proposals in order of preference (the first D-H group of the
     /// first proposal goes into the initiator's KE payload).
     pub ike_proposals: Vec<pad::IkeProposal>,
@@ -118,6 +155,95 @@ pub struct PeerConfig {
     /// The peer's NAT-T port (4500 in production): where the initiator
     /// moves IKE after NAT detection (RFC 7296 2.23).
     pub remote_natt_port: u16,
+}
+
+/// Which AUTH method numbers we sign with (RFC 7296 3.8, RFC 4754,
+/// RFC 7427).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureMethods {
+    /// Digital Signature (14, RFC 7427) when the peer announced
+    /// SIGNATURE_HASH_ALGORITHMS; otherwise the RFC 7296 methods where the
+    /// key has one (ECDSA 9 and 10), and 14 for the others.
+    #[default]
+    Auto,
+    /// Always Digital Signature (14).
+    DigitalSignature,
+    /// The RFC 7296 / RFC 4754 methods: ECDSA P-256 (9) and P-384 (10).
+    /// RSA keys still sign with method 14: method 1 needs PKCS#1 v1.5 with
+    /// SHA-1, which ring does not make (we verify it); Ed25519 has only 14.
+    Legacy,
+}
+
+/// Credentials for signature authentication: ours, and what we accept
+/// from the peer. The default is empty (PSK and NULL need none).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Our private key (certificate or raw public key authentication).
+    pub private_key: Option<Arc<certs::PrivateKey>>,
+    /// Our certificate chain, DER: the end entity first, then
+    /// intermediates (sent as CERT payloads, encoding 4, in this order).
+    /// With [`AuthMethod::RawPublicKey`] our key goes as CERT encoding 15
+    /// instead.
+    pub certificates: Vec<Vec<u8>>,
+    /// Trust anchors the peer's certificate must validate to (also
+    /// announced in CERTREQ, RFC 7296 3.7).
+    pub trust_anchors: Vec<certs::TrustAnchor>,
+    /// Raw public keys accepted from the peer (RFC 7670).
+    pub peer_keys: Vec<certs::PublicKey>,
+    /// Signature schemes we sign with in method 14, in order of
+    /// preference; the first that fits our key and whose hash the peer
+    /// announced is used. Empty: the key's default scheme
+    /// ([`certs::PrivateKey::default_scheme`]).
+    pub signature_schemes: Vec<certs::SignatureScheme>,
+    /// Which AUTH method numbers we use.
+    pub methods: SignatureMethods,
+    /// Apply RFC 4945 5.1.3.12 to the letter for the peer's certificate
+    /// (see [`certs::eku_allows_ike`]).
+    pub strict_eku: bool,
+}
+
+/// How the peer proved who it is, as latching shows it (R7).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PeerCredential {
+    /// Nothing proven (yet), or NULL authentication (RFC 7619): anonymous.
+    #[default]
+    Anonymous,
+    /// The pre-shared key.
+    SharedKey,
+    /// A certificate validated to a trust anchor: the end entity, the
+    /// intermediates used, the trust anchor, the key's fingerprint.
+    Certificate(Arc<certs::ValidatedPeer>),
+    /// A raw public key (RFC 7670) configured for the peer.
+    RawPublicKey(certs::PublicKey),
+}
+
+impl PeerCredential {
+    /// SHA-256 of the peer's SubjectPublicKeyInfo, for signature methods.
+    pub fn spki_sha256(&self) -> Option<certs::SpkiFingerprint> {
+        match self {
+            Self::Certificate(v) => Some(v.spki_sha256),
+            Self::RawPublicKey(k) => Some(k.fingerprint()),
+            Self::Anonymous | Self::SharedKey => None,
+        }
+    }
+
+    /// The peer's end-entity certificate, DER.
+    pub fn certificate(&self) -> Option<&[u8]> {
+        match self {
+            Self::Certificate(v) => Some(&v.end_entity_der),
+            _ => None,
+        }
+    }
+
+    /// The trust anchor the peer's certificate validated to.
+    pub fn trust_anchor(&self) -> Option<&certs::TrustAnchor> {
+        match self {
+            Self::Certificate(v) => Some(&v.trust_anchor),
+            _ => None,
+        }
+    }
 }
 
 /// A child SA's policy.
@@ -313,6 +439,11 @@ pub struct IkeSaInfo {
     pub peer_id: Identity,
     /// How the peer authenticated.
     pub peer_auth: AuthMethod,
+    /// What the peer's authentication proved (certificate and trust
+    /// anchor, raw key, or anonymous).
+    pub peer_credential: PeerCredential,
+    /// IKE fragmentation (RFC 7383) was negotiated.
+    pub fragmentation: bool,
     /// Negotiated algorithms.
     pub suite: IkeSuite,
     /// We are behind a NAT.
@@ -370,6 +501,8 @@ pub struct ChildSaInfo {
     pub peer_id: Identity,
     /// How the peer authenticated.
     pub peer_auth: AuthMethod,
+    /// What the peer's authentication proved.
+    pub peer_credential: PeerCredential,
     /// Replay window, from the [`ChildConfig`].
     pub replay_window: u32,
 }
@@ -395,6 +528,7 @@ impl fmt::Debug for ChildSaInfo {
             .field("udp_encap", &self.udp_encap)
             .field("peer_id", &self.peer_id)
             .field("peer_auth", &self.peer_auth)
+            .field("peer_credential", &self.peer_credential)
             .field("replay_window", &self.replay_window)
             .finish()
     }
@@ -545,11 +679,14 @@ pub enum DropReason {
     QueueFull,
     /// A D-H or key derivation failure.
     Crypto,
+    /// An IKE fragment (RFC 7383) beyond the reassembly bounds, of a
+    /// stale message, or inconsistent with the others.
+    FragmentLimit,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`Stats::drops`].
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Malformed,
         Self::UnknownSpi,
         Self::HalfOpenLimit,
@@ -562,6 +699,7 @@ impl DropReason {
         Self::BadCookie,
         Self::QueueFull,
         Self::Crypto,
+        Self::FragmentLimit,
     ];
 
     fn index(self) -> usize {
@@ -584,6 +722,7 @@ impl fmt::Display for DropReason {
             Self::BadCookie => "bad cookie",
             Self::QueueFull => "queue full",
             Self::Crypto => "key exchange or derivation failed",
+            Self::FragmentLimit => "IKE fragment refused (limits, stale or inconsistent)",
         })
     }
 }
@@ -611,7 +750,13 @@ pub struct Stats {
     pub cookies_sent: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
-    drops: [u64; 12],
+    /// IKE fragments sent (RFC 7383), retransmissions included.
+    pub fragments_out: u64,
+    /// Authentic IKE fragments received.
+    pub fragments_in: u64,
+    /// Messages reassembled from fragments.
+    pub reassembled: u64,
+    drops: [u64; 13],
 }
 
 impl Stats {

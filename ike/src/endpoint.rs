@@ -36,6 +36,7 @@ pub struct Ike {
     next_child: u64,
     cookies: CookieJar,
     cookie_rotate_at: Option<Instant>,
+    wall: crate::sig::WallAnchor,
 }
 
 impl core::fmt::Debug for Ike {
@@ -68,7 +69,17 @@ impl Ike {
             next_child: 0,
             cookies,
             cookie_rotate_at: None,
+            wall: None,
         }
+    }
+
+    /// Tell the state machine what wall-clock time it is at the monotonic
+    /// instant `now` (certificate validity needs calendar time; timers keep
+    /// using [`Instant`]). Until called, certificates are refused ("no wall
+    /// clock"). Call once after [`Ike::new`]; calling again (say, hourly)
+    /// corrects drift between the two clocks.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: std::time::SystemTime) {
+        self.wall = Some((now, wall));
     }
 
     /// Run `f` on one SA with the shared context, then file the SA (and any
@@ -90,6 +101,7 @@ impl Ike {
                 next_child: &mut self.next_child,
                 born: Vec::new(),
                 initial_contact: None,
+                wall: self.wall,
             };
             let r = f(&mut sa, &mut ctx);
             (r, ctx.born, ctx.initial_contact)
@@ -188,6 +200,7 @@ impl Ike {
                 next_child: &mut self.next_child,
                 born: Vec::new(),
                 initial_contact: None,
+                wall: self.wall,
             };
             let sa = crate::init::respond_init(
                 &mut ctx,
@@ -264,6 +277,7 @@ impl Ike {
             next_child: &mut self.next_child,
             born: Vec::new(),
             initial_contact: None,
+            wall: self.wall,
         };
         // RFC 7296 2.4: INITIAL_CONTACT when we hold no other IKE SA (in any
         // state) with this peer, so it can drop state from before our

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use pad::alg::DhGroup;
 use pad::{AuthMethod, Identity};
 
-use crate::api::{DropReason, Error, Event, PeerConfig};
+use crate::api::{DropReason, Error, Event, PeerConfig, PeerCredential};
 use crate::crypto::{self, CookieJar, IkeKeys, IkeSuite, SkCipher};
 use crate::msg::{self, find_notify, notifies, notify};
 use crate::sa::{
     later, AuthData, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State,
 };
 use crate::select::{self, Refusal};
+use crate::sig;
 use crate::wire::{exchange, flags, notify as n, Header, Message, Payload};
 
 /// How long a responder keeps a half-open IKE SA.
@@ -119,26 +120,77 @@ fn nat_detect(
     Some((nat_local, nat_remote))
 }
 
-/// Compute an AUTH value (RFC 7296 2.15; RFC 7619 for NULL).
+/// Our AUTH payload (RFC 7296 2.15; RFC 7619 for NULL; RFC 7427 and
+/// RFC 4754 for signatures): method number and data.
 fn auth_value(
     method: AuthMethod,
     peer: &PeerConfig,
     prf: pad::alg::Prf,
     sk_p: &[u8],
     signed: &[u8],
-) -> Result<crypto::Secret, Error> {
+    peer_hashes: Option<&[u16]>,
+) -> Result<(u8, Vec<u8>), Error> {
     match method {
         AuthMethod::Psk => {
             let psk = peer.psk.as_ref().ok_or_else(|| {
                 Error::InvalidConfig(format!("peer {}: PSK auth without a PSK", peer.name))
             })?;
-            Ok(crypto::psk_auth(prf, psk.expose(), signed))
+            Ok((
+                method.wire(),
+                crypto::psk_auth(prf, psk.expose(), signed).to_vec(),
+            ))
         }
         // RFC 7619 2.1: the shared-key MIC with SK_pi / SK_pr as the key.
-        AuthMethod::Null => Ok(crypto::null_auth(prf, sk_p, signed)),
+        AuthMethod::Null => Ok((method.wire(), crypto::null_auth(prf, sk_p, signed).to_vec())),
+        AuthMethod::Certificate | AuthMethod::RawPublicKey => {
+            sig::sign(peer, peer_hashes, signed).map_err(Error::InvalidConfig)
+        }
         _ => Err(Error::InvalidConfig(format!(
             "auth method {method} not supported"
         ))),
+    }
+}
+
+/// Check the peer's AUTH payload; `sk_p` is the peer's SK_pi / SK_pr.
+/// Returns what it proved, or why not.
+#[allow(clippy::too_many_arguments, reason = "the inputs of RFC 7296 2.15")]
+fn check_auth(
+    ctx: &Ctx<'_>,
+    now: Instant,
+    peer: &PeerConfig,
+    peer_id: &Identity,
+    method: u8,
+    data: &[u8],
+    payloads: &[Payload],
+    prf: pad::alg::Prf,
+    sk_p: &[u8],
+    signed: &[u8],
+) -> Result<PeerCredential, String> {
+    let fail = |what: &str| Err(format!("AUTH of {peer_id} ({what}) does not verify"));
+    match peer.remote_auth {
+        AuthMethod::Psk if method == AuthMethod::WIRE_PSK => match peer.psk.as_ref() {
+            Some(psk) if crypto::psk_auth_verify(prf, psk.expose(), signed, data) => {
+                Ok(PeerCredential::SharedKey)
+            }
+            _ => fail("psk"),
+        },
+        AuthMethod::Null if method == AuthMethod::WIRE_NULL => {
+            if crypto::null_auth_verify(prf, sk_p, signed, data) {
+                Ok(PeerCredential::Anonymous)
+            } else {
+                fail("null")
+            }
+        }
+        m if m.is_signature() && AuthMethod::is_signature_method(method) => sig::verify(
+            peer,
+            peer_id,
+            method,
+            data,
+            payloads,
+            signed,
+            sig::wall_time(ctx.wall, now),
+        ),
+        m => Err(format!("peer used auth method {method}, expected {m}")),
     }
 }
 
@@ -185,6 +237,15 @@ fn init_request(ctx: &mut Ctx<'_>, sa: &IkeSa, st: &InitSent, peer: &PeerConfig)
         sa.remote,
         peer.force_encap,
     ));
+    if ctx.config.fragmentation.enabled {
+        //= https://www.rfc-editor.org/rfc/rfc7383#section-2.3
+        //# the initiator includes the IKEV2_FRAGMENTATION_SUPPORTED
+        //# notification in the IKE_SA_INIT request.
+        payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()));
+    }
+    if sig::uses_signatures(peer) {
+        payloads.push(sig::hash_algorithms_notify());
+    }
     Message {
         header: sa.header(exchange::IKE_SA_INIT, false, 0),
         payloads,
@@ -229,15 +290,15 @@ pub(crate) fn initiate(
     );
     sa.initial_contact = initial_contact;
     let bad = if group.is_none() {
-        Some("no IKE proposal with a D-H group")
+        Some("no IKE proposal with a D-H group".to_owned())
     } else if peer.child.esp_proposals.is_empty() {
-        Some("no ESP proposal")
+        Some("no ESP proposal".to_owned())
     } else if (peer.local_auth == AuthMethod::Psk || peer.remote_auth == AuthMethod::Psk)
         && peer.psk.is_none()
     {
-        Some("PSK authentication without a PSK")
+        Some("PSK authentication without a PSK".to_owned())
     } else {
-        None
+        sig::check_config(&peer).err()
     };
     if let Some(why) = bad {
         sa.fail(
@@ -413,6 +474,10 @@ impl IkeSa {
             self.nat_remote = nat_remote;
         }
         self.udp_encap = self.nat_local || self.nat_remote || peer.force_encap;
+        self.frag = ctx.config.fragmentation.enabled
+            && find_notify(p, n::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        self.peer_hashes = find_notify(p, n::SIGNATURE_HASH_ALGORITHMS)
+            .map(|x| sig::parse_hash_algorithms(&x.data));
         // RFC 7296 2.23: behind a NAT (or forced), move to the NAT-T port
         // for IKE_AUTH and everything after it.
         if self.udp_encap && self.local.port() != ctx.config.natt_port {
@@ -430,7 +495,14 @@ impl IkeSa {
         let Phase::AuthSent(a) = &k.phase else { return };
         let body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
         let signed = crypto::signed_octets(k.suite.prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
-        let auth = match auth_value(peer.local_auth, peer, k.suite.prf, &k.keys.sk_pi, &signed) {
+        let auth = match auth_value(
+            peer.local_auth,
+            peer,
+            k.suite.prf,
+            &k.keys.sk_pi,
+            &signed,
+            self.peer_hashes.as_deref(),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 self.fail(ctx, e);
@@ -439,13 +511,15 @@ impl IkeSa {
         };
         let inbound_spi = ctx.new_esp_spi();
         let cfg = peer.child.clone();
-        let mut payloads = vec![
-            msg::id_i(&peer.local_id),
-            Payload::Auth {
-                method: peer.local_auth.wire(),
-                data: auth.to_vec(),
-            },
-        ];
+        let mut payloads = vec![msg::id_i(&peer.local_id)];
+        payloads.extend(sig::cert_payloads(peer));
+        if peer.remote_auth == AuthMethod::Certificate {
+            payloads.extend(sig::certreq(&peer.credentials.trust_anchors));
+        }
+        payloads.push(Payload::Auth {
+            method: auth.0,
+            data: auth.1,
+        });
         if self.initial_contact {
             payloads.push(notify(n::INITIAL_CONTACT, Vec::new()));
         }
@@ -479,7 +553,7 @@ impl IkeSa {
     }
 
     fn auth_failed(&mut self, ctx: &mut Ctx<'_>, detail: String) {
-        tracing::debug!(sa = self.id.0, %detail, "authentication failed");
+        tracing::warn!(sa = self.id.0, remote = %self.remote, %detail, "authentication failed");
         self.fail(ctx, Error::AuthenticationFailed { detail });
     }
 
@@ -520,16 +594,32 @@ impl IkeSa {
             Ok(i) => i,
             Err(e) => return fail(self, ctx, format!("bad IDi: {e}")),
         };
-        let Some(method) = AuthMethod::from_wire(method) else {
+        let wire_method = method;
+        let Some(mut method) = AuthMethod::from_wire(method) else {
             return fail(self, ctx, format!("unsupported auth method {method}"));
         };
-        let Some(peer) = ctx
+        if method.is_signature() {
+            // Certificate or raw key: told by the CERT payloads.
+            method = sig::kind_of(p);
+        }
+        let id_ok = |c: &&PeerConfig| c.remote_id.as_ref().is_none_or(|r| *r == peer_id);
+        let found = ctx
             .config
             .peers
             .iter()
-            .find(|c| c.remote_id.as_ref().is_none_or(|r| *r == peer_id) && c.remote_auth == method)
-            .cloned()
-        else {
+            .filter(id_ok)
+            .find(|c| c.remote_auth == method)
+            .or_else(|| {
+                // A certificate whose key is pinned as a raw key.
+                (method == AuthMethod::Certificate).then_some(())?;
+                ctx.config
+                    .peers
+                    .iter()
+                    .filter(id_ok)
+                    .find(|c| c.remote_auth == AuthMethod::RawPublicKey)
+            })
+            .cloned();
+        let Some(peer) = found else {
             return fail(
                 self,
                 ctx,
@@ -542,25 +632,32 @@ impl IkeSa {
         let prf = k.suite.prf;
         let body = msg::id_body(id_type, id_data);
         let signed = crypto::signed_octets(prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
-        let ok = match method {
-            AuthMethod::Psk => peer
-                .psk
-                .as_ref()
-                .is_some_and(|psk| crypto::psk_auth_verify(prf, psk.expose(), &signed, auth_data)),
-            AuthMethod::Null => crypto::null_auth_verify(prf, &k.keys.sk_pi, &signed, auth_data),
-            _ => false,
+        let credential = match check_auth(
+            ctx,
+            now,
+            &peer,
+            &peer_id,
+            wire_method,
+            auth_data,
+            p,
+            prf,
+            &k.keys.sk_pi,
+            &signed,
+        ) {
+            Ok(c) => c,
+            Err(detail) => return fail(self, ctx, detail),
         };
-        if !ok {
-            return fail(
-                self,
-                ctx,
-                format!("AUTH of {peer_id} ({method}) does not verify"),
-            );
-        }
         // Our own AUTH.
         let idr_body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
         let signed_r = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &idr_body);
-        let our_auth = match auth_value(peer.local_auth, &peer, prf, &k.keys.sk_pr, &signed_r) {
+        let our_auth = match auth_value(
+            peer.local_auth,
+            &peer,
+            prf,
+            &k.keys.sk_pr,
+            &signed_r,
+            self.peer_hashes.as_deref(),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 self.fail(ctx, e);
@@ -569,7 +666,8 @@ impl IkeSa {
         };
         // Authenticated: the SA is established.
         self.peer_id = peer_id;
-        self.peer_auth = method;
+        self.peer_auth = peer.remote_auth;
+        self.peer_credential = credential;
         self.local = local;
         self.remote = remote;
         if local.port() == ctx.config.natt_port && ctx.config.natt_port != ctx.config.ike_port {
@@ -585,13 +683,12 @@ impl IkeSa {
         if let Some(info) = self.info() {
             ctx.out.event(Event::IkeSaEstablished(info));
         }
-        let mut out = vec![
-            msg::id_r(&peer.local_id),
-            Payload::Auth {
-                method: peer.local_auth.wire(),
-                data: our_auth.to_vec(),
-            },
-        ];
+        let mut out = vec![msg::id_r(&peer.local_id)];
+        out.extend(sig::cert_payloads(&peer));
+        out.push(Payload::Auth {
+            method: our_auth.0,
+            data: our_auth.1,
+        });
         match self.respond_child(ctx, now, p, &a.ni, &a.nr, None, &peer.child, None) {
             Ok((mut c, _)) => out.append(&mut c),
             Err((e, pl)) => {
@@ -652,39 +749,31 @@ impl IkeSa {
             );
             return;
         }
-        if AuthMethod::from_wire(method) != Some(peer.remote_auth) {
-            self.reject_responder(
-                ctx,
-                now,
-                format!(
-                    "responder used auth method {method}, expected {}",
-                    peer.remote_auth
-                ),
-            );
-            return;
-        }
         let Some(k) = self.keyed() else { return };
         let prf = k.suite.prf;
         let body = msg::id_body(id_type, id_data);
         let signed = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &body);
-        let ok = match peer.remote_auth {
-            AuthMethod::Psk => peer
-                .psk
-                .as_ref()
-                .is_some_and(|psk| crypto::psk_auth_verify(prf, psk.expose(), &signed, auth_data)),
-            AuthMethod::Null => crypto::null_auth_verify(prf, &k.keys.sk_pr, &signed, auth_data),
-            _ => false,
+        let credential = match check_auth(
+            ctx,
+            now,
+            &peer,
+            &peer_id,
+            method,
+            auth_data,
+            p,
+            prf,
+            &k.keys.sk_pr,
+            &signed,
+        ) {
+            Ok(c) => c,
+            Err(detail) => {
+                self.reject_responder(ctx, now, format!("responder: {detail}"));
+                return;
+            }
         };
-        if !ok {
-            self.reject_responder(
-                ctx,
-                now,
-                format!("AUTH of responder {peer_id} does not verify"),
-            );
-            return;
-        }
         self.peer_id = peer_id;
         self.peer_auth = peer.remote_auth;
+        self.peer_credential = credential;
         self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
         ctx.out.stats.ike_sas_established += 1;
         if let Some(info) = self.info() {
@@ -869,6 +958,29 @@ pub(crate) fn respond_init(
         let fake = ctx.config.peers.iter().any(|p| p.force_encap);
         payloads.extend(nat_notifies(ctx, h.spi_i, spi_r, local, remote, fake));
     }
+    let frag = ctx.config.fragmentation.enabled
+        && find_notify(p, n::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+    if frag {
+        //= https://www.rfc-editor.org/rfc/rfc7383#section-2.3
+        //# If the responder supports IKE fragmentation and this notification
+        //# is present in the request, then the responder returns it in the
+        //# response.
+        payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, Vec::new()));
+    }
+    let peer_hashes =
+        find_notify(p, n::SIGNATURE_HASH_ALGORITHMS).map(|x| sig::parse_hash_algorithms(&x.data));
+    if peer_hashes.is_some() && ctx.config.peers.iter().any(sig::uses_signatures) {
+        payloads.push(sig::hash_algorithms_notify());
+    }
+    // RFC 7296 3.7: the anchors we accept, for the initiator to pick its
+    // certificate (we do not know the peer yet: every anchor).
+    payloads.extend(sig::certreq(
+        ctx.config
+            .peers
+            .iter()
+            .filter(|p| p.remote_auth == AuthMethod::Certificate)
+            .flat_map(|p| p.credentials.trust_anchors.iter()),
+    ));
     let response = Message {
         header: Header {
             spi_i: h.spi_i,
@@ -924,6 +1036,8 @@ pub(crate) fn respond_init(
         sa.udp_encap = nat_local || nat_remote;
     }
     sa.peer_next = 1;
+    sa.frag = frag;
+    sa.peer_hashes = peer_hashes;
     sa.cached = Some((0, response.clone(), local, remote));
     sa.expire_at = Some(later(now, HALF_OPEN_TIMEOUT));
     ctx.out.stats.exchanges += 1;

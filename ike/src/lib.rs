@@ -64,16 +64,18 @@ mod api;
 mod child;
 mod endpoint;
 mod exchange;
+mod frag;
 mod init;
 mod msg;
 mod rekey;
 mod sa;
 mod select;
+mod sig;
 
 pub use api::{
     AcceptAll, ChildConfig, ChildSaDecision, ChildSaId, ChildSaInfo, ChildSaPolicy, ChildSaRequest,
-    Config, DropReason, Error, Event, IkeSaId, IkeSaInfo, PeerConfig, RetransmitConfig, Stats,
-    Transmit,
+    Config, Credentials, DropReason, Error, Event, FragmentationConfig, IkeSaId, IkeSaInfo,
+    PeerConfig, PeerCredential, RetransmitConfig, SignatureMethods, Stats, Transmit,
 };
 pub use endpoint::Ike;
 /// The RNG traits `Ike::new` takes, re-exported for callers without a

@@ -55,6 +55,9 @@ impl IkeSa {
         new.udp_encap = self.udp_encap;
         new.peer_id = self.peer_id.clone();
         new.peer_auth = self.peer_auth;
+        new.peer_credential = self.peer_credential.clone();
+        new.peer_hashes.clone_from(&self.peer_hashes);
+        new.frag = self.frag;
         new.ike_rekey_at = self
             .peer
             .as_ref()

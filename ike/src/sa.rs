@@ -11,7 +11,7 @@ use rand_core::CryptoRngCore;
 
 use crate::api::{
     ChildConfig, ChildSaId, ChildSaInfo, ChildSaPolicy, Config, DropReason, Error, Event, IkeSaId,
-    IkeSaInfo, PeerConfig, Stats, Transmit,
+    IkeSaInfo, PeerConfig, PeerCredential, Stats, Transmit,
 };
 use crate::crypto::{DhPrivate, IkeKeys, IkeSuite, Secret, SkCipher};
 use crate::select::EspSuite;
@@ -84,6 +84,8 @@ pub(crate) struct Ctx<'a> {
     /// An authenticated peer sent INITIAL_CONTACT (RFC 7296 2.4): its
     /// identity and address; its other IKE SAs are stale.
     pub(crate) initial_contact: Option<(Identity, std::net::IpAddr)>,
+    /// The wall clock, for certificate validity.
+    pub(crate) wall: crate::sig::WallAnchor,
 }
 
 impl Ctx<'_> {
@@ -301,6 +303,16 @@ pub(crate) struct IkeSa {
     pub(crate) ike_rekey_at: Option<Instant>,
     pub(crate) peer_id: Identity,
     pub(crate) peer_auth: AuthMethod,
+    /// What the peer's authentication proved.
+    pub(crate) peer_credential: PeerCredential,
+    /// The hashes the peer announced in SIGNATURE_HASH_ALGORITHMS (RFC
+    /// 7427 4), if it sent the notify.
+    pub(crate) peer_hashes: Option<Vec<u16>>,
+    /// IKE fragmentation (RFC 7383) negotiated.
+    pub(crate) frag: bool,
+    /// Reassembly of a fragmented request and of a fragmented response.
+    #[allow(dead_code, reason = "fragmentation lands in the next commit")]
+    pub(crate) reassembly: [Option<Box<crate::frag::Reassembly>>; 2],
     /// Remove from the endpoint.
     pub(crate) dead: bool,
     /// Send INITIAL_CONTACT in IKE_AUTH (RFC 7296 2.4): we hold no other
@@ -553,6 +565,8 @@ impl IkeSa {
                 .map_or(Identity::Null, |p| p.local_id.clone()),
             peer_id: self.peer_id.clone(),
             peer_auth: self.peer_auth,
+            peer_credential: self.peer_credential.clone(),
+            fragmentation: self.frag,
             suite,
             nat_local: self.nat_local,
             nat_remote: self.nat_remote,
@@ -584,6 +598,7 @@ impl IkeSa {
             udp_encap: self.udp_encap,
             peer_id: self.peer_id.clone(),
             peer_auth: self.peer_auth,
+            peer_credential: self.peer_credential.clone(),
             replay_window: c.cfg.replay_window,
         }
     }
@@ -756,6 +771,10 @@ impl IkeSa {
             ike_rekey_at: None,
             peer_id,
             peer_auth,
+            peer_credential: PeerCredential::Anonymous,
+            peer_hashes: None,
+            frag: false,
+            reassembly: [None, None],
             dead: false,
             initial_contact: false,
             ike_collision: None,

@@ -64,6 +64,7 @@ fn peer(
         local_auth: auth,
         remote_auth: auth,
         psk: Some(certs::Psk::new(psk).unwrap()),
+        credentials: Default::default(),
         ike_proposals: IkeProposal::parse_list("aes128gcm16-prfsha256-x25519").unwrap(),
         child: child("10.1.0.0/24", "10.2.0.0/24"),
         ike_rekey_after: None,
@@ -110,6 +111,7 @@ fn config(peers: Vec<PeerConfig>) -> Config {
             max_timeout: Duration::from_secs(8),
             max_tries: 5,
         },
+        fragmentation: Default::default(),
     }
 }
 
@@ -422,3 +424,6 @@ mod robustness;
 
 #[path = "sim/collisions.rs"]
 mod collisions;
+
+#[path = "sim/certs.rs"]
+mod certs_auth;

@@ -166,24 +166,73 @@ pub enum AuthMethod {
     Psk,
     /// NULL authentication (RFC 7619, method 13): BTNS, no identity proven.
     Null,
+    /// A signature by the key of an X.509 certificate (CERT encoding 4)
+    /// validated to a configured trust anchor: RSA Digital Signature
+    /// (method 1), ECDSA (RFC 4754, methods 9, 10, 11) or Digital Signature
+    /// (RFC 7427, method 14).
+    Certificate,
+    /// A signature by a raw public key (RFC 7670, CERT encoding 15, or a
+    /// key configured for the peer), with the same signature methods as
+    /// [`AuthMethod::Certificate`].
+    RawPublicKey,
 }
 
 impl AuthMethod {
-    /// The IANA auth method number carried in the AUTH payload.
+    /// RSA Digital Signature (RFC 7296 3.8): RSASSA-PKCS1-v1_5 with SHA-1.
+    pub const WIRE_RSA_SIG: u8 = 1;
+    /// Shared Key Message Integrity Code (RFC 7296 3.8).
+    pub const WIRE_PSK: u8 = 2;
+    /// ECDSA with SHA-256 on P-256 (RFC 4754).
+    pub const WIRE_ECDSA_256: u8 = 9;
+    /// ECDSA with SHA-384 on P-384 (RFC 4754).
+    pub const WIRE_ECDSA_384: u8 = 10;
+    /// ECDSA with SHA-512 on P-521 (RFC 4754).
+    pub const WIRE_ECDSA_521: u8 = 11;
+    /// NULL Authentication (RFC 7619).
+    pub const WIRE_NULL: u8 = 13;
+    /// Digital Signature (RFC 7427).
+    pub const WIRE_DIGITAL_SIGNATURE: u8 = 14;
+
+    /// The IANA auth method number carried in the AUTH payload. For the
+    /// signature methods this is the default, Digital Signature (14,
+    /// RFC 7427); the state machine may use 1, 9 or 10 instead, depending
+    /// on the key and on what the peer announced.
     pub fn wire(self) -> u8 {
         match self {
-            Self::Psk => 2,
-            Self::Null => 13,
+            Self::Psk => Self::WIRE_PSK,
+            Self::Null => Self::WIRE_NULL,
+            Self::Certificate | Self::RawPublicKey => Self::WIRE_DIGITAL_SIGNATURE,
         }
     }
 
-    /// Decode an auth method number this slice speaks.
+    /// Decode an auth method number. The signature methods (1, 9, 10, 11,
+    /// 14) decode as [`AuthMethod::Certificate`]: whether the key came in a
+    /// certificate or raw is told by the CERT payload, not by the number.
     pub fn from_wire(n: u8) -> Option<Self> {
         match n {
-            2 => Some(Self::Psk),
-            13 => Some(Self::Null),
+            Self::WIRE_PSK => Some(Self::Psk),
+            Self::WIRE_NULL => Some(Self::Null),
+            n if Self::is_signature_method(n) => Some(Self::Certificate),
             _ => None,
         }
+    }
+
+    /// Whether `n` is a signature method number (1, 9, 10, 11, 14).
+    pub fn is_signature_method(n: u8) -> bool {
+        matches!(
+            n,
+            Self::WIRE_RSA_SIG
+                | Self::WIRE_ECDSA_256
+                | Self::WIRE_ECDSA_384
+                | Self::WIRE_ECDSA_521
+                | Self::WIRE_DIGITAL_SIGNATURE
+        )
+    }
+
+    /// Whether this method proves possession of a private key by a
+    /// signature (certificates and raw public keys).
+    pub fn is_signature(self) -> bool {
+        matches!(self, Self::Certificate | Self::RawPublicKey)
     }
 }
 
@@ -192,6 +241,8 @@ impl fmt::Display for AuthMethod {
         f.write_str(match self {
             Self::Psk => "psk",
             Self::Null => "null",
+            Self::Certificate => "certificate",
+            Self::RawPublicKey => "rawpublickey",
         })
     }
 }
@@ -202,7 +253,11 @@ impl core::str::FromStr for AuthMethod {
         match s {
             "psk" => Ok(Self::Psk),
             "null" => Ok(Self::Null),
-            _ => Err(format!("unknown auth method {s:?} (expected psk or null)")),
+            "certificate" | "cert" => Ok(Self::Certificate),
+            "rawpublickey" | "pubkey" | "raw" => Ok(Self::RawPublicKey),
+            _ => Err(format!(
+                "unknown auth method {s:?} (expected psk, null, certificate or pubkey)"
+            )),
         }
     }
 }
@@ -227,6 +282,25 @@ mod tests {
         ] {
             assert_eq!(Identity::from_wire(id.id_type(), &id.data()), Ok(id));
         }
+    }
+
+    #[test]
+    fn auth_methods() {
+        for m in [
+            AuthMethod::Psk,
+            AuthMethod::Null,
+            AuthMethod::Certificate,
+            AuthMethod::RawPublicKey,
+        ] {
+            assert_eq!(m.to_string().parse::<AuthMethod>(), Ok(m));
+        }
+        assert_eq!(AuthMethod::from_wire(2), Some(AuthMethod::Psk));
+        assert_eq!(AuthMethod::from_wire(13), Some(AuthMethod::Null));
+        for n in [1, 9, 10, 11, 14] {
+            assert_eq!(AuthMethod::from_wire(n), Some(AuthMethod::Certificate));
+        }
+        assert_eq!(AuthMethod::from_wire(3), None);
+        assert_eq!(AuthMethod::RawPublicKey.wire(), 14);
     }
 
     #[test]

@@ -357,6 +357,8 @@ impl From<crate::AuthMethod> for AuthKind {
         match m {
             crate::AuthMethod::Psk => Self::Psk,
             crate::AuthMethod::Null => Self::Null,
+            crate::AuthMethod::Certificate => Self::Certificate,
+            crate::AuthMethod::RawPublicKey => Self::RawPublicKey,
         }
     }
 }
