@@ -179,6 +179,7 @@ pub fn peer_config(
         local_auth: auth,
         remote_auth: auth,
         psk,
+        credentials: Default::default(),
         ike_proposals: IkeProposal::defaults(),
         child: ChildConfig {
             esp_proposals: EspProposal::defaults(),
@@ -578,6 +579,7 @@ impl Endpoint {
             cookie_threshold: config.cookie_threshold,
             max_half_open: config.max_half_open,
             retransmit: ike::RetransmitConfig::default(),
+            fragmentation: Default::default(),
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (accept_tx, accept_rx) = mpsc::channel(64);
