@@ -49,6 +49,7 @@ fn config() -> Config {
         local_auth: AuthMethod::Null,
         remote_auth: AuthMethod::Null,
         psk: None,
+        credentials: Default::default(),
         ike_proposals: IkeProposal::defaults(),
         child: ChildConfig {
             esp_proposals: EspProposal::defaults(),
@@ -70,6 +71,7 @@ fn config() -> Config {
         cookie_threshold: 4,
         max_half_open: MAX_HALF_OPEN,
         retransmit: RetransmitConfig::default(),
+        fragmentation: Default::default(),
     }
 }
 

@@ -73,8 +73,12 @@ impl IkeSa {
             return;
         }
         // RFC 7296 2.21: messages failing integrity are dropped silently.
-        let payloads = match self.open(buf, msg) {
-            Ok(p) => p,
+        let payloads = match self.open_any(ctx, now, buf, msg, crate::frag::RESPONSE) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // A fragment stored (or refused): more to come.
+                return;
+            }
             Err(r) => {
                 ctx.out.drop(r, "response");
                 return;
@@ -130,23 +134,45 @@ impl IkeSa {
             ctx.out.drop(DropReason::WrongState, "request before keys");
             return;
         }
-        let payloads = match self.open(buf, msg) {
-            Ok(p) => p,
-            Err(r) => {
-                ctx.out.drop(r, "request");
+        let fragment = Self::fragment_number(msg);
+        let retransmitted = h.message_id.wrapping_add(1) == self.peer_next
+            && self.cached.as_ref().is_some_and(|c| c.0 == h.message_id);
+        if fragment.is_some() && !retransmitted && h.message_id != self.peer_next {
+            ctx.out
+                .drop(DropReason::InvalidMessageId, "fragment outside the window");
+            return;
+        }
+        let payloads = if retransmitted && fragment.is_some() {
+            // Authenticate it, but store nothing.
+            if let Err((r, why)) = self.open_fragment(ctx, buf, msg) {
+                ctx.out.drop(r, why);
                 return;
+            }
+            Vec::new()
+        } else {
+            match self.open_any(ctx, now, buf, msg, crate::frag::REQUEST) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(r) => {
+                    ctx.out.drop(r, "request");
+                    return;
+                }
             }
         };
         // RFC 7296 2.1, 2.2: a retransmitted request gets the cached
         // response again, unprocessed.
-        if h.message_id.wrapping_add(1) == self.peer_next {
-            if let Some((id, data, from, to)) = &self.cached {
-                if *id == h.message_id {
+        if retransmitted {
+            //= https://www.rfc-editor.org/rfc/rfc7383#section-2.6.1
+            //# that event MUST only trigger retransmission of the response
+            //# message (fragmented or not) if the Fragment Number field in
+            //# the received fragment is set to 1
+            if fragment.is_none_or(|n| n == 1) {
+                if let Some((_, data, from, to)) = &self.cached {
                     ctx.out.stats.cached_responses += 1;
-                    ctx.out.send(*from, *to, data.clone());
-                    return;
+                    ctx.out.send_all(*from, *to, data);
                 }
             }
+            return;
         }
         if h.message_id != self.peer_next {
             ctx.out

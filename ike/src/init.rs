@@ -328,7 +328,7 @@ impl IkeSa {
         self.pending = Some(crate::sa::Pending {
             msg_id: 0,
             exchange: exchange::IKE_SA_INIT,
-            data,
+            data: vec![data],
             tries: 1,
             next_at: later(now, ctx.config.retransmit.timeout(1)),
             kind: PendingKind::Init,
@@ -1038,7 +1038,7 @@ pub(crate) fn respond_init(
     sa.peer_next = 1;
     sa.frag = frag;
     sa.peer_hashes = peer_hashes;
-    sa.cached = Some((0, response.clone(), local, remote));
+    sa.cached = Some((0, vec![response.clone()], local, remote));
     sa.expire_at = Some(later(now, HALF_OPEN_TIMEOUT));
     ctx.out.stats.exchanges += 1;
     ctx.out.send(local, remote, response);

@@ -49,10 +49,31 @@
 //!   its collisions (2.8.2), TEMPORARY_FAILURE for work on SAs being closed
 //!   (2.25), timers with jitter.
 //! - INITIAL_CONTACT (2.4) and following a NATed peer's new address (2.23).
+//! - Signature authentication ([`pad::AuthMethod::Certificate`],
+//!   [`pad::AuthMethod::RawPublicKey`], configured in [`Credentials`]): RSA
+//!   Digital Signature (method 1, verified only: ring cannot sign PKCS#1
+//!   v1.5 with SHA-1, so RSA keys sign with method 14), ECDSA (RFC 4754,
+//!   methods 9 and 10; 11, P-521, is refused), Digital Signature (RFC 7427,
+//!   method 14: ECDSA, RSASSA-PSS, RSA PKCS#1 with SHA-2, Ed25519) with
+//!   SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT; CERT (encoding 4, end entity
+//!   first) and CERTREQ (SHA-1 of the anchors' SubjectPublicKeyInfo, 3.7);
+//!   raw public keys (RFC 7670, CERT encoding 15). Peer certificates are
+//!   validated with [`certs::validate()`] at the wall-clock time given by
+//!   [`Ike::set_wall_clock`], and the IKE ID must match them (RFC 4945).
+//!   Every refusal is AUTHENTICATION_FAILED on the wire and
+//!   [`Error::AuthenticationFailed`] naming the reason (the
+//!   [`certs::ValidationError::code`] for certificates), logged with
+//!   `tracing::warn!`. What was proven is in [`IkeSaInfo::peer_credential`]
+//!   and [`ChildSaInfo::peer_credential`] (latching's R7).
+//! - IKE fragmentation (RFC 7383, [`FragmentationConfig`]): negotiated in
+//!   IKE_SA_INIT, SKF fragments each encrypted on its own, retransmitted as
+//!   the same fragments, reassembly bounded (fragments, octets, one message
+//!   per direction, a timeout), every fragment authenticated before it is
+//!   stored; refused fragments counted as [`DropReason::FragmentLimit`].
 //!
-//! Not implemented: certificates and signature authentication (RFC 7427),
-//! EAP, configuration payloads, IKE fragmentation (RFC 7383), MOBIKE,
-//! windows larger than 1. A CREATE_CHILD_SA request arriving while another
+//! Not implemented: EAP, configuration payloads, MOBIKE, windows larger
+//! than 1, PMTU discovery for fragments (RFC 7383 2.5.2), hash-and-URL
+//! certificates, revocation checks. A CREATE_CHILD_SA request arriving while another
 //! request of ours (other than an IKE rekey) is outstanding gets
 //! TEMPORARY_FAILURE; the peer retries.
 #![forbid(unsafe_code)]

@@ -55,6 +55,16 @@ impl Out {
         });
     }
 
+    /// Send a message's datagrams (one, or its fragments).
+    pub(crate) fn send_all(&mut self, local: SocketAddr, remote: SocketAddr, data: &[Vec<u8>]) {
+        if data.len() > 1 {
+            self.stats.fragments_out += data.len() as u64;
+        }
+        for d in data {
+            self.send(local, remote, d.clone());
+        }
+    }
+
     pub(crate) fn event(&mut self, e: Event) {
         if self.events.len() >= MAX_QUEUE {
             self.stats.events_dropped += 1;
@@ -199,7 +209,9 @@ pub(crate) enum State {
 pub(crate) struct Pending {
     pub(crate) msg_id: u32,
     pub(crate) exchange: u8,
-    pub(crate) data: Vec<u8>,
+    /// The request's datagrams (several: RFC 7383 fragments, retransmitted
+    /// as they are, 2.6.1).
+    pub(crate) data: Vec<Vec<u8>>,
     pub(crate) tries: u32,
     pub(crate) next_at: Instant,
     pub(crate) kind: PendingKind,
@@ -296,7 +308,7 @@ pub(crate) struct IkeSa {
     pub(crate) queue: VecDeque<Op>,
     pub(crate) peer_next: u32,
     /// The last response sent: message ID, bytes, from, to.
-    pub(crate) cached: Option<(u32, Vec<u8>, SocketAddr, SocketAddr)>,
+    pub(crate) cached: Option<(u32, Vec<Vec<u8>>, SocketAddr, SocketAddr)>,
     pub(crate) last_heard: Instant,
     /// Half-open expiry, or the end of a closing SA's linger.
     pub(crate) expire_at: Option<Instant>,
@@ -311,7 +323,6 @@ pub(crate) struct IkeSa {
     /// IKE fragmentation (RFC 7383) negotiated.
     pub(crate) frag: bool,
     /// Reassembly of a fragmented request and of a fragmented response.
-    #[allow(dead_code, reason = "fragmentation lands in the next commit")]
     pub(crate) reassembly: [Option<Box<crate::frag::Reassembly>>; 2],
     /// Remove from the endpoint.
     pub(crate) dead: bool,
@@ -386,31 +397,6 @@ impl IkeSa {
         }
     }
 
-    /// Encrypt payloads into a message (RFC 7296 3.14).
-    pub(crate) fn seal(
-        &self,
-        ctx: &mut Ctx<'_>,
-        exchange: u8,
-        response: bool,
-        msg_id: u32,
-        payloads: &[Payload],
-    ) -> Option<Vec<u8>> {
-        let k = self.keyed()?;
-        let (first, plain) = wire::emit_payload_chain(payloads);
-        let header = self.header(exchange, response, msg_id);
-        let mut msg = crate::msg::sk_prefix(&header, first, k.seal.sealed_len(plain.len()));
-        match k.seal.seal(&mut *ctx.rng, &msg, &plain) {
-            Ok(body) => {
-                msg.extend_from_slice(&body);
-                Some(msg)
-            }
-            Err(e) => {
-                tracing::debug!(error = ?e, "SK seal failed");
-                None
-            }
-        }
-    }
-
     /// Check and decrypt an encrypted message (RFC 7296 3.14); `buf` is the
     /// datagram the message was parsed from.
     pub(crate) fn open(&self, buf: &[u8], msg: &Message) -> Result<Vec<Payload>, DropReason> {
@@ -442,12 +428,12 @@ impl IkeSa {
         kind: PendingKind,
     ) {
         let msg_id = self.next_id;
-        let Some(data) = self.seal(ctx, exchange, false, msg_id, payloads) else {
+        let Some(data) = self.seal_datagrams(ctx, exchange, false, msg_id, payloads) else {
             // Only an exhausted IV counter gets here: the SA cannot go on.
             self.fail(ctx, Error::Crypto("cannot encrypt a request".into()));
             return;
         };
-        ctx.out.send(self.local, self.remote, data.clone());
+        ctx.out.send_all(self.local, self.remote, &data);
         self.pending = Some(Pending {
             msg_id,
             exchange,
@@ -467,10 +453,10 @@ impl IkeSa {
         payloads: &[Payload],
         to: (SocketAddr, SocketAddr),
     ) {
-        let Some(data) = self.seal(ctx, exchange, true, msg_id, payloads) else {
+        let Some(data) = self.seal_datagrams(ctx, exchange, true, msg_id, payloads) else {
             return;
         };
-        ctx.out.send(to.0, to.1, data.clone());
+        ctx.out.send_all(to.0, to.1, &data);
         ctx.out.stats.exchanges += 1;
         self.cached = Some((msg_id, data, to.0, to.1));
     }
@@ -662,7 +648,7 @@ impl IkeSa {
                     tries = p.tries,
                     "retransmit"
                 );
-                ctx.out.send(self.local, self.remote, p.data.clone());
+                ctx.out.send_all(self.local, self.remote, &p.data);
             }
         }
         if self.expire_at.is_some_and(|e| e <= now) {

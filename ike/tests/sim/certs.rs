@@ -524,3 +524,171 @@ fn certreq_and_hash_notify_in_ike_sa_init() {
     assert!(resp.payloads.iter().any(|p| matches!(p,
         ike::wire::Payload::CertReq { encoding: 4, data } if data == want.as_ref())));
 }
+
+/// A pair authenticating with the RSA-3072 CA chain (IKE_AUTH messages of
+/// about 3 KB: they need fragments).
+fn big_pair() -> (PeerConfig, PeerConfig) {
+    let (root, inter, ea, eb) = &pki().big;
+    let (mut a, mut b) = cert_pair(KeyAlgorithm::EcdsaP256, SignatureMethods::Auto, &[]);
+    let creds = |ee: &certs::Issued| Credentials {
+        private_key: Some(Arc::new(
+            PrivateKey::from_pkcs8_der(ee.key.pkcs8_der()).unwrap(),
+        )),
+        certificates: vec![ee.cert_der.clone(), inter.cert_der().to_vec()],
+        trust_anchors: vec![anchor(root)],
+        ..Credentials::default()
+    };
+    a.credentials = creds(ea);
+    b.credentials = creds(eb);
+    (a, b)
+}
+
+fn is_fragment(data: &[u8]) -> bool {
+    Message::parse(data).is_ok_and(|m| {
+        matches!(
+            m.payloads.last(),
+            Some(ike::wire::Payload::EncryptedFragment(_))
+        )
+    })
+}
+
+#[test]
+fn rsa3072_chain_goes_in_fragments() {
+    let (a, b) = big_pair();
+    let mut sim = cert_sim(8000, b);
+    sim.handshake(a);
+    check_established(&sim, AuthMethod::Certificate);
+    let auth = exchanges_of(&sim.log, exchange::IKE_AUTH);
+    assert!(auth.len() > 2, "IKE_AUTH was not fragmented");
+    for t in &auth {
+        assert!(is_fragment(&t.data));
+        // 1280-octet IPv4 datagrams: 20 IP + 8 UDP.
+        assert!(t.data.len() <= 1280 - 28, "{}", t.data.len());
+    }
+    for n in &sim.nodes {
+        let s = n.ike.stats();
+        assert!(s.fragments_out >= 3 && s.fragments_in >= 3, "{s:?}");
+        assert_eq!(s.reassembled, 1);
+        assert!(n.ike.ike_sas()[0].fragmentation);
+    }
+    // The peer's chain came through whole.
+    let eb = &sim.established(1)[0];
+    assert_eq!(
+        eb.peer_credential.certificate(),
+        Some(&pki().big.2.cert_der[..])
+    );
+    assert_eq!(
+        eb.peer_credential.trust_anchor().unwrap().der(),
+        pki().big.0.cert_der()
+    );
+}
+
+#[test]
+fn fragments_under_loss_duplication_and_reordering() {
+    for seed in 0..6 {
+        let (a, b) = big_pair();
+        let mut sim = cert_sim(8100 + seed, b);
+        sim.faults = Faults {
+            loss: 0.15,
+            dup: 0.2,
+            reorder: 0.4,
+        };
+        sim.handshake(a);
+        check_established(&sim, AuthMethod::Certificate);
+    }
+}
+
+#[test]
+fn fragmentation_off_sends_whole_messages() {
+    let (a, b) = big_pair();
+    let mut ca = config(vec![]);
+    ca.fragmentation.enabled = false;
+    let mut sim = Sim::new(8200, ca, config(vec![b]));
+    for n in &mut sim.nodes {
+        n.ike.set_wall_clock(sim.start, wall());
+    }
+    sim.handshake(a);
+    let auth = exchanges_of(&sim.log, exchange::IKE_AUTH);
+    assert_eq!(auth.len(), 2);
+    assert!(auth
+        .iter()
+        .all(|t| !is_fragment(&t.data) && t.data.len() > 1280));
+    assert!(!sim.established(1)[0].fragmentation);
+}
+
+/// The responder's reassembly bounds: fragments beyond them are dropped
+/// and counted, and the handshake cannot complete.
+fn bounded(seed: u64, tweak: impl FnOnce(&mut ike::FragmentationConfig)) -> Sim {
+    let (a, b) = big_pair();
+    let mut cb = config(vec![b]);
+    tweak(&mut cb.fragmentation);
+    let mut sim = Sim::new(seed, config(vec![]), cb);
+    for n in &mut sim.nodes {
+        n.ike.set_wall_clock(sim.start, wall());
+    }
+    sim.initiate(a);
+    sim.run_for(Duration::from_secs(60));
+    assert!(sim.established(1).is_empty());
+    assert!(
+        matches!(&sim.failures(0)[..], [Error::Timeout]),
+        "{:?}",
+        sim.failures(0)
+    );
+    sim
+}
+
+#[test]
+fn too_many_fragments_are_dropped() {
+    let sim = bounded(8300, |f| f.max_fragments = 2);
+    let s = sim.nodes[1].ike.stats();
+    assert!(s.drops(DropReason::FragmentLimit) >= 3, "{s:?}");
+    assert_eq!(s.fragments_in, 0, "nothing was stored");
+}
+
+#[test]
+fn oversized_reassembly_is_dropped() {
+    let sim = bounded(8400, |f| f.max_message = 1500);
+    let s = sim.nodes[1].ike.stats();
+    assert!(s.drops(DropReason::FragmentLimit) >= 1, "{s:?}");
+    assert_eq!(s.reassembled, 0);
+}
+
+#[test]
+fn forged_fragments_are_dropped_before_storage() {
+    let (a, b) = big_pair();
+    let mut sim = cert_sim(8500, b);
+    sim.initiate(a);
+    // Run until the IKE_AUTH fragments are in flight to the responder.
+    let ok = sim.run_until(Duration::from_secs(5), |s| {
+        s.flight
+            .values()
+            .any(|(d, t)| *d == 1 && is_fragment(&t.data))
+    });
+    assert!(ok);
+    let forged: Vec<Transmit> = sim
+        .flight
+        .values()
+        .filter(|(d, t)| *d == 1 && is_fragment(&t.data))
+        .map(|(_, t)| {
+            let mut t = t.clone();
+            let n = t.data.len();
+            t.data[n - 40] ^= 1;
+            t
+        })
+        .collect();
+    let count = forged.len() as u64;
+    for t in forged {
+        let now = sim.now;
+        sim.nodes[1]
+            .ike
+            .handle_datagram(now, t.remote, t.local, &t.data);
+    }
+    let s = sim.nodes[1].ike.stats().clone();
+    assert_eq!(s.drops(DropReason::IntegrityFailed), count);
+    assert_eq!(s.fragments_in, 0);
+    // The genuine fragments still make the message.
+    let done = sim.run_until(Duration::from_secs(60), |s| {
+        !s.children(0).is_empty() && !s.children(1).is_empty()
+    });
+    assert!(done, "{:?}", sim.events(0));
+}
