@@ -646,6 +646,7 @@ impl Driver {
         match ev {
             ike::Event::IkeSaEstablished(info) => {
                 tracing::info!(sa = info.id.0, peer = %info.remote, peer_id = %info.peer_id, "IKE SA established");
+                lock(&self.shared).ike_up(info.id, info.peer_credential.clone());
                 self.ike_sas.insert(info.id, ike_summary(&info));
             }
             ike::Event::ChildSaEstablished(info) => self.on_child_up(&info),
@@ -749,11 +750,13 @@ impl Driver {
             },
         };
         let mut s = lock(&self.shared);
-        let Some(peer) = s.peer_identity(info.ike_sa, &info.peer_id, info.peer_auth) else {
-            tracing::warn!(
-                child = info.id.0,
-                "no PAD entry allows the peer: child SA not used"
-            );
+        let latching::PeerLookup::Peer(peer) = s.peer_identity(
+            info.ike_sa,
+            &info.peer_id,
+            info.peer_auth,
+            Some(&info.peer_credential),
+        ) else {
+            tracing::warn!(child = info.id.0, peer = %info.peer_id, "no PAD entry allows the peer: child SA not used");
             return false;
         };
         let desc = latching::descriptor(info, peer, nat);

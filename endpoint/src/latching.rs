@@ -20,8 +20,8 @@ use latch::{
     ChildSaDescriptor, ChildSaVerdict, DropReason, LatchTable, NatInfo, PeerAuth, PeerIdentity,
 };
 use pad::{
-    AuthKind, IdPattern, IpRange, Pad, PadAuth, PadEntry, Protection, SaQop, Spd, SpdAction,
-    SpdEntry,
+    AuthKind, IdPattern, IpRange, KeyFingerprint, Pad, PadAuth, PadEntry, Protection, SaQop, Spd,
+    SpdAction, SpdEntry,
 };
 
 /// Where a latch check dropped a packet.
@@ -51,12 +51,20 @@ pub struct LatchDropCount {
 }
 
 /// The PAD and SPD an endpoint starts with when none is given: one PAD
-/// entry `default` that accepts any peer by PSK or NULL authentication
+/// entry `default` that accepts any peer by PSK, certificate (validated by
+/// `ike` to its configured anchors), raw public key or NULL authentication
 /// (BTNS) asserting any address, and one SPD entry `default` that PROTECTs
 /// everything (confidentiality and integrity, 128-bit keys, anti-replay).
 pub fn default_policy() -> pad::PolicyConfig {
     let mut peer = PadEntry::new("default", IdPattern::Any);
-    peer.auth = vec![PadAuth::Psk, PadAuth::Null];
+    peer.auth = vec![
+        PadAuth::Psk,
+        PadAuth::Null,
+        PadAuth::Certificate {
+            trust_anchors: Vec::new(),
+        },
+        PadAuth::RawPublicKey,
+    ];
     peer.child_sa = vec![
         IpRange {
             start: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -89,6 +97,9 @@ pub(crate) struct Shared {
     /// Anonymous-peer handle of each IKE SA (NULL authentication): the
     /// handle of the IKE SA it was rekeyed from, or a fresh one.
     anon: HashMap<ike::IkeSaId, u64>,
+    /// What each established IKE SA's peer proved (certificate and anchor,
+    /// raw key), from `IkeSaEstablished`.
+    creds: HashMap<ike::IkeSaId, ike::PeerCredential>,
     /// Key manager restarts: part of every anonymous handle, so an IKE SA
     /// id reused after a restart never looks like the same peer (R10).
     pub(crate) epoch: u64,
@@ -128,6 +139,7 @@ impl Shared {
             table,
             drops: BTreeMap::new(),
             anon: HashMap::new(),
+            creds: HashMap::new(),
             epoch: 0,
             authorize,
         }
@@ -161,46 +173,113 @@ impl Shared {
         let h = self.anon_handle(old);
         self.anon.remove(&old);
         self.anon.insert(new, h);
+        if let Some(c) = self.creds.remove(&old) {
+            self.creds.insert(new, c);
+        }
+    }
+
+    /// An IKE SA is established: remember what its peer proved.
+    pub(crate) fn ike_up(&mut self, sa: ike::IkeSaId, cred: ike::PeerCredential) {
+        self.creds.insert(sa, cred);
     }
 
     pub(crate) fn ike_gone(&mut self, sa: ike::IkeSaId) {
         self.anon.remove(&sa);
+        self.creds.remove(&sa);
     }
 
     /// Everything IKE state is forgotten (R10).
     pub(crate) fn restarted(&mut self) {
         self.anon.clear();
+        self.creds.clear();
         self.epoch += 1;
     }
 
-    /// Who the peer of an IKE SA is, as the latch table sees it (R1, R7).
-    /// `None` when no PAD entry allows it (RFC 4301 4.4.3).
+    /// Who the peer of an IKE SA is, as the latch table sees it (R1, R7),
+    /// from what its authentication proved (`cred`; for signature methods
+    /// the credential of the IKE SA when `cred` is `None`).
     pub(crate) fn peer_identity(
         &self,
         sa: ike::IkeSaId,
         peer_id: &pad::Identity,
         auth: pad::AuthMethod,
-    ) -> Option<PeerIdentity> {
-        let entry = self
-            .table
-            .pad()
-            .lookup(peer_id, AuthKind::from(auth), None)?;
-        let (pauth, authenticated) = match auth {
-            pad::AuthMethod::Null => (
+        cred: Option<&ike::PeerCredential>,
+    ) -> PeerLookup {
+        let cred = cred.or_else(|| self.creds.get(&sa));
+        let (pauth, authenticated, key) = match (auth, cred) {
+            (pad::AuthMethod::Null, _) => (
                 PeerAuth::Null {
                     anonymous_peer: self.anon_handle(sa),
                 },
                 None,
+                None,
             ),
-            _ => (PeerAuth::Psk, Some(peer_id.clone())),
+            (pad::AuthMethod::Psk, _) => (PeerAuth::Psk, Some(peer_id.clone()), None),
+            (_, Some(ike::PeerCredential::Certificate(v))) => (
+                PeerAuth::Certificate {
+                    cert_der: v.end_entity_der.clone(),
+                    trust_anchor: latch::TrustAnchor {
+                        name: v.trust_anchor.subject().to_owned(),
+                        der: v.trust_anchor.der().to_vec(),
+                    },
+                },
+                Some(peer_id.clone()),
+                Some(KeyFingerprint(v.spki_sha256.0)),
+            ),
+            (_, Some(ike::PeerCredential::RawPublicKey(k))) => {
+                let fingerprint = KeyFingerprint(k.fingerprint().0);
+                (
+                    PeerAuth::RawPublicKey {
+                        fingerprint,
+                        spki_der: k.spki_der().to_vec(),
+                    },
+                    Some(peer_id.clone()),
+                    Some(fingerprint),
+                )
+            }
+            // A signature method whose credential IKE has not handed over
+            // yet (the first child SA, negotiated inside IKE_AUTH).
+            _ => return PeerLookup::Unknown,
         };
-        Some(PeerIdentity {
+        let Some(entry) = self
+            .table
+            .pad()
+            .lookup(peer_id, AuthKind::from(auth), key.as_ref())
+        else {
+            return PeerLookup::NotAllowed;
+        };
+        // BTNS (RFC 5386): an unpinned raw key is an unauthenticated peer
+        // known by its key.
+        let (pauth, authenticated) = match pauth {
+            PeerAuth::RawPublicKey {
+                fingerprint,
+                spki_der,
+            } if entry.is_unauthenticated(AuthKind::RawPublicKey) => (
+                PeerAuth::Btns {
+                    fingerprint,
+                    key_der: spki_der,
+                },
+                None,
+            ),
+            other => (other, authenticated),
+        };
+        PeerLookup::Peer(PeerIdentity {
             asserted: peer_id.clone(),
             authenticated,
             auth: pauth,
             pad_entry: entry.name.clone(),
         })
     }
+}
+
+/// The answer of [`Shared::peer_identity`].
+pub(crate) enum PeerLookup {
+    /// The peer, with the PAD entry that allows it.
+    Peer(PeerIdentity),
+    /// No PAD entry allows it (RFC 4301 4.4.3).
+    NotAllowed,
+    /// Its credential is not known yet.
+    Unknown,
 }
 
 /// The QoP a child SA is latched with.
@@ -256,9 +335,15 @@ impl ike::ChildSaPolicy for LatchPolicy {
             tsi: req.tsi.to_vec(),
             tsr: req.tsr.to_vec(),
         };
-        let Some(peer) = s.peer_identity(req.ike_sa, req.peer_id, req.peer_auth) else {
-            tracing::warn!(peer = %req.peer_id, auth = %req.peer_auth, "no PAD entry allows this peer: child SA refused");
-            return ike::ChildSaDecision::Refuse;
+        let peer = match s.peer_identity(req.ike_sa, req.peer_id, req.peer_auth, None) {
+            PeerLookup::Peer(p) => p,
+            PeerLookup::NotAllowed => {
+                tracing::warn!(peer = %req.peer_id, auth = %req.peer_auth, "no PAD entry allows this peer: child SA refused");
+                return ike::ChildSaDecision::Refuse;
+            }
+            // Judged when the SA is installed, with the credential (the
+            // driver deletes it there if it conflicts with a latch).
+            PeerLookup::Unknown => return accept,
         };
         if !s.authorize {
             return accept;

@@ -20,6 +20,7 @@ use endpoint::{
 use latch::PeerAuth;
 use pad::alg::Encr;
 use pad::{EspProposal, Protection};
+use rand_core::SeedableRng;
 
 /// The responder's inner address and the latched server port.
 const SERVER: &str = "10.0.0.1:7000";
@@ -681,4 +682,86 @@ async fn r9_larval_timeout_reported() {
         }
     }
     assert_eq!(flow.inquire().unwrap().state, LatchState::Failed);
+}
+
+/// R7, R20 with BTNS public keys (RFC 7670 raw keys under a BTNS PAD
+/// entry): the latch shows the peer's key fingerprint; a second peer with
+/// another key asserting the same address is narrowed around the latch.
+#[tokio::test]
+async fn r7_btns_key_peer_latched_by_fingerprint() {
+    use certs::{KeyAlgorithm, PrivateKey};
+    use std::sync::Arc;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let key = |rng: &mut rand_chacha::ChaCha20Rng| {
+        Arc::new(PrivateKey::generate(KeyAlgorithm::Ed25519, rng).unwrap())
+    };
+    let (server, alice, mallory) = (key(&mut rng), key(&mut rng), key(&mut rng));
+    let raw =
+        |name: &str, own: &Arc<PrivateKey>, peers: Vec<certs::PublicKey>, l: &str, r: &str| {
+            let mut p =
+                endpoint::peer_config(name, endpoint::AuthMethod::RawPublicKey, None, ts(l), ts(r));
+            p.credentials = ike::Credentials {
+                private_key: Some(own.clone()),
+                peer_keys: peers,
+                ..ike::Credentials::default()
+            };
+            p
+        };
+    let right = Endpoint::bind(
+        EndpointConfig::loopback(),
+        vec![raw(
+            "btns-keys",
+            &server,
+            vec![alice.public_key().clone(), mallory.public_key().clone()],
+            "10.0.0.1/32",
+            "10.0.0.0/24",
+        )],
+    )
+    .await
+    .unwrap();
+    let flow = right
+        .create_connection_latch(ConnectionRequest::new(server_five()))
+        .await
+        .unwrap();
+    let to_right = |own: &Arc<PrivateKey>| {
+        let mut p = raw(
+            "responder",
+            own,
+            vec![server.public_key().clone()],
+            "10.0.0.9/32",
+            "10.0.0.1/32",
+        );
+        p.remote_natt_port = right.natt_addr().port();
+        p
+    };
+    let a = initiator(false).await;
+    let (_ach, _rach) = connect(&a, &right, to_right(&alice)).await;
+    let info = flow.inquire().unwrap();
+    assert_eq!(info.state, LatchState::Established);
+    let params = info.params.unwrap();
+    match &params.peer().unwrap().auth {
+        PeerAuth::Btns { fingerprint, .. } => {
+            assert_eq!(fingerprint.0, alice.public_key().fingerprint().0);
+        }
+        other => panic!("expected a BTNS key peer, got {other:?}"),
+    }
+    // Mallory's key is only known to the driver once IKE_AUTH is done, so
+    // the SA negotiated inside IKE_AUTH cannot be narrowed in time: it is
+    // refused when installed (deleted; no channel on the responder) because
+    // it covers the flow latched to Alice (R13: "reject or narrow").
+    let m = initiator(false).await;
+    let _mch = m
+        .connect(to_right(&mallory), right.ike_addr())
+        .await
+        .unwrap();
+    let accepted = tokio::time::timeout(Duration::from_millis(500), right.accept()).await;
+    assert!(accepted.is_err(), "no channel for Mallory's SA");
+    assert!(right
+        .status()
+        .await
+        .unwrap()
+        .child_sas
+        .iter()
+        .all(|(c, _)| c.id == params.first_sa().unwrap()));
+    assert_eq!(flow.inquire().unwrap().params.unwrap(), params, "R8");
 }
