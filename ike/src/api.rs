@@ -201,6 +201,17 @@ pub struct Credentials {
     /// Apply RFC 4945 5.1.3.12 to the letter for the peer's certificate
     /// (see [`certs::eku_allows_ike`]).
     pub strict_eku: bool,
+    /// BTNS (RFC 5386) with [`AuthMethod::RawPublicKey`]: accept any key
+    /// the peer proves possession of, sent as a raw key (CERT encoding 15)
+    /// or in any certificate (self-signed included, not validated); what
+    /// identifies the peer is then the key's fingerprint
+    /// ([`PeerCredential::spki_sha256`]), never the ID it asserts.
+    pub accept_any_key: bool,
+    /// Check the peer's key against the endpoint's pin store
+    /// ([`crate::PinStore`], SSH `known_hosts` style, by peer address):
+    /// unknown addresses are learned, a changed key is refused or warned
+    /// about as the store's policy says.
+    pub pinning: bool,
 }
 
 /// How the peer proved who it is, as latching shows it (R7).
@@ -405,6 +416,29 @@ pub enum Event {
         local: SocketAddr,
         /// The peer's new address.
         remote: SocketAddr,
+    },
+    /// A peer's key was pinned to its address for the first time (the
+    /// driver may persist [`crate::Ike::pins`] now).
+    PeerKeyPinned {
+        /// The IKE SA.
+        sa: IkeSaId,
+        /// The peer's address.
+        address: std::net::IpAddr,
+        /// The key's SHA-256 SubjectPublicKeyInfo fingerprint.
+        fingerprint: certs::SpkiFingerprint,
+    },
+    /// A pinned address presented another key.
+    PeerKeyChanged {
+        /// The IKE SA.
+        sa: IkeSaId,
+        /// The peer's address.
+        address: std::net::IpAddr,
+        /// The pinned key.
+        pinned: certs::SpkiFingerprint,
+        /// The key presented.
+        presented: certs::SpkiFingerprint,
+        /// Whether the peer was refused ([`crate::PinPolicy::Refuse`]).
+        refused: bool,
     },
     /// A child SA could not be created (the IKE SA stays up).
     ChildSaFailed {

@@ -37,6 +37,7 @@ pub struct Ike {
     cookies: CookieJar,
     cookie_rotate_at: Option<Instant>,
     wall: crate::sig::WallAnchor,
+    pins: crate::pins::PinStore,
 }
 
 impl core::fmt::Debug for Ike {
@@ -70,7 +71,18 @@ impl Ike {
             cookies,
             cookie_rotate_at: None,
             wall: None,
+            pins: crate::pins::PinStore::default(),
         }
+    }
+
+    /// The pin store (peer address -> key), to persist.
+    pub fn pins(&self) -> &crate::pins::PinStore {
+        &self.pins
+    }
+
+    /// The pin store, to load, edit or set its policy.
+    pub fn pins_mut(&mut self) -> &mut crate::pins::PinStore {
+        &mut self.pins
     }
 
     /// Tell the state machine what wall-clock time it is at the monotonic
@@ -102,6 +114,7 @@ impl Ike {
                 born: Vec::new(),
                 initial_contact: None,
                 wall: self.wall,
+                pins: &mut self.pins,
             };
             let r = f(&mut sa, &mut ctx);
             (r, ctx.born, ctx.initial_contact)
@@ -201,6 +214,7 @@ impl Ike {
                 born: Vec::new(),
                 initial_contact: None,
                 wall: self.wall,
+                pins: &mut self.pins,
             };
             let sa = crate::init::respond_init(
                 &mut ctx,
@@ -278,6 +292,7 @@ impl Ike {
             born: Vec::new(),
             initial_contact: None,
             wall: self.wall,
+            pins: &mut self.pins,
         };
         // RFC 7296 2.4: INITIAL_CONTACT when we hold no other IKE SA (in any
         // state) with this peer, so it can drop state from before our

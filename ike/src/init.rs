@@ -647,6 +647,9 @@ impl IkeSa {
             Ok(c) => c,
             Err(detail) => return fail(self, ctx, detail),
         };
+        if let Err(detail) = self.check_pin(ctx, &peer, &credential, remote.ip()) {
+            return fail(self, ctx, detail);
+        }
         // Our own AUTH.
         let idr_body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
         let signed_r = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &idr_body);
@@ -771,6 +774,10 @@ impl IkeSa {
                 return;
             }
         };
+        if let Err(detail) = self.check_pin(ctx, &peer, &credential, self.remote.ip()) {
+            self.reject_responder(ctx, now, format!("responder: {detail}"));
+            return;
+        }
         self.peer_id = peer_id;
         self.peer_auth = peer.remote_auth;
         self.peer_credential = credential;
@@ -780,6 +787,56 @@ impl IkeSa {
             ctx.out.event(Event::IkeSaEstablished(info));
         }
         self.complete_child(ctx, now, *req, p, &a.ni, &a.nr);
+    }
+
+    /// The pin store check for a peer that asked for it: unknown
+    /// addresses are learned, changed keys refused or warned about.
+    fn check_pin(
+        &self,
+        ctx: &mut Ctx<'_>,
+        peer: &PeerConfig,
+        credential: &PeerCredential,
+        address: std::net::IpAddr,
+    ) -> Result<(), String> {
+        let Some(fp) = credential
+            .spki_sha256()
+            .filter(|_| peer.credentials.pinning)
+        else {
+            return Ok(());
+        };
+        match ctx.pins.check(address, &fp) {
+            crate::pins::PinCheck::Match => Ok(()),
+            crate::pins::PinCheck::Unknown => {
+                if ctx.pins.pin(address, fp) {
+                    ctx.out.event(Event::PeerKeyPinned {
+                        sa: self.id,
+                        address,
+                        fingerprint: fp,
+                    });
+                } else {
+                    tracing::warn!(%address, "pin store full: key not pinned");
+                }
+                Ok(())
+            }
+            crate::pins::PinCheck::Changed { pinned } => {
+                let refused = ctx.pins.policy == crate::pins::PinPolicy::Refuse;
+                tracing::warn!(%address, %pinned, presented = %fp, refused, "peer key changed");
+                ctx.out.event(Event::PeerKeyChanged {
+                    sa: self.id,
+                    address,
+                    pinned,
+                    presented: fp,
+                    refused,
+                });
+                if refused {
+                    Err(format!(
+                        "pin-mismatch: {address} is pinned to key {pinned}, presented {fp}"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// Initiator: the responder's AUTH failed; tell it (RFC 7296 2.21.2)

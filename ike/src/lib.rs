@@ -70,6 +70,9 @@
 //!   the same fragments, reassembly bounded (fragments, octets, one message
 //!   per direction, a timeout), every fragment authenticated before it is
 //!   stored; refused fragments counted as [`DropReason::FragmentLimit`].
+//! - BTNS with keys (RFC 5386): [`Credentials::accept_any_key`] accepts
+//!   any key the peer proves possession of; [`Credentials::pinning`]
+//!   checks it against the [`PinStore`] (SSH `known_hosts` style).
 //!
 //! Not implemented: EAP, configuration payloads, MOBIKE, windows larger
 //! than 1, PMTU discovery for fragments (RFC 7383 2.5.2), hash-and-URL
@@ -88,6 +91,7 @@ mod exchange;
 mod frag;
 mod init;
 mod msg;
+mod pins;
 mod rekey;
 mod sa;
 mod select;
@@ -99,6 +103,7 @@ pub use api::{
     PeerConfig, PeerCredential, RetransmitConfig, SignatureMethods, Stats, Transmit,
 };
 pub use endpoint::Ike;
+pub use pins::{PinCheck, PinParseError, PinPolicy, PinStore};
 /// The RNG traits `Ike::new` takes, re-exported for callers without a
 /// direct dependency.
 pub use rand_core;

@@ -96,6 +96,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) initial_contact: Option<(Identity, std::net::IpAddr)>,
     /// The wall clock, for certificate validity.
     pub(crate) wall: crate::sig::WallAnchor,
+    /// Peer address -> key pins.
+    pub(crate) pins: &'a mut crate::pins::PinStore,
 }
 
 impl Ctx<'_> {

@@ -110,7 +110,7 @@ pub(crate) fn check_config(p: &PeerConfig) -> Result<(), String> {
     if p.remote_auth == AuthMethod::Certificate && c.trust_anchors.is_empty() {
         return Err("peer certificate authentication without trust anchors".into());
     }
-    if p.remote_auth == AuthMethod::RawPublicKey && c.peer_keys.is_empty() {
+    if p.remote_auth == AuthMethod::RawPublicKey && c.peer_keys.is_empty() && !c.accept_any_key {
         return Err("peer raw public key authentication without a configured key".into());
     }
     Ok(())
@@ -343,6 +343,17 @@ pub(crate) fn verify(
                     .iter()
                     .filter(|k| sent_keys.iter().any(|s| s.spki_der() == k.spki_der()))
                     .collect();
+                if known.is_empty() && c.accept_any_key {
+                    // BTNS: possession of the key is all that is proven.
+                    let mut last = String::from("no key");
+                    for k in &sent_keys {
+                        match verify_with(k, method, data, signed) {
+                            Ok(()) => return Ok(PeerCredential::RawPublicKey(k.clone())),
+                            Err(e) => last = e,
+                        }
+                    }
+                    return Err(last);
+                }
                 if known.is_empty() {
                     return Err(format!(
                         "unknown-key: raw public key {} is not configured for the peer",

@@ -692,3 +692,119 @@ fn forged_fragments_are_dropped_before_storage() {
     });
     assert!(done, "{:?}", sim.events(0));
 }
+
+/// A BTNS responder (RFC 5386): any key, pinned by address.
+fn btns_responder(policy: ike::PinPolicy) -> (PeerConfig, Sim) {
+    let h = &pki().hosts[1];
+    let mut b = peer_b();
+    b.remote_id = None;
+    b.local_auth = AuthMethod::RawPublicKey;
+    b.remote_auth = AuthMethod::RawPublicKey;
+    b.credentials = Credentials {
+        private_key: Some(h.3.clone()),
+        accept_any_key: true,
+        pinning: true,
+        ..Credentials::default()
+    };
+    let mut sim = cert_sim(8600, b);
+    sim.nodes[1].ike.pins_mut().policy = policy;
+    // The initiator pins the responder's raw key too.
+    let mut a = peer_a();
+    a.remote_auth = AuthMethod::RawPublicKey;
+    a.credentials.peer_keys = vec![h.3.public_key().clone()];
+    a.credentials.pinning = true;
+    (a, sim)
+}
+
+fn btns_initiator(
+    a: &PeerConfig,
+    key: Arc<PrivateKey>,
+    self_signed: Option<Vec<u8>>,
+) -> PeerConfig {
+    let mut a = a.clone();
+    a.credentials.private_key = Some(key);
+    match self_signed {
+        Some(c) => {
+            a.local_auth = AuthMethod::Certificate;
+            a.credentials.certificates = vec![c];
+        }
+        None => a.local_auth = AuthMethod::RawPublicKey,
+    }
+    a
+}
+
+fn pinned(sim: &Sim, i: usize) -> Vec<(IpAddr, certs::SpkiFingerprint)> {
+    sim.events(i)
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerKeyPinned {
+                address,
+                fingerprint,
+                ..
+            } => Some((*address, *fingerprint)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn btns_any_key_is_pinned_and_a_changed_key_refused() {
+    let (a, mut sim) = btns_responder(ike::PinPolicy::Refuse);
+    let mut rng = ChaCha20Rng::seed_from_u64(0xb7b5);
+    let ss = certs::self_signed(
+        &EndEntity::host("a.example"),
+        KeyAlgorithm::Ed25519,
+        pki_time(),
+        &mut rng,
+    )
+    .unwrap();
+    let first_fp = ss.key.public_key().fingerprint();
+    // A self-signed certificate (BTNS): accepted for its key alone.
+    sim.handshake(btns_initiator(&a, Arc::new(ss.key), Some(ss.cert_der)));
+    let eb = &sim.established(1)[0];
+    assert_eq!(eb.peer_auth, AuthMethod::RawPublicKey);
+    assert_eq!(eb.peer_credential.spki_sha256(), Some(first_fp));
+    assert_eq!(pinned(&sim, 1), vec![(A, first_fp)]);
+    assert_eq!(sim.nodes[1].ike.pins().get(A), Some(&first_fp));
+    assert_eq!(pinned(&sim, 0).len(), 1, "the initiator pinned B");
+    // The same address with another key (raw this time): refused.
+    let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256, &mut rng).unwrap();
+    sim.initiate(btns_initiator(&a, Arc::new(other), None));
+    sim.run_for(Duration::from_secs(30));
+    assert!(
+        sim.failures(1).iter().any(
+            |e| matches!(e, Error::AuthenticationFailed { detail } if detail.contains("pin-mismatch"))
+        ),
+        "{:?}",
+        sim.failures(1)
+    );
+    assert!(sim
+        .events(1)
+        .iter()
+        .any(|e| matches!(e, Event::PeerKeyChanged { refused: true, .. })));
+    assert_eq!(sim.established(1).len(), 1);
+    // The store persists as text.
+    let text = sim.nodes[1].ike.pins().to_text();
+    let back = ike::PinStore::from_text(&text, ike::PinPolicy::Refuse).unwrap();
+    assert_eq!(back.get(A), Some(&first_fp));
+}
+
+#[test]
+fn btns_changed_key_with_warn_policy_is_accepted() {
+    let (a, mut sim) = btns_responder(ike::PinPolicy::Warn);
+    let k1 = pki().hosts[2].1.clone();
+    let k2 = pki().hosts[3].1.clone();
+    sim.handshake(btns_initiator(&a, k1.clone(), None));
+    sim.initiate(btns_initiator(&a, k2, None));
+    let ok = sim.run_until(Duration::from_secs(30), |s| s.established(1).len() == 2);
+    assert!(ok, "{:?}", sim.events(1));
+    assert!(sim
+        .events(1)
+        .iter()
+        .any(|e| matches!(e, Event::PeerKeyChanged { refused: false, .. })));
+    // The old pin stays.
+    assert_eq!(
+        sim.nodes[1].ike.pins().get(A),
+        Some(&k1.public_key().fingerprint())
+    );
+}
