@@ -22,7 +22,9 @@ pub struct Config {
     pub natt_port: u16,
     /// Peers. As responder, the first entry whose `remote_id` matches the
     /// peer's IDi (`None` = any) and whose `remote_auth` matches the AUTH
-    /// method used is chosen.
+    /// method used is chosen (for signature methods: `Certificate` when
+    /// the peer sent an X.509 CERT, else `RawPublicKey`; an X.509 CERT
+    /// falls back to a `RawPublicKey` entry, whose keys it may carry).
     pub peers: Vec<PeerConfig>,
     /// Half-open IKE SAs before a COOKIE is demanded (RFC 7296 2.6); 0 means
     /// always.
@@ -310,6 +312,10 @@ pub struct ChildSaRequest<'a> {
     pub peer_id: &'a Identity,
     /// How the peer authenticated.
     pub peer_auth: AuthMethod,
+    /// What its authentication proved (already known for the child SA
+    /// negotiated inside IKE_AUTH, so a key-identified BTNS peer can be
+    /// narrowed there).
+    pub peer_credential: &'a PeerCredential,
     /// The peer's outer address.
     pub remote: SocketAddr,
     /// Whether we initiated this child SA.

@@ -124,6 +124,7 @@ impl IkeSa {
             ike_sa: self.id,
             peer_id: &self.peer_id,
             peer_auth: self.peer_auth,
+            peer_credential: &self.peer_credential,
             remote: self.remote,
             initiator,
             tsi,

@@ -808,3 +808,41 @@ fn btns_changed_key_with_warn_policy_is_accepted() {
         Some(&k1.public_key().fingerprint())
     );
 }
+
+/// Records what the child SA policy hook is told about the peer.
+struct Recorder(Arc<std::sync::Mutex<Vec<Option<certs::SpkiFingerprint>>>>);
+
+impl ChildSaPolicy for Recorder {
+    fn authorize(&mut self, req: &ChildSaRequest<'_>) -> ChildSaDecision {
+        self.0
+            .lock()
+            .unwrap()
+            .push(req.peer_credential.spki_sha256());
+        ChildSaDecision::Accept {
+            tsi: req.tsi.to_vec(),
+            tsr: req.tsr.to_vec(),
+        }
+    }
+}
+
+#[test]
+fn child_policy_sees_the_peer_key_in_ike_auth() {
+    let h = &pki().hosts[3];
+    let (a, b) = cert_pair(KeyAlgorithm::Ed25519, SignatureMethods::Auto, &[]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut sim = Sim::with_policy(
+        8700,
+        config(vec![]),
+        config(vec![b]),
+        Box::new(AcceptAll),
+        Box::new(Recorder(seen.clone())),
+    );
+    for n in &mut sim.nodes {
+        n.ike.set_wall_clock(sim.start, wall());
+    }
+    sim.handshake(a);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some(h.1.public_key().fingerprint())]
+    );
+}
