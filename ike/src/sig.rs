@@ -382,6 +382,31 @@ pub(crate) fn verify(
 mod tests {
     use super::*;
 
+    fn test_peer() -> PeerConfig {
+        PeerConfig {
+            name: "t".into(),
+            local_id: Identity::Null,
+            remote_id: None,
+            local_auth: AuthMethod::Certificate,
+            remote_auth: AuthMethod::RawPublicKey,
+            psk: None,
+            credentials: Credentials::default(),
+            ike_proposals: Vec::new(),
+            child: crate::api::ChildConfig {
+                esp_proposals: Vec::new(),
+                local_ts: Vec::new(),
+                remote_ts: Vec::new(),
+                mode: pad::Mode::Tunnel,
+                rekey_after: None,
+                replay_window: 0,
+            },
+            ike_rekey_after: None,
+            dpd_interval: None,
+            force_encap: false,
+            remote_natt_port: 4500,
+        }
+    }
+
     #[test]
     fn hash_notify_round_trip() {
         let Payload::Notify(x) = hash_algorithms_notify() else {
@@ -418,28 +443,7 @@ mod tests {
         assert_eq!(verify_with(k.public_key(), 1, &sig, MSG), Ok(()));
         assert!(verify_with(k.public_key(), 1, &sig, b"another message").is_err());
         // The same key signs method 14 (ring has no PKCS#1 SHA-1 signing).
-        let mut peer = PeerConfig {
-            name: "t".into(),
-            local_id: Identity::Null,
-            remote_id: None,
-            local_auth: AuthMethod::Certificate,
-            remote_auth: AuthMethod::RawPublicKey,
-            psk: None,
-            credentials: Credentials::default(),
-            ike_proposals: Vec::new(),
-            child: crate::api::ChildConfig {
-                esp_proposals: Vec::new(),
-                local_ts: Vec::new(),
-                remote_ts: Vec::new(),
-                mode: pad::Mode::Tunnel,
-                rekey_after: None,
-                replay_window: 0,
-            },
-            ike_rekey_after: None,
-            dpd_interval: None,
-            force_encap: false,
-            remote_natt_port: 4500,
-        };
+        let mut peer = test_peer();
         peer.credentials.private_key = Some(Arc::new(k));
         peer.credentials.methods = SignatureMethods::Legacy;
         let (m, data) = sign(&peer, None, MSG).unwrap();
@@ -456,6 +460,33 @@ mod tests {
             .algorithm_identifier()
             .unwrap();
         assert_eq!(&data[1..1 + ai.len()], ai);
+    }
+
+    #[test]
+    fn ecdsa_method_choice() {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        for (alg, legacy) in [
+            (certs::KeyAlgorithm::EcdsaP256, 9),
+            (certs::KeyAlgorithm::EcdsaP384, 10),
+            (certs::KeyAlgorithm::Ed25519, 14),
+        ] {
+            let key = Arc::new(certs::PrivateKey::generate(alg, &mut rng).unwrap());
+            let mut peer = test_peer();
+            peer.credentials.private_key = Some(key.clone());
+            for (methods, hashes, want) in [
+                (SignatureMethods::Auto, None, legacy),
+                (SignatureMethods::Auto, Some(&OUR_HASHES[..]), 14),
+                (SignatureMethods::DigitalSignature, None, 14),
+                (SignatureMethods::Legacy, Some(&OUR_HASHES[..]), legacy),
+            ] {
+                peer.credentials.methods = methods;
+                let (m, data) = sign(&peer, hashes, b"octets").unwrap();
+                assert_eq!(m, want, "{alg} {methods:?}");
+                assert_eq!(verify_with(key.public_key(), m, &data, b"octets"), Ok(()));
+                assert!(verify_with(key.public_key(), m, &data, b"other").is_err());
+            }
+        }
     }
 
     #[test]
