@@ -2,9 +2,10 @@
 //! `Sad::decapsulate` of a 1400-octet tunnel-mode packet (AES-128-GCM,
 //! selector check included), parsing the inner IP/UDP header into a
 //! 5-tuple, and `LatchTable::check_inbound` under the `Mutex` the driver
-//! takes, with 0, 10k and 1M connection latches in the table; the bare
-//! decapsulation is the baseline. The latch part should not grow with the
-//! number of latches (hash lookups by 5-tuple, then by SA tag).
+//! takes, with 0, 10k and 1M connection latches in the table. Baselines:
+//! the bare decapsulation, and decapsulation plus parse. The latch part
+//! should not grow with the number of latches (hash lookups by 5-tuple,
+//! then by SA tag).
 //!
 //! Run: `cargo bench -p endpoint --bench latch_check -- --warm-up-time 1
 //! --measurement-time 3`. Benchmarks report; they do not assert.
@@ -172,6 +173,16 @@ fn bench(c: &mut Criterion) {
         b.iter_batched_ref(
             || packet(&s),
             |p| black_box(s.decapsulate(p).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("decapsulate_parse", |b| {
+        b.iter_batched_ref(
+            || packet(&s),
+            |p| {
+                let d = s.decapsulate(p).unwrap();
+                black_box(esp::inner::parse(d.payload).is_ok())
+            },
             BatchSize::SmallInput,
         )
     });
