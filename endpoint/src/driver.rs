@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchError, LatchId, ListenerRequest, NatInfo, Outbound,
@@ -105,6 +105,9 @@ pub(crate) struct Driver {
     child_channel: HashMap<ike::ChildSaId, u64>,
     next_channel: u64,
     drops: HashMap<&'static str, u64>,
+    /// R9: latched flows for which a child SA is being acquired, and when
+    /// the acquisition started (one CREATE_CHILD_SA per flow at a time).
+    acquiring: HashMap<FiveTuple, Instant>,
     /// Scratch buffer for building packets (no allocation per packet).
     scratch: Vec<u8>,
     /// Output buffer for encapsulation.
@@ -203,6 +206,7 @@ impl Driver {
             child_channel: HashMap::new(),
             next_channel: 1,
             drops: HashMap::new(),
+            acquiring: HashMap::new(),
             scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
         }
@@ -263,7 +267,7 @@ impl Driver {
                         for id in ids {
                             let _ = self.ike.delete_ike(now, id);
                         }
-                        shutdown = Some((reply, tokio::time::Instant::now() + std::time::Duration::from_secs(2)));
+                        shutdown = Some((reply, tokio::time::Instant::now() + Duration::from_secs(2)));
                     }
                     Some(c) => self.on_command(c),
                     None => return,
@@ -530,7 +534,18 @@ impl Driver {
         let sa = if self.ignore_ts {
             ch.child
         } else {
-            self.select_outbound(ch.child, FiveTuple::new(17, src, dst))?
+            let five = FiveTuple::new(17, src, dst);
+            match self.select_outbound(ch.child, five) {
+                Ok(sa) => sa,
+                Err(e) => {
+                    if let Error::Dropped { reason, .. } = &e {
+                        if reason == "NotEstablished" || reason == "NoMatchingSa" {
+                            self.acquire(ch.child, five);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         };
         let child = self
             .children
@@ -573,6 +588,62 @@ impl Driver {
         child.traffic.packets_out += 1;
         child.traffic.bytes_out += inner_len as u64;
         Ok(())
+    }
+
+    /// R9: a packet of a latched flow was dropped for want of a matching
+    /// SA. If no child SA of the channel's IKE SA covers the flow, ask for
+    /// one (CREATE_CHILD_SA, RFC 7296 1.3.1) with traffic selectors narrowed
+    /// to the flow and the channel's suite; the latch binds when it comes up
+    /// (or times out, R9). At most one acquisition per flow per 10 s.
+    fn acquire(&mut self, channel_sa: ike::ChildSaId, five: FiveTuple) {
+        let now = Instant::now();
+        if self
+            .acquiring
+            .get(&five)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        let Some(c) = self.children.get(&channel_sa) else {
+            return;
+        };
+        let ike_sa = c.ike_sa;
+        let covered = self.children.values().any(|o| {
+            o.ike_sa == ike_sa
+                && o.local_ts
+                    .iter()
+                    .any(|t| t.matches(five.proto, five.local.ip(), five.local.port()))
+                && o.remote_ts
+                    .iter()
+                    .any(|t| t.matches(five.proto, five.remote.ip(), five.remote.port()))
+        });
+        if covered {
+            // An SA covers the flow but does not fit the latch (another
+            // protection): the same suite again would not either.
+            return;
+        }
+        let host = |a: SocketAddr| pad::TrafficSelector {
+            ip_proto: five.proto,
+            start_port: a.port(),
+            end_port: a.port(),
+            addr: pad::IpRange::host(a.ip()),
+        };
+        let child = ike::ChildConfig {
+            esp_proposals: pad::EspProposal::parse_list(&c.summary.suite)
+                .unwrap_or_else(|_| pad::EspProposal::defaults()),
+            local_ts: vec![host(five.local)],
+            remote_ts: vec![host(five.remote)],
+            mode: c.summary.mode,
+            rekey_after: None,
+            replay_window: c.summary.replay_window,
+        };
+        match self.ike.create_child(now, ike_sa, child) {
+            Ok(()) => {
+                tracing::info!(%five, ike_sa = ike_sa.0, "acquiring a child SA for a latched flow (R9)");
+                self.acquiring.insert(five, now);
+            }
+            Err(e) => tracing::debug!(%five, error = %e, "cannot acquire a child SA"),
+        }
     }
 
     /// R5, R6, R9, R17: the SA an outbound packet of `five` must leave
@@ -886,6 +957,22 @@ impl Driver {
                 return;
             }
         }
+        // A child SA we acquired for latched flows (R9): it serves those
+        // flows through the existing channels, it is not a new channel.
+        let before = self.acquiring.len();
+        self.acquiring.retain(|f, _| {
+            !(info
+                .local_ts
+                .iter()
+                .any(|t| t.matches(f.proto, f.local.ip(), f.local.port()))
+                && info
+                    .remote_ts
+                    .iter()
+                    .any(|t| t.matches(f.proto, f.remote.ip(), f.remote.port())))
+        });
+        if self.acquiring.len() != before {
+            return;
+        }
         let ike = self
             .ike
             .ike_sa(info.ike_sa)
@@ -921,13 +1008,17 @@ impl Driver {
 
 fn new_ike(config: &ike::Config, shared: &SharedRef) -> ike::Ike {
     let rng: Box<dyn rand_core::CryptoRngCore + Send> = Box::new(rand_core::OsRng);
-    ike::Ike::new(
+    let mut ike = ike::Ike::new(
         config.clone(),
         rng,
         Box::new(LatchPolicy {
             shared: shared.clone(),
         }),
-    )
+    );
+    // Certificate validity needs calendar time (RFC 5280 4.1.2.5); the
+    // state machine maps its `Instant`s onto it from this pair.
+    ike.set_wall_clock(Instant::now(), std::time::SystemTime::now());
+    ike
 }
 
 fn join(ts: &[pad::TrafficSelector]) -> String {

@@ -765,3 +765,46 @@ async fn r7_btns_key_peer_latched_by_fingerprint() {
         .all(|(c, _)| c.id == params.first_sa().unwrap()));
     assert_eq!(flow.inquire().unwrap().params.unwrap(), params, "R8");
 }
+
+/// R9: a packet of a latched flow that no SA covers is lost (dropped,
+/// counted) and an SA is acquired for it: CREATE_CHILD_SA narrowed to the
+/// flow; the latch then binds, and the flow passes.
+#[tokio::test]
+async fn r9_missing_sa_is_acquired() {
+    let right = responder(false).await;
+    let a = initiator(false).await;
+    let mut p = peer_to(&right, "10.0.0.9");
+    // The first child SA covers only the client's port 5000.
+    p.child.local_ts = vec![ts("10.0.0.9/32[udp/5000]")];
+    let (ach, _rach) = connect(&a, &right, p).await;
+    let five = FiveTuple::new(17, addr("10.0.0.9:5001"), addr(SERVER));
+    let flow = a
+        .create_connection_latch(ConnectionRequest::new(five))
+        .await
+        .unwrap();
+    assert_eq!(flow.inquire().unwrap().state, LatchState::Larval);
+    match ach.send(five.local, five.remote, b"lost").await {
+        Err(Error::Dropped { latch, .. }) => assert_eq!(latch, flow.id()),
+        other => panic!("expected the first packet to be lost, got {other:?}"),
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while flow.inquire().unwrap().state != LatchState::Established {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the acquired SA never bound the latch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut acquired = tokio::time::timeout(Duration::from_secs(5), right.accept())
+        .await
+        .unwrap()
+        .expect("the responder sees the acquired child SA");
+    assert_eq!(
+        acquired.child_sa().remote_ts,
+        vec!["10.0.0.9[17/5001]".to_string()]
+    );
+    ach.send(five.local, five.remote, b"now").await.unwrap();
+    let d = expect(&mut acquired).await;
+    assert_eq!(d.data, b"now");
+    assert_eq!(d.src, five.local);
+}
