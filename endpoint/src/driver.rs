@@ -107,7 +107,7 @@ pub(crate) struct Driver {
     drops: HashMap<&'static str, u64>,
     /// R9: latched flows for which a child SA is being acquired, and when
     /// the acquisition started (one CREATE_CHILD_SA per flow at a time).
-    acquiring: HashMap<FiveTuple, Instant>,
+    acquiring: HashMap<FiveTuple, (ike::IkeSaId, Instant)>,
     /// Scratch buffer for building packets (no allocation per packet).
     scratch: Vec<u8>,
     /// Output buffer for encapsulation.
@@ -600,7 +600,7 @@ impl Driver {
         if self
             .acquiring
             .get(&five)
-            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+            .is_some_and(|(_, t)| now.duration_since(*t) < Duration::from_secs(10))
         {
             return;
         }
@@ -640,7 +640,7 @@ impl Driver {
         match self.ike.create_child(now, ike_sa, child) {
             Ok(()) => {
                 tracing::info!(%five, ike_sa = ike_sa.0, "acquiring a child SA for a latched flow (R9)");
-                self.acquiring.insert(five, now);
+                self.acquiring.insert(five, (ike_sa, now));
             }
             Err(e) => tracing::debug!(%five, error = %e, "cannot acquire a child SA"),
         }
@@ -763,6 +763,7 @@ impl Driver {
                 }
             }
             ike::Event::ChildSaFailed { ike_sa, error } => {
+                self.acquiring.retain(|_, (sa, _)| *sa != ike_sa);
                 tracing::warn!(sa = ike_sa.0, %error, "child SA failed");
                 if let Some((peer, reply)) = self.pending_connect.remove(&ike_sa) {
                     let _ = reply.send(Err(Error::Child { peer, error }));
@@ -960,15 +961,16 @@ impl Driver {
         // A child SA we acquired for latched flows (R9): it serves those
         // flows through the existing channels, it is not a new channel.
         let before = self.acquiring.len();
-        self.acquiring.retain(|f, _| {
-            !(info
-                .local_ts
-                .iter()
-                .any(|t| t.matches(f.proto, f.local.ip(), f.local.port()))
-                && info
-                    .remote_ts
+        self.acquiring.retain(|f, (sa, _)| {
+            *sa != info.ike_sa
+                || !(info
+                    .local_ts
                     .iter()
-                    .any(|t| t.matches(f.proto, f.remote.ip(), f.remote.port())))
+                    .any(|t| t.matches(f.proto, f.local.ip(), f.local.port()))
+                    && info
+                        .remote_ts
+                        .iter()
+                        .any(|t| t.matches(f.proto, f.remote.ip(), f.remote.port())))
         });
         if self.acquiring.len() != before {
             return;
