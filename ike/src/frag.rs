@@ -58,15 +58,11 @@ fn skf_prefix(
 ) -> Vec<u8> {
     let skf_len = SKF_HEADER + body_len;
     let len = Header::LEN + skf_len;
+    let mut h = *header;
+    h.next_payload = payload_type::SKF;
+    h.length = u32::try_from(len).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&header.spi_i.to_be_bytes());
-    out.extend_from_slice(&header.spi_r.to_be_bytes());
-    out.push(payload_type::SKF);
-    out.push(0x20);
-    out.push(header.exchange);
-    out.push(header.flags);
-    out.extend_from_slice(&header.message_id.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&h.to_bytes());
     out.push(first_inner);
     out.push(0);
     out.extend_from_slice(&u16::try_from(skf_len).unwrap_or(u16::MAX).to_be_bytes());

@@ -3,28 +3,9 @@
 
 use pad::{Identity, TrafficSelector};
 
-use crate::wire::{payload_type, Header, Notify, Payload, WireTs};
+use crate::wire::{Notify, Payload, WireTs};
 
-/// The IKE header followed by the SK payload's generic header: what an
-/// encrypted message starts with, and the AAD / integrity-protected prefix
-/// (RFC 7296 3.14, RFC 5282 5.1). The message is `prefix || body`.
-pub(crate) fn sk_prefix(header: &Header, first_inner: u8, body_len: usize) -> Vec<u8> {
-    let sk_len = 4 + body_len;
-    let total = Header::LEN + sk_len;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&header.spi_i.to_be_bytes());
-    out.extend_from_slice(&header.spi_r.to_be_bytes());
-    out.push(payload_type::SK);
-    out.push(0x20);
-    out.push(header.exchange);
-    out.push(header.flags);
-    out.extend_from_slice(&header.message_id.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_be_bytes());
-    out.push(first_inner);
-    out.push(0);
-    out.extend_from_slice(&u16::try_from(sk_len).unwrap_or(u16::MAX).to_be_bytes());
-    out
-}
+pub(crate) use crate::wire::sk_prefix;
 
 /// A notify without SPI.
 pub(crate) fn notify(kind: u16, data: Vec<u8>) -> Payload {
@@ -148,28 +129,6 @@ pub(crate) fn spi64(b: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sk_prefix_layout() {
-        let h = Header {
-            spi_i: 1,
-            spi_r: 2,
-            next_payload: 0,
-            version: 0x20,
-            exchange: 35,
-            flags: 0x08,
-            message_id: 1,
-            length: 0,
-        };
-        let p = sk_prefix(&h, payload_type::IDI, 100);
-        assert_eq!(p.len(), 32);
-        assert_eq!(p[16], payload_type::SK);
-        assert_eq!(&p[24..28], &(132u32).to_be_bytes());
-        assert_eq!(p[28], payload_type::IDI);
-        assert_eq!(&p[30..32], &(104u16).to_be_bytes());
-        // Same bytes as the codec's own.
-        assert_eq!(p, crate::wire::sk_prefix(&h, payload_type::IDI, 100));
-    }
 
     #[test]
     fn ts_ops() {

@@ -14,22 +14,9 @@
 //! instead.
 
 use pad::{FiveTuple, IpRange, TrafficSelector};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
-fn to_u128(a: IpAddr) -> u128 {
-    match a {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-fn from_u128(v4: bool, x: u128) -> IpAddr {
-    if v4 {
-        IpAddr::V4(Ipv4Addr::from(u32::try_from(x).unwrap_or(u32::MAX)))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(x))
-    }
-}
+use pad::{addr_from_u128 as from_u128, addr_to_u128 as to_u128};
 
 /// Whether the SA `local` x `remote` could carry `t`.
 pub(crate) fn product_covers(

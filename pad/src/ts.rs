@@ -28,14 +28,18 @@ pub enum TsError {
     Syntax(String),
 }
 
-fn to_u128(a: IpAddr) -> u128 {
+/// An address as an integer (IPv4 in the low 32 bits), for range
+/// arithmetic.
+pub fn addr_to_u128(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
     }
 }
 
-fn from_u128(v4: bool, x: u128) -> IpAddr {
+/// The inverse of [`addr_to_u128`] for the given family (an IPv4 value
+/// above 32 bits saturates).
+pub fn addr_from_u128(v4: bool, x: u128) -> IpAddr {
     if v4 {
         // Values come from IPv4 addresses, so they fit in 32 bits.
         IpAddr::V4(Ipv4Addr::from(u32::try_from(x).unwrap_or(u32::MAX)))
@@ -50,7 +54,7 @@ impl IpRange {
         if start.is_ipv4() != end.is_ipv4() {
             return Err(TsError::MixedFamily);
         }
-        if to_u128(start) > to_u128(end) {
+        if addr_to_u128(start) > addr_to_u128(end) {
             return Err(TsError::Inverted);
         }
         Ok(Self { start, end })
@@ -88,10 +92,10 @@ impl IpRange {
         } else {
             (1u128 << host_bits) - 1
         };
-        let x = to_u128(a);
+        let x = addr_to_u128(a);
         Ok(Self {
-            start: from_u128(a.is_ipv4(), x & !mask),
-            end: from_u128(a.is_ipv4(), x | mask),
+            start: addr_from_u128(a.is_ipv4(), x & !mask),
+            end: addr_from_u128(a.is_ipv4(), x | mask),
         })
     }
 
@@ -103,8 +107,8 @@ impl IpRange {
     /// Whether the address is inside.
     pub fn contains(&self, a: IpAddr) -> bool {
         a.is_ipv4() == self.is_ipv4()
-            && to_u128(self.start) <= to_u128(a)
-            && to_u128(a) <= to_u128(self.end)
+            && addr_to_u128(self.start) <= addr_to_u128(a)
+            && addr_to_u128(a) <= addr_to_u128(self.end)
     }
 
     /// The common part, if any.
@@ -112,11 +116,11 @@ impl IpRange {
         if self.is_ipv4() != o.is_ipv4() {
             return None;
         }
-        let s = to_u128(self.start).max(to_u128(o.start));
-        let e = to_u128(self.end).min(to_u128(o.end));
+        let s = addr_to_u128(self.start).max(addr_to_u128(o.start));
+        let e = addr_to_u128(self.end).min(addr_to_u128(o.end));
         (s <= e).then(|| Self {
-            start: from_u128(self.is_ipv4(), s),
-            end: from_u128(self.is_ipv4(), e),
+            start: addr_from_u128(self.is_ipv4(), s),
+            end: addr_from_u128(self.is_ipv4(), e),
         })
     }
 
