@@ -88,7 +88,9 @@ struct InquireArgs {
 #[derive(Debug, Args)]
 struct SecurityArgs {
     /// Authentication, ours and the one we require of the peer: `null`
-    /// (RFC 7619, BTNS: no identity proven) or `psk`.
+    /// (RFC 7619, BTNS: no identity proven), `psk`, `certificate` (X.509,
+    /// with --cert, --key, --ca) or `rawpublickey` (RFC 7670, with --key and
+    /// --peer-key or --btns).
     #[arg(long, default_value = "null")]
     auth: AuthMethod,
     /// File holding the pre-shared key (for --auth psk). `0x...` is hex.
@@ -120,6 +122,27 @@ struct SecurityArgs {
     /// socket). On by default; `--force-encap=false` to turn off.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     force_encap: bool,
+    /// Our certificate chain (PEM, end entity first; or one DER
+    /// certificate), for `--auth certificate`.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Our private key (PKCS#8 PEM), for `--auth certificate` or
+    /// `--auth rawpublickey`.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// A trust anchor (CA certificate, PEM or DER) the peer's certificate
+    /// must validate to. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    ca: Vec<PathBuf>,
+    /// A raw public key accepted from the peer (RFC 7670): a DER
+    /// SubjectPublicKeyInfo (`latchkey pki selfsign` writes NAME.spki.der)
+    /// or a certificate whose key is taken. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    peer_key: Vec<PathBuf>,
+    /// BTNS with keys (RFC 5386): accept any key the peer proves it holds;
+    /// the peer is then identified by the key's fingerprint.
+    #[arg(long)]
+    btns: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -308,7 +331,72 @@ fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpo
         p.child.esp_proposals = EspProposal::parse_list(s).context("--esp-proposal")?;
     }
     p.force_encap = sec.force_encap;
+    p.credentials = load_credentials(sec)?;
     Ok(p)
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+/// Keys, certificates and trust anchors for signature authentication
+/// (RFC 7296 2.15, RFC 7427, RFC 7670), read from the files given.
+fn load_credentials(sec: &SecurityArgs) -> Result<endpoint::Credentials> {
+    let mut c = endpoint::Credentials::default();
+    if let Some(path) = &sec.key {
+        let key = certs::PrivateKey::from_pem(&read(path, "private key")?)
+            .map_err(|e| anyhow!("private key {}: {e}", path.display()))?;
+        c.private_key = Some(std::sync::Arc::new(key));
+    }
+    if let Some(path) = &sec.cert {
+        c.certificates = certs::certificates_from_pem_or_der(&read(path, "certificate")?)
+            .map_err(|e| anyhow!("certificate {}: {e}", path.display()))?;
+    }
+    for path in &sec.ca {
+        for der in certs::certificates_from_pem_or_der(&read(path, "trust anchor")?)
+            .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?
+        {
+            c.trust_anchors.push(
+                certs::TrustAnchor::from_der(&der)
+                    .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?,
+            );
+        }
+    }
+    for path in &sec.peer_key {
+        let bytes = read(path, "peer key")?;
+        let key = match certs::PublicKey::from_spki_der(&bytes) {
+            Ok(k) => k,
+            Err(_) => {
+                let der = certs::certificates_from_pem_or_der(&bytes)
+                    .ok()
+                    .and_then(|v| v.into_iter().next())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "peer key {}: neither a DER SubjectPublicKeyInfo nor a certificate",
+                            path.display()
+                        )
+                    })?;
+                certs::certificate_public_key(&der)
+                    .map_err(|e| anyhow!("peer key {}: {e}", path.display()))?
+            }
+        };
+        c.peer_keys.push(key);
+    }
+    c.accept_any_key = sec.btns;
+    let signs = matches!(sec.auth, AuthMethod::Certificate | AuthMethod::RawPublicKey);
+    if signs && c.private_key.is_none() {
+        bail!("--auth {} needs --key FILE (our private key)", sec.auth);
+    }
+    if sec.auth == AuthMethod::Certificate && c.certificates.is_empty() {
+        bail!("--auth certificate needs --cert FILE (our certificate chain)");
+    }
+    if sec.auth == AuthMethod::Certificate && c.trust_anchors.is_empty() && !sec.btns {
+        bail!("--auth certificate needs --ca FILE (what the peer's certificate must chain to), or --btns");
+    }
+    if sec.auth == AuthMethod::RawPublicKey && c.peer_keys.is_empty() && !sec.btns {
+        bail!("--auth rawpublickey needs --peer-key FILE (the peer's key), or --btns");
+    }
+    Ok(c)
 }
 
 fn parse_peer(s: &str) -> Result<SocketAddr> {

@@ -996,6 +996,7 @@ impl Driver {
             id,
             ike,
             child: summary,
+            peer_credential: info.peer_credential.clone(),
             cmd,
             rx,
             shared: self.shared.clone(),

@@ -36,7 +36,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use ike::{ChildConfig, ChildSaId, IkeSaId, PeerConfig as IkePeerConfig};
+pub use ike::{
+    ChildConfig, ChildSaId, Credentials, IkeSaId, PeerConfig as IkePeerConfig, PeerCredential,
+};
 pub use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
     ListenerRequest, NatInfo, PeerAuth, PeerIdentity, RequestedProtection, RestartPolicy,
@@ -358,6 +360,7 @@ pub struct Channel {
     id: u64,
     ike: IkeSummary,
     child: ChildSummary,
+    peer_credential: PeerCredential,
     cmd: mpsc::Sender<driver::Command>,
     rx: mpsc::Receiver<Datagram>,
     shared: latching::SharedRef,
@@ -367,6 +370,13 @@ impl Channel {
     /// The IKE SA this channel runs under, as negotiated.
     pub fn ike_sa(&self) -> &IkeSummary {
         &self.ike
+    }
+
+    /// How the peer proved who it is (R7): anonymous (NULL), the shared
+    /// key, its certificate with the trust anchor it chained to, or its raw
+    /// public key.
+    pub fn peer_credential(&self) -> &PeerCredential {
+        &self.peer_credential
     }
 
     /// The child SA, as negotiated when the channel came up.
