@@ -20,6 +20,7 @@
 
 pub mod encoding;
 pub mod generate;
+pub mod ipseckey;
 pub mod keys;
 mod psk;
 pub mod validate;
@@ -31,6 +32,7 @@ pub use generate::{
     self_signed, BadCertificate, BadKind, CertificateAuthority, EndEntity, ExtKeyUsage, GenError,
     Issued,
 };
+pub use ipseckey::{Gateway, IpsecKey, IpsecKeyError};
 pub use keys::{
     KeyAlgorithm, KeyError, KeyType, PrivateKey, PublicKey, SignError, SignatureScheme,
     SpkiFingerprint, VerifyError,
