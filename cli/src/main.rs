@@ -18,6 +18,7 @@ use endpoint::{
 mod control;
 mod demo;
 mod pki;
+mod probe;
 
 /// latchkey: a userspace IKEv2 endpoint with BTNS and IPsec connection latching.
 ///
@@ -48,6 +49,10 @@ enum Command {
     /// Test PKI: make CAs, host/user and BTNS certificates, the set of bad
     /// certificates, and show whether a certificate validates.
     Pki(pki::PkiArgs),
+    /// Test harness, active half: play BTNS and misbehaving peers against
+    /// TARGET (a second peer asserting another's address, a changed key,
+    /// bad certificates, NULL or a wrong PSK) and report what it accepted.
+    Probe(probe::ProbeArgs),
     /// List the connection latches of a running `latchkey listen` (RFC 5660
     /// ENUMERATE), through its control socket.
     Latches(LatchesArgs),
@@ -234,6 +239,7 @@ fn main() -> ExitCode {
             Command::Listen(a) => listen(a).await,
             Command::Connect(a) => connect(a).await,
             Command::Pki(a) => pki::run(a),
+            Command::Probe(a) => probe::run(a).await,
             Command::Latches(a) => {
                 control::latches(&a.control.unwrap_or_else(control::default_path), a.json).await
             }
