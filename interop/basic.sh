@@ -41,14 +41,7 @@ FAIL_NOTES=()
 note_fail() { FAIL_NOTES+=("$1"); }
 
 # Does charon's SA list go empty within N seconds (latchkey deleted the SAs)?
-sas_gone() {
-    local i
-    for ((i = 0; i < $1 * 5; i++)); do
-        lk_swanctl right --list-sas 2>/dev/null | grep -q 'IKEv2' || return 0
-        sleep 0.2
-    done
-    return 1
-}
+sas_gone() { lk_sas_gone right "$1"; }
 
 lk_ns_create
 lk_psk "${R}/psk"
@@ -285,7 +278,7 @@ done
 # ---------------------------------------------------------------------------
 # RESULTS.md
 {
-    echo "# strongSwan interop results (interop/basic.sh)"
+    echo "## interop/basic.sh"
     echo
     echo "- run: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(uname -r)"
     echo "- latchkey: \`${BIN}\` ($(timeout 5 "${BIN}" --version 2>/dev/null | head -n1 || echo "no --version")," \
@@ -311,11 +304,11 @@ done
     printf '%s\n' "${LK_RESULTS[@]}"
     if ((${#FAIL_NOTES[@]})); then
         echo
-        echo "## What failed"
+        echo "### What failed"
         echo
         printf -- '- %s\n' "${FAIL_NOTES[@]}"
         echo
-        echo "### charon log (errors and exchanges)"
+        echo "#### charon log (errors and exchanges)"
         echo
         echo '```'
         grep -E 'error|failed|invalid|no proposal|NO_PROPOSAL|AUTHENTICATION|TS_UNACCEPTABLE|INVALID|retransmit|giving up|parsed|generating|received packet|sending packet|deleting|unable|not' \
@@ -324,7 +317,7 @@ done
         for f in initiator responder; do
             [[ -s ${R}/${f}.stderr ]] || continue
             echo
-            echo "### latchkey ${f} stderr (last 40 lines)"
+            echo "#### latchkey ${f} stderr (last 40 lines)"
             echo
             echo '```'
             tail -n 40 "${R}/${f}.stderr"
@@ -336,7 +329,7 @@ done
         "interop/run/basic.pcap, basic-natd.pcap, basic-responder.pcap (and *.decrypted.txt: tshark" \
         "with the keys charon logged)."
 
-} >"${RESULTS_MD}"
+} | lk_results_section "${RESULTS_MD}" basic
 
 echo "interop: ${LK_PASSED} passed, ${LK_FAILED} failed"
 ((LK_FAILED == 0))
