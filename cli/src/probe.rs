@@ -464,9 +464,21 @@ async fn endpoint_for(cfg: &ProbeConfig, fixed: bool, misbehave: bool) -> Result
     let mut ec = EndpointConfig::on(cfg.local.ip(), ike, natt);
     ec.connect_timeout = cfg.timeout;
     ec.misbehave = misbehave;
-    Endpoint::bind(ec, vec![])
-        .await
-        .map_err(|e| anyhow!("cannot open the probe's sockets: {e}"))
+    // The previous scenario's endpoint on the same fixed ports may still
+    // be closing its sockets: retry briefly while they are in use.
+    let mut tries = 0;
+    loop {
+        match Endpoint::bind(ec.clone(), vec![]).await {
+            Ok(ep) => return Ok(ep),
+            Err(endpoint::Error::Io { source, .. })
+                if fixed && source.kind() == std::io::ErrorKind::AddrInUse && tries < 50 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(anyhow!("cannot open the probe's sockets: {e}")),
+        }
+    }
 }
 
 /// Our side of a peer's authentication.
