@@ -275,6 +275,11 @@ pub(crate) struct ProbeCa {
     pub(crate) chain: Vec<Vec<u8>>,
     /// Whether it is a throwaway CA no target trusts.
     pub(crate) throwaway: bool,
+    /// The root of a `--ca-dir` hierarchy: with `--target-auth
+    /// certificate` the target's certificate is validated to it (and
+    /// asked for with CERTREQ, which strongSwan's default `send_cert =
+    /// ifasked` needs).
+    pub(crate) anchor: Option<certs::TrustAnchor>,
 }
 
 impl ProbeCa {
@@ -291,6 +296,7 @@ impl ProbeCa {
             ca,
             chain: Vec::new(),
             throwaway: true,
+            anchor: None,
         })
     }
 
@@ -314,12 +320,22 @@ impl ProbeCa {
         } else {
             Vec::new()
         };
+        let root = match dir.join("root.pem").exists() {
+            true => certs::certificates_from_pem_or_der(&read("root.pem")?)
+                .map_err(|e| anyhow!("{}/root.pem: {e}", dir.display()))?
+                .into_iter()
+                .next(),
+            false => None,
+        };
+        let anchor = certs::TrustAnchor::from_der(root.as_deref().unwrap_or(&cert))
+            .map_err(|e| anyhow!("{}: trust anchor: {e}", dir.display()))?;
         let ca = CertificateAuthority::from_der(&cert, key)
             .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         Ok(Self {
             ca,
             chain,
             throwaway: false,
+            anchor: Some(anchor),
         })
     }
 }
@@ -514,7 +530,12 @@ fn peer(cfg: &ProbeConfig, name: &str, auth: Auth) -> endpoint::PeerConfig {
     let mut p = endpoint::peer_config(name, auth.method, None, cfg.local_ts, cfg.remote_ts);
     p.local_id = auth.id;
     p.remote_natt_port = cfg.remote_nat_t_port;
+    let anchor = match (cfg.target_auth, &cfg.ca.anchor) {
+        (AuthMethod::Certificate, Some(a)) => Some(a.clone()),
+        _ => None,
+    };
     p.remote_auth = match cfg.target_auth {
+        AuthMethod::Certificate if anchor.is_some() => AuthMethod::Certificate,
         m if m.is_signature() => AuthMethod::RawPublicKey,
         m => m,
     };
@@ -528,7 +549,8 @@ fn peer(cfg: &ProbeConfig, name: &str, auth: Auth) -> endpoint::PeerConfig {
     p.credentials = endpoint::Credentials {
         private_key: auth.key,
         certificates: auth.certificates,
-        accept_any_key: cfg.target_auth.is_signature(),
+        accept_any_key: cfg.target_auth.is_signature() && anchor.is_none(),
+        trust_anchors: anchor.into_iter().collect(),
         ..Default::default()
     };
     p
@@ -1151,14 +1173,28 @@ mod tests {
             ts("10.0.0.1/32"),
             ts("10.0.0.0/24"),
         );
-        p.local_auth = AuthMethod::Null;
-        p.local_id = Identity::Null;
-        p.credentials.trust_anchors = vec![anchor];
+        // The target authenticates with a certificate from the same CA;
+        // the probe validates it to the CA (as with --ca-dir).
+        let spec = EndEntity::host("target.latchkey.invalid");
+        let own = ca
+            .ca
+            .issue(
+                &spec,
+                KeyAlgorithm::EcdsaP256,
+                certs::time::OffsetDateTime::now_utc(),
+                &mut rand_core::OsRng,
+            )
+            .unwrap();
+        p.local_id = spec.identity().unwrap();
+        p.credentials.private_key = Some(Arc::new(own.key));
+        p.credentials.certificates = vec![own.cert_der];
+        p.credentials.trust_anchors = vec![anchor.clone()];
         let target = Endpoint::bind(EndpointConfig::loopback(), vec![p])
             .await
             .unwrap();
-        let mut cfg = config(&target, ca, AuthMethod::Null);
+        let mut cfg = config(&target, ca, AuthMethod::Certificate);
         cfg.ca.throwaway = false;
+        cfg.ca.anchor = Some(anchor);
         let mut scenarios: Vec<Scenario> =
             BadKind::ALL.iter().map(|k| Scenario::BadCert(*k)).collect();
         scenarios.push(Scenario::NullWhereCertWanted);
