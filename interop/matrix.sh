@@ -233,9 +233,13 @@ case_responder() {
     elif ((up)); then
         BAD+=("latchkey listen exited early: $(tail -n 2 "${P}.stderr")")
     fi
-    # Leave no SA behind for the next case.
-    lk_swanctl right --terminate --ike lk --force --timeout 5 >/dev/null 2>&1 || true
-    lk_sas_gone right 3 || true
+    # Leave no SA behind for the next case. latchkey listen is not required
+    # to delete its SAs on SIGINT (basic.sh does not ask it either); note it.
+    if lk_swanctl right --list-sas 2>/dev/null | grep -q 'IKEv2'; then
+        OK+=("note: SAs not deleted by latchkey on SIGINT")
+        lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
+        lk_sas_gone right 3 || true
+    fi
 }
 
 n=0
