@@ -1262,6 +1262,113 @@ mod tests {
         }
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Top,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Top {
+        Pki(crate::pki::PkiArgs),
+        Probe(ProbeArgs),
+    }
+
+    /// The command path: `latchkey pki init` makes a CA directory, the
+    /// target trusts its root, `latchkey probe --ca-dir` issues under it;
+    /// the probe runs (exit 0) whatever the target decides.
+    #[tokio::test]
+    async fn command_with_ca_dir() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("latchkey-probe-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca_dir = dir.join("ca").to_string_lossy().into_owned();
+        let Top::Pki(a) = Cli::try_parse_from([
+            "latchkey",
+            "pki",
+            "init",
+            "--name",
+            "Probe Test Root",
+            "--out",
+            &ca_dir,
+        ])
+        .unwrap()
+        .cmd
+        else {
+            unreachable!()
+        };
+        crate::pki::run(a).unwrap();
+        let ca = ProbeCa::load(&dir.join("ca")).unwrap();
+        let mut p = endpoint::peer_config(
+            "certs",
+            AuthMethod::Certificate,
+            None,
+            ts("10.0.0.1/32"),
+            ts("10.0.0.0/24"),
+        );
+        p.local_auth = AuthMethod::Null;
+        p.local_id = Identity::Null;
+        p.credentials.trust_anchors = vec![ca.anchor.clone().unwrap()];
+        let target = Endpoint::bind(EndpointConfig::loopback(), vec![p])
+            .await
+            .unwrap();
+        let t = target.ike_addr().to_string();
+        let natt = target.natt_addr().port().to_string();
+        let Top::Probe(a) = Cli::try_parse_from([
+            "latchkey",
+            "probe",
+            &t,
+            "--remote-nat-t-port",
+            &natt,
+            "--inner",
+            "10.0.0.9",
+            "--remote-ts",
+            "10.0.0.1/32",
+            "--ca-dir",
+            &ca_dir,
+            "--auth",
+            "certificate",
+            "--scenario",
+            "bad-cert-expired",
+            "--scenario",
+            "second-peer-same-address",
+            "--timeout",
+            "5",
+            "--json",
+        ])
+        .unwrap()
+        .cmd
+        else {
+            unreachable!()
+        };
+        run(a).await.unwrap();
+        // The same through the library, to look at the verdicts.
+        let mut cfg = config(&target, ca, AuthMethod::Null);
+        cfg.auth = AuthMethod::Certificate;
+        let out = probe(
+            &cfg,
+            &[
+                Scenario::BadCert(BadKind::Expired),
+                Scenario::SecondPeerSameAddress,
+            ],
+        )
+        .await;
+        assert!(
+            matches!(out[0].verdict, Verdict::Refused { .. }),
+            "{}",
+            out[0].verdict
+        );
+        assert!(
+            matches!(
+                out[1].verdict,
+                Verdict::Accepted { .. } | Verdict::Narrowed { .. }
+            ),
+            "{}",
+            out[1].verdict
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn scenario_names_round_trip() {
         for s in Scenario::all() {
