@@ -9,6 +9,7 @@ PKGS=(
     strongswan-swanctl         # swanctl (vici client)
     strongswan-pki             # certs cross-check: pki --verify
     openssl                    # certs cross-check: openssl verify
+    nsd                        # DNS server for the IPSECKEY test (tests/tests/ipseckey.rs)
     libstrongswan              # core plugins (curve25519, kdf, ...)
     libstrongswan-standard-plugins  # openssl, gcm: no AES-GCM without it
     libstrongswan-extra-plugins

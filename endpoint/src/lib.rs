@@ -26,6 +26,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dns;
 mod driver;
 mod latching;
 
@@ -36,6 +37,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use dns::{lookup_ipseckey, peer_keys_from_dns, reverse_name, DnsError, DnsPeerKeys};
 pub use ike::{
     ChildConfig, ChildSaId, Credentials, IkeSaId, PeerConfig as IkePeerConfig, PeerCredential,
 };
