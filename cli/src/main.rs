@@ -148,6 +148,15 @@ struct SecurityArgs {
     /// the peer is then identified by the key's fingerprint.
     #[arg(long)]
     btns: bool,
+    /// `connect` only: take the peer's key from its IPSECKEY record in DNS
+    /// (RFC 4025, RFC 4322 style) instead of --peer-key: a NAME, or
+    /// `reverse` for the reverse name of the peer's address.
+    #[arg(long, value_name = "NAME|reverse")]
+    peer_key_dns: Option<String>,
+    /// The DNS server for --peer-key-dns, ADDR:PORT (default: the first
+    /// nameserver in /etc/resolv.conf, port 53).
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_server: Option<SocketAddr>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -399,8 +408,12 @@ fn load_credentials(sec: &SecurityArgs) -> Result<endpoint::Credentials> {
     if sec.auth == AuthMethod::Certificate && c.trust_anchors.is_empty() && !sec.btns {
         bail!("--auth certificate needs --ca FILE (what the peer's certificate must chain to), or --btns");
     }
-    if sec.auth == AuthMethod::RawPublicKey && c.peer_keys.is_empty() && !sec.btns {
-        bail!("--auth rawpublickey needs --peer-key FILE (the peer's key), or --btns");
+    if sec.auth == AuthMethod::RawPublicKey
+        && c.peer_keys.is_empty()
+        && !sec.btns
+        && sec.peer_key_dns.is_none()
+    {
+        bail!("--auth rawpublickey needs --peer-key FILE (the peer's key), --peer-key-dns NAME, or --btns");
     }
     Ok(c)
 }
@@ -418,6 +431,9 @@ fn parse_peer(s: &str) -> Result<SocketAddr> {
 async fn connect(a: ConnectArgs) -> Result<()> {
     let remote = parse_peer(&a.peer)?;
     let mut peer = peer_config("peer", &a.sec, a.local.ip())?;
+    if let Some(name) = &a.sec.peer_key_dns {
+        peer_key_from_dns(&mut peer, name, a.sec.dns_server, remote, a.sec.json).await?;
+    }
     peer.remote_natt_port = a.remote_nat_t_port;
     let mut cfg = EndpointConfig::on(a.local.ip(), a.local.port(), a.nat_t_port);
     cfg.connect_timeout = secs(a.timeout, "--timeout")?;
@@ -500,6 +516,9 @@ async fn connect(a: ConnectArgs) -> Result<()> {
 }
 
 async fn listen(a: ListenArgs) -> Result<()> {
+    if a.sec.peer_key_dns.is_some() {
+        bail!("--peer-key-dns is for connect: a responder does not know its peer in advance");
+    }
     let peer = peer_config("any", &a.sec, a.ike.ip())?;
     let mut cfg = EndpointConfig::on(a.ike.ip(), a.ike.port(), a.natt.port());
     cfg.natt_addr = a.natt;
@@ -615,4 +634,61 @@ async fn listen(a: ListenArgs) -> Result<()> {
 
 fn secs(s: f64, what: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| anyhow!("{what} {s}: not a valid number of seconds"))
+}
+
+/// --peer-key-dns: the peer's IPSECKEY records (RFC 4025) become the only
+/// keys accepted from it (RFC 4322 style); the gateways they name are
+/// reported, not followed.
+async fn peer_key_from_dns(
+    peer: &mut endpoint::PeerConfig,
+    name: &str,
+    server: Option<SocketAddr>,
+    remote: SocketAddr,
+    json: bool,
+) -> Result<()> {
+    if peer.remote_auth != AuthMethod::RawPublicKey {
+        bail!("--peer-key-dns needs --auth rawpublickey");
+    }
+    let name = if name == "reverse" {
+        endpoint::reverse_name(remote.ip())
+    } else {
+        name.to_owned()
+    };
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let ip = conf
+                .lines()
+                .filter_map(|l| l.strip_prefix("nameserver"))
+                .find_map(|a| a.trim().parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    anyhow!("--peer-key-dns: no --dns-server and no nameserver in /etc/resolv.conf")
+                })?;
+            SocketAddr::new(ip, 53)
+        }
+    };
+    let dns = endpoint::peer_keys_from_dns(server, &name, Duration::from_secs(5)).await?;
+    for (rec, e) in &dns.skipped {
+        tracing::warn!(record = %rec, error = %e, "IPSECKEY record skipped");
+    }
+    if !json {
+        for k in &dns.keys {
+            println!(
+                "IPSECKEY {} (from {}): {} key {}",
+                dns.name,
+                dns.server,
+                k.kind(),
+                k.fingerprint()
+            );
+        }
+        for g in &dns.gateways {
+            println!(
+                "IPSECKEY {}: gateway {g} (reported; IKE goes to {remote})",
+                dns.name
+            );
+        }
+    }
+    peer.credentials = dns.credentials(std::mem::take(&mut peer.credentials));
+    Ok(())
 }
