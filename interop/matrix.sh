@@ -148,7 +148,7 @@ case_initiator() {
     rc=$?
     set -e
     lk_poll_sas_stop
-    ((rc == 0)) || BAD+=("latchkey connect exit ${rc}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2)")
+    ((rc == 0)) || BAD+=("latchkey connect exit ${rc}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 || true)")
     check_sas "${P}"
     if lk_listener_got "${R}/listener.txt" "${LK_INNER_LEFT}" "${msg}"; then
         OK+=("datagram delivered")
@@ -192,7 +192,7 @@ case_responder() {
     else
         sleep 0.2
         if ! lk_swanctl right --initiate --child lk --timeout 20 >"${P}-initiate.out" 2>&1; then
-            BAD+=("swanctl --initiate: $(grep -E 'failed|error|received|NO_PROP|AUTH' "${P}-initiate.out" | tail -n 3)")
+            BAD+=("swanctl --initiate: $(grep -E 'failed|error|received|NO_PROP|AUTH' "${P}-initiate.out" | tail -n 3 || true)")
         fi
         # Poll only once --initiate has returned: a --list-sas issued while
         # charon is initiating was seen to block until the poll was stopped.
