@@ -262,10 +262,44 @@ fn zone_lines(s: &Setup) -> (String, String) {
     let wrong = IpsecKey::from_public_key(10, Gateway::None, s.mallory_key.public_key()).unwrap();
     let reverse =
         IpsecKey::from_public_key(10, Gateway::None, s.responder_key.public_key()).unwrap();
+    // `big`: six RSA records of 2048-bit moduli (RFC 3110 form, synthetic
+    // octets), about 1.6 kB: more than the 1232 octets we accept over UDP,
+    // so the answer comes truncated and is asked again over TCP.
+    let mut big = String::new();
+    for i in 0..6u8 {
+        let mut key = vec![3, 1, 0, 1];
+        key.extend((0..256u16).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i) | 0x80));
+        let rec = IpsecKey {
+            precedence: 20 - i,
+            gateway: Gateway::None,
+            algorithm: certs::ipseckey::algorithm::RSA,
+            public_key: key,
+        };
+        big.push_str(&format!("big IN IPSECKEY {rec}\n"));
+    }
     (
-        format!("right IN IPSECKEY {right}\nwrong IN IPSECKEY {wrong}\n"),
+        format!("right IN IPSECKEY {right}\nwrong IN IPSECKEY {wrong}\n{big}"),
         format!("1 IN IPSECKEY {reverse}\n"),
     )
+}
+
+#[tokio::test]
+async fn large_answer_is_truncated_over_udp_and_read_over_tcp() {
+    let s = endpoints().await;
+    let (fwd, rev) = zone_lines(&s);
+    let Some(nsd) = start_nsd(&fwd, &rev).await else {
+        return;
+    };
+    let records =
+        endpoint::lookup_ipseckey(nsd.addr, &format!("big.{ZONE}"), Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 6);
+    // In precedence order, lowest first (RFC 4025 2.2).
+    let precedences: Vec<u8> = records.iter().map(|r| r.precedence).collect();
+    assert_eq!(precedences, [15, 16, 17, 18, 19, 20]);
+    assert!(records.iter().all(|r| r.public_key.len() == 260));
+    drop(nsd);
 }
 
 #[tokio::test]
