@@ -473,6 +473,80 @@ pub async fn peer_keys_from_dns(
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::rr::Record;
+
+    /// An answer to `query` (as received) with one IPSECKEY record whose
+    /// precedence is `precedence`; `id`/`qname` override the query's.
+    fn answer(query: &Message, id: u16, qname: Option<&str>, precedence: u8, tc: bool) -> Vec<u8> {
+        let mut q = query.queries[0].clone();
+        if let Some(n) = qname {
+            q.set_name(Name::from_ascii(n).unwrap());
+        }
+        let mut m = Message::response(id, OpCode::Query);
+        m.metadata.truncation = tc;
+        let owner = q.name().clone();
+        m.add_query(q);
+        if !tc {
+            let rdata = [precedence, 0, certs::ipseckey::algorithm::EDDSA]
+                .into_iter()
+                .chain([7u8; 32])
+                .collect();
+            m.add_answer(Record::from_rdata(
+                owner,
+                60,
+                RData::Unknown {
+                    code: RecordType::from(certs::ipseckey::RECORD_TYPE),
+                    rdata: NULL::with(rdata),
+                },
+            ));
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// Answers with the wrong ID or the wrong question are ignored (a
+    /// blind spoofer's); the real one is taken. A truncated answer is asked
+    /// again over TCP.
+    #[tokio::test]
+    async fn spoofed_answers_ignored_and_truncation_goes_to_tcp() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(server).await.unwrap();
+        let fake = async move {
+            // UDP: three wrong answers, then the right one.
+            let mut buf = [0u8; 2048];
+            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let id = q.metadata.id;
+            for wrong in [
+                answer(&q, id.wrapping_add(1), None, 1, false),
+                answer(&q, id, Some("other.example."), 2, false),
+                b"garbage".to_vec(),
+                answer(&q, id, None, 3, true),
+            ] {
+                udp.send_to(&wrong, from).await.unwrap();
+            }
+            // TCP: the full answer.
+            let (mut s, _) = tcp.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut b = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut b).await.unwrap();
+            let q = Message::from_vec(&b).unwrap();
+            let a = answer(&q, q.metadata.id, None, 4, false);
+            s.write_all(&u16::try_from(a.len()).unwrap().to_be_bytes())
+                .await
+                .unwrap();
+            s.write_all(&a).await.unwrap();
+        };
+        let (r, ()) = tokio::join!(
+            lookup_ipseckey(server, "peer.example", Duration::from_secs(5)),
+            fake
+        );
+        let r = r.unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].precedence, 4, "the TCP answer, not a spoofed one");
+    }
 
     #[test]
     fn reverse_names() {
