@@ -216,9 +216,11 @@ fn matches(m: &Message, id: u16, qname: &Name) -> bool {
         && m.metadata.op_code == OpCode::Query
         && m.queries.len() == 1
         && m.queries.first().is_some_and(|q| {
-            q.name().eq_case(qname) || q.name() == qname
-        } && q.query_type() == RecordType::from(certs::ipseckey::RECORD_TYPE)
-            && q.query_class() == DNSClass::IN)
+            // Name equality is case-insensitive (RFC 4343).
+            q.name() == qname
+                && q.query_type() == RecordType::from(certs::ipseckey::RECORD_TYPE)
+                && q.query_class() == DNSClass::IN
+        })
 }
 
 async fn udp_exchange(
@@ -245,14 +247,9 @@ async fn udp_exchange(
             tokio::select! {
                 () = &mut wait => break,
                 r = sock.recv(&mut buf) => {
-                    let n = match r {
-                        Ok(n) => n,
-                        // ICMP port unreachable: nobody listens there.
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            return Err(io(e));
-                        }
-                        Err(e) => return Err(io(e)),
-                    };
+                    // An error here is typically ICMP port unreachable
+                    // (connection refused): nobody serves DNS there.
+                    let n = r.map_err(io)?;
                     let Some(datagram) = buf.get(..n) else { continue };
                     match Message::from_vec(datagram) {
                         Ok(m) if matches(&m, id, qname) => return Ok(m),
@@ -341,7 +338,7 @@ fn records_of(
     let mut owner = qname.clone();
     for _ in 0..MAX_CNAME_HOPS {
         let next = m.answers.iter().find_map(|r| match &r.data {
-            RData::CNAME(c) if r.name.eq_case(&owner) || r.name == owner => Some(c.0.clone()),
+            RData::CNAME(c) if r.name == owner => Some(c.0.clone()),
             _ => None,
         });
         match next {
