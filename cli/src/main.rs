@@ -287,6 +287,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -446,7 +447,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
         let i = ch.ike_sa();
         let c = ch.child_sa();
         println!(
-            "IKE SA up: {} <-> {}  {}  SPIs {}_i {}_r  peer {} ({})",
+            "IKE SA up: {} <-> {}  {}  SPIs {}_i {}_r  peer ID {} authenticated by {}",
             i.local, i.remote, i.suite, i.spi_i, i.spi_r, i.peer_id, i.peer_auth
         );
         println!(
@@ -619,16 +620,18 @@ async fn listen(a: ListenArgs) -> Result<()> {
             }
         }
     };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         () = accept => {}
         r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
+        _ = term.recv() => {}
     }
+    tracing::info!("shutting down: deleting the IKE SAs (RFC 7296 1.4.1)");
     if serving {
         let _ = std::fs::remove_file(&control_path);
     }
-    if let Ok(ep) = std::sync::Arc::try_unwrap(ep) {
-        ep.shutdown().await?;
-    }
+    ep.shutdown().await?;
     Ok(())
 }
 

@@ -783,8 +783,9 @@ impl Endpoint {
     }
 
     /// Delete every IKE SA (INFORMATIONAL), wait briefly for the peers'
-    /// answers, and stop the driver.
-    pub async fn shutdown(self) -> Result<(), Error> {
+    /// answers, and stop the driver. Takes `&self` so an endpoint shared
+    /// with other tasks (an `Arc`) can still be shut down in order.
+    pub async fn shutdown(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(driver::Command::Shutdown { reply: tx })
