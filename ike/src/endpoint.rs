@@ -50,6 +50,24 @@ impl core::fmt::Debug for Ike {
 }
 
 impl Ike {
+    /// The context an exchange handler works in: everything of the
+    /// endpoint but the IKE SA map.
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            config: &self.config,
+            rng: &mut *self.rng,
+            policy: &mut *self.policy,
+            out: &mut self.out,
+            spis: &self.by_spi,
+            next_sa: &mut self.next_sa,
+            next_child: &mut self.next_child,
+            born: Vec::new(),
+            initial_contact: None,
+            wall: self.wall,
+            pins: &mut self.pins,
+        }
+    }
+
     /// A new endpoint. All randomness comes from `rng`; `policy` authorizes
     /// every child SA.
     pub fn new(
@@ -103,19 +121,7 @@ impl Ike {
     ) -> Option<R> {
         let mut sa = self.sas.remove(&id)?;
         let (r, born, contact) = {
-            let mut ctx = Ctx {
-                config: &self.config,
-                rng: &mut *self.rng,
-                policy: &mut *self.policy,
-                out: &mut self.out,
-                spis: &self.by_spi,
-                next_sa: &mut self.next_sa,
-                next_child: &mut self.next_child,
-                born: Vec::new(),
-                initial_contact: None,
-                wall: self.wall,
-                pins: &mut self.pins,
-            };
+            let mut ctx = self.ctx();
             let r = f(&mut sa, &mut ctx);
             (r, ctx.born, ctx.initial_contact)
         };
@@ -203,6 +209,8 @@ impl Ike {
                 return;
             }
             let half_open = self.sas.values().filter(|s| s.unauthenticated()).count();
+            // Spelled out (not `self.ctx()`): the cookie jar is borrowed
+            // alongside.
             let mut ctx = Ctx {
                 config: &self.config,
                 rng: &mut *self.rng,
@@ -281,25 +289,13 @@ impl Ike {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> IkeSaId {
-        let mut ctx = Ctx {
-            config: &self.config,
-            rng: &mut *self.rng,
-            policy: &mut *self.policy,
-            out: &mut self.out,
-            spis: &self.by_spi,
-            next_sa: &mut self.next_sa,
-            next_child: &mut self.next_child,
-            born: Vec::new(),
-            initial_contact: None,
-            wall: self.wall,
-            pins: &mut self.pins,
-        };
         // RFC 7296 2.4: INITIAL_CONTACT when we hold no other IKE SA (in any
         // state) with this peer, so it can drop state from before our
         // restart.
         let first = !self.sas.values().any(|s| {
             s.remote.ip() == remote.ip() && s.peer.as_ref().is_some_and(|p| p.name == peer.name)
         });
+        let mut ctx = self.ctx();
         let sa = crate::init::initiate(&mut ctx, now, peer, local, remote, first);
         let id = sa.id;
         self.file(sa);

@@ -211,16 +211,8 @@ pub(crate) fn select_ike(
             let Some(prf) = first_common(&d.prf, &o.prf) else {
                 continue;
             };
-            let integ = if encr.is_aead() {
-                if d.has_integ {
-                    continue;
-                }
-                None
-            } else {
-                match first_common(&d.integ, &o.integ) {
-                    Some(i) => Some(i),
-                    None => continue,
-                }
+            let Some(integ) = pick_integ(encr, d.has_integ, &d.integ, &o.integ) else {
+                continue;
             };
             match pick_group(&d.dh, &o.dh, ke) {
                 Some(Ok(dh)) => {
@@ -244,6 +236,22 @@ pub(crate) fn select_ike(
     Err(wrong_group.map_or(Refusal::NoProposal, Refusal::WrongGroup))
 }
 
+/// The integrity transform to pair with `encr`: none for an AEAD (and a
+/// proposal that insists on one is refused, RFC 5282 8), else the first
+/// common one. `None`: no acceptable choice.
+fn pick_integ(
+    encr: Encr,
+    theirs_has_integ: bool,
+    theirs: &[Integ],
+    ours: &[Integ],
+) -> Option<Option<Integ>> {
+    if encr.is_aead() {
+        (!theirs_has_integ).then_some(None)
+    } else {
+        first_common(theirs, ours).map(Some)
+    }
+}
+
 /// Responder: select an ESP suite. `ke` is the KE payload's group in
 /// CREATE_CHILD_SA; `pfs_allowed` false (IKE_AUTH) ignores D-H transforms.
 pub(crate) fn select_esp(
@@ -265,16 +273,8 @@ pub(crate) fn select_esp(
             let Some(encr) = first_common(&d.encr, &o.encr) else {
                 continue;
             };
-            let integ = if encr.is_aead() {
-                if d.has_integ {
-                    continue;
-                }
-                None
-            } else {
-                match first_common(&d.integ, &o.integ) {
-                    Some(i) => Some(i),
-                    None => continue,
-                }
+            let Some(integ) = pick_integ(encr, d.has_integ, &d.integ, &o.integ) else {
+                continue;
             };
             let their_esn = if d.has_esn {
                 d.esn.clone()
