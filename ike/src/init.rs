@@ -583,10 +583,7 @@ impl IkeSa {
             Payload::IdI { id_type, data } => Some((*id_type, data)),
             _ => None,
         });
-        let auth = p.iter().find_map(|x| match x {
-            Payload::Auth { method, data } => Some((*method, data)),
-            _ => None,
-        });
+        let auth = msg::auth_payload(p);
         let (Some((id_type, id_data)), Some((method, auth_data))) = (idi, auth) else {
             return fail(self, ctx, "IKE_AUTH request without IDi or AUTH".into());
         };
@@ -725,10 +722,7 @@ impl IkeSa {
             Payload::IdR { id_type, data } => Some((*id_type, data)),
             _ => None,
         });
-        let auth = p.iter().find_map(|x| match x {
-            Payload::Auth { method, data } => Some((*method, data)),
-            _ => None,
-        });
+        let auth = msg::auth_payload(p);
         let (Some((id_type, id_data)), Some((method, auth_data))) = (idr, auth) else {
             let err = match msg::error_notify(p) {
                 Some(e) => Error::from_notify(e.kind),

@@ -17,13 +17,15 @@ pub(crate) fn notify(kind: u16, data: Vec<u8>) -> Payload {
     })
 }
 
-/// The first notify of a type.
-pub(crate) fn find_notify(payloads: &[Payload], kind: u16) -> Option<&Notify> {
-    payloads.iter().find_map(|p| match p {
-        Payload::Notify(n) if n.kind == kind => Some(n),
+/// The AUTH payload's method and data, if the message has one.
+pub(crate) fn auth_payload(payloads: &[Payload]) -> Option<(u8, &Vec<u8>)> {
+    payloads.iter().find_map(|x| match x {
+        Payload::Auth { method, data } => Some((*method, data)),
         _ => None,
     })
 }
+
+pub(crate) use crate::wire::find_notify;
 
 /// All notifies of a type.
 pub(crate) fn notifies(payloads: &[Payload], kind: u16) -> impl Iterator<Item = &Notify> {
