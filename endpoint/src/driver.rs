@@ -62,6 +62,10 @@ pub(crate) enum Command {
         policy: RestartPolicy,
         reply: oneshot::Sender<()>,
     },
+    SetPeers {
+        peers: Vec<ike::PeerConfig>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// What the driver knows of a child SA.
@@ -488,6 +492,11 @@ impl Driver {
             }
             Command::Restart { policy, reply } => {
                 self.restart_key_manager(policy);
+                let _ = reply.send(());
+            }
+            Command::SetPeers { peers, reply } => {
+                self.ike_config.peers.clone_from(&peers);
+                self.ike.set_peers(peers);
                 let _ = reply.send(());
             }
         }

@@ -106,6 +106,14 @@ pub enum Error {
     /// entry (R3, R14, R19).
     #[error("latch refused: {0}")]
     Latch(#[from] LatchError),
+    /// The TUN device could not be opened, configured or used.
+    #[error("TUN device {name}: {reason}")]
+    Tun {
+        /// The interface name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Where an endpoint listens.
@@ -132,6 +140,36 @@ pub struct EndpointConfig {
     /// negotiated traffic selectors and ignoring latches, and accept every
     /// child SA without asking the latch table. Never set it in production.
     pub misbehave: bool,
+    /// The TUN datapath: when set, the endpoint opens this TUN device,
+    /// routes the remote traffic selectors of every child SA into it,
+    /// protects what the OS stack sends there and writes what it decrypts
+    /// back (needs CAP_NET_ADMIN). `None`: channels only.
+    pub tun: Option<TunConfig>,
+}
+
+/// A TUN device for the OS-stack datapath.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunConfig {
+    /// Interface name (`latchkey0` by default).
+    pub name: String,
+    /// Interface MTU (inner packets; leave room for ESP-in-UDP overhead).
+    pub mtu: u16,
+    /// Addresses with prefix lengths to put on the interface.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Add a route into the device for each remote traffic selector of an
+    /// installed child SA, and remove it when the SA goes.
+    pub routes: bool,
+}
+
+impl Default for TunConfig {
+    fn default() -> Self {
+        Self {
+            name: "latchkey0".into(),
+            mtu: 1400,
+            addresses: Vec::new(),
+            routes: true,
+        }
+    }
 }
 
 impl EndpointConfig {
@@ -151,6 +189,7 @@ impl EndpointConfig {
             policy: None,
             latching: LatchConfig::default(),
             misbehave: false,
+            tun: None,
         }
     }
 }
@@ -567,6 +606,12 @@ impl Endpoint {
     /// Open the sockets and start the driver. `peers` are the peer
     /// configurations used when answering (responder role).
     pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
+        if let Some(t) = &config.tun {
+            return Err(Error::Tun {
+                name: t.name.clone(),
+                reason: "the TUN datapath is not built yet".into(),
+            });
+        }
         let ike_sock = UdpSocket::bind(config.ike_addr)
             .await
             .map_err(|source| Error::Io {
@@ -752,6 +797,17 @@ impl Endpoint {
                 policy: Box::new(policy),
                 reply: tx,
             })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Replace the peer configurations used when answering (a configuration
+    /// reload). Established IKE and child SAs are not disturbed.
+    pub async fn set_peers(&self, peers: Vec<PeerConfig>) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::SetPeers { peers, reply: tx })
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)

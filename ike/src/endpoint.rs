@@ -103,6 +103,13 @@ impl Ike {
         &mut self.pins
     }
 
+    /// Replace the peer configurations (a configuration reload). SAs already
+    /// established keep the configuration they were made with; new
+    /// exchanges, in both roles, use the new list.
+    pub fn set_peers(&mut self, peers: Vec<PeerConfig>) {
+        self.config.peers = peers;
+    }
+
     /// Tell the state machine what wall-clock time it is at the monotonic
     /// instant `now` (certificate validity needs calendar time; timers keep
     /// using [`Instant`]). Until called, certificates are refused ("no wall
