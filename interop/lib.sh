@@ -54,9 +54,12 @@ lk_init() {
     mkdir -p "${LK_RUN_ROOT}"
     # LK_LOCK_HELD=1: a parent run (selftest.sh) holds the lock for us.
     if [[ ${LK_LOCK_HELD:-0} != 1 ]]; then
-        exec {LK_LOCK_FD}>"${LK_RUN_ROOT}/.lock"
+        # One lock per machine (not per checkout): the namespace names
+        # are machine-wide.
+        local lock=${LK_LOCK:-/tmp/latchkey-interop.lock}
+        exec {LK_LOCK_FD}>"${lock}"
         if ! flock -w "${LK_LOCK_WAIT:-900}" "${LK_LOCK_FD}"; then
-            lk_die "another interop run holds ${LK_RUN_ROOT}/.lock"
+            lk_die "another interop run holds ${lock}"
         fi
     fi
     LK_RUN=${LK_RUN_ROOT}/${name}
