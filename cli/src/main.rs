@@ -187,6 +187,12 @@ struct ListenArgs {
     /// peer and protection that carried it. Repeatable.
     #[arg(long, value_name = "PORT")]
     latch_udp: Vec<u16>,
+    /// Half-open IKE SAs before a COOKIE is demanded (RFC 7296 2.6).
+    #[arg(long, default_value_t = 64)]
+    cookie_threshold: usize,
+    /// Hard bound on half-open IKE SAs; IKE_SA_INIT past it is dropped.
+    #[arg(long, default_value_t = 4096)]
+    max_half_open: usize,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -523,6 +529,8 @@ async fn listen(a: ListenArgs) -> Result<()> {
     let peer = peer_config("any", &a.sec, a.ike.ip())?;
     let mut cfg = EndpointConfig::on(a.ike.ip(), a.ike.port(), a.natt.port());
     cfg.natt_addr = a.natt;
+    cfg.cookie_threshold = a.cookie_threshold;
+    cfg.max_half_open = a.max_half_open;
     if let Some(f) = &a.policy {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
