@@ -2,7 +2,7 @@
 //! (quinn-proto's `Endpoint` and `Connection` in one, since IKE SAs share
 //! nothing but the socket and the half-open bound).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,16 @@ pub struct Ike {
     /// Half-open responder SAs by (SPIi, initiator address): IKE_SA_INIT
     /// retransmissions (RFC 7296 2.1).
     init_index: HashMap<(u64, SocketAddr), IkeSaId>,
+    /// The `init_index` key of each SA that has one (removed with the SA).
+    init_keys: HashMap<IkeSaId, (u64, SocketAddr)>,
+    /// Every live SA's next deadline as filed, ordered: `poll_timeout` and
+    /// `handle_timeout` cost O(log n), not a scan of every SA. A filed
+    /// deadline is never later than the SA's real one (`peer_alive` only
+    /// moves deadlines later), so no timer is missed.
+    timers: BTreeSet<(Instant, IkeSaId)>,
+    deadlines: HashMap<IkeSaId, Instant>,
+    /// SAs counted as half-open for the cookie threshold (RFC 7296 2.6).
+    unauth: HashSet<IkeSaId>,
     out: Out,
     next_sa: u64,
     next_child: u64,
@@ -83,6 +93,10 @@ impl Ike {
             sas: BTreeMap::new(),
             by_spi: HashMap::new(),
             init_index: HashMap::new(),
+            init_keys: HashMap::new(),
+            timers: BTreeSet::new(),
+            deadlines: HashMap::new(),
+            unauth: HashSet::new(),
             out: Out::default(),
             next_sa: 0,
             next_child: 0,
@@ -165,13 +179,30 @@ impl Ike {
 
     fn file(&mut self, sa: IkeSa) {
         let id = sa.id;
+        if let Some(t) = self.deadlines.remove(&id) {
+            self.timers.remove(&(t, id));
+        }
         if sa.dead {
             if self.by_spi.get(&sa.our_spi()) == Some(&id) {
                 self.by_spi.remove(&sa.our_spi());
             }
-            self.init_index.retain(|_, v| *v != id);
+            if let Some(k) = self.init_keys.remove(&id) {
+                if self.init_index.get(&k) == Some(&id) {
+                    self.init_index.remove(&k);
+                }
+            }
+            self.unauth.remove(&id);
             tracing::debug!(sa = id.0, "IKE SA removed");
             return;
+        }
+        if let Some(t) = sa.next_timeout() {
+            self.timers.insert((t, id));
+            self.deadlines.insert(id, t);
+        }
+        if sa.unauthenticated() {
+            self.unauth.insert(id);
+        } else {
+            self.unauth.remove(&id);
         }
         self.by_spi.insert(sa.our_spi(), id);
         self.sas.insert(id, sa);
@@ -215,7 +246,7 @@ impl Ike {
                 });
                 return;
             }
-            let half_open = self.sas.values().filter(|s| s.unauthenticated()).count();
+            let half_open = self.unauth.len();
             // Spelled out (not `self.ctx()`): the cookie jar is borrowed
             // alongside.
             let mut ctx = Ctx {
@@ -243,6 +274,7 @@ impl Ike {
             );
             if let Some(sa) = sa {
                 self.init_index.insert((h.spi_i, remote), sa.id);
+                self.init_keys.insert(sa.id, (h.spi_i, remote));
                 self.file(sa);
             }
             return;
@@ -260,13 +292,19 @@ impl Ike {
     /// Handle expired timers (call when [`Ike::poll_timeout`] has passed).
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<IkeSaId> = self
-            .sas
-            .values()
-            .filter(|s| s.next_timeout().is_some_and(|t| t <= now))
-            .map(|s| s.id)
+            .timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
-            self.with_sa(id, |sa, ctx| sa.on_timeout(ctx, now));
+            // A filed deadline may be early (see `timers`): then the SA is
+            // only filed again with its real one.
+            self.with_sa(id, |sa, ctx| {
+                if sa.next_timeout().is_some_and(|t| t <= now) {
+                    sa.on_timeout(ctx, now);
+                }
+            });
         }
     }
 
@@ -279,7 +317,7 @@ impl Ike {
 
     /// When [`Ike::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_timeout).min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// The next event.
@@ -390,7 +428,9 @@ impl Ike {
     }
 
     /// Tell the state machine the peer is alive (an authenticated ESP
-    /// packet arrived), postponing its liveness check.
+    /// packet arrived), postponing its liveness check. The filed deadline
+    /// stays (it is now early; `handle_timeout` re-files it): no timer
+    /// index work per packet.
     pub fn peer_alive(&mut self, now: Instant, sa: IkeSaId) {
         if let Some(s) = self.sas.get_mut(&sa) {
             s.heard(now.max(s.last_heard));

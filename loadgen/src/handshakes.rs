@@ -291,6 +291,10 @@ async fn drive(a: Args) -> Result<()> {
         if now >= hard_end {
             break;
         }
+        if starting && in_flight < a.concurrency && a.count.is_none_or(|n| c.started < n) {
+            // Completions freed slots: refill before waiting.
+            continue;
+        }
         // Wait for a datagram or the next deadline.
         let mut deadline = hard_end;
         if starting {
