@@ -63,10 +63,13 @@ pub(crate) enum Transform {
         key: aead::LessSafeKey,
         salt: Zeroizing<[u8; 4]>,
     },
+    /// Boxed: the `aes` and HMAC key schedules are about 2 KiB, which every
+    /// AEAD SA would otherwise carry too (the enum is as big as its
+    /// largest variant).
     Cbc {
-        key: CbcKey,
-        iv_key: Aes256,
-        integ: hmac::Key,
+        key: Box<CbcKey>,
+        iv_key: Box<Aes256>,
+        integ: Box<hmac::Key>,
         icv_len: usize,
     },
 }
@@ -196,9 +199,9 @@ impl Transform {
         iv_key_bytes.copy_from_slice(tag.as_ref().get(..32).ok_or(SadError::Crypto)?);
         let iv_key = Aes256::new_from_slice(iv_key_bytes.as_ref()).map_err(|_| SadError::Crypto)?;
         Ok(Self::Cbc {
-            key,
-            iv_key,
-            integ: hmac::Key::new(hmac_alg, integ_key),
+            key: Box::new(key),
+            iv_key: Box::new(iv_key),
+            integ: Box::new(hmac::Key::new(hmac_alg, integ_key)),
             icv_len: integ.icv_len(),
         })
     }
@@ -309,7 +312,7 @@ impl Transform {
             .ok_or(CryptoError)?;
         let (_, iv_field) = head.split_at_mut(ESP_HEADER_LEN);
         iv_field.copy_from_slice(iv);
-        match key {
+        match &**key {
             CbcKey::Aes128(k) => cbc_encrypt(k, iv, ct)?,
             CbcKey::Aes256(k) => cbc_encrypt(k, iv, ct)?,
         }
@@ -363,7 +366,7 @@ impl Transform {
                     .ok_or(CryptoError)?;
                 let mut iv = [0u8; 16];
                 iv.copy_from_slice(head.get(ESP_HEADER_LEN..).ok_or(CryptoError)?);
-                match key {
+                match &**key {
                     CbcKey::Aes128(k) => cbc_decrypt(k, &iv, ct)?,
                     CbcKey::Aes256(k) => cbc_decrypt(k, &iv, ct)?,
                 }

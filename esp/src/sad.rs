@@ -312,8 +312,8 @@ struct Retired {
 /// getters ([`Sad::inbound`], [`Sad::outbound`], [`Sad::stats`], ...).
 #[derive(Debug, Default)]
 pub struct Sad {
-    inbound: SpiMap<InboundSa>,
-    outbound: SpiMap<OutboundSa>,
+    inbound: SpiMap<Box<InboundSa>>,
+    outbound: SpiMap<Box<OutboundSa>>,
     drops: [AtomicU64; DropReason::COUNT],
     seq_exhausted: AtomicU64,
     encap_unknown_spi: AtomicU64,
@@ -366,7 +366,7 @@ impl Sad {
         if self.inbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.inbound.insert(spi, sa);
+        self.inbound.insert(spi, Box::new(sa));
         self.generation += 1;
         Ok(())
     }
@@ -383,7 +383,7 @@ impl Sad {
         if self.outbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.outbound.insert(spi, sa);
+        self.outbound.insert(spi, Box::new(sa));
         self.generation += 1;
         Ok(())
     }
@@ -419,12 +419,12 @@ impl Sad {
 
     /// The inbound SA with this SPI.
     pub fn inbound(&self, spi: u32) -> Option<SaInfo> {
-        self.inbound.get(&spi).map(InboundSa::info)
+        self.inbound.get(&spi).map(|s| s.info())
     }
 
     /// The outbound SA with this SPI.
     pub fn outbound(&self, spi: u32) -> Option<SaInfo> {
-        self.outbound.get(&spi).map(OutboundSa::info)
+        self.outbound.get(&spi).map(|s| s.info())
     }
 
     /// Whether an inbound SA has this SPI (the key manager asks before

@@ -99,7 +99,7 @@ impl IkeSa {
             superseded: false,
         };
         let info = self.child_info(&child);
-        self.children.insert(id, child);
+        self.children.insert(id, Box::new(child));
         ctx.out.stats.child_sas_established += 1;
         tracing::debug!(
             sa = self.id.0,

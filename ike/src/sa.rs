@@ -304,7 +304,7 @@ pub(crate) struct IkeSa {
     pub(crate) nat_remote: bool,
     pub(crate) udp_encap: bool,
     pub(crate) state: State,
-    pub(crate) children: BTreeMap<ChildSaId, Child>,
+    pub(crate) children: BTreeMap<ChildSaId, Box<Child>>,
     pub(crate) next_id: u32,
     pub(crate) pending: Option<Pending>,
     pub(crate) queue: VecDeque<Op>,

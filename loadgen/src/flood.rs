@@ -191,7 +191,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
     let mut errors: u64 = 0;
     let ike_off = 28;
     loop {
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             let now = Instant::now();
             if now >= end {
                 break;
@@ -213,7 +213,7 @@ pub(crate) fn run(a: Args) -> Result<()> {
             Ok(_) => sent += 1,
             Err(_) => {
                 errors += 1;
-                if errors % 1024 == 0 {
+                if errors.is_multiple_of(1024) {
                     std::thread::sleep(Duration::from_micros(100));
                 }
             }

@@ -133,8 +133,8 @@ fn peer_config(a: &Args, shard: usize, psk: &certs::Psk) -> Result<PeerConfig> {
         ike_proposals: IkeProposal::parse_list(&a.ike).map_err(|e| anyhow!("--ike: {e}"))?,
         child: ChildConfig {
             esp_proposals: EspProposal::parse_list(&a.esp).map_err(|e| anyhow!("--esp: {e}"))?,
-            local_ts: vec![a.local_ts.clone()],
-            remote_ts: vec![a.remote_ts.clone()],
+            local_ts: vec![a.local_ts],
+            remote_ts: vec![a.remote_ts],
             mode: Mode::Tunnel,
             rekey_after: None,
             replay_window: 1024,
@@ -391,11 +391,9 @@ fn on_event(
         Event::IkeSaFailed { sa, error } => {
             fail(s, sa, error.to_string(), c, in_flight, route);
         }
-        Event::ChildSaFailed { ike_sa, error } => {
-            if s.pending.contains_key(&ike_sa) {
-                let _ = s.ike.delete_ike(now, ike_sa);
-                fail(s, ike_sa, format!("child SA: {error}"), c, in_flight, route);
-            }
+        Event::ChildSaFailed { ike_sa, error } if s.pending.contains_key(&ike_sa) => {
+            let _ = s.ike.delete_ike(now, ike_sa);
+            fail(s, ike_sa, format!("child SA: {error}"), c, in_flight, route);
         }
         Event::IkeSaDeleted { sa } => {
             if s.deleting.remove(&sa) {

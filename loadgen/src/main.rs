@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Drive IKEv2 handshakes against a responder and count them.
-    Handshakes(handshakes::Args),
+    Handshakes(Box<handshakes::Args>),
     /// Send IKE_SA_INIT from spoofed sources (raw socket, needs root).
     Flood(flood::Args),
     /// Memory and check time of a latch table with many latches.
@@ -42,7 +42,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Handshakes(a) => handshakes::run(a),
+        Command::Handshakes(a) => handshakes::run(*a),
         Command::Flood(a) => flood::run(a),
         Command::Latches(a) => latches::run(a),
     };
