@@ -28,7 +28,10 @@
 
 pub mod dns;
 mod driver;
+mod flows;
 mod latching;
+mod os;
+mod packet;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -159,6 +162,17 @@ pub struct TunConfig {
     /// Add a route into the device for each remote traffic selector of an
     /// installed child SA, and remove it when the SA goes.
     pub routes: bool,
+    /// R18 non-native latching: latch the OS stack's flows through the
+    /// device by watching them (a TCP SYN or a UDP flow's first packet
+    /// creates a connection latch bound to the SA carrying it; RST, FIN
+    /// from both sides, or `udp_idle` without a packet releases it).
+    pub latch_flows: bool,
+    /// How long a watched UDP flow may be idle before its latch is released.
+    pub udp_idle: Duration,
+    /// Open a raw ESP socket (IP protocol 50, IPv4) for child SAs without
+    /// UDP encapsulation (needs CAP_NET_RAW). Without it such SAs cannot
+    /// carry TUN traffic (counted drops).
+    pub raw_esp: bool,
 }
 
 impl Default for TunConfig {
@@ -168,6 +182,9 @@ impl Default for TunConfig {
             mtu: 1400,
             addresses: Vec::new(),
             routes: true,
+            latch_flows: false,
+            udp_idle: Duration::from_secs(60),
+            raw_esp: true,
         }
     }
 }
@@ -606,12 +623,6 @@ impl Endpoint {
     /// Open the sockets and start the driver. `peers` are the peer
     /// configurations used when answering (responder role).
     pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
-        if let Some(t) = &config.tun {
-            return Err(Error::Tun {
-                name: t.name.clone(),
-                reason: "the TUN datapath is not built yet".into(),
-            });
-        }
         let ike_sock = UdpSocket::bind(config.ike_addr)
             .await
             .map_err(|source| Error::Io {
@@ -629,6 +640,12 @@ impl Endpoint {
         let natt_addr = natt_sock
             .local_addr()
             .map_err(|e| io(config.natt_addr, e))?;
+        // The TUN datapath: the device first (it fails without
+        // CAP_NET_ADMIN), then the raw ESP socket.
+        let tun = match &config.tun {
+            Some(t) => Some(driver::TunSetup::open(t).await?),
+            None => None,
+        };
         let ike_config = ike::Config {
             ike_port: ike_addr.port(),
             natt_port: natt_addr.port(),
@@ -655,6 +672,7 @@ impl Endpoint {
             shared.clone(),
             alerts.clone(),
             config.misbehave,
+            tun,
         );
         tokio::spawn(drv.run(cmd_rx));
         tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
