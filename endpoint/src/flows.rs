@@ -27,6 +27,10 @@ use crate::packet::{PacketInfo, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST,
 /// 4 min).
 pub(crate) const TCP_IDLE: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 
+/// Flows followed at most; beyond, new flows are not latched (a warning
+/// says so): the table must not grow without bound on a scan.
+pub(crate) const MAX_FLOWS: usize = 65_536;
+
 /// Which way a packet goes through the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Way {
@@ -112,8 +116,9 @@ impl FlowWatcher {
                 // Only an opening SYN starts following a connection: a
                 // connection seen in the middle (after a restart) is not
                 // latched, as its beginning was not seen under any SA.
-                if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN {
-                    self.start(five, now);
+                if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
+                    && self.start(five, now)
+                {
                     return Some(FlowAction::Latch(five));
                 }
                 None
@@ -123,14 +128,18 @@ impl FlowWatcher {
                     w.last = now;
                     return None;
                 }
-                self.start(five, now);
-                Some(FlowAction::Latch(five))
+                self.start(five, now).then_some(FlowAction::Latch(five))
             }
             _ => None,
         }
     }
 
-    fn start(&mut self, five: FiveTuple, now: Instant) {
+    /// Follow a new flow; false when full.
+    fn start(&mut self, five: FiveTuple, now: Instant) -> bool {
+        if self.flows.len() >= MAX_FLOWS {
+            tracing::warn!(%five, max = MAX_FLOWS, "too many watched flows: flow not latched (R18)");
+            return false;
+        }
         self.flows.insert(
             five,
             Watched {
@@ -143,6 +152,7 @@ impl FlowWatcher {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + self.sweep_interval());
         }
+        true
     }
 
     fn end(&mut self, five: FiveTuple) -> Option<FlowAction> {
@@ -328,6 +338,21 @@ mod tests {
         assert!(out.is_empty());
         w.handle_timeout(t0 + TCP_IDLE + Duration::from_secs(1), &mut out);
         assert_eq!(out, vec![FlowAction::Release(f, LatchId(9))]);
+    }
+
+    #[test]
+    fn watched_flows_are_bounded() {
+        let t0 = Instant::now();
+        let mut w = FlowWatcher::new(Duration::from_secs(1));
+        let mut p = pkt(PROTO_UDP, 0);
+        for i in 0..MAX_FLOWS {
+            p.sport = (i % 65_536) as u16;
+            p.dport = (i / 65_536) as u16 + 1;
+            assert!(w.observe(Way::Out, &p, five(&p), t0).is_some());
+        }
+        p.dport = 9999;
+        assert_eq!(w.observe(Way::Out, &p, five(&p), t0), None);
+        assert_eq!(w.len(), MAX_FLOWS);
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //!   carries the SPI and SA tag that protected it ([`Datagram::spi`],
 //!   [`Datagram::sa`]): nothing unprotected is ever delivered.
 //! - Runs without root: ports are configurable (0 = any free port).
+//! - TUN mode ([`EndpointConfig::tun`], root): the OS stack's traffic goes
+//!   through a TUN device; every packet read from it leaves only under a
+//!   child SA whose selectors cover it (and that matches its latch, R6),
+//!   never in the clear; every decapsulated packet that passes the latch
+//!   check is written back to it. [`Channel`]s remain the handles of the
+//!   SAs. R18: [`TunConfig::latch_flows`] latches the OS stack's TCP and
+//!   UDP flows by watching them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), endpoint::Error> {
@@ -622,6 +629,10 @@ pub struct Endpoint {
 impl Endpoint {
     /// Open the sockets and start the driver. `peers` are the peer
     /// configurations used when answering (responder role).
+    ///
+    /// With [`EndpointConfig::tun`] set, also creates and configures the
+    /// TUN device and (with [`TunConfig::raw_esp`]) the raw ESP socket;
+    /// fails with [`Error::Tun`] without CAP_NET_ADMIN / CAP_NET_RAW.
     pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
         let ike_sock = UdpSocket::bind(config.ike_addr)
             .await

@@ -159,15 +159,10 @@ impl Driver {
             self.drop_counted("TUN: no child SA covers the packet");
             return;
         };
-        let now = Instant::now();
         // R18: a connection begins: latch it to the SA carrying it.
-        let action = self
-            .tun
-            .as_mut()
-            .and_then(|t| t.watcher.as_mut())
-            .and_then(|w| w.observe(Way::Out, &info, five, now));
+        let action = self.watch(Way::Out, &info, five);
         if let Some(FlowAction::Latch(f)) = action {
-            if !self.flow_latch(f, child.0, now) {
+            if !self.flow_latch(f, child.0) {
                 return;
             }
         }
@@ -183,7 +178,11 @@ impl Driver {
                     }
                     return;
                 }
-                Err(_) => return,
+                Err(e) => {
+                    tracing::debug!(%five, error = %e, "TUN packet dropped: no outbound decision");
+                    self.drop_counted("TUN: no outbound latch decision");
+                    return;
+                }
             }
         };
         self.tun_send(sa, info.version, pkt);
@@ -292,14 +291,9 @@ impl Driver {
         };
         let pkt = payload.get(..info.total_len).unwrap_or(payload);
         let five = info.inbound_five();
-        let now = Instant::now();
-        let action = self
-            .tun
-            .as_mut()
-            .and_then(|t| t.watcher.as_mut())
-            .and_then(|w| w.observe(Way::In, &info, five, now));
+        let action = self.watch(Way::In, &info, five);
         if let Some(FlowAction::Latch(f)) = action {
-            if !self.flow_latch(f, tag, now) {
+            if !self.flow_latch(f, tag) {
                 return;
             }
         }
@@ -329,6 +323,13 @@ impl Driver {
         }
     }
 
+    /// R18: show a packet to the flow watcher, if latching by watching is
+    /// on (no clock read otherwise).
+    fn watch(&mut self, way: Way, info: &PacketInfo, five: FiveTuple) -> Option<FlowAction> {
+        let w = self.tun.as_mut()?.watcher.as_mut()?;
+        w.observe(way, info, five, Instant::now())
+    }
+
     /// R18, R12: create the connection latch of a watched flow and bind it
     /// to SA `sa` (the SA carrying its first packet). Returns false if the
     /// packet must be dropped (the SA does not match the latch the flow
@@ -336,7 +337,8 @@ impl Driver {
     /// exists, latching is disabled for the peer (R14), conflicting SAs)
     /// leaves the flow unlatched: it is still protected by the SA the SPD
     /// lookup chose.
-    fn flow_latch(&mut self, five: FiveTuple, sa: u64, now: Instant) -> bool {
+    fn flow_latch(&mut self, five: FiveTuple, sa: u64) -> bool {
+        let now = Instant::now();
         let mut s = lock(&self.shared);
         let made = s
             .table
