@@ -9,8 +9,11 @@
       the bytes sent and the time taken.
   tcp_blob.py udp-send --to ADDR --port P --text TEXT [--sport P]
       send one UDP datagram.
+  tcp_blob.py iperf-summary FILE
+      one line from iperf3's JSON output: throughput and retransmits.
 """
 import argparse
+import json
 import socket
 import sys
 import time
@@ -61,6 +64,16 @@ def udp_send(a):
     s.close()
 
 
+def iperf_summary(a):
+    try:
+        d = json.load(open(a.file))
+        s, r = d["end"]["sum_sent"], d["end"]["sum_received"]
+        print(f"{r['bits_per_second'] / 1e6:.0f} Mbit/s received, "
+              f"{s.get('retransmits', 0)} retransmits")
+    except Exception as e:  # a failed run: say so, do not fail
+        print(f"no result ({e})")
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -82,8 +95,11 @@ def main():
     us.add_argument("--port", type=int, required=True)
     us.add_argument("--text", required=True)
     us.add_argument("--sport", type=int, default=0)
+    ip = sub.add_parser("iperf-summary")
+    ip.add_argument("file")
     a = p.parse_args()
-    {"serve": serve, "send": send, "udp-send": udp_send}[a.cmd](a)
+    {"serve": serve, "send": send, "udp-send": udp_send,
+     "iperf-summary": iperf_summary}[a.cmd](a)
 
 
 if __name__ == "__main__":

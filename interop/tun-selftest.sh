@@ -5,6 +5,10 @@
 # Usage: interop/tun-selftest.sh [--no-strongswan]
 #   TUN_GATEWAY=path   use this tun_gateway binary (default: build it with
 #                      cargo and use target/debug/examples/tun_gateway)
+#   TUN_IPERF=SECONDS  also measure iperf3 TCP throughput a -> b (and b -> a
+#                      with -R) through the tunnel in each latchkey<->latchkey
+#                      scenario and against strongSwan; reported, not checked
+#                      (use a release build for figures: TUN_GATEWAY=target/release/...)
 #
 # Part 1, latchkey <-> latchkey (namespaces lkt-a and lkt-b, made and
 # deleted here):
@@ -18,6 +22,8 @@
 #     latch gone after its idle timeout.
 #   - raw-esp: ESP directly over IP (protocol 50, no NAT, no force_encap):
 #     ping and the TCP transfer.
+#   - offload: ESP in UDP with TUN offload (IFF_VNET_HDR, TSO): ping and
+#     the TCP transfer.
 # Part 2, latchkey <-> strongSwan (interop/lib.sh: lk-left, lk-right, the
 # machine-wide harness lock): tun_gateway in lk-left (TUN 10.98.0.1/24)
 # initiates to charon (kernel-libipsec) in lk-right; ping 10.99.0.1 and a
@@ -37,6 +43,7 @@ NS_B=lkt-b
 OUT_A=198.51.100.1
 OUT_B=198.51.100.2
 STRONGSWAN=1
+UDP_IDLE=3
 [[ ${1:-} == --no-strongswan ]] && STRONGSWAN=0
 
 if [[ ${EUID} -ne 0 ]]; then
@@ -149,6 +156,18 @@ start_gw() {
     PIDS+=("$!")
 }
 
+# eventually SECONDS CMD...: true as soon as CMD is (polled every 0.2 s).
+eventually() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 5; i++)); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+no_latch() { ! has_latch "$@"; }
+
 # has_latch STATUS_FILE PATTERN: is there a latch line matching PATTERN?
 has_latch() {
     "${PY}" -c '
@@ -196,12 +215,29 @@ ping_check() {
     fi
 }
 
-# run_pair SCENARIO ENCAP(udp|raw) LATCH(0|1)
+# iperf NAME NS_SERVER ADDR NS_CLIENT: TUN_IPERF seconds of iperf3 TCP each
+# way; prints `tun-selftest: NAME/iperf: ...` lines (measurements only).
+iperf() {
+    [[ -n ${TUN_IPERF:-} ]] || return 0
+    local name=$1 nss=$2 addr=$3 nsc=$4 dir base=${RUN}/${1}-iperf
+    for dir in "" -R; do
+        rm -f "${base}.pid"
+        ip netns exec "${nss}" iperf3 -s -B "${addr}" -1 -D -I "${base}.pid" >/dev/null 2>&1 || return 0
+        sleep 0.5
+        ip netns exec "${nsc}" timeout $((TUN_IPERF + 20)) iperf3 -c "${addr}" -t "${TUN_IPERF}" ${dir} -J \
+            >"${base}${dir}.json" 2>&1 || true
+        echo "tun-selftest: ${name}/iperf${dir:- }: $("${PY}" "${DIR}/tcp_blob.py" iperf-summary "${base}${dir}.json")"
+        [[ -s ${base}.pid ]] && kill "$(cat "${base}.pid")" 2>/dev/null || true
+    done
+}
+
+# run_pair SCENARIO ENCAP(udp|raw) LATCH(0|1) [EXTRA GATEWAY ARGS...]
 run_pair() {
     local S=$1 encap=$2 latch=$3
-    local -a extra=()
+    shift 3
+    local -a extra=("$@")
     [[ ${encap} == raw ]] && extra+=(--no-encap)
-    [[ ${latch} == 1 ]] && extra+=(--latch-flows --udp-idle 2)
+    [[ ${latch} == 1 ]] && extra+=(--latch-flows --udp-idle "${UDP_IDLE}")
     log "scenario ${S}: encap=${encap} latch_flows=${latch}"
     ns_setup
     local psk=${RUN}/psk
@@ -233,40 +269,39 @@ run_pair() {
     fi
     ping_check "${S}/ping" "${NS_A}" 10.99.0.1
     if [[ ${latch} == 1 ]]; then
-        # R18: the transfer holds its connection open 2 s after sending.
+        # R18: the transfer holds its connection open 3 s after sending.
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" 3 &
-        local tpid=$!
-        sleep 1.5
-        if has_latch "${A}" '^tcp 10\.98\.0\.1:[0-9]+ -> 10\.99\.0\.1:5001 ESTABLISHED' &&
-            has_latch "${B}" '^tcp 10\.99\.0\.1:5001 -> 10\.98\.0\.1:[0-9]+ ESTABLISHED'; then
+        local tpid=$! tcp_seen=0 udp_seen=0
+        if eventually 4 has_latch "${A}" '^tcp 10\.98\.0\.1:[0-9]+ -> 10\.99\.0\.1:5001 ESTABLISHED' &&
+            eventually 2 has_latch "${B}" '^tcp 10\.99\.0\.1:5001 -> 10\.98\.0\.1:[0-9]+ ESTABLISHED'; then
             result "${S}/r18-tcp-latched" pass "open TCP connection latched ESTABLISHED on both gateways (outbound SYN on a, inbound SYN on b)"
+            tcp_seen=1
         else
             result "${S}/r18-tcp-latched" fail "latches a: $(json "${A}" 'd["latches"]') b: $(json "${B}" 'd["latches"]')"
         fi
         wait "${tpid}" || true
-        sleep 1.2
-        if ! has_latch "${A}" '^tcp .*:5001' && ! has_latch "${B}" '^tcp 10\.99\.0\.1:5001'; then
+        if [[ ${tcp_seen} == 1 ]] && eventually 5 no_latch "${A}" '^tcp .*:5001' && eventually 2 no_latch "${B}" '^tcp 10\.99\.0\.1:5001'; then
             result "${S}/r18-tcp-released" pass "latches released after FIN from both sides"
         else
             result "${S}/r18-tcp-released" fail "latches a: $(json "${A}" 'd["latches"]') b: $(json "${B}" 'd["latches"]')"
         fi
         ip netns exec "${NS_A}" "${PY}" "${DIR}/tcp_blob.py" udp-send --to 10.99.0.1 --port 5002 \
             --sport 5003 --text "r18 udp flow" || true
-        sleep 0.8
-        if has_latch "${A}" '^udp 10\.98\.0\.1:5003 -> 10\.99\.0\.1:5002 ESTABLISHED'; then
+        if eventually 2 has_latch "${A}" '^udp 10\.98\.0\.1:5003 -> 10\.99\.0\.1:5002 ESTABLISHED'; then
             result "${S}/r18-udp-latched" pass "UDP flow latched on its first packet"
+            udp_seen=1
         else
             result "${S}/r18-udp-latched" fail "latches a: $(json "${A}" 'd["latches"]')"
         fi
-        sleep 3.5
-        if ! has_latch "${A}" '^udp 10\.98\.0\.1:5003'; then
-            result "${S}/r18-udp-idle" pass "UDP flow latch released after the 2 s idle timeout"
+        if [[ ${udp_seen} == 1 ]] && eventually 8 no_latch "${A}" '^udp 10\.98\.0\.1:5003'; then
+            result "${S}/r18-udp-idle" pass "UDP flow latch released after the ${UDP_IDLE} s idle timeout"
         else
             result "${S}/r18-udp-idle" fail "latches a: $(json "${A}" 'd["latches"]')"
         fi
     else
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" || true
     fi
+    iperf "${S}" "${NS_B}" 10.99.0.1 "${NS_A}"
     local pout pin
     pout=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_out"]')
     pin=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_in"]')
@@ -281,6 +316,7 @@ run_pair() {
 
 run_pair udp-encap udp 1
 run_pair raw-esp raw 0
+run_pair offload udp 0 --offload
 ns_del
 
 # ---------------------------------------------------------------------------
@@ -334,6 +370,7 @@ if [[ ${STRONGSWAN} == 1 ]]; then
                 say tcp fail "$(tail -c 300 "${R}/client.out"); received $(stat -c %s "${got}" 2>/dev/null || echo 0) bytes"
                 fails=$((fails + 1))
             fi
+            iperf strongswan "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}" "${LK_NS_LEFT}"
             exit "${fails}"
         )
         rc=$?

@@ -9,7 +9,7 @@
 //! tun_gateway --local 192.0.2.1 --tun-addr 10.98.0.1/24 \
 //!     --local-ts 10.98.0.0/24 --remote-ts 10.99.0.0/24 \
 //!     [--connect 192.0.2.2] [--psk-file FILE | (NULL auth)] [--no-encap] \
-//!     [--latch-flows] [--udp-idle SECS] [--tun NAME] [--mtu N] \
+//!     [--latch-flows] [--udp-idle SECS] [--offload] [--tun NAME] [--mtu N] \
 //!     [--id ID] [--remote-id ID] [--ike-proposal P] [--esp-proposal P] \
 //!     [--status-file FILE]
 //! ```
@@ -49,7 +49,7 @@ struct Args {
 
 fn usage(msg: &str) -> ! {
     eprintln!("tun_gateway: {msg}");
-    eprintln!("usage: tun_gateway --local IP --tun-addr IP/LEN --local-ts NET --remote-ts NET [--connect IP] [--psk-file F] [--no-encap] [--latch-flows] [--udp-idle S] [--tun NAME] [--mtu N] [--id ID] [--remote-id ID] [--ike-proposal P] [--esp-proposal P] [--status-file F]");
+    eprintln!("usage: tun_gateway --local IP --tun-addr IP/LEN --local-ts NET --remote-ts NET [--connect IP] [--psk-file F] [--no-encap] [--latch-flows] [--udp-idle S] [--offload] [--tun NAME] [--mtu N] [--id ID] [--remote-id ID] [--ike-proposal P] [--esp-proposal P] [--status-file F]");
     std::process::exit(2)
 }
 
@@ -83,6 +83,7 @@ fn parse_args() -> Args {
             "--psk-file" => a.psk_file = Some(val()),
             "--no-encap" => a.no_encap = true,
             "--latch-flows" => a.tun.latch_flows = true,
+            "--offload" => a.tun.offload = true,
             "--udp-idle" => {
                 a.tun.udp_idle = Duration::from_secs_f64(
                     val().parse().unwrap_or_else(|_| usage("bad --udp-idle")),

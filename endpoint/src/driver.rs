@@ -20,7 +20,7 @@ use crate::latching::{self, lock, Direction, LatchPolicy, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
-const MAX_DATAGRAM: usize = 65_535;
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// Requests from the API to the driver.
 #[derive(Debug)]
@@ -234,10 +234,11 @@ impl Driver {
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
         let mut natt_buf = vec![0u8; MAX_DATAGRAM];
         let tun_on = self.tun.is_some();
-        let (mut tun_buf, mut raw_buf) = if tun_on {
-            (vec![0u8; MAX_DATAGRAM], vec![0u8; MAX_DATAGRAM])
+        let mut tun_bufs = tun::TunBufs::new(self.tun.as_ref());
+        let mut raw_buf = if tun_on {
+            vec![0u8; MAX_DATAGRAM]
         } else {
-            (Vec::new(), Vec::new())
+            Vec::new()
         };
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
@@ -286,19 +287,27 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
                 },
-                r = tun::tun_recv(self.tun.as_ref().map(|t| &*t.dev), &mut tun_buf) => match r {
-                    Ok(n) => {
-                        self.on_tun_packet(tun_buf.get(..n).unwrap_or_default());
-                        if let Some(dev) = self.tun.as_ref().map(|t| t.dev.clone()) {
-                            for _ in 0..tun::BURST {
-                                let Ok(n) = dev.try_recv(&mut tun_buf) else {
-                                    break;
-                                };
-                                self.on_tun_packet(tun_buf.get(..n).unwrap_or_default());
+                r = tun::tun_recv(self.tun.as_ref().map(|t| &*t.dev), &mut tun_bufs) => {
+                    let dev = self.tun.as_ref().map(|t| t.dev.clone());
+                    let mut r = r;
+                    for _ in 0..tun::BURST {
+                        match r {
+                            Ok(n) => {
+                                for i in 0..n {
+                                    self.on_tun_packet(tun_bufs.packet(i));
+                                }
+                            }
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    tracing::debug!(error = %e, "TUN device read failed");
+                                    self.drop_counted("TUN: device read failed");
+                                }
+                                break;
                             }
                         }
+                        let Some(dev) = dev.as_deref() else { break };
+                        r = tun::tun_try_recv(dev, &mut tun_bufs);
                     }
-                    Err(e) => tracing::warn!(error = %e, "TUN device read failed"),
                 },
                 r = tun::raw_recv(self.tun.as_ref().and_then(|t| t.raw.as_deref()), &mut raw_buf) => {
                     let mut r = r;

@@ -180,6 +180,11 @@ pub struct TunConfig {
     /// UDP encapsulation (needs CAP_NET_RAW). Without it such SAs cannot
     /// carry TUN traffic (counted drops).
     pub raw_esp: bool,
+    /// Linux TUN offload (IFF_VNET_HDR with TSO/checksum offload): the OS
+    /// stack hands over TCP segments of up to 64 KiB, split into packets
+    /// of the MTU in userspace (by tun-rs) before ESP: far fewer reads
+    /// and less kernel work per octet.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -192,6 +197,7 @@ impl Default for TunConfig {
             latch_flows: false,
             udp_idle: Duration::from_secs(60),
             raw_esp: true,
+            offload: false,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! no `unsafe`: the TUN device comes from the `tun-rs` crate, the raw ESP
 //! socket from `socket2` behind tokio's `AsyncFd`.
 //!
-//! - [`open_tun`]: create the TUN device (IFF_NO_PI, no offload), set its
+//! - [`open_tun`]: create the TUN device (IFF_NO_PI; with
+//!   `TunConfig::offload`, IFF_VNET_HDR and TSO/checksum offload), set its
 //!   MTU and addresses and bring it up. Needs CAP_NET_ADMIN.
 //! - [`Routes`]: routes into the device for the remote traffic selectors of
 //!   installed child SAs, reference-counted per prefix (a rekeyed SA and
@@ -68,6 +69,7 @@ pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<Arc<tun_rs::AsyncDevice>
     let dev = tun_rs::DeviceBuilder::new()
         .name(&cfg.name)
         .mtu(cfg.mtu)
+        .offload(cfg.offload)
         .build_async()
         .map_err(|e| fail(format!("cannot create the device: {e}")))?;
     // The kernel may have picked another name (a pattern like "lk%d").

@@ -85,6 +85,9 @@ pub(super) struct TunState {
     cache: HashMap<FlowKey, ike::ChildSaId>,
     /// Reused for timed-out flows.
     actions: Vec<FlowAction>,
+    /// IFF_VNET_HDR: every write starts with a virtio-net header.
+    offload: bool,
+    mtu: u16,
 }
 
 impl TunState {
@@ -117,18 +120,74 @@ impl TunState {
             raw: setup.raw.map(Arc::new),
             cache: HashMap::new(),
             actions: Vec::new(),
+            offload: setup.cfg.offload,
+            mtu: setup.cfg.mtu,
         }
     }
 }
 
+/// Buffers for reading the device, owned by the driver's loop.
+pub(super) struct TunBufs {
+    /// One read with its virtio-net header (offload on).
+    original: Vec<u8>,
+    /// The packets of one read: the first holds any packet, the others
+    /// one segment of the MTU each.
+    pub(super) packets: Vec<Vec<u8>>,
+    pub(super) sizes: Vec<usize>,
+}
+
+impl TunBufs {
+    pub(super) fn new(tun: Option<&TunState>) -> Self {
+        let Some(t) = tun else {
+            return Self {
+                original: Vec::new(),
+                packets: vec![Vec::new()],
+                sizes: vec![0],
+            };
+        };
+        let n = if t.offload {
+            tun_rs::IDEAL_BATCH_SIZE
+        } else {
+            1
+        };
+        let mut packets = vec![vec![0u8; super::MAX_DATAGRAM]];
+        packets.extend((1..n).map(|_| vec![0u8; usize::from(t.mtu) + 128]));
+        Self {
+            original: vec![0u8; super::MAX_DATAGRAM + tun_rs::VIRTIO_NET_HDR_LEN],
+            packets,
+            sizes: vec![0; n],
+        }
+    }
+
+    /// One packet of the last read.
+    pub(super) fn packet(&self, i: usize) -> &[u8] {
+        let n = self.sizes.get(i).copied().unwrap_or(0);
+        self.packets
+            .get(i)
+            .and_then(|p| p.get(..n))
+            .unwrap_or_default()
+    }
+}
+
+/// Read from the device: with offload, one read may give many packets
+/// (a TCP segment of up to 64 KiB split into MTU-sized packets, RFC 9293
+/// segmentation done by tun-rs, checksums completed).
 pub(super) async fn tun_recv(
     dev: Option<&tun_rs::AsyncDevice>,
-    buf: &mut [u8],
+    b: &mut TunBufs,
 ) -> std::io::Result<usize> {
     match dev {
-        Some(d) => d.recv(buf).await,
+        Some(d) => {
+            d.recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
+                .await
+        }
         None => std::future::pending().await,
     }
+}
+
+/// [`tun_recv`] without waiting.
+pub(super) fn tun_try_recv(dev: &tun_rs::AsyncDevice, b: &mut TunBufs) -> std::io::Result<usize> {
+    dev.try_recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
 }
 
 pub(super) async fn raw_recv(
@@ -306,7 +365,17 @@ impl Driver {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += pkt.len() as u64;
         }
-        let written = self.tun.as_ref().map(|t| t.dev.try_send(pkt));
+        let written = self.tun.as_ref().map(|t| {
+            if t.offload {
+                // A virtio-net header of zeros: no segmentation, the
+                // checksums are complete (they came from the peer).
+                let hdr = [0u8; tun_rs::VIRTIO_NET_HDR_LEN];
+                t.dev
+                    .try_send_vectored(&[std::io::IoSlice::new(&hdr), std::io::IoSlice::new(pkt)])
+            } else {
+                t.dev.try_send(pkt)
+            }
+        });
         match written {
             Some(Ok(_)) => {}
             Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
