@@ -53,6 +53,9 @@ pub enum ConfigErrorKind {
     /// Fields that parse but do not fit together (e.g. `null` authentication
     /// without `btns = true`, two entries with one name).
     Inconsistent,
+    /// A file the configuration names (a key, a certificate, an included
+    /// policy) cannot be read or does not hold what it should.
+    File,
 }
 
 /// A configuration mistake, with where it is.
@@ -79,6 +82,37 @@ impl fmt::Display for ConfigError {
             write!(f, "field {field:?}: ")?;
         }
         f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    /// A TOML deserialization error of `src` (the text of `file`) as a
+    /// [`ConfigError`]: position, field and kind found the way
+    /// [`PolicyConfig::from_toml`] finds them. For other configuration
+    /// schemas (the daemon's) built on the same `toml` crate.
+    pub fn from_toml(src: &str, file: &str, e: &toml::de::Error) -> Self {
+        from_toml_error(src, file, e)
+    }
+
+    /// A mistake in the value of `field` found at byte range `span` of
+    /// `src` (as `toml::Spanned::span` gives it).
+    pub fn at(
+        src: &str,
+        file: &str,
+        span: Range<usize>,
+        field: &str,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, column) = line_col(src, span.start);
+        Self {
+            file: file.to_owned(),
+            line,
+            column,
+            field: Some(field.to_owned()),
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -226,15 +260,14 @@ fn inconsistent(
     field: &str,
     message: String,
 ) -> ConfigError {
-    let (line, column) = line_col(src, span.start);
-    ConfigError {
-        file: file.to_owned(),
-        line,
-        column,
-        field: Some(field.to_owned()),
-        kind: ConfigErrorKind::Inconsistent,
+    ConfigError::at(
+        src,
+        file,
+        span,
+        field,
+        ConfigErrorKind::Inconsistent,
         message,
-    }
+    )
 }
 
 /// A value written as a string and parsed with `FromStr`, so that its parse
