@@ -894,4 +894,32 @@ action = "discard"
         );
         assert_eq!((e.field.as_deref(), e.line), (Some("protection"), 4));
     }
+
+    /// The constructors other schemas (the daemon's) build their errors with.
+    #[test]
+    fn error_constructors_for_other_schemas() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code, reason = "only the error matters")]
+        struct Other {
+            port: u16,
+            name: Spanned<String>,
+        }
+        let src = "name = \"x\"\nport = 70000\n";
+        let e = toml::from_str::<Other>(src).unwrap_err();
+        let e = ConfigError::from_toml(src, "d.toml", &e);
+        assert_eq!((e.line, e.column, e.field.as_deref()), (2, 8, Some("port")));
+        assert_eq!(e.kind, ConfigErrorKind::Schema);
+        let src = "port = 1\nname = \"x y\"\n";
+        let o: Other = toml::from_str(src).unwrap();
+        let e = ConfigError::at(
+            src,
+            "d.toml",
+            o.name.span(),
+            "name",
+            ConfigErrorKind::File,
+            "no such thing",
+        );
+        assert_eq!(e.to_string(), "d.toml:2:8: field \"name\": no such thing");
+    }
 }

@@ -304,3 +304,35 @@ fn restart_only_changes_are_named() {
     assert_eq!(b.restart_only_changes(&a), ["listen", "tun"]);
     assert!(a.restart_only_changes(&a).is_empty());
 }
+
+/// The compose example's two configurations parse and fit together:
+/// `left` starts a connection to `right`'s address, both BTNS.
+#[test]
+fn docker_example_configs_parse() {
+    let dir = tempdir("docker");
+    let left = parse(
+        include_str!("../../../dist/docker/left.toml"),
+        "left.toml",
+        &dir,
+    )
+    .unwrap();
+    let right = parse(
+        include_str!("../../../dist/docker/right.toml"),
+        "right.toml",
+        &dir,
+    )
+    .unwrap();
+    let l = &left.connections[0];
+    assert_eq!(l.start, StartAction::Start);
+    assert_eq!(l.remote, Some("172.28.0.11:500".parse().unwrap()));
+    let r = &right.connections[0];
+    assert_eq!(r.remote, None);
+    assert_eq!(l.peer.child.local_ts, r.peer.child.remote_ts);
+    assert_eq!(l.peer.child.remote_ts, r.peer.child.local_ts);
+    assert_eq!(
+        (l.peer.local_auth, r.peer.remote_auth),
+        (AuthMethod::Null, AuthMethod::Null)
+    );
+    let compose = include_str!("../../../dist/docker/compose.yaml");
+    assert!(compose.contains("ipv4_address: 172.28.0.11"));
+}
