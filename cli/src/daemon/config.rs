@@ -156,7 +156,7 @@ struct RawDaemon {
     #[serde(default)]
     listen: Option<Spanned<String>>,
     #[serde(default)]
-    natt_port: Option<u16>,
+    natt_port: Option<Spanned<u16>>,
     #[serde(default)]
     control: Option<String>,
     #[serde(default)]
@@ -359,7 +359,24 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         Some(v) => cx.parse("listen", v, |s| socket_addr(s, 500))?,
         None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 500),
     };
-    let natt_port = d.as_ref().and_then(|d| d.natt_port).unwrap_or(4500);
+    let natt = d.as_ref().and_then(|d| d.natt_port.as_ref());
+    let natt_port = natt.map_or(4500, |v| *v.get_ref());
+    // Both defaults (500, 4500) differ, so a collision was written down.
+    let written = natt.map(|v| ("natt_port", v.span())).or_else(|| {
+        d.as_ref()
+            .and_then(|d| d.listen.as_ref())
+            .map(|v| ("listen", v.span()))
+    });
+    if let (true, Some((field, span))) = (natt_port != 0 && natt_port == ike_addr.port(), written) {
+        return Err(ConfigError::at(
+            src,
+            file,
+            span,
+            field,
+            ConfigErrorKind::Inconsistent,
+            format!("IKE and NAT-T would share port {natt_port}; give them different ports"),
+        ));
+    }
     let connect_timeout = match d.as_ref().and_then(|d| d.connect_timeout.as_ref()) {
         Some(v) => cx.duration("connect_timeout", v)?,
         None => Duration::from_secs(30),

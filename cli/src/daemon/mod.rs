@@ -466,16 +466,12 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
                 a.config.display()
             )
         }
-        Err(e) => {
-            return Err(anyhow!(e)).with_context(|| {
-                format!(
-                    "{}: [daemon] listen = \"{}\", natt_port = {}",
-                    a.config.display(),
-                    cfg.ike_addr,
-                    cfg.natt_port
-                )
-            })
-        }
+        Err(e) => bail!(
+            "{}: [daemon] listen = \"{}\", natt_port = {}: {e}",
+            a.config.display(),
+            cfg.ike_addr,
+            cfg.natt_port
+        ),
     };
     let control_path = a
         .control

@@ -220,6 +220,12 @@ fn schema_mistakes_say_where() {
     let e = err("[[connection]]\nname = \"x\"\nauth = \"null\"\nlocal_id = \"word\"\n");
     assert_eq!((e.line, e.field.as_deref()), (4, Some("local_id")));
 
+    let e = err("[daemon]\nlisten = \"127.0.0.1:600\"\nnatt_port = 600\n");
+    assert_eq!((e.line, e.field.as_deref()), (3, Some("natt_port")));
+    assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
+    let e = err("[daemon]\nlisten = \"127.0.0.1:4500\"\n");
+    assert_eq!((e.line, e.field.as_deref()), (2, Some("listen")));
+
     let e = err("[daemon]\nnatt_port = 70000\n");
     assert_eq!((e.line, e.field.as_deref()), (2, Some("natt_port")));
 
