@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use endpoint::{Endpoint, FiveTuple};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::daemon::Daemon;
@@ -230,6 +230,9 @@ fn failure(e: String) -> Response {
     }
 }
 
+/// What one control connection may send in all.
+const MAX_REQUEST_BYTES: u64 = 1 << 20;
+
 /// Serve the control socket at `path` until the process ends.
 pub(crate) fn serve(backend: Backend, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -273,7 +276,9 @@ pub(crate) fn serve(backend: Backend, path: &Path) -> Result<()> {
             let backend = backend.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r).lines();
+                // Requests are small: a client gets MAX_REQUEST_BYTES per
+                // connection, so no line can grow without bound.
+                let mut lines = BufReader::new(r.take(MAX_REQUEST_BYTES)).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let resp = answer(&backend, &line).await;
                     let mut out = serde_json::to_string(&resp).unwrap_or_default();

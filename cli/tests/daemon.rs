@@ -33,8 +33,8 @@ impl Drop for Daemons {
     }
 }
 
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latchkey-daemon-e2e-{}", std::process::id()));
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("latchkey-daemon-e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -53,11 +53,16 @@ fn free_ports() -> [u16; 4] {
 }
 
 fn config_a(dir: &Path, ports: [u16; 4], extra: &str) -> String {
+    config_a_with(dir, ports, "", extra)
+}
+
+fn config_a_with(dir: &Path, ports: [u16; 4], daemon_extra: &str, extra: &str) -> String {
     format!(
         r#"[daemon]
 listen = "127.0.0.1:{a}"
 natt_port = {an}
 control = "{dir}/a.sock"
+{daemon_extra}
 
 [[connection]]
 name = "ab"
@@ -165,15 +170,95 @@ fn ike_sas(status: &Value) -> &Vec<Value> {
     status["ike_sas"].as_array().unwrap()
 }
 
+fn write_psk(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let psk = dir.join("psk.txt");
+    std::fs::write(&psk, "a shared secret for the end-to-end test\n").unwrap();
+    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn state(control: &Path) -> (String, Option<String>) {
+    let s = json(&["status"], control);
+    let st = s["connections"][0]["state"].as_str().unwrap().to_owned();
+    let spi = ike_sas(&s)
+        .first()
+        .map(|i| i["spi_i"].as_str().unwrap().to_owned());
+    (st, spi)
+}
+
+/// `start = "start"` with `close_action = "start"`: A comes up although
+/// B starts after it, comes back after B restarts (B's SIGTERM deletes the
+/// SA, A notices and retries until B answers again), and stays down after
+/// `latchkey down`.
+#[test]
+fn close_action_start_brings_the_connection_back() {
+    let dir = tempdir("restart");
+    write_psk(&dir);
+    let ports = free_ports();
+    std::fs::write(
+        dir.join("a.toml"),
+        config_a_with(
+            &dir,
+            ports,
+            "connect_timeout = 2",
+            "start = \"start\"\nclose_action = \"start\"\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("b.toml"), config_b(&dir, ports)).unwrap();
+    let (sa, sb) = (dir.join("a.sock"), dir.join("b.sock"));
+    let mut d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
+    std::thread::sleep(Duration::from_millis(700));
+    d.0.push(start(&dir, "b.toml", "b.log"));
+    wait_for("A to come up once B runs", || {
+        run(&["status"], &sa).status.success() && state(&sa).0 == "up"
+    });
+    let (_, first) = state(&sa);
+    let first = first.unwrap();
+
+    signal(&d.0[1], "-TERM");
+    assert!(wait_exit(&mut d.0[1]).success());
+    wait_for("A to see the SA go", || state(&sa).1.is_none());
+    let c = json(&["connections"], &sa);
+    assert_eq!(c[0]["close_action"], "start");
+
+    d.0[1] = start(&dir, "b.toml", "b2.log");
+    wait_for("A to come back up", || state(&sa).0 == "up");
+    let (_, second) = state(&sa);
+    assert_ne!(second.unwrap(), first, "a new IKE SA");
+    wait_for("B to see it", || {
+        run(&["status"], &sb).status.success() && !ike_sas(&json(&["status"], &sb)).is_empty()
+    });
+
+    // down wins over close_action: nothing comes back.
+    json(&["down", "ab"], &sa);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(&sa), ("down".to_owned(), None));
+    assert_eq!(json(&["connections"], &sa)[0]["retrying"], false);
+    assert!(ike_sas(&json(&["status"], &sb)).is_empty());
+    let log = std::fs::read_to_string(dir.join("a.log")).unwrap();
+    assert!(log.contains("SA gone"), "{log}");
+    signal(&d.0[0], "-TERM");
+    signal(&d.0[1], "-TERM");
+    assert!(wait_exit(&mut d.0[0]).success());
+    assert!(wait_exit(&mut d.0[1]).success());
+}
+
 #[test]
 fn two_daemons_up_status_down_reload_sigterm() {
-    let dir = tempdir();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let psk = dir.join("psk.txt");
-        std::fs::write(&psk, "a shared secret for the end-to-end test\n").unwrap();
-        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let dir = tempdir("main");
+    write_psk(&dir);
     let ports = free_ports();
     std::fs::write(dir.join("a.toml"), config_a(&dir, ports, "")).unwrap();
     std::fs::write(dir.join("b.toml"), config_b(&dir, ports)).unwrap();
@@ -304,14 +389,7 @@ fn two_daemons_up_status_down_reload_sigterm() {
     // SIGTERM: A deletes its IKE SA, B hears it, A exits 0.
     assert!(!ike_sas(&json(&["status"], &sb)).is_empty());
     signal(&d.0[0], "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(s) = d.0[0].try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon A did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = wait_exit(&mut d.0[0]);
     assert!(code.success(), "exit status {code}");
     assert!(!sa.exists(), "control socket removed");
     let b = json(&["status"], &sb);

@@ -23,7 +23,7 @@ use toml::Spanned;
 use crate::creds;
 
 /// What to do with a connection when the daemon starts (or a reload adds
-/// it).
+/// it), or when its SA goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum StartAction {
@@ -42,6 +42,9 @@ pub(crate) struct Connection {
     pub(crate) remote: Option<SocketAddr>,
     /// What to do at startup.
     pub(crate) start: StartAction,
+    /// What to do when its SA goes without `latchkey down` (the peer
+    /// deleted it, DPD found it dead, the peer restarted).
+    pub(crate) close_action: StartAction,
     /// The IKE peer configuration, credentials loaded.
     pub(crate) peer: PeerConfig,
 }
@@ -231,6 +234,8 @@ struct RawConnection {
     replay_window: Option<u32>,
     #[serde(default)]
     start: Option<StartAction>,
+    #[serde(default)]
+    close_action: Option<Spanned<StartAction>>,
 }
 
 /// Positions errors in one file.
@@ -594,10 +599,23 @@ fn connection(cx: &Ctx<'_>, c: RawConnection, local_ip: IpAddr) -> Result<Connec
             "start = \"start\" needs remote = \"ADDR[:PORT]\" (whom to initiate to)",
         ));
     }
+    let close_action = match &c.close_action {
+        Some(v) if *v.get_ref() == StartAction::Start && remote.is_none() => {
+            return Err(cx.err(
+                "close_action",
+                v,
+                ConfigErrorKind::Inconsistent,
+                "\"start\" needs remote = \"ADDR[:PORT]\" (whom to initiate to)",
+            ))
+        }
+        Some(v) => *v.get_ref(),
+        None => StartAction::None,
+    };
     Ok(Connection {
         name,
         remote,
         start,
+        close_action,
         peer: p,
     })
 }

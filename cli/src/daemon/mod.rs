@@ -19,12 +19,18 @@
 //! settings (sockets, control socket, TUN) need a restart; a reload that
 //! changes them says so.
 //!
+//! `close_action = "start"`: when a connection's SA goes without `down`
+//! (the peer deleted it, DPD, the peer restarted), it is initiated again,
+//! retried 1 s, 2 s, ... 60 s apart until it is up; `down`, a reload that
+//! drops it, or SIGTERM stop that. A `down` during an `up` wins.
+//!
 //! SIGTERM/SIGINT: every IKE SA is deleted (the peers are told), then the
 //! process exits 0.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -58,6 +64,10 @@ pub(crate) struct DaemonArgs {
 
 type CloseReply = oneshot::Sender<Result<(), endpoint::Error>>;
 
+/// `close_action = "start"`: the first retry's delay, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// A child SA the daemon holds.
 struct Held {
     id: u64,
@@ -71,6 +81,19 @@ struct Conns {
     next: u64,
     held: Vec<Held>,
     connecting: BTreeSet<String>,
+    /// Connections being brought back up (`close_action = "start"`).
+    retrying: BTreeSet<String>,
+    /// Bumped by every `down` of a connection: an SA that goes after it,
+    /// or a retry begun before it, is not brought back.
+    downs: BTreeMap<String, u64>,
+    /// Set at SIGTERM: nothing is brought back any more.
+    stopping: bool,
+}
+
+impl Conns {
+    fn downs(&self, name: &str) -> u64 {
+        self.downs.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// A running daemon: the endpoint, the configuration in force, the SAs
@@ -99,6 +122,10 @@ pub(crate) struct ConnectionView {
     pub(crate) remote: Option<std::net::SocketAddr>,
     /// Start action.
     pub(crate) start: StartAction,
+    /// Close action.
+    pub(crate) close_action: StartAction,
+    /// Being brought back up after its SA went (`close_action = "start"`).
+    pub(crate) retrying: bool,
     /// Its IKE SA ids (established ones).
     pub(crate) ike_sas: Vec<u64>,
     /// Child SAs held that we initiated (`up`, `start`).
@@ -202,7 +229,7 @@ impl Daemon {
         let remote = conn.remote.ok_or_else(|| {
             anyhow!("connection {name:?} has no remote address: it only answers (responder)")
         })?;
-        {
+        let downs = {
             let mut c = lock(&self.conns);
             if c.connecting.contains(name) {
                 bail!("connection {name:?} is already being brought up");
@@ -211,11 +238,21 @@ impl Daemon {
                 bail!("connection {name:?} is already up (`latchkey down {name}` first)");
             }
             c.connecting.insert(name.to_owned());
-        }
+            c.downs(name)
+        };
         tracing::info!(connection = name, %remote, "initiating");
         let r = self.ep.connect(conn.peer.clone(), remote).await;
-        lock(&self.conns).connecting.remove(name);
+        let downed = {
+            let mut c = lock(&self.conns);
+            c.connecting.remove(name);
+            c.downs(name) != downs
+        };
         let ch = r.with_context(|| format!("connection {name:?} to {remote}"))?;
+        if downed {
+            // `down` was asked for while we waited: it wins.
+            let _ = ch.close().await;
+            bail!("connection {name:?} was brought down while it came up");
+        }
         let report = UpReport {
             name: name.to_owned(),
             ike_sa: ch.ike_sa().clone(),
@@ -235,12 +272,27 @@ impl Daemon {
     /// `down NAME`: delete the IKE SAs of every child SA held for the
     /// connection (INFORMATIONAL Delete). Returns how many were closed.
     pub(crate) async fn down(&self, name: &str) -> Result<usize> {
-        let closers: Vec<_> = lock(&self.conns)
-            .held
-            .iter()
-            .filter(|h| h.name == name)
-            .map(|h| h.close.clone())
-            .collect();
+        let (closers, was_retrying) = {
+            let mut c = lock(&self.conns);
+            *c.downs.entry(name.to_owned()).or_default() += 1;
+            let closers: Vec<_> = c
+                .held
+                .iter()
+                .filter(|h| h.name == name)
+                .map(|h| h.close.clone())
+                .collect();
+            (
+                closers,
+                c.retrying.contains(name) || c.connecting.contains(name),
+            )
+        };
+        if closers.is_empty() && was_retrying {
+            tracing::info!(
+                connection = name,
+                "down: no longer brought up (the attempt under way is abandoned)"
+            );
+            return Ok(0);
+        }
         if closers.is_empty() {
             if self.config().connection(name).is_none() {
                 bail!("no connection named {name:?}");
@@ -266,17 +318,18 @@ impl Daemon {
     /// Keep `ch` under `name` until its SA goes or `down` closes it.
     fn hold(self: &Arc<Self>, name: String, mut ch: Channel, initiator: bool) {
         let (tx, mut rx) = mpsc::channel::<CloseReply>(1);
-        let id = {
+        let (id, downs) = {
             let mut c = lock(&self.conns);
             c.next += 1;
             let id = c.next;
+            let downs = c.downs(&name);
             c.held.push(Held {
                 id,
                 name: name.clone(),
                 initiator,
                 close: tx,
             });
-            id
+            (id, downs)
         };
         let me = self.clone();
         tokio::spawn(async move {
@@ -285,6 +338,7 @@ impl Daemon {
                 Gone,
                 Close(CloseReply),
             }
+            let mut gone = false;
             loop {
                 let next = tokio::select! {
                     d = ch.recv() => d.map_or(Next::Gone, Next::Datagram),
@@ -303,6 +357,7 @@ impl Daemon {
                     ),
                     Next::Gone => {
                         tracing::info!(connection = %name, "SA gone");
+                        gone = true;
                         break;
                     }
                     Next::Close(reply) => {
@@ -311,7 +366,18 @@ impl Daemon {
                     }
                 }
             }
-            lock(&me.conns).held.retain(|h| h.id != id);
+            let again = {
+                let mut c = lock(&me.conns);
+                c.held.retain(|h| h.id != id);
+                gone && !c.stopping && c.downs(&name) == downs
+            };
+            let close_start = me
+                .config()
+                .connection(&name)
+                .is_some_and(|k| k.close_action == StartAction::Start);
+            if again && close_start {
+                me.keep_up(name, RETRY_FIRST);
+            }
         });
         tracing::debug!(id, initiator, "holding channel");
     }
@@ -341,6 +407,8 @@ impl Daemon {
                     state,
                     remote: k.remote,
                     start: k.start,
+                    close_action: k.close_action,
+                    retrying: c.retrying.contains(&k.name),
                     ike_sas,
                     initiated: c
                         .held
@@ -401,11 +469,10 @@ impl Daemon {
             }
         }
         for name in &report.added {
-            if new
-                .connection(name)
-                .is_some_and(|c| c.start == StartAction::Start)
-            {
-                self.spawn_up(name.clone());
+            if let Some(c) = new.connection(name) {
+                if c.start == StartAction::Start {
+                    self.start(c);
+                }
             }
         }
         tracing::info!(
@@ -415,6 +482,62 @@ impl Daemon {
             "configuration reloaded"
         );
         Ok(report)
+    }
+
+    /// `close_action = "start"`: bring `name` up after `first` and retry
+    /// (1 s, 2 s, ... 60 s apart) until it is up, or `down` is asked for,
+    /// or the configuration drops it or its close action, or the daemon
+    /// stops. One retry loop per connection.
+    fn keep_up(self: &Arc<Self>, name: String, first: Duration) {
+        let downs = {
+            let mut c = lock(&self.conns);
+            if !c.retrying.insert(name.clone()) {
+                return;
+            }
+            c.downs(&name)
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut delay = first;
+            let mut backoff = RETRY_FIRST;
+            loop {
+                tokio::time::sleep(delay).await;
+                let wanted = {
+                    let c = lock(&me.conns);
+                    !c.stopping && c.downs(&name) == downs && !c.held.iter().any(|h| h.name == name)
+                } && me
+                    .config()
+                    .connection(&name)
+                    .is_some_and(|k| k.close_action == StartAction::Start);
+                if !wanted {
+                    break;
+                }
+                match me.up(&name).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(
+                            connection = %name,
+                            error = %format!("{e:#}"),
+                            retry_in = ?backoff,
+                            "bringing the connection back up failed"
+                        );
+                        delay = backoff;
+                        backoff = (backoff * 2).min(RETRY_MAX);
+                    }
+                }
+            }
+            lock(&me.conns).retrying.remove(&name);
+        });
+    }
+
+    /// Initiate a connection as its start action says: once, or (with
+    /// `close_action = "start"`) until it is up.
+    fn start(self: &Arc<Self>, c: &config::Connection) {
+        if c.close_action == StartAction::Start {
+            self.keep_up(c.name.clone(), Duration::ZERO);
+        } else {
+            self.spawn_up(c.name.clone());
+        }
     }
 
     fn spawn_up(self: &Arc<Self>, name: String) {
@@ -512,7 +635,7 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
     }
     for c in &daemon.config().connections {
         if c.start == StartAction::Start {
-            daemon.spawn_up(c.name.clone());
+            daemon.start(c);
         }
     }
     use tokio::signal::unix::{signal, SignalKind};
@@ -533,6 +656,7 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
         }
     }
     tracing::info!("shutting down: deleting the IKE SAs (RFC 7296 1.4.1)");
+    lock(&daemon.conns).stopping = true;
     let _ = std::fs::remove_file(&control_path);
     ep.shutdown().await?;
     Ok(())

@@ -96,6 +96,7 @@ fn shipped_example_parses() {
     let office = c.connection("office").unwrap();
     assert_eq!(office.remote, Some("192.0.2.2:500".parse().unwrap()));
     assert_eq!(office.start, StartAction::Start);
+    assert_eq!(office.close_action, StartAction::Start);
     let p = &office.peer;
     assert_eq!(p.name, "office");
     assert_eq!(p.local_auth, AuthMethod::Psk);
@@ -259,6 +260,11 @@ fn inconsistent_connections() {
     let e = err("[[connection]]\nname = \"x\"\nauth = \"null\"\nstart = \"start\"\n");
     assert_eq!((e.line, e.field.as_deref()), (2, Some("name")));
     assert!(e.message.contains("needs remote"));
+
+    let e = err("[[connection]]\nname = \"x\"\nauth = \"null\"\nclose_action = \"start\"\n");
+    assert_eq!((e.line, e.field.as_deref()), (4, Some("close_action")));
+    let e = err("[[connection]]\nname = \"x\"\nauth = \"null\"\nclose_action = \"restart\"\n");
+    assert_eq!((e.kind, e.line), (ConfigErrorKind::Schema, 4));
 
     let e = err("[[connection]]\nname = \"x\"\nauth = \"certificate\"\n");
     assert_eq!(
