@@ -786,7 +786,11 @@ impl Driver {
         let mut child_sas: Vec<_> = self
             .children
             .values()
-            .map(|c| (c.summary.clone(), c.traffic))
+            .map(|c| {
+                let mut s = c.summary.clone();
+                s.ike_sa = c.ike_sa.0;
+                (s, c.traffic)
+            })
             .collect();
         child_sas.sort_by_key(|(s, _)| s.id);
         let mut drops: Vec<_> = self
@@ -1020,6 +1024,7 @@ impl Driver {
         }
         let summary = ChildSummary {
             id: info.id.0,
+            ike_sa: info.ike_sa.0,
             inbound_spi: info.inbound_spi,
             outbound_spi: info.outbound_spi,
             suite: esp_suite(info.encr, info.integ, info.pfs, info.esn),

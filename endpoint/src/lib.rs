@@ -304,6 +304,9 @@ impl Datagram {
 pub struct ChildSummary {
     /// Local child SA id.
     pub id: u64,
+    /// The IKE SA it was negotiated under ([`IkeSummary::id`]; in
+    /// [`Endpoint::status`], the one it belongs to now, after IKE rekeys).
+    pub ike_sa: u64,
     /// Inbound SPI (ours).
     pub inbound_spi: u32,
     /// Outbound SPI (the peer's).
