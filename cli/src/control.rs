@@ -3,7 +3,9 @@
 //! INQUIRE, R2, R7) over a Unix stream socket, one JSON object per line.
 //!
 //! Requests: `{"op":"latches"}`, `{"op":"inquire","proto":17,
-//! "local":"10.0.0.2:2000","remote":"10.0.0.1:1000"}`. Answers:
+//! "local":"10.0.0.2:2000","remote":"10.0.0.1:1000"}`,
+//! `{"op":"keys"}` (only with `listen --allow-key-export`: the SAs' SECRET
+//! keys as Wireshark tables, `crate::keys::control_answer`). Answers:
 //! `{"ok":true,"data":...,"text":"..."}` (`data`: the latch information as
 //! JSON, `text`: the rendering `latchkey` prints) or
 //! `{"ok":false,"error":"..."}`. Access is the socket file's permissions
@@ -38,6 +40,8 @@ enum Request {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// The SAs' keys as Wireshark tables (`listen --allow-key-export`).
+    Keys,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +55,7 @@ struct Response {
     error: Option<String>,
 }
 
-fn answer(ep: &Endpoint, line: &str) -> Response {
+async fn answer(ep: &Endpoint, line: &str) -> Response {
     let fail = |e: String| Response {
         ok: false,
         data: None,
@@ -99,6 +103,10 @@ fn answer(ep: &Endpoint, line: &str) -> Response {
                 ),
             }
         }
+        Request::Keys => match ep.session_keys().await {
+            Ok(k) => crate::keys::control_answer(&k),
+            Err(e) => return fail(e.to_string()),
+        },
     };
     match data {
         Ok(d) => Response {
@@ -141,7 +149,7 @@ pub(crate) fn serve(ep: Arc<Endpoint>, path: &Path) -> Result<()> {
                 let (r, mut w) = stream.into_split();
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let resp = answer(&ep, &line);
+                    let resp = answer(&ep, &line).await;
                     let mut out = serde_json::to_string(&resp).unwrap_or_default();
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {
@@ -154,8 +162,8 @@ pub(crate) fn serve(ep: Arc<Endpoint>, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Ask the `listen` process behind `path`; prints its answer (JSON or text).
-async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
+/// Ask the `listen` process behind `path`; its answer, if it succeeded.
+async fn request(path: &Path, req: &Request) -> Result<Response> {
     let stream = UnixStream::connect(path).await.with_context(|| {
         format!(
             "connecting to the control socket {} (is `latchkey listen --control {}` running?)",
@@ -175,6 +183,12 @@ async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
     if !resp.ok {
         bail!("{}", resp.error.unwrap_or_default());
     }
+    Ok(resp)
+}
+
+/// Ask the `listen` process behind `path`; prints its answer (JSON or text).
+async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
+    let resp = request(path, req).await?;
     if json {
         println!(
             "{}",
@@ -182,6 +196,20 @@ async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
         );
     } else {
         print!("{}", resp.text.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `latchkey keys --wireshark DIR`: the keys of the `listen` process's SAs,
+/// written as Wireshark tables into `dir`.
+pub(crate) async fn keys(path: &Path, dir: &Path) -> Result<()> {
+    let data = request(path, &Request::Keys)
+        .await?
+        .data
+        .unwrap_or_default();
+    let tables = crate::keys::from_control_answer(&data)?;
+    for p in crate::keys::write_tables(dir, &tables)? {
+        println!("{}", p.display());
     }
     Ok(())
 }

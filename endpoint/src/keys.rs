@@ -18,6 +18,8 @@ use ike::crypto::Secret;
 use ike::{ChildSaId, IkeSaId};
 use pad::alg::{Encr, Integ};
 
+pub use ike::IkeSaKeys;
+
 /// The keys of the SAs up at one moment. SECRET; zeroized on drop.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SessionKeys {
@@ -47,7 +49,7 @@ pub struct IkeSaKeyRecord {
     /// The peer's outer address.
     pub remote: SocketAddr,
     /// SPIs, SK_e*, SK_a*, algorithms.
-    pub keys: ike::IkeSaKeys,
+    pub keys: IkeSaKeys,
 }
 
 impl fmt::Debug for IkeSaKeyRecord {

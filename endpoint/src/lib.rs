@@ -42,7 +42,7 @@ pub use dns::{lookup_ipseckey, peer_keys_from_dns, reverse_name, DnsError, DnsPe
 pub use ike::{
     ChildConfig, ChildSaId, Credentials, IkeSaId, PeerConfig as IkePeerConfig, PeerCredential,
 };
-pub use keys::{EspSaKeys, IkeSaKeyRecord, SessionKeys};
+pub use keys::{EspSaKeys, IkeSaKeyRecord, IkeSaKeys, SessionKeys};
 pub use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
     ListenerRequest, NatInfo, PeerAuth, PeerIdentity, RequestedProtection, RestartPolicy,
