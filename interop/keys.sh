@@ -61,7 +61,8 @@ tshark_profile() {
     local cfg=$1 pcap=$2
     shift 2
     XDG_CONFIG_HOME=${cfg} HOME=${cfg} tshark -n -r "${pcap}" \
-        -o esp.enable_encryption_decode:TRUE "$@" 2>>"${R}/tshark.stderr"
+        -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE \
+        "$@" 2>>"${R}/tshark.stderr"
 }
 
 # verify NAME PCAP KEYDIR MSG: the checks on one capture.
@@ -97,6 +98,11 @@ verify() {
     check "${S}: tshark decrypts ESP" "inner UDP with '${msg}': ${want_fwd} from 10.98.0.1, ${want_back} from 10.99.0.1 ($(wc -l <"${R}/${S}.esp.txt") decrypted)" \
         test "${want_fwd}" -ge 1 -a "${want_back}" -ge 1
     tshark_profile "${cfg}" "${pcap}" -V -Y esp >"${R}/${S}.esp-verbose.txt" || true
+    local good bad
+    good=$(tshark_profile "${cfg}" "${pcap}" -Y 'esp.icv_good == 1' -T fields -e frame.number | grep -c . || true)
+    bad=$(tshark_profile "${cfg}" "${pcap}" -Y 'esp.icv_bad == 1' -T fields -e frame.number | grep -c . || true)
+    check "${S}: ESP ICVs verify with the exported keys" "${good} good, ${bad} bad" \
+        test "${good}" -ge 2 -a "${bad}" -eq 0
 
     # Control: without the tables, nothing of this is visible.
     local empty=${R}/${S}-nokeys
