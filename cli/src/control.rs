@@ -150,7 +150,9 @@ pub(crate) fn serve(ep: Arc<Endpoint>, path: &Path) -> Result<()> {
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let resp = answer(&ep, &line).await;
-                    let mut out = serde_json::to_string(&resp).unwrap_or_default();
+                    // May hold keys ({"op":"keys"}): zeroized after sending.
+                    let mut out =
+                        zeroize::Zeroizing::new(serde_json::to_string(&resp).unwrap_or_default());
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {
                         break;
@@ -179,6 +181,7 @@ async fn request(path: &Path, req: &Request) -> Result<Response> {
     let Some(answer) = lines.next_line().await? else {
         bail!("the control socket closed without answering");
     };
+    let answer = zeroize::Zeroizing::new(answer);
     let resp: Response = serde_json::from_str(&answer).context("answer of the control socket")?;
     if !resp.ok {
         bail!("{}", resp.error.unwrap_or_default());

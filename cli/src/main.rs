@@ -64,18 +64,20 @@ enum Command {
     /// Write the SECRET keys of the SAs of a running `latchkey listen
     /// --allow-key-export` as Wireshark decryption tables, so that
     /// tshark/Wireshark decrypts a capture of its IKE and ESP traffic.
+    ///
+    /// Asks the `listen` process over its control socket for the keys of
+    /// its IKE and child SAs and writes them as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR. THESE ARE
+    /// SECRET KEYS: whoever reads the files can decrypt and forge that
+    /// traffic; delete them when done. Use DIR as a Wireshark profile
+    /// directory, e.g. `--wireshark /tmp/k/wireshark`, then
+    /// `XDG_CONFIG_HOME=/tmp/k tshark -o esp.enable_encryption_decode:TRUE
+    /// -r CAPTURE -V`. SAs using ChaCha20-Poly1305 are left out (Wireshark
+    /// 4.0 cannot decrypt them).
     Keys(KeysArgs),
 }
 
-/// `latchkey keys`.
-///
-/// Asks a running `latchkey listen --allow-key-export` (over its control
-/// socket) for the keys of its IKE and child SAs and writes them as
-/// Wireshark's `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR.
-/// THESE ARE SECRET KEYS: whoever reads the files can decrypt and forge
-/// that traffic. Use DIR as a Wireshark profile directory (e.g.
-/// XDG_CONFIG_HOME=/tmp/x with DIR=/tmp/x/wireshark) and run
-/// `tshark -o esp.enable_encryption_decode:TRUE -r CAPTURE -V`.
+/// Arguments of `latchkey keys`.
 #[derive(Debug, Args)]
 struct KeysArgs {
     /// Directory to write `ikev2_decryption_table` and `esp_sa` into
