@@ -79,3 +79,53 @@ async fn session_keys_follow_the_sas() {
     left.shutdown().await.unwrap();
     right.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn ike_rekey_exports_the_new_keys() {
+    let mut rcfg = EndpointConfig::loopback();
+    rcfg.key_export = true;
+    let right = Endpoint::bind(
+        rcfg,
+        vec![btns_peer("l", ts("10.0.0.2/32"), ts("10.0.0.1/32"))],
+    )
+    .await
+    .unwrap();
+    let mut lcfg = EndpointConfig::loopback();
+    lcfg.key_export = true;
+    let left = Endpoint::bind(lcfg, vec![]).await.unwrap();
+    let mut lp = btns_peer("r", ts("10.0.0.1/32"), ts("10.0.0.2/32"));
+    lp.remote_natt_port = right.natt_addr().port();
+    lp.ike_rekey_after = Some(Duration::from_millis(500));
+    let (ch, acc) = tokio::join!(left.connect(lp, right.ike_addr()), right.accept());
+    let ch = ch.unwrap();
+    let _rch = acc.unwrap();
+    let before = left.session_keys().await.unwrap();
+    let old = before.ike_sas[0].keys.clone();
+    let mut after = before.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = left.session_keys().await.unwrap();
+        if after
+            .ike_sas
+            .first()
+            .is_some_and(|r| r.keys.spi_i != old.spi_i)
+        {
+            break;
+        }
+    }
+    assert_eq!(after.ike_sas.len(), 1, "only the new IKE SA: {after:?}");
+    let new = &after.ike_sas[0];
+    assert_ne!(new.keys.spi_i, old.spi_i, "rekeyed: {after:?}");
+    assert_ne!(new.keys.sk_ei, old.sk_ei);
+    let peer = right.session_keys().await.unwrap();
+    assert!(
+        peer.ike_sas.iter().any(|r| r.keys == new.keys),
+        "the peer agrees"
+    );
+    // The child SAs moved to the new IKE SA.
+    assert_eq!(after.esp_sas.len(), 2);
+    assert!(after.esp_sas.iter().all(|e| e.ike_sa == new.ike_sa));
+    ch.close().await.unwrap();
+    left.shutdown().await.unwrap();
+    right.shutdown().await.unwrap();
+}
