@@ -8,7 +8,9 @@
 #
 # 1. initiator: `latchkey connect --keys-wireshark DIR --send-udp
 #    10.99.0.1:9999` (lk-left) to charon (lk-right), captured on the veth.
-# 2. responder: `latchkey listen --allow-key-export --echo` (lk-left),
+# 2. responder: `latchkey listen --allow-key-export --echo` (lk-left, bound
+#    to the wildcard address as by default: its own outer address is `*`
+#    in esp_sa),
 #    charon initiates, a datagram goes 10.99.0.1 -> 10.98.0.1 and back,
 #    then `latchkey keys --wireshark DIR --control SOCK` fetches the keys.
 # For each: tshark reads the capture with DIR as its Wireshark profile
@@ -212,7 +214,7 @@ KEYS=${R}/${S}-keys
 CTL=${R}/control.sock
 lk_tcpdump_start "${LK_NS_LEFT}" "${LK_VETH_LEFT}" "${PCAP}"
 lk_bg latchkey-listen ip netns exec "${LK_NS_LEFT}" env --default-signal=INT "${BIN}" -v listen \
-    --ike "${LK_OUTER_LEFT}:500" --natt "${LK_OUTER_LEFT}:4500" "${SEC[@]}" --echo \
+    --ike 0.0.0.0:500 --natt 0.0.0.0:4500 "${SEC[@]}" --echo \
     --control "${CTL}" --allow-key-export >"${R}/${S}.stdout" 2>"${R}/${S}.stderr"
 LPID=${LK_LAST_PID}
 for ((i = 0; i < 50; i++)); do
