@@ -271,6 +271,31 @@ pub(crate) fn write_wireshark(dir: &Path, keys: &SessionKeys) -> Result<Vec<Path
     write_tables(dir, &wireshark_tables(keys))
 }
 
+/// `a`'s SAs and those of `b` not in `a` (by SPIs): the keys of a session
+/// over time, rekeyed-away SAs included.
+pub(crate) fn merged(a: &SessionKeys, b: &SessionKeys) -> SessionKeys {
+    let mut all = a.clone();
+    for r in &b.ike_sas {
+        if !all
+            .ike_sas
+            .iter()
+            .any(|x| (x.keys.spi_i, x.keys.spi_r) == (r.keys.spi_i, r.keys.spi_r))
+        {
+            all.ike_sas.push(r.clone());
+        }
+    }
+    for e in &b.esp_sas {
+        if !all
+            .esp_sas
+            .iter()
+            .any(|x| (x.spi, x.src, x.dst) == (e.spi, e.src, e.dst))
+        {
+            all.esp_sas.push(e.clone());
+        }
+    }
+    all
+}
+
 /// The control socket's answer to `{"op":"keys"}`: the two tables as
 /// `data` (`{"ikev2_decryption_table": ..., "esp_sa": ..., "ike_sas": N,
 /// "esp_sas": N, "skipped": [...]}`) and a one-line summary as `text`.
@@ -500,5 +525,32 @@ mod tests {
         assert_eq!(back.esp_sa, t.esp_sa);
         assert_eq!((back.ike_sas, back.esp_sas, back.skipped.len()), (1, 1, 1));
         assert!(text.contains("1 IKE SA"));
+    }
+
+    #[test]
+    fn merged_keeps_old_and_adds_new() {
+        let rec = |spi_i| IkeSaKeyRecord {
+            ike_sa: IkeSaId(spi_i),
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.2:4500".parse().unwrap(),
+            keys: IkeSaKeys { spi_i, ..ike_gcm() },
+        };
+        let e1 = esp(Encr::AesGcm16_128, None, "192.0.2.1:4500", "192.0.2.2:4500");
+        let e2 = EspSaKeys {
+            spi: 7,
+            ..e1.clone()
+        };
+        let a = SessionKeys {
+            ike_sas: vec![rec(1)],
+            esp_sas: vec![e1.clone()],
+        };
+        let b = SessionKeys {
+            ike_sas: vec![rec(1), rec(2)],
+            esp_sas: vec![e2.clone()],
+        };
+        let m = merged(&a, &b);
+        assert_eq!(m.ike_sas.len(), 2);
+        assert_eq!(m.esp_sas, vec![e1, e2]);
+        assert_eq!(merged(&a, &a), a);
     }
 }

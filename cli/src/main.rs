@@ -489,9 +489,14 @@ async fn connect(a: ConnectArgs) -> Result<()> {
         .connect(peer, remote)
         .await
         .with_context(|| format!("connecting to {remote}"))?;
-    if let Some(dir) = &a.keys_wireshark {
-        keys::write_wireshark(dir, &ep.session_keys().await?)?;
-    }
+    let exported = match &a.keys_wireshark {
+        Some(dir) => {
+            let k = ep.session_keys().await?;
+            keys::write_wireshark(dir, &k)?;
+            Some(k)
+        }
+        None => None,
+    };
     if !a.sec.json {
         let i = ch.ike_sa();
         let c = ch.child_sa();
@@ -558,6 +563,13 @@ async fn connect(a: ConnectArgs) -> Result<()> {
                 "child SA {:08x}/{:08x}: out {} packets {} octets, in {} packets {} octets",
                 c.inbound_spi, c.outbound_spi, t.packets_out, t.bytes_out, t.packets_in, t.bytes_in
             );
+        }
+    }
+    if let (Some(dir), Some(first)) = (&a.keys_wireshark, &exported) {
+        // SAs rekeyed in the meantime: write again, old and new together.
+        let all = keys::merged(first, &ep.session_keys().await?);
+        if all != *first {
+            keys::write_wireshark(dir, &all)?;
         }
     }
     ch.close().await?;
