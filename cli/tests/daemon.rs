@@ -464,7 +464,7 @@ fn reload_keeps_established_latches() {
     assert_eq!(r["kept"], serde_json::json!(["ba"]));
     assert_eq!(r["listener_latches_added"], serde_json::json!([]));
     let l = latches(&sb);
-    assert_eq!(established(&l), Some((id.clone(), peer_before.clone())));
+    assert_eq!(established(&l), Some((id, peer_before)));
     assert!(l
         .iter()
         .any(|x| x["id"] == listener_id && x["state"] == "LISTENER"));
