@@ -75,6 +75,8 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 struct Held {
     id: u64,
     name: String,
+    /// Its IKE SA when it came up (several children may share one).
+    ike_sa: u64,
     initiator: bool,
     close: mpsc::Sender<CloseReply>,
 }
@@ -296,10 +298,13 @@ impl Daemon {
         let (closers, was_retrying) = {
             let mut c = lock(&self.conns);
             *c.downs.entry(name.to_owned()).or_default() += 1;
+            // One Delete per IKE SA: closing one channel deletes its IKE
+            // SA, which ends the other channels under it.
+            let mut seen = BTreeSet::new();
             let closers: Vec<_> = c
                 .held
                 .iter()
-                .filter(|h| h.name == name)
+                .filter(|h| h.name == name && seen.insert(h.ike_sa))
                 .map(|h| h.close.clone())
                 .collect();
             (
@@ -347,6 +352,7 @@ impl Daemon {
             c.held.push(Held {
                 id,
                 name: name.clone(),
+                ike_sa: ch.ike_sa().id,
                 initiator,
                 close: tx,
             });
