@@ -482,23 +482,9 @@ fn reload_keeps_established_latches() {
     assert!(wait_exit(&mut d.0[0]).success());
 }
 
-/// The peer deletes only the child SA (its IKE SA stays): the daemon holds
-/// no channel for the connection any more, but `down` still deletes the
-/// connection's IKE SA (it looks the IKE SAs up by connection, not by
-/// channel), and the peer is told. The peer here is an in-process
-/// `endpoint::Endpoint`, which can delete just a child SA.
-#[test]
-fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
-    let dir = tempdir("childless");
-    write_psk(&dir);
-    let ports = free_ports();
-    std::fs::write(dir.join("a.toml"), config_a(&dir, ports, "")).unwrap();
-    let sa = dir.join("a.sock");
-    let _d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
-    wait_for("the control socket", || {
-        run(&["connections"], &sa).status.success()
-    });
-
+/// The peer `b` of `config_a` as an in-process endpoint (it can delete
+/// just a child SA, which a daemon never does), and its runtime.
+fn peer_b(ports: [u16; 4]) -> (tokio::runtime::Runtime, endpoint::Endpoint) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -521,6 +507,27 @@ fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
             vec![peer],
         ))
         .unwrap();
+    (rt, ep)
+}
+
+/// The peer deletes only the child SA (its IKE SA stays): the daemon holds
+/// no channel for the connection any more, but `down` still deletes the
+/// connection's IKE SA (it looks the IKE SAs up by connection, not by
+/// channel), and the peer is told. The peer here is an in-process
+/// `endpoint::Endpoint`, which can delete just a child SA.
+#[test]
+fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
+    let dir = tempdir("childless");
+    write_psk(&dir);
+    let ports = free_ports();
+    std::fs::write(dir.join("a.toml"), config_a(&dir, ports, "")).unwrap();
+    let sa = dir.join("a.sock");
+    let _d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
+    wait_for("the control socket", || {
+        run(&["connections"], &sa).status.success()
+    });
+
+    let (rt, ep) = peer_b(ports);
 
     let up = json(&["up", "ab"], &sa);
     let spi_i = up["ike_sa"]["spi_i"].as_str().unwrap().to_owned();
@@ -563,5 +570,50 @@ fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
     let out = run(&["down", "ab"], &sa);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not up"));
+    rt.block_on(ep.shutdown()).unwrap();
+}
+
+/// `close_action = "start"` and the peer deletes only the child SA: the
+/// daemon deletes the IKE SA left without children and brings the
+/// connection back, so the peer ends with one IKE SA (the new one), not two.
+#[test]
+fn close_action_start_after_a_child_only_delete_leaves_no_childless_ike_sa() {
+    let dir = tempdir("childless-restart");
+    write_psk(&dir);
+    let ports = free_ports();
+    std::fs::write(
+        dir.join("a.toml"),
+        config_a(&dir, ports, "close_action = \"start\"\n"),
+    )
+    .unwrap();
+    let sa = dir.join("a.sock");
+    let _d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
+    wait_for("the control socket", || {
+        run(&["connections"], &sa).status.success()
+    });
+    let (rt, ep) = peer_b(ports);
+    let accept = || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), ep.accept()).await })
+            .expect("the peer accepts a child SA")
+            .unwrap()
+    };
+    let up = json(&["up", "ab"], &sa);
+    let old = up["ike_sa"]["spi_i"].as_str().unwrap().to_owned();
+    let ch = accept();
+    rt.block_on(ch.close_child()).unwrap();
+    // The daemon brings the connection back: a new IKE SA and child SA.
+    let again = accept();
+    assert_ne!(again.ike_sa().spi_i, old, "a new IKE SA");
+    let new = again.ike_sa().spi_i.clone();
+    wait_for("the peer to hold only the new IKE SA", || {
+        let s = rt.block_on(ep.status()).unwrap();
+        s.ike_sas.len() == 1 && s.ike_sas[0].spi_i == new
+    });
+    let s = json(&["status"], &sa);
+    let i = ike_sas(&s);
+    assert_eq!(i.len(), 1, "{s}");
+    assert_eq!(i[0]["child_sas"].as_array().unwrap().len(), 1, "{s}");
+    assert!(run(&["down", "ab"], &sa).status.success());
+    drop(again);
     rt.block_on(ep.shutdown()).unwrap();
 }

@@ -29,7 +29,9 @@
 //! `close_action = "start"`: when a connection's SA goes without `down`
 //! (the peer deleted it, DPD, the peer restarted), it is initiated again,
 //! retried 1 s, 2 s, ... 60 s apart until it is up; `down`, a reload that
-//! drops it, or SIGTERM stop that. A `down` during an `up` wins.
+//! drops it, or SIGTERM stop that. A `down` during an `up` wins. If the
+//! peer deleted only the child SA, the IKE SA left without children is
+//! deleted before the connection is brought back (no second IKE SA).
 //!
 //! SIGTERM/SIGINT: every IKE SA is deleted (the peers are told), then the
 //! process exits 0.
@@ -338,6 +340,29 @@ impl Daemon {
         Ok(closed)
     }
 
+    /// Delete the established IKE SAs of connection `name` that have no
+    /// child SA left (the peer deleted them and kept the IKE SA).
+    async fn close_childless(&self, name: &str) {
+        let Ok(s) = self.ep.status().await else {
+            return;
+        };
+        let childless = s.ike_sas.iter().filter(|i| {
+            i.name == name && i.established && !s.child_sas.iter().any(|(c, _)| c.ike_sa == i.id)
+        });
+        for i in childless {
+            match self.ep.close_ike_sa(i.id).await {
+                Ok(()) => tracing::info!(
+                    connection = name,
+                    ike_sa = i.id,
+                    "IKE SA without child SAs deleted before bringing the connection back"
+                ),
+                Err(e) => {
+                    tracing::warn!(connection = name, ike_sa = i.id, error = %e, "closing failed")
+                }
+            }
+        }
+    }
+
     /// The established IKE SAs the endpoint files under connection `name`.
     async fn ike_sas_of(&self, name: &str) -> Result<Vec<u64>> {
         Ok(self
@@ -392,6 +417,10 @@ impl Daemon {
                 .connection(&name)
                 .is_some_and(|k| k.close_action == StartAction::Start);
             if again && close_start {
+                // The peer may have deleted only the child SA: the IKE SA
+                // left without children is deleted first, so that bringing
+                // the connection back does not leave it behind.
+                me.close_childless(&name).await;
                 me.keep_up(name, RETRY_FIRST);
             }
         });
