@@ -469,6 +469,7 @@ if [[ ${STRONGSWAN} == 1 ]]; then
             . "${DIR}/lib.sh"
             lk_init daemon-tun-strongswan
             R=${LK_RUN}
+            : >"${RUN}/strongswan.locked"
             lk_ns_create
             lk_psk "${R}/psk"
             lk_charon_start right "${LK_NS_RIGHT}" "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" \
@@ -608,7 +609,9 @@ PYEOF
         )
         rc=$?
         set -e
-        if [[ ${rc} -ne 0 ]] && ! grep -q '^fail strongswan/' "${RESULTS}"; then
+        if [[ ! -e ${RUN}/strongswan.locked ]]; then
+            result strongswan/lock fail "could not take the interop harness lock within ${LK_LOCK_WAIT:-300} s (another interop run holds it); run again later, or with --no-strongswan"
+        elif [[ ${rc} -ne 0 ]] && ! grep -q '^fail strongswan/' "${RESULTS}"; then
             result strongswan/run fail "the strongSwan run stopped (exit ${rc}); see ${DIR}/run/daemon-tun-strongswan/"
         fi
     fi
