@@ -9,7 +9,8 @@
 //! "local":"10.0.0.2:2000","remote":"10.0.0.1:1000"}`, `{"op":"up",
 //! "name":"office"}`, `{"op":"down","name":"office"}`, `{"op":"status"}`,
 //! `{"op":"reload"}`, `{"op":"connections"}`, `{"op":"keys"}` (only with
-//! `--allow-key-export`: the SAs' SECRET keys as Wireshark tables,
+//! `listen --allow-key-export` or `[daemon] allow_key_export = true`: the
+//! SAs' SECRET keys as Wireshark tables,
 //! `crate::keys::control_answer`). Answers:
 //! `{"ok":true,"data":...,"text":"..."}` (`data`: the answer as JSON, the
 //! shape `--json` prints; `text`: the rendering `latchkey` prints) or
@@ -70,7 +71,8 @@ pub(crate) enum Request {
     Reload,
     /// Daemon: the configured connections and their state.
     Connections,
-    /// The SAs' keys as Wireshark tables (`listen --allow-key-export`).
+    /// The SAs' keys as Wireshark tables (`listen --allow-key-export`,
+    /// `[daemon] allow_key_export = true`).
     Keys,
 }
 
@@ -218,6 +220,11 @@ async fn answer(b: &Backend, line: &str) -> Response {
                 let (d, text) = crate::keys::control_answer(&k);
                 d.map(|d| (d, text)).map_err(|e| e.to_string())
             }
+            Err(endpoint::Error::KeyExport(_)) if matches!(b, Backend::Daemon(_)) => Err(
+                "key export is off in this daemon: set `allow_key_export = true` under [daemon] \
+                 in its configuration and restart it (a reload does not turn it on)"
+                    .into(),
+            ),
             Err(e) => Err(e.to_string()),
         },
     };
@@ -345,7 +352,8 @@ pub(crate) async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `latchkey keys --wireshark DIR`: the keys of the `listen` process's SAs,
+/// `latchkey keys --wireshark DIR`: the keys of the `listen` or `daemon`
+/// process's SAs (`--allow-key-export`, `[daemon] allow_key_export`),
 /// written as Wireshark tables into `dir`.
 pub(crate) async fn keys(path: &Path, dir: &Path) -> Result<()> {
     let data = request(path, &Request::Keys)

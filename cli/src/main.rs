@@ -80,11 +80,14 @@ enum Command {
     /// The daemon's configured connections and their state.
     Connections(ControlArgs),
     /// Write the SECRET keys of the SAs of a running `latchkey listen
-    /// --allow-key-export` as Wireshark decryption tables, so that
-    /// tshark/Wireshark decrypts a capture of its IKE and ESP traffic.
+    /// --allow-key-export`, or of a `latchkey daemon` whose configuration
+    /// says `[daemon] allow_key_export = true`, as Wireshark decryption
+    /// tables, so that tshark/Wireshark decrypts a capture of its IKE and
+    /// ESP traffic.
     ///
-    /// Asks the `listen` process over its control socket for the keys of
-    /// its IKE and child SAs and writes them as Wireshark's
+    /// Asks the `listen` or `daemon` process over its control socket
+    /// (`--control`, as `latchkey status` takes it) for the keys of its
+    /// IKE and child SAs and writes them as Wireshark's
     /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR. THESE ARE
     /// SECRET KEYS: whoever reads the files can decrypt and forge that
     /// traffic; delete them when done. Use DIR as a Wireshark profile
@@ -128,7 +131,8 @@ struct KeysArgs {
     /// (created with mode 0700 if missing).
     #[arg(long, value_name = "DIR")]
     wireshark: PathBuf,
-    /// The control socket of the `listen` process.
+    /// The control socket of the `listen` or `daemon` process (default:
+    /// $XDG_RUNTIME_DIR/latchkey.sock, else /run/latchkey/control.sock).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
 }

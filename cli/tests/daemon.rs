@@ -481,3 +481,139 @@ fn reload_keeps_established_latches() {
     signal(&d.0[0], "-TERM");
     assert!(wait_exit(&mut d.0[0]).success());
 }
+
+/// The peer `b` of `config_a` as an in-process endpoint (it can delete
+/// just a child SA, which a daemon never does), and its runtime.
+fn peer_b(ports: [u16; 4]) -> (tokio::runtime::Runtime, endpoint::Endpoint) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ts = |s: &str| s.parse::<endpoint::TrafficSelector>().unwrap();
+    let mut peer = endpoint::peer_config(
+        "ba",
+        endpoint::AuthMethod::Psk,
+        Some(certs::Psk::from_text(b"a shared secret for the end-to-end test\n").unwrap()),
+        ts("10.99.0.1/32"),
+        ts("10.98.0.1/32"),
+    );
+    peer.local_id = endpoint::Identity::Fqdn("b.example".into());
+    peer.remote_id = Some(endpoint::Identity::Fqdn("a.example".into()));
+    let ip = "127.0.0.1".parse().unwrap();
+    let ep = rt
+        .block_on(endpoint::Endpoint::bind(
+            endpoint::EndpointConfig::on(ip, ports[2], ports[3]),
+            vec![peer],
+        ))
+        .unwrap();
+    (rt, ep)
+}
+
+/// The peer deletes only the child SA (its IKE SA stays): the daemon holds
+/// no channel for the connection any more, but `down` still deletes the
+/// connection's IKE SA (it looks the IKE SAs up by connection, not by
+/// channel), and the peer is told. The peer here is an in-process
+/// `endpoint::Endpoint`, which can delete just a child SA.
+#[test]
+fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
+    let dir = tempdir("childless");
+    write_psk(&dir);
+    let ports = free_ports();
+    std::fs::write(dir.join("a.toml"), config_a(&dir, ports, "")).unwrap();
+    let sa = dir.join("a.sock");
+    let _d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
+    wait_for("the control socket", || {
+        run(&["connections"], &sa).status.success()
+    });
+
+    let (rt, ep) = peer_b(ports);
+
+    let up = json(&["up", "ab"], &sa);
+    let spi_i = up["ike_sa"]["spi_i"].as_str().unwrap().to_owned();
+    let ch = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), ep.accept()).await })
+        .expect("the peer accepts the child SA")
+        .unwrap();
+    assert_eq!(ch.ike_sa().spi_i, spi_i);
+
+    // The peer deletes the child SA only.
+    rt.block_on(ch.close_child()).unwrap();
+    wait_for(
+        "the daemon to lose the child SA but keep the IKE SA",
+        || {
+            let s = json(&["status"], &sa);
+            let i = ike_sas(&s);
+            i.len() == 1
+                && i[0]["child_sas"].as_array().unwrap().is_empty()
+                && s["connections"][0]["initiated"] == 0
+        },
+    );
+    let s = rt.block_on(ep.status()).unwrap();
+    assert_eq!(s.ike_sas.len(), 1, "the peer keeps the IKE SA");
+    assert!(s.child_sas.is_empty(), "the peer deleted its child SA");
+    assert_eq!(json(&["connections"], &sa)[0]["state"], "up");
+
+    // down: the IKE SA is deleted, and the peer is told.
+    let out = run(&["down", "ab"], &sa);
+    assert!(
+        out.status.success(),
+        "down of a connection whose IKE SA has no child SA: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ike_sas(&json(&["status"], &sa)).is_empty());
+    wait_for("the peer to lose the IKE SA", || {
+        rt.block_on(ep.status()).unwrap().ike_sas.is_empty()
+    });
+    assert_eq!(json(&["connections"], &sa)[0]["state"], "down");
+    // And a second down says so.
+    let out = run(&["down", "ab"], &sa);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not up"));
+    rt.block_on(ep.shutdown()).unwrap();
+}
+
+/// `close_action = "start"` and the peer deletes only the child SA: the
+/// daemon deletes the IKE SA left without children and brings the
+/// connection back, so the peer ends with one IKE SA (the new one), not two.
+#[test]
+fn close_action_start_after_a_child_only_delete_leaves_no_childless_ike_sa() {
+    let dir = tempdir("childless-restart");
+    write_psk(&dir);
+    let ports = free_ports();
+    std::fs::write(
+        dir.join("a.toml"),
+        config_a(&dir, ports, "close_action = \"start\"\n"),
+    )
+    .unwrap();
+    let sa = dir.join("a.sock");
+    let _d = Daemons(vec![start(&dir, "a.toml", "a.log")]);
+    wait_for("the control socket", || {
+        run(&["connections"], &sa).status.success()
+    });
+    let (rt, ep) = peer_b(ports);
+    let accept = || {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), ep.accept()).await })
+            .expect("the peer accepts a child SA")
+            .unwrap()
+    };
+    let up = json(&["up", "ab"], &sa);
+    let old = up["ike_sa"]["spi_i"].as_str().unwrap().to_owned();
+    let ch = accept();
+    rt.block_on(ch.close_child()).unwrap();
+    // The daemon brings the connection back: a new IKE SA and child SA.
+    let again = accept();
+    assert_ne!(again.ike_sa().spi_i, old, "a new IKE SA");
+    let new = again.ike_sa().spi_i.clone();
+    wait_for("the peer to hold only the new IKE SA", || {
+        let s = rt.block_on(ep.status()).unwrap();
+        s.ike_sas.len() == 1 && s.ike_sas[0].spi_i == new
+    });
+    let s = json(&["status"], &sa);
+    let i = ike_sas(&s);
+    assert_eq!(i.len(), 1, "{s}");
+    assert_eq!(i[0]["child_sas"].as_array().unwrap().len(), 1, "{s}");
+    assert!(run(&["down", "ab"], &sa).status.success());
+    drop(again);
+    rt.block_on(ep.shutdown()).unwrap();
+}

@@ -41,6 +41,14 @@ pub(crate) enum Command {
         channel: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    CloseIke {
+        ike_sa: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    CloseChild {
+        channel: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     Status {
         reply: oneshot::Sender<Status>,
     },
@@ -559,6 +567,34 @@ impl Driver {
                     let _ = reply.send(Ok(()));
                     return;
                 };
+                match self.ike.delete_ike(Instant::now(), ike_sa) {
+                    Ok(()) => self.pending_close.entry(ike_sa).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Send(e.to_string())));
+                    }
+                }
+            }
+            Command::CloseChild { channel, reply } => {
+                let Some((child, ike_sa)) = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|c| self.children.get(&c.child).map(|s| (c.child, s.ike_sa)))
+                else {
+                    let _ = reply.send(Ok(()));
+                    return;
+                };
+                let r = self
+                    .ike
+                    .delete_child(Instant::now(), ike_sa, child)
+                    .map_err(|e| Error::Send(e.to_string()));
+                let _ = reply.send(r);
+            }
+            Command::CloseIke { ike_sa, reply } => {
+                let ike_sa = ike::IkeSaId(ike_sa);
+                if !self.ike.ike_sas().iter().any(|i| i.id == ike_sa) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
                 match self.ike.delete_ike(Instant::now(), ike_sa) {
                     Ok(()) => self.pending_close.entry(ike_sa).or_default().push(reply),
                     Err(e) => {

@@ -534,6 +534,22 @@ impl Channel {
         create_connection_latch(&self.cmd, &self.shared, req).await
     }
 
+    /// Delete only this channel's child SA (INFORMATIONAL with its Delete
+    /// payload, RFC 7296 1.4.1); the IKE SA stays. Returns once the Delete
+    /// is queued; the channel ends ([`Channel::recv`] gives `None`) when
+    /// the child SA is gone.
+    pub async fn close_child(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::CloseChild {
+                channel: self.id,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     /// Tear the channel down: delete the child SA and its IKE SA
     /// (INFORMATIONAL with Delete payloads, RFC 7296 1.4).
     pub async fn close(self) -> Result<(), Error> {
@@ -894,6 +910,23 @@ impl Endpoint {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(driver::Command::SessionKeys { reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Delete the IKE SA `id` ([`IkeSummary::id`], as [`Endpoint::status`]
+    /// shows it) and with it all its child SAs (INFORMATIONAL Delete, RFC
+    /// 7296 1.4.1); returns once the peer answered or gave up. Also for an
+    /// IKE SA left without child SAs (the peer deleted them), which no
+    /// [`Channel`] can close any more. `Ok` if there is no such IKE SA.
+    pub async fn close_ike_sa(&self, id: u64) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::CloseIke {
+                ike_sa: id,
+                reply: tx,
+            })
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?

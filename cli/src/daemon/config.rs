@@ -66,6 +66,9 @@ pub(crate) struct DaemonConfig {
     pub(crate) connect_timeout: Duration,
     /// The TUN device, if any.
     pub(crate) tun: Option<TunConfig>,
+    /// `allow_key_export`: the control socket's `keys` op hands out the
+    /// SAs' SECRET keys (`latchkey keys --wireshark`).
+    pub(crate) key_export: bool,
     /// The PAD and SPD (`None`: the endpoint's default policy).
     pub(crate) policy: Option<PolicyConfig>,
     /// The connections, in file order.
@@ -111,6 +114,9 @@ impl DaemonConfig {
         }
         if self.tun != other.tun {
             v.push("tun");
+        }
+        if self.key_export != other.key_export {
+            v.push("allow_key_export");
         }
         v
     }
@@ -178,6 +184,8 @@ struct RawDaemon {
     policy_file: Option<Spanned<String>>,
     #[serde(default)]
     tun: Option<RawTun>,
+    #[serde(default)]
+    allow_key_export: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +207,14 @@ struct RawTun {
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
     routes: Option<bool>,
+    #[serde(default)]
+    latch_flows: Option<bool>,
+    #[serde(default)]
+    udp_idle: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    raw_esp: Option<bool>,
+    #[serde(default)]
+    offload: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +448,19 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
             if let Some(r) = t.routes {
                 c.routes = r;
             }
+            if let Some(l) = t.latch_flows {
+                c.latch_flows = l;
+            }
+            if let Some(v) = &t.udp_idle {
+                // Only used with latch_flows (only watched flows idle out).
+                c.udp_idle = cx.duration("tun.udp_idle", v)?;
+            }
+            if let Some(r) = t.raw_esp {
+                c.raw_esp = r;
+            }
+            if let Some(o) = t.offload {
+                c.offload = o;
+            }
             Some(c)
         }
     };
@@ -513,6 +542,7 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         max_half_open: d.as_ref().and_then(|d| d.max_half_open).unwrap_or(4096),
         connect_timeout,
         tun,
+        key_export: d.as_ref().and_then(|d| d.allow_key_export).unwrap_or(false),
         policy,
         connections,
         listener_latches,

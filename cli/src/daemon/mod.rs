@@ -7,8 +7,15 @@
 //! `up`/`start` or accepted from a peer, filed under its connection name
 //! (the IKE peer configuration's name, which the responder picks by the
 //! peer's identity and authentication). A handle ends when its SA goes
-//! (peer Delete, DPD, expiry) or when `down` closes it (an INFORMATIONAL
-//! Delete of its IKE SA).
+//! (peer Delete, DPD, expiry, `down`). `down` deletes the IKE SAs the
+//! endpoint files under the connection's name, looked up when it runs, not
+//! those of the handles: an IKE SA whose child SAs the peer deleted while
+//! it stays has no handle but is still the connection's.
+//!
+//! With `[daemon.tun]` the child SAs carry the OS stack's traffic through
+//! the TUN device (routes per remote selector, optional R18 flow latching);
+//! `[daemon] allow_key_export` lets `latchkey keys --wireshark` read the
+//! SAs' keys through the control socket.
 //!
 //! Reload (SIGHUP or `latchkey reload`): the file is read again; on a
 //! mistake the running configuration stays and the mistake is reported
@@ -22,7 +29,9 @@
 //! `close_action = "start"`: when a connection's SA goes without `down`
 //! (the peer deleted it, DPD, the peer restarted), it is initiated again,
 //! retried 1 s, 2 s, ... 60 s apart until it is up; `down`, a reload that
-//! drops it, or SIGTERM stop that. A `down` during an `up` wins.
+//! drops it, or SIGTERM stop that. A `down` during an `up` wins. If the
+//! peer deleted only the child SA, the IKE SA left without children is
+//! deleted before the connection is brought back (no second IKE SA).
 //!
 //! SIGTERM/SIGINT: every IKE SA is deleted (the peers are told), then the
 //! process exits 0.
@@ -39,7 +48,6 @@ use endpoint::{
     ThreeTuple,
 };
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
 
 pub(crate) mod config;
 mod status;
@@ -65,8 +73,6 @@ pub(crate) struct DaemonArgs {
     check: bool,
 }
 
-type CloseReply = oneshot::Sender<Result<(), endpoint::Error>>;
-
 /// `close_action = "start"`: the first retry's delay, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -75,10 +81,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 struct Held {
     id: u64,
     name: String,
-    /// Its IKE SA when it came up (several children may share one).
-    ike_sa: u64,
     initiator: bool,
-    close: mpsc::Sender<CloseReply>,
 }
 
 #[derive(Default)]
@@ -292,58 +295,90 @@ impl Daemon {
         Ok(report)
     }
 
-    /// `down NAME`: delete the IKE SAs of every child SA held for the
-    /// connection (INFORMATIONAL Delete). Returns how many were closed.
+    /// `down NAME`: delete every established IKE SA of the connection
+    /// (INFORMATIONAL Delete; its child SAs go with it). Returns how many
+    /// were closed.
+    ///
+    /// The IKE SAs are those the endpoint files under the connection's
+    /// name (its peer configuration, whichever side initiated), looked up
+    /// now: so an IKE SA rekeyed since it came up, or one whose child SAs
+    /// the peer deleted while it stays (no channel is held for it any
+    /// more), is closed too.
     pub(crate) async fn down(&self, name: &str) -> Result<usize> {
-        let (closers, was_retrying) = {
+        let was_retrying = {
             let mut c = lock(&self.conns);
             *c.downs.entry(name.to_owned()).or_default() += 1;
-            // One Delete per IKE SA: closing one channel deletes its IKE
-            // SA, which ends the other channels under it.
-            let mut seen = BTreeSet::new();
-            let closers: Vec<_> = c
-                .held
-                .iter()
-                .filter(|h| h.name == name && seen.insert(h.ike_sa))
-                .map(|h| h.close.clone())
-                .collect();
-            (
-                closers,
-                c.retrying.contains(name) || c.connecting.contains(name),
-            )
+            c.retrying.contains(name) || c.connecting.contains(name)
         };
-        if closers.is_empty() && was_retrying {
+        let ike_sas = self.ike_sas_of(name).await?;
+        if ike_sas.is_empty() && was_retrying {
             tracing::info!(
                 connection = name,
                 "down: no longer brought up (the attempt under way is abandoned)"
             );
             return Ok(0);
         }
-        if closers.is_empty() {
+        if ike_sas.is_empty() {
             if self.config().connection(name).is_none() {
                 bail!("no connection named {name:?}");
             }
             bail!("connection {name:?} is not up");
         }
         let mut closed = 0;
-        for c in closers {
-            let (tx, rx) = oneshot::channel();
-            if c.send(tx).await.is_err() {
-                continue; // it ended meanwhile
-            }
-            match rx.await {
-                Ok(Ok(())) => closed += 1,
-                Ok(Err(e)) => tracing::warn!(connection = name, error = %e, "closing failed"),
-                Err(_) => {}
+        for id in ike_sas {
+            match self.ep.close_ike_sa(id).await {
+                Ok(()) => {
+                    closed += 1;
+                    tracing::info!(connection = name, ike_sa = id, "IKE SA deleted");
+                }
+                Err(e) => {
+                    tracing::warn!(connection = name, ike_sa = id, error = %e, "closing failed")
+                }
             }
         }
         tracing::info!(connection = name, closed, "connection down");
         Ok(closed)
     }
 
-    /// Keep `ch` under `name` until its SA goes or `down` closes it.
+    /// Delete the established IKE SAs of connection `name` that have no
+    /// child SA left (the peer deleted them and kept the IKE SA).
+    async fn close_childless(&self, name: &str) {
+        let Ok(s) = self.ep.status().await else {
+            return;
+        };
+        let childless = s.ike_sas.iter().filter(|i| {
+            i.name == name && i.established && !s.child_sas.iter().any(|(c, _)| c.ike_sa == i.id)
+        });
+        for i in childless {
+            match self.ep.close_ike_sa(i.id).await {
+                Ok(()) => tracing::info!(
+                    connection = name,
+                    ike_sa = i.id,
+                    "IKE SA without child SAs deleted before bringing the connection back"
+                ),
+                Err(e) => {
+                    tracing::warn!(connection = name, ike_sa = i.id, error = %e, "closing failed")
+                }
+            }
+        }
+    }
+
+    /// The established IKE SAs the endpoint files under connection `name`.
+    async fn ike_sas_of(&self, name: &str) -> Result<Vec<u64>> {
+        Ok(self
+            .ep
+            .status()
+            .await?
+            .ike_sas
+            .iter()
+            .filter(|s| s.name == name && s.established)
+            .map(|s| s.id)
+            .collect())
+    }
+
+    /// Keep `ch` under `name` until its SA goes (the peer deleted it or
+    /// its IKE SA, DPD, `down`).
     fn hold(self: &Arc<Self>, name: String, mut ch: Channel, initiator: bool) {
-        let (tx, mut rx) = mpsc::channel::<CloseReply>(1);
         let (id, downs) = {
             let mut c = lock(&self.conns);
             c.next += 1;
@@ -352,57 +387,40 @@ impl Daemon {
             c.held.push(Held {
                 id,
                 name: name.clone(),
-                ike_sa: ch.ike_sa().id,
                 initiator,
-                close: tx,
             });
             (id, downs)
         };
         let me = self.clone();
         tokio::spawn(async move {
-            enum Next {
-                Datagram(endpoint::Datagram),
-                Gone,
-                Close(CloseReply),
+            // With a TUN device the child SA's traffic goes to the OS
+            // stack; what comes to the channel (nothing, or datagrams no
+            // one reads without TUN) is only logged.
+            while let Some(d) = ch.recv().await {
+                tracing::debug!(
+                    connection = %name,
+                    src = %d.src,
+                    dst = %d.dst,
+                    len = d.data.len(),
+                    spi = format_args!("{:08x}", d.spi),
+                    "datagram through the channel"
+                );
             }
-            let mut gone = false;
-            loop {
-                let next = tokio::select! {
-                    d = ch.recv() => d.map_or(Next::Gone, Next::Datagram),
-                    r = rx.recv() => r.map_or(Next::Gone, Next::Close),
-                };
-                match next {
-                    // Without a TUN device nothing consumes the inner
-                    // datagrams; they are counted by the endpoint.
-                    Next::Datagram(d) => tracing::debug!(
-                        connection = %name,
-                        src = %d.src,
-                        dst = %d.dst,
-                        len = d.data.len(),
-                        spi = format_args!("{:08x}", d.spi),
-                        "datagram through the channel"
-                    ),
-                    Next::Gone => {
-                        tracing::info!(connection = %name, "SA gone");
-                        gone = true;
-                        break;
-                    }
-                    Next::Close(reply) => {
-                        let _ = reply.send(ch.close().await);
-                        break;
-                    }
-                }
-            }
+            tracing::info!(connection = %name, "child SA gone");
             let again = {
                 let mut c = lock(&me.conns);
                 c.held.retain(|h| h.id != id);
-                gone && !c.stopping && c.downs(&name) == downs
+                !c.stopping && c.downs(&name) == downs
             };
             let close_start = me
                 .config()
                 .connection(&name)
                 .is_some_and(|k| k.close_action == StartAction::Start);
             if again && close_start {
+                // The peer may have deleted only the child SA: the IKE SA
+                // left without children is deleted first, so that bringing
+                // the connection back does not leave it behind.
+                me.close_childless(&name).await;
                 me.keep_up(name, RETRY_FIRST);
             }
         });
@@ -494,7 +512,8 @@ impl Daemon {
         *lock(&self.config) = new.clone();
         for name in &report.removed {
             let held = lock(&self.conns).held.iter().any(|h| &h.name == name);
-            if held {
+            let up = !self.ike_sas_of(name).await.unwrap_or_default().is_empty();
+            if held || up {
                 if let Err(e) = self.down(name).await {
                     tracing::warn!(connection = %name, error = %format!("{e:#}"), "bringing down a removed connection");
                 }
@@ -652,6 +671,34 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
                     p.spd.entries().len()
                 ))
         );
+        if let Some(t) = &cfg.tun {
+            println!(
+                "  TUN {} mtu {} addresses {} routes {} latch_flows {}{} raw_esp {} offload {}",
+                t.name,
+                t.mtu,
+                if t.addresses.is_empty() {
+                    "-".to_owned()
+                } else {
+                    t.addresses
+                        .iter()
+                        .map(|(a, p)| format!("{a}/{p}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                t.routes,
+                t.latch_flows,
+                if t.latch_flows {
+                    format!(" (udp_idle {}s)", t.udp_idle.as_secs())
+                } else {
+                    String::new()
+                },
+                t.raw_esp,
+                t.offload
+            );
+        }
+        if cfg.key_export {
+            println!("  WARNING: allow_key_export = true: SA keys can be read through the control socket");
+        }
         return Ok(());
     }
     let mut ecfg = EndpointConfig::on(cfg.ike_addr.ip(), cfg.ike_addr.port(), cfg.natt_port);
@@ -660,12 +707,35 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
     ecfg.connect_timeout = cfg.connect_timeout;
     ecfg.policy = cfg.policy.clone();
     ecfg.tun = cfg.tun.clone();
+    ecfg.key_export = cfg.key_export;
+    if cfg.key_export {
+        tracing::warn!(
+            "{}: [daemon] allow_key_export = true: the SECRET keys of every SA are handed \
+             to whoever can open the control socket (`latchkey keys --wireshark`); \
+             for debugging only, turn it off in production",
+            a.config.display()
+        );
+        eprintln!(
+            "latchkey daemon: WARNING: allow_key_export = true in {}: SA keys can be \
+             read through the control socket; for debugging only",
+            a.config.display()
+        );
+    }
     let ep = match Endpoint::bind(ecfg, cfg.peers()).await {
         Ok(ep) => Arc::new(ep),
-        Err(e @ endpoint::Error::Tun { .. }) => {
+        Err(endpoint::Error::Tun { name, reason }) => {
+            let t = cfg.tun.as_ref();
             bail!(
-                "{}: [daemon.tun]: {e} (remove [daemon.tun] to run with channels only)",
-                a.config.display()
+                "{}: [daemon.tun]: TUN device {name:?}: {reason}\n  \
+                 (creating and configuring it needs root or CAP_NET_ADMIN{}; \
+                 remove [daemon.tun] to negotiate SAs without carrying OS traffic)",
+                a.config.display(),
+                if t.is_some_and(|t| t.raw_esp) {
+                    ", and raw_esp = true (the default) also CAP_NET_RAW; \
+                     raw_esp = false does without"
+                } else {
+                    ""
+                }
             )
         }
         Err(e) => bail!(

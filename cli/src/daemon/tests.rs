@@ -90,6 +90,7 @@ fn shipped_example_parses() {
     assert_eq!(c.cookie_threshold, 64);
     assert_eq!(c.connect_timeout, Duration::from_secs(30));
     assert_eq!(c.tun, None);
+    assert!(!c.key_export);
     let names: Vec<_> = c.connections.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["office", "branch", "anyone", "keyed"]);
 
@@ -188,6 +189,69 @@ fn defaults_and_tun() {
     );
     assert_eq!(p.ike_rekey_after, None);
     assert_eq!(c.connections[0].start, StartAction::None);
+}
+
+/// The example's commented `[daemon.tun]` block and `allow_key_export`,
+/// switched on, parse to what they say.
+#[test]
+fn shipped_example_tun_block_parses() {
+    let dir = tempdir("example-tun");
+    example_files(&dir);
+    let mut src = String::new();
+    let mut in_tun = false;
+    for line in EXAMPLE.lines() {
+        if line.starts_with("# [daemon.tun]") {
+            in_tun = true;
+        } else if !line.starts_with('#') && !line.starts_with(' ') {
+            in_tun = false;
+        }
+        let line = if line.starts_with("# allow_key_export = false") {
+            line.replacen("# allow_key_export = false", "allow_key_export = true", 1)
+        } else if in_tun && line.starts_with("# ") {
+            line[2..].to_owned()
+        } else {
+            line.to_owned()
+        };
+        src.push_str(&line);
+        src.push('\n');
+    }
+    let c = parse(&src, "latchkey.toml", &dir).unwrap();
+    assert!(c.key_export);
+    let t = c.tun.expect("the [daemon.tun] block");
+    assert_eq!(t.name, "latchkey0");
+    assert_eq!(t.mtu, 1400);
+    assert_eq!(t.addresses, [("10.98.0.1".parse().unwrap(), 24)]);
+    assert!(t.routes && !t.latch_flows && t.raw_esp && !t.offload);
+    assert_eq!(t.udp_idle, Duration::from_secs(60));
+}
+
+#[test]
+fn tun_datapath_fields_and_key_export() {
+    let c = ok("[daemon]\nallow_key_export = true\n[daemon.tun]\nname = \"lk9\"\nlatch_flows = true\nudp_idle = \"2m\"\nraw_esp = false\noffload = true\n");
+    assert!(c.key_export);
+    let t = c.tun.unwrap();
+    assert_eq!(t.name, "lk9");
+    assert!(t.latch_flows && !t.raw_esp && t.offload);
+    assert_eq!(t.udp_idle, Duration::from_secs(120));
+    // Defaults: the endpoint's.
+    let d = ok("[daemon.tun]\n").tun.unwrap();
+    assert_eq!(d, endpoint::TunConfig::default());
+    assert!(!ok("[daemon]\n").key_export);
+
+    let e = err("[daemon.tun]\nlatch_flows = true\nudp_idle = \"5q\"\n");
+    assert_eq!(
+        (e.line, e.column, e.field.as_deref()),
+        (3, 12, Some("tun.udp_idle"))
+    );
+    assert_eq!(e.kind, ConfigErrorKind::Schema);
+    let e = err("[daemon.tun]\nlatch_flows = true\nudp_idle = 0\n");
+    assert_eq!((e.line, e.field.as_deref()), (3, Some("tun.udp_idle")));
+    let e = err("[daemon.tun]\noffload = \"yes\"\n");
+    assert_eq!((e.line, e.field.as_deref()), (2, Some("offload")));
+    let e = err("[daemon]\nallow_key_export = 1\n");
+    assert_eq!((e.line, e.field.as_deref()), (2, Some("allow_key_export")));
+    let e = err("[daemon.tun]\nlatch_flow = true\n");
+    assert!(e.message.contains("unknown field \"latch_flow\""), "{e}");
 }
 
 #[test]
@@ -342,6 +406,8 @@ fn restart_only_changes_are_named() {
     let a = ok("[daemon]\nlisten = \"127.0.0.1:500\"\n");
     let b = ok("[daemon]\nlisten = \"127.0.0.1:501\"\n[daemon.tun]\n");
     assert_eq!(b.restart_only_changes(&a), ["listen", "tun"]);
+    let c = ok("[daemon]\nlisten = \"127.0.0.1:500\"\nallow_key_export = true\n[daemon.tun]\nlatch_flows = true\n");
+    assert_eq!(c.restart_only_changes(&a), ["tun", "allow_key_export"]);
     assert!(a.restart_only_changes(&a).is_empty());
 }
 
