@@ -219,6 +219,10 @@ ping_check() {
 # way; prints `tun-selftest: NAME/iperf: ...` lines (measurements only).
 iperf() {
     [[ -n ${TUN_IPERF:-} ]] || return 0
+    if ! command -v iperf3 >/dev/null 2>&1; then
+        echo "tun-selftest: $1/iperf: skipped: iperf3 not installed (interop/setup.sh)"
+        return 0
+    fi
     local name=$1 nss=$2 addr=$3 nsc=$4 dir base=${RUN}/${1}-iperf
     for dir in "" -R; do
         rm -f "${base}.pid"

@@ -225,12 +225,20 @@ impl Driver {
         }
     }
 
+    /// TUN mode: ESP in UDP carries the OS stack's bursts.
+    fn tune_sockets(&self) {
+        if self.tun.is_some() {
+            crate::os::grow_socket_buffers(&self.natt_sock);
+        }
+    }
+
     fn drop_counted(&mut self, reason: &'static str) {
         *self.drops.entry(reason).or_default() += 1;
         tracing::debug!(reason, "datagram dropped");
     }
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        self.tune_sockets();
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
         let mut natt_buf = vec![0u8; MAX_DATAGRAM];
         let tun_on = self.tun.is_some();
