@@ -235,6 +235,37 @@ iperf() {
     done
 }
 
+# no_sa_check SCENARIO STATUS_FILE: packets routed into the TUN device
+# that no child SA covers are dropped and counted, never sent (RFC 4301
+# 5.1, R6): ping 10.97.0.1 through lkt0 in lkt-a, watch the veth for it.
+no_sa_reason='TUN: no child SA covers the packet'
+no_sa_count() {
+    "${PY}" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["status"]["drops"]
+print(sum(n for r, n in d if r == sys.argv[2]))' "$1" "${no_sa_reason}" 2>/dev/null || echo 0
+}
+no_sa_check() {
+    local S=$1 A=$2 before after pcap=${RUN}/${1}-no-sa.pcap leaked
+    ip -n "${NS_A}" route add 10.97.0.0/24 dev lkt0
+    ip netns exec "${NS_A}" tcpdump -i lkt-va -n -U -w "${pcap}" 'host 10.97.0.1' 2>/dev/null &
+    local tdpid=$!
+    PIDS+=("${tdpid}")
+    sleep 0.8
+    before=$(no_sa_count "${A}")
+    ip netns exec "${NS_A}" ping -c 3 -i 0.2 -W 1 10.97.0.1 >/dev/null 2>&1 || true
+    sleep 1.2
+    after=$(no_sa_count "${A}")
+    stop_pid "${tdpid}"
+    leaked=$(tcpdump -n -r "${pcap}" 2>/dev/null | grep -c . || true)
+    if ((after - before >= 3)) && ((leaked == 0)); then
+        result "${S}/no-sa-drop" pass "3 pings outside the selectors: '${no_sa_reason}' ${before} -> ${after}, none on the wire"
+    else
+        result "${S}/no-sa-drop" fail "drop count ${before} -> ${after}, ${leaked} packets to 10.97.0.1 on the veth"
+    fi
+    ip -n "${NS_A}" route del 10.97.0.0/24 dev lkt0 2>/dev/null || true
+}
+
 # run_pair SCENARIO ENCAP(udp|raw) LATCH(0|1) [EXTRA GATEWAY ARGS...]
 run_pair() {
     local S=$1 encap=$2 latch=$3
@@ -272,6 +303,9 @@ run_pair() {
         result "${S}/child-sa" fail "udp_encap=${got}, want ${want}"
     fi
     ping_check "${S}/ping" "${NS_A}" 10.99.0.1
+    if [[ ${S} == udp-encap ]]; then
+        no_sa_check "${S}" "${A}"
+    fi
     if [[ ${latch} == 1 ]]; then
         # R18: the transfer holds its connection open 3 s after sending.
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" 3 &
