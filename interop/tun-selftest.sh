@@ -14,7 +14,8 @@
 # deleted here):
 #   lkt-a 198.51.100.1/24 (veth lkt-va)  TUN lkt0 10.98.0.1/24  initiator
 #   lkt-b 198.51.100.2/24 (veth lkt-vb)  TUN lkt0 10.99.0.1/24  responder
-#   Child SA 10.98.0.0/24 === 10.99.0.0/24, PSK. Routes to the remote net
+#   and fd98::1/64, fd99::1/64 on the same devices (inner IPv6).
+#   Child SA 10.98.0.0/24,fd98::/64 === 10.99.0.0/24,fd99::/64, PSK. Routes to the remote net
 #   come from latchkey (one per remote selector). Scenarios:
 #   - udp-encap: ESP in UDP/4500 (force_encap), with R18 flow latching on:
 #     ping, a 4 MiB TCP transfer checked byte for byte, a TCP connection's
@@ -278,15 +279,16 @@ run_pair() {
     local psk=${RUN}/psk
     (umask 077 && printf 'lkt-%s' "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >"${psk}")
     start_gw "${NS_B}" "${S}-b" --local "${OUT_B}" --tun lkt0 --tun-addr 10.99.0.1/24 \
-        --local-ts 10.99.0.0/24 --remote-ts 10.98.0.0/24 --psk-file "${psk}" "${extra[@]}"
+        --tun-addr fd99::1/64 --local-ts 10.99.0.0/24,fd99::/64 --remote-ts 10.98.0.0/24,fd98::/64 \
+        --psk-file "${psk}" "${extra[@]}"
     local i
     for ((i = 0; i < 50; i++)); do
         [[ -s ${RUN}/${S}-b.json ]] && break
         sleep 0.1
     done
     start_gw "${NS_A}" "${S}-a" --local "${OUT_A}" --connect "${OUT_B}" --tun lkt0 \
-        --tun-addr 10.98.0.1/24 --local-ts 10.98.0.0/24 --remote-ts 10.99.0.0/24 \
-        --psk-file "${psk}" "${extra[@]}"
+        --tun-addr 10.98.0.1/24 --tun-addr fd98::1/64 --local-ts 10.98.0.0/24,fd98::/64 \
+        --remote-ts 10.99.0.0/24,fd99::/64 --psk-file "${psk}" "${extra[@]}"
     local A=${RUN}/${S}-a.json B=${RUN}/${S}-b.json
     if ! wait_child "${A}" 20; then
         result "${S}/child-sa" fail "no child SA within 20 s (see ${RUN}/${S}-a.log)"
@@ -303,6 +305,7 @@ run_pair() {
         result "${S}/child-sa" fail "udp_encap=${got}, want ${want}"
     fi
     ping_check "${S}/ping" "${NS_A}" 10.99.0.1
+    ping_check "${S}/ping6" "${NS_A}" fd99::1
     if [[ ${S} == udp-encap ]]; then
         no_sa_check "${S}" "${A}"
     fi
