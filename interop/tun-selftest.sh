@@ -25,6 +25,8 @@
 #     ping and the TCP transfer.
 #   - offload: ESP in UDP with TUN offload (IFF_VNET_HDR, TSO): ping and
 #     the TCP transfer.
+#   - raw-esp6: as raw-esp, outer addresses IPv6 (2001:db8:51::1 and ::2
+#     on the same veth).
 # Part 2, latchkey <-> strongSwan (interop/lib.sh: lk-left, lk-right, the
 # machine-wide harness lock): tun_gateway in lk-left (TUN 10.98.0.1/24)
 # initiates to charon (kernel-libipsec) in lk-right; ping 10.99.0.1 and a
@@ -102,11 +104,17 @@ ns_del() {
         ip netns del "${ns}" 2>/dev/null || true
     done
 }
+SUMMARY_DONE=0
 cleanup() {
     local rc=$?
     set +e
     stop_all
     ns_del
+    if [[ ${SUMMARY_DONE} == 0 && -e ${RESULTS:-/nonexistent} ]]; then
+        echo "tun-selftest: aborted (exit ${rc}) after the checks above"
+        echo "tun-selftest: $(grep -c '^pass ' "${RESULTS}") passed, $(($(grep -c '^fail ' "${RESULTS}") + 1)) failed"
+        rc=1
+    fi
     exit "${rc}"
 }
 trap cleanup EXIT
@@ -120,13 +128,15 @@ ns_setup() {
     ip link add lkt-va netns "${NS_A}" type veth peer name lkt-vb netns "${NS_B}"
     ip -n "${NS_A}" link set lo up
     ip -n "${NS_B}" link set lo up
-    ip -n "${NS_A}" addr add "${OUT_A}/24" dev lkt-va
-    ip -n "${NS_B}" addr add "${OUT_B}/24" dev lkt-vb
+    ip -n "${NS_A}" addr add 198.51.100.1/24 dev lkt-va
+    ip -n "${NS_B}" addr add 198.51.100.2/24 dev lkt-vb
+    ip -n "${NS_A}" addr add 2001:db8:51::1/64 dev lkt-va nodad
+    ip -n "${NS_B}" addr add 2001:db8:51::2/64 dev lkt-vb nodad
     ip -n "${NS_A}" link set lkt-va up
     ip -n "${NS_B}" link set lkt-vb up
     local i
     for ((i = 0; i < 30; i++)); do
-        ip netns exec "${NS_A}" ping -c1 -W1 "${OUT_B}" >/dev/null 2>&1 && return 0
+        ip netns exec "${NS_A}" ping -c1 -W1 198.51.100.2 >/dev/null 2>&1 && return 0
         sleep 0.2
     done
     echo "tun-selftest: veth does not pass traffic" >&2
@@ -358,6 +368,8 @@ run_pair() {
 run_pair udp-encap udp 1
 run_pair raw-esp raw 0
 run_pair offload udp 0 --offload
+# Outer IPv6: IKE over IPv6 and raw ESP over IPv6.
+OUT_A=2001:db8:51::1 OUT_B=2001:db8:51::2 run_pair raw-esp6 raw 0
 ns_del
 
 # ---------------------------------------------------------------------------
@@ -424,5 +436,6 @@ fi
 
 PASSED=$(grep -c '^pass ' "${RESULTS}" || true)
 FAILED=$(grep -c '^fail ' "${RESULTS}" || true)
+SUMMARY_DONE=1
 echo "tun-selftest: ${PASSED} passed, ${FAILED} failed"
 [[ ${FAILED} -eq 0 ]]

@@ -134,7 +134,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect()
     };
-    let (local_ts, remote_ts) = (ts(&a.local_ts, "--local-ts"), ts(&a.remote_ts, "--remote-ts"));
+    let (local_ts, remote_ts) = (
+        ts(&a.local_ts, "--local-ts"),
+        ts(&a.remote_ts, "--remote-ts"),
+    );
     let (auth, psk) = match &a.psk_file {
         Some(f) => (
             AuthMethod::Psk,

@@ -280,45 +280,69 @@ impl Routes {
     }
 }
 
-/// A raw IPv4 socket for ESP (IP protocol 50) without UDP encapsulation.
+/// A raw socket for ESP (IP protocol 50) without UDP encapsulation, IPv4
+/// or IPv6 (the family of the endpoint's addresses).
 ///
 /// Opened with `socket2`, then handed to tokio as a `UdpSocket`: tokio's
 /// type only wraps a datagram socket (`recvfrom`/`sendto` on the fd,
 /// readiness from the reactor) and works unchanged for a raw one; this
 /// avoids `AsyncFd` registration, which is `unsafe` in current tokio.
+///
+/// An IPv4 raw socket delivers each packet with its IPv4 header, which
+/// [`strip_ipv4`] removes; an IPv6 raw socket delivers the payload only
+/// (RFC 3542 3: the IPv6 header and extension headers are not passed).
 #[derive(Debug)]
 pub(crate) struct RawEsp {
     sock: tokio::net::UdpSocket,
+    v6: bool,
 }
 
 impl RawEsp {
     /// Open it (needs CAP_NET_RAW). The socket receives every ESP packet
-    /// addressed to this host, with its IPv4 header.
-    pub(crate) fn open_v4() -> io::Result<Self> {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
+    /// addressed to this host.
+    pub(crate) fn open(v6: bool) -> io::Result<Self> {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
         s.set_nonblocking(true)?;
         let std_sock: std::net::UdpSocket = s.into();
         let sock = tokio::net::UdpSocket::from_std(std_sock)?;
         grow_socket_buffers(&sock);
-        Ok(Self { sock })
+        Ok(Self { sock, v6 })
+    }
+
+    fn esp_range(
+        &self,
+        buf: &[u8],
+        n: usize,
+        from: SocketAddr,
+    ) -> io::Result<(Range<usize>, IpAddr)> {
+        if self.v6 {
+            return Ok((0..n.min(buf.len()), from.ip()));
+        }
+        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
     }
 
     /// Receive one ESP packet into `buf`: returns the range of the ESP
-    /// packet (the IPv4 header removed) and its source address.
+    /// packet (any IPv4 header removed) and its source address.
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<(Range<usize>, IpAddr)> {
-        let (n, _) = self.sock.recv_from(buf).await?;
-        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
+        let (n, from) = self.sock.recv_from(buf).await?;
+        self.esp_range(buf, n, from)
     }
 
     /// Try to receive without waiting (for draining bursts).
     pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<(Range<usize>, IpAddr)> {
-        let (n, _) = self.sock.try_recv_from(buf)?;
-        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
+        let (n, from) = self.sock.try_recv_from(buf)?;
+        self.esp_range(buf, n, from)
     }
 
-    /// Send one ESP packet to `dst` (the kernel adds the IPv4 header).
+    /// Send one ESP packet to `dst` (the kernel adds the IP header).
     pub(crate) fn try_send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
         self.sock.try_send_to(packet, SocketAddr::new(dst, 0))
+    }
+
+    /// Whether this socket speaks IPv6.
+    pub(crate) fn is_v6(&self) -> bool {
+        self.v6
     }
 }
 

@@ -46,12 +46,13 @@ pub(crate) struct TunSetup {
 }
 
 impl TunSetup {
-    /// Create the device and, if asked, the raw ESP socket.
-    pub(crate) async fn open(cfg: &TunConfig) -> Result<Self, Error> {
+    /// Create the device and, if asked, the raw ESP socket of the family
+    /// of the endpoint's addresses (`v6`).
+    pub(crate) async fn open(cfg: &TunConfig, v6: bool) -> Result<Self, Error> {
         let dev = os::open_tun(cfg).await?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
         let raw = if cfg.raw_esp {
-            Some(RawEsp::open_v4().map_err(|e| Error::Tun {
+            Some(RawEsp::open(v6).map_err(|e| Error::Tun {
                 name: name.clone(),
                 reason: format!("cannot open the raw ESP socket (IP protocol 50): {e}"),
             })?)
@@ -275,10 +276,10 @@ impl Driver {
             // RFC 3948 2.1: ESP in UDP from the NAT-T port, no marker.
             self.natt_sock.try_send_to(esp, c.remote)
         } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
-            if c.remote.is_ipv4() {
+            if c.remote.is_ipv6() == raw.is_v6() {
                 raw.try_send(esp, c.remote.ip())
             } else {
-                self.drop_counted("TUN: raw ESP over IPv6 not supported");
+                self.drop_counted("TUN: peer of another address family than the raw ESP socket");
                 return;
             }
         } else {
