@@ -145,7 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => (AuthMethod::Null, None),
     };
-    let mut peer = peer_config("peer", auth, psk, local_ts[0].clone(), remote_ts[0].clone());
+    let mut peer = peer_config("peer", auth, psk, local_ts[0], remote_ts[0]);
     peer.child.local_ts = local_ts;
     peer.child.remote_ts = remote_ts;
     if let Some(id) = &a.id {
