@@ -242,7 +242,9 @@ iperf() {
         ip netns exec "${nsc}" timeout $((TUN_IPERF + 20)) iperf3 -c "${addr}" -t "${TUN_IPERF}" ${dir} -J \
             >"${base}${dir}.json" 2>&1 || true
         echo "tun-selftest: ${name}/iperf${dir:- }: $("${PY}" "${DIR}/tcp_blob.py" iperf-summary "${base}${dir}.json")"
-        [[ -s ${base}.pid ]] && kill "$(cat "${base}.pid")" 2>/dev/null || true
+        if [[ -s ${base}.pid ]]; then
+            kill "$(cat "${base}.pid")" 2>/dev/null || true
+        fi
     done
 }
 
