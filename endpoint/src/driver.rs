@@ -295,20 +295,22 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
                 },
-                r = tun::tun_recv(self.tun.as_ref().map(|t| &*t.dev), &mut tun_bufs) => {
+                r = tun::tun_recv(self.tun.as_ref().filter(|t| t.reading).map(|t| &*t.dev), &mut tun_bufs) => {
                     let dev = self.tun.as_ref().map(|t| t.dev.clone());
                     let mut r = r;
                     for _ in 0..tun::BURST {
                         match r {
                             Ok(n) => {
+                                if let Some(t) = self.tun.as_mut() {
+                                    t.read_errors = 0;
+                                }
                                 for i in 0..n {
                                     self.on_tun_packet(tun_bufs.packet(i));
                                 }
                             }
                             Err(e) => {
                                 if e.kind() != std::io::ErrorKind::WouldBlock {
-                                    tracing::debug!(error = %e, "TUN device read failed");
-                                    self.drop_counted("TUN: device read failed");
+                                    self.tun_read_failed(&e);
                                 }
                                 break;
                             }

@@ -34,6 +34,9 @@ use crate::{Error, TunConfig};
 
 /// Flows remembered by the outbound lookup cache before it starts afresh.
 const FLOW_CACHE_MAX: usize = 65_536;
+/// Consecutive failed reads after which the device is taken as gone and
+/// no longer read (instead of spinning on an error).
+const MAX_READ_ERRORS: u32 = 1000;
 /// Packets read from a ready device or socket in one go.
 pub(super) const BURST: usize = 64;
 
@@ -88,6 +91,10 @@ pub(super) struct TunState {
     actions: Vec<FlowAction>,
     /// IFF_VNET_HDR: every write starts with a virtio-net header.
     offload: bool,
+    /// Whether the device is still read (false after
+    /// [`MAX_READ_ERRORS`] failed reads in a row).
+    pub(super) reading: bool,
+    pub(super) read_errors: u32,
     mtu: u16,
 }
 
@@ -123,6 +130,8 @@ impl TunState {
             actions: Vec::new(),
             offload: setup.cfg.offload,
             mtu: setup.cfg.mtu,
+            reading: true,
+            read_errors: 0,
         }
     }
 }
@@ -454,6 +463,20 @@ impl Driver {
         match lock(&self.shared).table.destroy(id) {
             Ok(()) => tracing::info!(%five, latch = %id, "flow latch released (R18)"),
             Err(e) => tracing::debug!(%five, latch = %id, error = %e, "flow latch already gone"),
+        }
+    }
+
+    /// A read from the device failed (a malformed offload read, or the
+    /// device is gone): counted; after many in a row, stop reading.
+    pub(super) fn tun_read_failed(&mut self, e: &std::io::Error) {
+        tracing::debug!(error = %e, "TUN device read failed");
+        self.drop_counted("TUN: device read failed");
+        if let Some(t) = self.tun.as_mut() {
+            t.read_errors += 1;
+            if t.read_errors >= MAX_READ_ERRORS {
+                t.reading = false;
+                tracing::error!(error = %e, "TUN device keeps failing: no longer read");
+            }
         }
     }
 
