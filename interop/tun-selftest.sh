@@ -279,6 +279,14 @@ no_sa_check() {
     ip -n "${NS_A}" route del 10.97.0.0/24 dev lkt0 2>/dev/null || true
 }
 
+# counters_ok STATUS_FILE: the child SA counted the 4 MiB transfer.
+counters_ok() {
+    local pout pin
+    pout=$(json "$1" 'd["status"]["child_sas"][0][1]["packets_out"]')
+    pin=$(json "$1" 'd["status"]["child_sas"][0][1]["packets_in"]')
+    [[ ${pout:-0} -gt 2800 && ${pin:-0} -gt 100 ]]
+}
+
 # run_pair SCENARIO ENCAP(udp|raw) LATCH(0|1) [EXTRA GATEWAY ARGS...]
 run_pair() {
     local S=$1 encap=$2 latch=$3
@@ -355,11 +363,14 @@ run_pair() {
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" || true
     fi
     iperf "${S}" "${NS_B}" 10.99.0.1 "${NS_A}"
+    # The status file is rewritten every 0.5 s: poll until it shows the
+    # transfer (4 MiB is over 2800 packets of at most 1400 octets).
+    eventually 3 counters_ok "${A}" || true
     local pout pin
     pout=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_out"]')
     pin=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_in"]')
     log "${S}: a: packets out ${pout} in ${pin}; drops a: $(json "${A}" 'd["status"]["drops"]') b: $(json "${B}" 'd["status"]["drops"]')"
-    if [[ ${pout:-0} -gt 1000 && ${pin:-0} -gt 100 ]]; then
+    if counters_ok "${A}"; then
         result "${S}/counters" pass "child SA traffic on a: ${pout} packets out, ${pin} in"
     else
         result "${S}/counters" fail "child SA traffic on a: ${pout} packets out, ${pin} in"
