@@ -14,7 +14,8 @@
 # deleted here):
 #   lkt-a 198.51.100.1/24 (veth lkt-va)  TUN lkt0 10.98.0.1/24  initiator
 #   lkt-b 198.51.100.2/24 (veth lkt-vb)  TUN lkt0 10.99.0.1/24  responder
-#   Child SA 10.98.0.0/24 === 10.99.0.0/24, PSK. Routes to the remote net
+#   and fd98::1/64, fd99::1/64 on the same devices (inner IPv6).
+#   Child SA 10.98.0.0/24,fd98::/64 === 10.99.0.0/24,fd99::/64, PSK. Routes to the remote net
 #   come from latchkey (one per remote selector). Scenarios:
 #   - udp-encap: ESP in UDP/4500 (force_encap), with R18 flow latching on:
 #     ping, a 4 MiB TCP transfer checked byte for byte, a TCP connection's
@@ -24,6 +25,8 @@
 #     ping and the TCP transfer.
 #   - offload: ESP in UDP with TUN offload (IFF_VNET_HDR, TSO): ping and
 #     the TCP transfer.
+#   - raw-esp6: as raw-esp, outer addresses IPv6 (2001:db8:51::1 and ::2
+#     on the same veth).
 # Part 2, latchkey <-> strongSwan (interop/lib.sh: lk-left, lk-right, the
 # machine-wide harness lock): tun_gateway in lk-left (TUN 10.98.0.1/24)
 # initiates to charon (kernel-libipsec) in lk-right; ping 10.99.0.1 and a
@@ -101,11 +104,17 @@ ns_del() {
         ip netns del "${ns}" 2>/dev/null || true
     done
 }
+SUMMARY_DONE=0
 cleanup() {
     local rc=$?
     set +e
     stop_all
     ns_del
+    if [[ ${SUMMARY_DONE} == 0 && -e ${RESULTS:-/nonexistent} ]]; then
+        echo "tun-selftest: aborted (exit ${rc}) after the checks above"
+        echo "tun-selftest: $(grep -c '^pass ' "${RESULTS}") passed, $(($(grep -c '^fail ' "${RESULTS}") + 1)) failed"
+        rc=1
+    fi
     exit "${rc}"
 }
 trap cleanup EXIT
@@ -119,13 +128,15 @@ ns_setup() {
     ip link add lkt-va netns "${NS_A}" type veth peer name lkt-vb netns "${NS_B}"
     ip -n "${NS_A}" link set lo up
     ip -n "${NS_B}" link set lo up
-    ip -n "${NS_A}" addr add "${OUT_A}/24" dev lkt-va
-    ip -n "${NS_B}" addr add "${OUT_B}/24" dev lkt-vb
+    ip -n "${NS_A}" addr add 198.51.100.1/24 dev lkt-va
+    ip -n "${NS_B}" addr add 198.51.100.2/24 dev lkt-vb
+    ip -n "${NS_A}" addr add 2001:db8:51::1/64 dev lkt-va nodad
+    ip -n "${NS_B}" addr add 2001:db8:51::2/64 dev lkt-vb nodad
     ip -n "${NS_A}" link set lkt-va up
     ip -n "${NS_B}" link set lkt-vb up
     local i
     for ((i = 0; i < 30; i++)); do
-        ip netns exec "${NS_A}" ping -c1 -W1 "${OUT_B}" >/dev/null 2>&1 && return 0
+        ip netns exec "${NS_A}" ping -c1 -W1 198.51.100.2 >/dev/null 2>&1 && return 0
         sleep 0.2
     done
     echo "tun-selftest: veth does not pass traffic" >&2
@@ -219,6 +230,10 @@ ping_check() {
 # way; prints `tun-selftest: NAME/iperf: ...` lines (measurements only).
 iperf() {
     [[ -n ${TUN_IPERF:-} ]] || return 0
+    if ! command -v iperf3 >/dev/null 2>&1; then
+        echo "tun-selftest: $1/iperf: skipped: iperf3 not installed (interop/setup.sh)"
+        return 0
+    fi
     local name=$1 nss=$2 addr=$3 nsc=$4 dir base=${RUN}/${1}-iperf
     for dir in "" -R; do
         rm -f "${base}.pid"
@@ -227,8 +242,49 @@ iperf() {
         ip netns exec "${nsc}" timeout $((TUN_IPERF + 20)) iperf3 -c "${addr}" -t "${TUN_IPERF}" ${dir} -J \
             >"${base}${dir}.json" 2>&1 || true
         echo "tun-selftest: ${name}/iperf${dir:- }: $("${PY}" "${DIR}/tcp_blob.py" iperf-summary "${base}${dir}.json")"
-        [[ -s ${base}.pid ]] && kill "$(cat "${base}.pid")" 2>/dev/null || true
+        if [[ -s ${base}.pid ]]; then
+            kill "$(cat "${base}.pid")" 2>/dev/null || true
+        fi
     done
+}
+
+# no_sa_check SCENARIO STATUS_FILE: packets routed into the TUN device
+# that no child SA covers are dropped and counted, never sent (RFC 4301
+# 5.1, R6): ping 10.97.0.1 through lkt0 in lkt-a, watch the veth for it.
+no_sa_reason='TUN: no child SA covers the packet'
+no_sa_count() {
+    "${PY}" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["status"]["drops"]
+print(sum(n for r, n in d if r == sys.argv[2]))' "$1" "${no_sa_reason}" 2>/dev/null || echo 0
+}
+no_sa_check() {
+    local S=$1 A=$2 before after pcap=${RUN}/${1}-no-sa.pcap leaked
+    ip -n "${NS_A}" route add 10.97.0.0/24 dev lkt0
+    ip netns exec "${NS_A}" tcpdump -i lkt-va -n -U -w "${pcap}" 'host 10.97.0.1' 2>/dev/null &
+    local tdpid=$!
+    PIDS+=("${tdpid}")
+    sleep 0.8
+    before=$(no_sa_count "${A}")
+    ip netns exec "${NS_A}" ping -c 3 -i 0.2 -W 1 10.97.0.1 >/dev/null 2>&1 || true
+    sleep 1.2
+    after=$(no_sa_count "${A}")
+    stop_pid "${tdpid}"
+    leaked=$(tcpdump -n -r "${pcap}" 2>/dev/null | grep -c . || true)
+    if ((after - before >= 3)) && ((leaked == 0)); then
+        result "${S}/no-sa-drop" pass "3 pings outside the selectors: '${no_sa_reason}' ${before} -> ${after}, none on the wire"
+    else
+        result "${S}/no-sa-drop" fail "drop count ${before} -> ${after}, ${leaked} packets to 10.97.0.1 on the veth"
+    fi
+    ip -n "${NS_A}" route del 10.97.0.0/24 dev lkt0 2>/dev/null || true
+}
+
+# counters_ok STATUS_FILE: the child SA counted the 4 MiB transfer.
+counters_ok() {
+    local pout pin
+    pout=$(json "$1" 'd["status"]["child_sas"][0][1]["packets_out"]')
+    pin=$(json "$1" 'd["status"]["child_sas"][0][1]["packets_in"]')
+    [[ ${pout:-0} -gt 2800 && ${pin:-0} -gt 100 ]]
 }
 
 # run_pair SCENARIO ENCAP(udp|raw) LATCH(0|1) [EXTRA GATEWAY ARGS...]
@@ -243,15 +299,16 @@ run_pair() {
     local psk=${RUN}/psk
     (umask 077 && printf 'lkt-%s' "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" >"${psk}")
     start_gw "${NS_B}" "${S}-b" --local "${OUT_B}" --tun lkt0 --tun-addr 10.99.0.1/24 \
-        --local-ts 10.99.0.0/24 --remote-ts 10.98.0.0/24 --psk-file "${psk}" "${extra[@]}"
+        --tun-addr fd99::1/64 --local-ts 10.99.0.0/24,fd99::/64 --remote-ts 10.98.0.0/24,fd98::/64 \
+        --psk-file "${psk}" "${extra[@]}"
     local i
     for ((i = 0; i < 50; i++)); do
         [[ -s ${RUN}/${S}-b.json ]] && break
         sleep 0.1
     done
     start_gw "${NS_A}" "${S}-a" --local "${OUT_A}" --connect "${OUT_B}" --tun lkt0 \
-        --tun-addr 10.98.0.1/24 --local-ts 10.98.0.0/24 --remote-ts 10.99.0.0/24 \
-        --psk-file "${psk}" "${extra[@]}"
+        --tun-addr 10.98.0.1/24 --tun-addr fd98::1/64 --local-ts 10.98.0.0/24,fd98::/64 \
+        --remote-ts 10.99.0.0/24,fd99::/64 --psk-file "${psk}" "${extra[@]}"
     local A=${RUN}/${S}-a.json B=${RUN}/${S}-b.json
     if ! wait_child "${A}" 20; then
         result "${S}/child-sa" fail "no child SA within 20 s (see ${RUN}/${S}-a.log)"
@@ -268,6 +325,10 @@ run_pair() {
         result "${S}/child-sa" fail "udp_encap=${got}, want ${want}"
     fi
     ping_check "${S}/ping" "${NS_A}" 10.99.0.1
+    ping_check "${S}/ping6" "${NS_A}" fd99::1
+    if [[ ${S} == udp-encap ]]; then
+        no_sa_check "${S}" "${A}"
+    fi
     if [[ ${latch} == 1 ]]; then
         # R18: the transfer holds its connection open 3 s after sending.
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" 3 &
@@ -302,11 +363,14 @@ run_pair() {
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" || true
     fi
     iperf "${S}" "${NS_B}" 10.99.0.1 "${NS_A}"
+    # The status file is rewritten every 0.5 s: poll until it shows the
+    # transfer (4 MiB is over 2800 packets of at most 1400 octets).
+    eventually 3 counters_ok "${A}" || true
     local pout pin
     pout=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_out"]')
     pin=$(json "${A}" 'd["status"]["child_sas"][0][1]["packets_in"]')
     log "${S}: a: packets out ${pout} in ${pin}; drops a: $(json "${A}" 'd["status"]["drops"]') b: $(json "${B}" 'd["status"]["drops"]')"
-    if [[ ${pout:-0} -gt 1000 && ${pin:-0} -gt 100 ]]; then
+    if counters_ok "${A}"; then
         result "${S}/counters" pass "child SA traffic on a: ${pout} packets out, ${pin} in"
     else
         result "${S}/counters" fail "child SA traffic on a: ${pout} packets out, ${pin} in"
@@ -317,6 +381,8 @@ run_pair() {
 run_pair udp-encap udp 1
 run_pair raw-esp raw 0
 run_pair offload udp 0 --offload
+# Outer IPv6: IKE over IPv6 and raw ESP over IPv6.
+OUT_A=2001:db8:51::1 OUT_B=2001:db8:51::2 run_pair raw-esp6 raw 0
 ns_del
 
 # ---------------------------------------------------------------------------
@@ -383,5 +449,6 @@ fi
 
 PASSED=$(grep -c '^pass ' "${RESULTS}" || true)
 FAILED=$(grep -c '^fail ' "${RESULTS}" || true)
+SUMMARY_DONE=1
 echo "tun-selftest: ${PASSED} passed, ${FAILED} failed"
 [[ ${FAILED} -eq 0 ]]

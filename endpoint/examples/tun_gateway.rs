@@ -14,6 +14,9 @@
 //!     [--status-file FILE]
 //! ```
 //!
+//! `--local-ts`/`--remote-ts` take comma-separated selectors; `--tun-addr`
+//! may be repeated (an IPv4 and an IPv6 address, say).
+//!
 //! `--status-file` is rewritten every half second with the endpoint's
 //! status as JSON plus its latches (what the self-test reads).
 
@@ -119,12 +122,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let a = parse_args();
     let local = a.local.unwrap_or_else(|| usage("--local is required"));
-    let ts = |s: &Option<String>, what: &str| {
+    // Selectors: comma-separated lists (e.g. "10.98.0.0/24,fd98::/64").
+    let ts = |s: &Option<String>, what: &str| -> Vec<endpoint::TrafficSelector> {
         s.as_deref()
             .unwrap_or_else(|| usage(&format!("{what} is required")))
-            .parse()
-            .unwrap_or_else(|e| usage(&format!("bad {what}: {e}")))
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .unwrap_or_else(|e| usage(&format!("bad {what} {t}: {e}")))
+            })
+            .collect()
     };
+    let (local_ts, remote_ts) = (
+        ts(&a.local_ts, "--local-ts"),
+        ts(&a.remote_ts, "--remote-ts"),
+    );
     let (auth, psk) = match &a.psk_file {
         Some(f) => (
             AuthMethod::Psk,
@@ -132,13 +145,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => (AuthMethod::Null, None),
     };
-    let mut peer = peer_config(
-        "peer",
-        auth,
-        psk,
-        ts(&a.local_ts, "--local-ts"),
-        ts(&a.remote_ts, "--remote-ts"),
-    );
+    let mut peer = peer_config("peer", auth, psk, local_ts[0], remote_ts[0]);
+    peer.child.local_ts = local_ts;
+    peer.child.remote_ts = remote_ts;
     if let Some(id) = &a.id {
         peer.local_id = identity(id);
     }

@@ -245,12 +245,20 @@ impl Driver {
         self
     }
 
+    /// TUN mode: ESP in UDP carries the OS stack's bursts.
+    fn tune_sockets(&self) {
+        if self.tun.is_some() {
+            crate::os::grow_socket_buffers(&self.natt_sock);
+        }
+    }
+
     fn drop_counted(&mut self, reason: &'static str) {
         *self.drops.entry(reason).or_default() += 1;
         tracing::debug!(reason, "datagram dropped");
     }
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        self.tune_sockets();
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
         let mut natt_buf = vec![0u8; MAX_DATAGRAM];
         let tun_on = self.tun.is_some();
@@ -307,20 +315,22 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
                 },
-                r = tun::tun_recv(self.tun.as_ref().map(|t| &*t.dev), &mut tun_bufs) => {
+                r = tun::tun_recv(self.tun.as_ref().filter(|t| t.reading).map(|t| &*t.dev), &mut tun_bufs) => {
                     let dev = self.tun.as_ref().map(|t| t.dev.clone());
                     let mut r = r;
                     for _ in 0..tun::BURST {
                         match r {
                             Ok(n) => {
+                                if let Some(t) = self.tun.as_mut() {
+                                    t.read_errors = 0;
+                                }
                                 for i in 0..n {
                                     self.on_tun_packet(tun_bufs.packet(i));
                                 }
                             }
                             Err(e) => {
                                 if e.kind() != std::io::ErrorKind::WouldBlock {
-                                    tracing::debug!(error = %e, "TUN device read failed");
-                                    self.drop_counted("TUN: device read failed");
+                                    self.tun_read_failed(&e);
                                 }
                                 break;
                             }

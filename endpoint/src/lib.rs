@@ -186,9 +186,10 @@ pub struct TunConfig {
     pub latch_flows: bool,
     /// How long a watched UDP flow may be idle before its latch is released.
     pub udp_idle: Duration,
-    /// Open a raw ESP socket (IP protocol 50, IPv4) for child SAs without
-    /// UDP encapsulation (needs CAP_NET_RAW). Without it such SAs cannot
-    /// carry TUN traffic (counted drops).
+    /// Open a raw ESP socket (IP protocol 50, of the address family of
+    /// `natt_addr`) for child SAs without UDP encapsulation (needs
+    /// CAP_NET_RAW). Without it such SAs cannot carry TUN traffic (counted
+    /// drops).
     pub raw_esp: bool,
     /// Linux TUN offload (IFF_VNET_HDR with TSO/checksum offload): the OS
     /// stack hands over TCP segments of up to 64 KiB, split into packets
@@ -690,7 +691,7 @@ impl Endpoint {
         // The TUN datapath: the device first (it fails without
         // CAP_NET_ADMIN), then the raw ESP socket.
         let tun = match &config.tun {
-            Some(t) => Some(driver::TunSetup::open(t).await?),
+            Some(t) => Some(driver::TunSetup::open(t, config.natt_addr.is_ipv6()).await?),
             None => None,
         };
         let ike_config = ike::Config {

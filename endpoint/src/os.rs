@@ -70,6 +70,7 @@ pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<Arc<tun_rs::AsyncDevice>
         .name(&cfg.name)
         .mtu(cfg.mtu)
         .offload(cfg.offload)
+        .tx_queue_len(TUN_TX_QUEUE_LEN)
         .build_async()
         .map_err(|e| fail(format!("cannot create the device: {e}")))?;
     // The kernel may have picked another name (a pattern like "lk%d").
@@ -98,6 +99,30 @@ pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<Arc<tun_rs::AsyncDevice>
     .map_err(fail)?;
     tracing::info!(device = %name, mtu = cfg.mtu, addresses = ?cfg.addresses, "TUN device up");
     Ok(Arc::new(dev))
+}
+
+/// Packets the kernel queues for us to read from the device. A full queue
+/// drops (the TUN driver does not push back on the OS stack), and the
+/// default of 500 overflows while the driver encrypts a burst (iperf3 TCP
+/// saw thousands of retransmits).
+const TUN_TX_QUEUE_LEN: u32 = 4096;
+
+/// Socket buffers of the datapath's sockets in TUN mode: the OS stack
+/// sends in bursts far larger than the default 208 KiB absorb (INTEROP-NOTES:
+/// receive-buffer drops under iperf3). The kernel caps the request at
+/// `net.core.rmem_max`/`wmem_max`.
+pub(crate) const DATAPATH_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Ask for [`DATAPATH_SOCKET_BUFFER`] on a UDP socket (best effort: a
+/// smaller buffer only costs throughput).
+pub(crate) fn grow_socket_buffers(sock: &tokio::net::UdpSocket) {
+    let s = socket2::SockRef::from(sock);
+    if let Err(e) = s.set_recv_buffer_size(DATAPATH_SOCKET_BUFFER) {
+        tracing::debug!(error = %e, "cannot grow the receive buffer");
+    }
+    if let Err(e) = s.set_send_buffer_size(DATAPATH_SOCKET_BUFFER) {
+        tracing::debug!(error = %e, "cannot grow the send buffer");
+    }
 }
 
 /// One IP prefix.
@@ -255,48 +280,69 @@ impl Routes {
     }
 }
 
-/// A raw IPv4 socket for ESP (IP protocol 50) without UDP encapsulation.
+/// A raw socket for ESP (IP protocol 50) without UDP encapsulation, IPv4
+/// or IPv6 (the family of the endpoint's addresses).
 ///
 /// Opened with `socket2`, then handed to tokio as a `UdpSocket`: tokio's
 /// type only wraps a datagram socket (`recvfrom`/`sendto` on the fd,
 /// readiness from the reactor) and works unchanged for a raw one; this
 /// avoids `AsyncFd` registration, which is `unsafe` in current tokio.
+///
+/// An IPv4 raw socket delivers each packet with its IPv4 header, which
+/// [`strip_ipv4`] removes; an IPv6 raw socket delivers the payload only
+/// (RFC 3542 3: the IPv6 header and extension headers are not passed).
 #[derive(Debug)]
 pub(crate) struct RawEsp {
     sock: tokio::net::UdpSocket,
+    v6: bool,
 }
 
 impl RawEsp {
     /// Open it (needs CAP_NET_RAW). The socket receives every ESP packet
-    /// addressed to this host, with its IPv4 header.
-    pub(crate) fn open_v4() -> io::Result<Self> {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
+    /// addressed to this host.
+    pub(crate) fn open(v6: bool) -> io::Result<Self> {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP)))?;
         s.set_nonblocking(true)?;
-        // Large buffers: the datapath bursts.
-        let _ = s.set_recv_buffer_size(4 << 20);
-        let _ = s.set_send_buffer_size(4 << 20);
         let std_sock: std::net::UdpSocket = s.into();
-        Ok(Self {
-            sock: tokio::net::UdpSocket::from_std(std_sock)?,
-        })
+        let sock = tokio::net::UdpSocket::from_std(std_sock)?;
+        grow_socket_buffers(&sock);
+        Ok(Self { sock, v6 })
+    }
+
+    fn esp_range(
+        &self,
+        buf: &[u8],
+        n: usize,
+        from: SocketAddr,
+    ) -> io::Result<(Range<usize>, IpAddr)> {
+        if self.v6 {
+            return Ok((0..n.min(buf.len()), from.ip()));
+        }
+        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
     }
 
     /// Receive one ESP packet into `buf`: returns the range of the ESP
-    /// packet (the IPv4 header removed) and its source address.
+    /// packet (any IPv4 header removed) and its source address.
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<(Range<usize>, IpAddr)> {
-        let (n, _) = self.sock.recv_from(buf).await?;
-        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
+        let (n, from) = self.sock.recv_from(buf).await?;
+        self.esp_range(buf, n, from)
     }
 
     /// Try to receive without waiting (for draining bursts).
     pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<(Range<usize>, IpAddr)> {
-        let (n, _) = self.sock.try_recv_from(buf)?;
-        strip_ipv4(buf.get(..n).unwrap_or_default()).ok_or_else(malformed)
+        let (n, from) = self.sock.try_recv_from(buf)?;
+        self.esp_range(buf, n, from)
     }
 
-    /// Send one ESP packet to `dst` (the kernel adds the IPv4 header).
+    /// Send one ESP packet to `dst` (the kernel adds the IP header).
     pub(crate) fn try_send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
         self.sock.try_send_to(packet, SocketAddr::new(dst, 0))
+    }
+
+    /// Whether this socket speaks IPv6.
+    pub(crate) fn is_v6(&self) -> bool {
+        self.v6
     }
 }
 

@@ -34,6 +34,9 @@ use crate::{Error, TunConfig};
 
 /// Flows remembered by the outbound lookup cache before it starts afresh.
 const FLOW_CACHE_MAX: usize = 65_536;
+/// Consecutive failed reads after which the device is taken as gone and
+/// no longer read (instead of spinning on an error).
+const MAX_READ_ERRORS: u32 = 1000;
 /// Packets read from a ready device or socket in one go.
 pub(super) const BURST: usize = 64;
 
@@ -46,12 +49,13 @@ pub(crate) struct TunSetup {
 }
 
 impl TunSetup {
-    /// Create the device and, if asked, the raw ESP socket.
-    pub(crate) async fn open(cfg: &TunConfig) -> Result<Self, Error> {
+    /// Create the device and, if asked, the raw ESP socket of the family
+    /// of the endpoint's addresses (`v6`).
+    pub(crate) async fn open(cfg: &TunConfig, v6: bool) -> Result<Self, Error> {
         let dev = os::open_tun(cfg).await?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
         let raw = if cfg.raw_esp {
-            Some(RawEsp::open_v4().map_err(|e| Error::Tun {
+            Some(RawEsp::open(v6).map_err(|e| Error::Tun {
                 name: name.clone(),
                 reason: format!("cannot open the raw ESP socket (IP protocol 50): {e}"),
             })?)
@@ -87,6 +91,10 @@ pub(super) struct TunState {
     actions: Vec<FlowAction>,
     /// IFF_VNET_HDR: every write starts with a virtio-net header.
     offload: bool,
+    /// Whether the device is still read (false after
+    /// [`MAX_READ_ERRORS`] failed reads in a row).
+    pub(super) reading: bool,
+    pub(super) read_errors: u32,
     mtu: u16,
 }
 
@@ -122,6 +130,8 @@ impl TunState {
             actions: Vec::new(),
             offload: setup.cfg.offload,
             mtu: setup.cfg.mtu,
+            reading: true,
+            read_errors: 0,
         }
     }
 }
@@ -275,10 +285,10 @@ impl Driver {
             // RFC 3948 2.1: ESP in UDP from the NAT-T port, no marker.
             self.natt_sock.try_send_to(esp, c.remote)
         } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
-            if c.remote.is_ipv4() {
+            if c.remote.is_ipv6() == raw.is_v6() {
                 raw.try_send(esp, c.remote.ip())
             } else {
-                self.drop_counted("TUN: raw ESP over IPv6 not supported");
+                self.drop_counted("TUN: peer of another address family than the raw ESP socket");
                 return;
             }
         } else {
@@ -453,6 +463,20 @@ impl Driver {
         match lock(&self.shared).table.destroy(id) {
             Ok(()) => tracing::info!(%five, latch = %id, "flow latch released (R18)"),
             Err(e) => tracing::debug!(%five, latch = %id, error = %e, "flow latch already gone"),
+        }
+    }
+
+    /// A read from the device failed (a malformed offload read, or the
+    /// device is gone): counted; after many in a row, stop reading.
+    pub(super) fn tun_read_failed(&mut self, e: &std::io::Error) {
+        tracing::debug!(error = %e, "TUN device read failed");
+        self.drop_counted("TUN: device read failed");
+        if let Some(t) = self.tun.as_mut() {
+            t.read_errors += 1;
+            if t.read_errors >= MAX_READ_ERRORS {
+                t.reading = false;
+                tracing::error!(error = %e, "TUN device keeps failing: no longer read");
+            }
         }
     }
 
