@@ -41,6 +41,42 @@ mod latching;
 mod os;
 mod packet;
 
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::{Duration, Instant};
+
+    /// Parse each packet of `data` (one per 2-octet big-endian length
+    /// prefix) as the TUN datapath does, and feed those that parse to an R18 flow watcher,
+    /// alternating directions. Must never panic. Returns how many parsed.
+    pub fn tun_packets(data: &[u8]) -> usize {
+        let mut parsed = 0;
+        let mut watcher = crate::flows::FlowWatcher::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let mut rest = data;
+        let mut i = 0u64;
+        while let [a, b, tail @ ..] = rest {
+            let n = usize::from(u16::from_be_bytes([*a, *b])).min(tail.len());
+            let (pkt, next) = tail.split_at(n);
+            rest = next;
+            i += 1;
+            let now = start + Duration::from_millis(i * 300);
+            if let Ok(info) = crate::packet::parse(pkt) {
+                parsed += 1;
+                let (way, five) = if i.is_multiple_of(2) {
+                    (crate::flows::Way::Out, info.outbound_five())
+                } else {
+                    (crate::flows::Way::In, info.inbound_five())
+                };
+                let _ = watcher.observe(way, &info, five, now);
+            }
+            let mut out = Vec::new();
+            watcher.handle_timeout(now, &mut out);
+        }
+        parsed
+    }
+}
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
