@@ -3,11 +3,17 @@
 
 Usage: check_sas.py --sas POLLFILE [--ike-suite S] [--esp-suite S]
                     [--latchkey-json FILE] [--summary OUT.json]
+                    [--min-ike-sas N] [--min-child-sas N] [--last-in-json]
 
 Looks for one snapshot with an ESTABLISHED IKEv2 SA and an INSTALLED child
 SA with the given suites. With --latchkey-json, the IKE SPIs and both child
 SPIs that charon shows must also appear among the SPIs latchkey printed
 (any JSON value under a key containing "spi", hex string or number).
+--min-ike-sas / --min-child-sas: across all snapshots, at least N distinct
+ESTABLISHED IKE SAs (SPI pairs) / INSTALLED child SAs (SPI pairs) were seen
+(rekeying makes new ones). --last-in-json: the SPIs of the last snapshot
+with an established pair must also be among latchkey's SPIs (latchkey
+followed the rekeys).
 Prints one line per problem on stderr; exit 0 when all checks pass.
 """
 import argparse
@@ -123,6 +129,9 @@ def main():
     ap.add_argument("--esp-suite", default="AES_GCM_16-128")
     ap.add_argument("--latchkey-json")
     ap.add_argument("--summary")
+    ap.add_argument("--min-ike-sas", type=int, default=0)
+    ap.add_argument("--min-child-sas", type=int, default=0)
+    ap.add_argument("--last-in-json", action="store_true")
     a = ap.parse_args()
 
     snaps = parse_snapshots(open(a.sas, encoding="utf-8", errors="replace").read())
@@ -166,6 +175,34 @@ def main():
                     if int(hx, 16) not in spis:
                         problems.append(f"charon's {label} {hx} is not among latchkey's SPIs "
                                         f"{summary['latchkey_spis']}")
+    ike_set = sorted({(s["spi_i"], s["spi_r"]) for s in snaps if s["state"] == "ESTABLISHED"})
+    child_set = sorted({(c["spi_in"], c["spi_out"]) for s in snaps for c in s["children"]
+                        if c["state"] == "INSTALLED" and "spi_in" in c and "spi_out" in c})
+    summary["distinct_ike_sas"] = ["_".join(x) for x in ike_set]
+    summary["distinct_child_sas"] = ["/".join(x) for x in child_set]
+    if len(ike_set) < a.min_ike_sas:
+        problems.append(f"{len(ike_set)} distinct IKE SAs seen, expected >= {a.min_ike_sas} (rekeys)")
+    if len(child_set) < a.min_child_sas:
+        problems.append(f"{len(child_set)} distinct child SAs seen, expected >= {a.min_child_sas} (rekeys)")
+    if a.last_in_json and a.latchkey_json and good:
+        last = None
+        for ike in snaps:
+            if ike["state"] != "ESTABLISHED":
+                continue
+            for ch in ike["children"]:
+                if ch["state"] == "INSTALLED" and "spi_in" in ch and "spi_out" in ch:
+                    last = (ike, ch)
+        try:
+            spis = spi_values(load_json_lenient(a.latchkey_json))
+        except (OSError, ValueError):
+            spis = set()
+        if last:
+            ike, ch = last
+            summary["last"] = {"ike": f"{ike['spi_i']}_{ike['spi_r']}", "child": f"{ch['spi_in']}/{ch['spi_out']}"}
+            for label, hx in (("last IKE SPI_i", ike["spi_i"]), ("last child SPI in", ch["spi_in"]),
+                              ("last child SPI out", ch["spi_out"])):
+                if int(hx, 16) not in spis:
+                    problems.append(f"charon's {label} {hx} (after rekeys) is not among latchkey's SPIs")
     if a.summary:
         with open(a.summary, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
@@ -175,7 +212,9 @@ def main():
         ike, ch = good
         print(f"IKE {ike['spi_i']}_i {ike['spi_r']}_r {ike.get('suite')} "
               f"child in {ch['spi_in']} out {ch['spi_out']} {ch['mode']} {ch['proto']}:{ch['suite']} "
-              f"{ch['ts'].get('local', '?')} === {ch['ts'].get('remote', '?')}")
+              f"{ch['ts'].get('local', '?')} === {ch['ts'].get('remote', '?')}"
+              + (f"; distinct IKE SAs {len(ike_set)}, child SAs {len(child_set)}"
+                 if a.min_ike_sas or a.min_child_sas else ""))
     return 1 if problems else 0
 
 

@@ -1,0 +1,858 @@
+#!/usr/bin/env bash
+# latchkey <-> strongSwan (and libreswan) interop runner: authentication,
+# proposals, SA life (rekey, delete, DPD, packet loss), NULL auth against
+# libreswan; latchkey in both roles. Root, network namespaces (interop/lib.sh).
+#
+# Usage: interop/run-matrix.sh LATCHKEY_BIN [--ci] [--only REGEX] [--no-proposals]
+#                                            [--no-libreswan]
+#   (full)   every scenario in both roles, plus interop/matrix.sh (32
+#            proposal cases) and the libreswan NULL cases; ~8 min here.
+#   --ci     the CI subset: auth x4, delete both ways, child rekey, DPD
+#            (charon detects a killed latchkey), matrix.sh --quick; ~2 min.
+#   --only REGEX   only the scenarios whose "NAME ROLE" matches REGEX
+#            (no proposal matrix then).
+#
+# Roles: "initiator" = latchkey `connect`, charon responds; "responder" =
+# latchkey `listen --echo`, charon `swanctl --initiate`. For libreswan the
+# peer is pluto (lk-right) instead of charon.
+#
+# Scenarios (per role):
+#   auth-psk, auth-ecdsa, auth-rsa, auth-rawkey   bring-up with that auth;
+#       swanctl --list-sas shows ESTABLISHED/INSTALLED with the suites and
+#       latchkey's SPIs; datagrams through the child SA to the echo
+#       listener 10.99.0.1:9999 (or to latchkey's echo) and back, identical;
+#       clean exit. ECDSA: P-256 CA and certificates by strongSwan's `pki`
+#       (latchkey must take strongSwan's certificates). RSA: CA and
+#       certificates by `latchkey pki` (charon must take latchkey's).
+#       Raw keys: P-256 keys by `pki`, configured on both sides.
+#   rekey-child     charon rekeys the child SA every 10 s (PFS x25519)
+#                   under traffic (1 datagram/s for 25 s): >= 2 child SAs
+#                   seen, every datagram echoed, latchkey on the last SPIs.
+#   rekey-ike       charon rekeys the IKE SA every 12 s, same traffic.
+#   rekey-latchkey  latchkey rekeys (--child-rekey 8 --ike-rekey 14).
+#   delete-charon   charon deletes (swanctl --terminate --ike): latchkey
+#                   must notice (connect: closes before --wait; listen:
+#                   logs the IKE SA deleted).
+#   delete-latchkey latchkey deletes (connect exits / listen gets SIGINT):
+#                   charon must list no SA afterwards.
+#   dpd-charon      latchkey is killed (SIGKILL); charon (dpd_delay 3 s)
+#                   must declare it dead and drop the SAs.
+#   dpd-latchkey    charon goes silent (nftables drops its UDP); latchkey
+#                   (--dpd 3) must declare it dead.
+#   loss30          30 % packet loss both ways on lk-r0 (nftables numgen),
+#                   IKE must still complete and datagrams pass.
+#   null-libreswan  latchkey --auth null against pluto authby=null (RFC
+#                   7619): the IKE SA must be established (pluto's log and
+#                   latchkey's). null-libreswan-child: the child SA and a
+#                   datagram through it (expected to fail: pluto installs
+#                   its SAs in the kernel, which has no ESP here).
+#
+# expected-failures.txt: `scenario ROLE NAME reason...` lines (the proposal
+# matrix keeps its own `ROLE IKE ESP reason` lines). Output: section
+# "run-matrix" of interop/RESULTS.md (scenario, role, result, duration,
+# detail), interop/run/run-matrix/<NN>-<scenario>-<role>.* files. Last line
+# `run-matrix: N passed, M failed`; exit non-zero on an unexpected failure.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+    sed -n '5,13p' "$0" >&2
+    exit 2
+}
+BIN=""
+CI=0
+ONLY=""
+PROPOSALS=1
+LIBRESWAN=1
+while (($#)); do
+    case $1 in
+    --ci) CI=1 ;;
+    --only)
+        ONLY=${2:-}
+        [[ -n ${ONLY} ]] || usage
+        PROPOSALS=0
+        shift
+        ;;
+    --no-proposals) PROPOSALS=0 ;;
+    --no-libreswan) LIBRESWAN=0 ;;
+    -h | --help | -*) usage ;;
+    *)
+        [[ -z ${BIN} ]] || usage
+        BIN=$1
+        ;;
+    esac
+    shift
+done
+[[ -n ${BIN} ]] || usage
+[[ ${BIN} == */* ]] || BIN=$(command -v "${BIN}" || echo "${BIN}")
+BIN=$(realpath -m "${BIN}")
+read -r -a LK_VERBOSE <<<"${LATCHKEY_VERBOSE--vv}"
+RESULTS_MD=${LK_RESULTS_MD:-${LK_DIR}/RESULTS.md}
+XFAIL_FILE=${LK_XFAIL_FILE:-${LK_DIR}/expected-failures.txt}
+T_START=$(date +%s)
+
+# ---- the proposal matrix first (its own script, its own lock and namespaces)
+MATRIX_ROW=""
+if ((PROPOSALS)); then
+    m_args=("${BIN}")
+    ((CI)) && m_args+=(--quick)
+    t0=$(date +%s)
+    set +e
+    mkdir -p "${LK_RUN_ROOT}"
+    "${LK_DIR}/matrix.sh" "${m_args[@]}" >"${LK_RUN_ROOT}/matrix.out" 2>&1
+    m_rc=$?
+    set -e
+    m_line=$(tail -n 1 "${LK_RUN_ROOT}/matrix.out")
+    m_secs=$(($(date +%s) - t0))
+    MATRIX_ROW="${m_rc}|${m_line}|${m_secs}"
+fi
+
+# ---- scenario list ----------------------------------------------------------
+LS_CASES=("null-libreswan initiator" "null-libreswan-child initiator"
+    "null-libreswan responder" "null-libreswan-child responder")
+ALL=(auth-psk auth-ecdsa auth-rsa auth-rawkey rekey-child rekey-ike rekey-latchkey
+    delete-charon delete-latchkey dpd-charon dpd-latchkey loss30)
+CI_SET=(auth-psk auth-ecdsa auth-rsa auth-rawkey delete-charon delete-latchkey)
+CI_INIT_ONLY=(rekey-child dpd-charon)
+CASES=()
+if ((CI)); then
+    for s in "${CI_SET[@]}"; do CASES+=("${s} initiator" "${s} responder"); done
+    for s in "${CI_INIT_ONLY[@]}"; do CASES+=("${s} initiator"); done
+else
+    for s in "${ALL[@]}"; do CASES+=("${s} initiator" "${s} responder"); done
+    ((LIBRESWAN)) && CASES+=("${LS_CASES[@]}")
+fi
+if [[ -n ${ONLY} ]]; then
+    sel=()
+    for c in "${CASES[@]}" "${LS_CASES[@]}"; do
+        [[ ${c} =~ ${ONLY} ]] && sel+=("${c}")
+    done
+    mapfile -t CASES < <(printf '%s\n' "${sel[@]}" | awk '!seen[$0]++')
+fi
+
+declare -A XFAIL=()
+if [[ -r ${XFAIL_FILE} ]]; then
+    while read -r kind r n reason; do
+        [[ ${kind} == scenario ]] || continue
+        [[ -n ${reason} ]] || lk_die "${XFAIL_FILE}: entry 'scenario ${r} ${n}' has no reason"
+        XFAIL["${n} ${r}"]=${reason}
+    done <"${XFAIL_FILE}"
+fi
+
+lk_init run-matrix
+R=${LK_RUN}
+lk_ns_create
+lk_psk "${R}/psk"
+lk_charon_start right "${LK_NS_RIGHT}" "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" \
+    "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" "${LK_TS_RIGHT}" "${LK_TS_LEFT}" none "${R}/psk"
+lk_listener_start "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}" 9999 "${R}/listener.txt" --echo
+SW=${R}/right/swanctl
+
+# ---- PKI ------------------------------------------------------------------
+# ECDSA: CA (P-256) and both host certificates by strongSwan's pki.
+# RSA: CA and both host certificates by `latchkey pki` (rsa2048).
+# Raw keys: P-256 keys by pki; SPKI DER for latchkey, PEM for charon.
+# latchkey wants PKCS#8 PEM private keys (openssl pkcs8 -topk8).
+PKI=${R}/pki
+make_pki() {
+    mkdir -p "${PKI}/ecdsa" "${PKI}/rsa" "${PKI}/raw"
+    local e=${PKI}/ecdsa h
+    pki --gen --type ecdsa --size 256 --outform pem >"${e}/ca.key" 2>/dev/null
+    pki --self --ca --lifetime 30 --in "${e}/ca.key" --type ecdsa \
+        --dn "C=XX, O=latchkey interop, CN=lk ECDSA CA" --outform pem >"${e}/ca.pem" 2>/dev/null
+    for h in "left:${LK_OUTER_LEFT}" "right:${LK_OUTER_RIGHT}"; do
+        pki --gen --type ecdsa --size 256 --outform pem >"${e}/${h%%:*}.key" 2>/dev/null
+        pki --req --type priv --in "${e}/${h%%:*}.key" --dn "C=XX, O=latchkey interop, CN=${h#*:}" \
+            --san "${h#*:}" --outform pem >"${e}/${h%%:*}.req" 2>/dev/null
+        pki --issue --cacert "${e}/ca.pem" --cakey "${e}/ca.key" --type pkcs10 --in "${e}/${h%%:*}.req" \
+            --lifetime 30 --outform pem >"${e}/${h%%:*}.pem" 2>/dev/null
+        openssl pkcs8 -topk8 -nocrypt -in "${e}/${h%%:*}.key" -out "${e}/${h%%:*}.p8.pem"
+    done
+    local r=${PKI}/rsa
+    "${BIN}" pki init --name "lk RSA CA" --key rsa2048 --out "${r}/ca" >"${r}/init.out" 2>&1
+    for h in "left:${LK_OUTER_LEFT}" "right:${LK_OUTER_RIGHT}"; do
+        "${BIN}" pki issue --ca "${r}/ca" --san "ip:${h#*:}" --key rsa2048 --name "${h%%:*}" \
+            --out "${r}" >"${r}/${h%%:*}.out" 2>&1
+    done
+    local k=${PKI}/raw
+    for h in left right; do
+        pki --gen --type ecdsa --size 256 --outform pem >"${k}/${h}.key" 2>/dev/null
+        pki --pub --in "${k}/${h}.key" --type ecdsa --outform pem >"${k}/${h}.pub.pem" 2>/dev/null
+        pki --pub --in "${k}/${h}.key" --type ecdsa --outform der >"${k}/${h}.spki.der" 2>/dev/null
+        openssl pkcs8 -topk8 -nocrypt -in "${k}/${h}.key" -out "${k}/${h}.p8.pem"
+    done
+}
+make_pki || lk_die "making the test PKI failed (see ${PKI})"
+
+# ---- charon configuration per case -------------------------------------------
+# Set C_* then call charon_conf; it rewrites swanctl.conf, puts the case's
+# credentials in place and reloads (connections and credentials replaced).
+conf_defaults() {
+    C_AUTH=psk C_IKE=${LK_IKE_PROPOSAL} C_ESP=${LK_ESP_PROPOSAL}
+    C_IKE_REKEY=0 C_CHILD_REKEY=0 C_DPD=0
+}
+charon_conf() {
+    local sub local_auth remote_auth secrets=""
+    for sub in x509 x509ca private pubkey; do
+        rm -f "${SW}/${sub}"/*
+    done
+    case ${C_AUTH} in
+    psk)
+        local_auth="auth = psk"
+        remote_auth="auth = psk"
+        secrets="ike-lk {
+        id-local = ${LK_OUTER_RIGHT}
+        id-remote = ${LK_OUTER_LEFT}
+        secret = \"$(cat "${R}/psk")\"
+    }"
+        ;;
+    ecdsa | rsa)
+        local d=${PKI}/${C_AUTH} cert key ca
+        if [[ ${C_AUTH} == ecdsa ]]; then
+            cert=${d}/right.pem key=${d}/right.p8.pem ca=${d}/ca.pem
+        else
+            cert=${d}/right.pem key=${d}/right.key ca=${d}/ca/ca.pem
+        fi
+        cp "${cert}" "${SW}/x509/right.pem"
+        cp "${key}" "${SW}/private/right.pem"
+        cp "${ca}" "${SW}/x509ca/ca.pem"
+        local_auth="auth = pubkey
+            certs = right.pem
+            send_cert = always"
+        remote_auth="auth = pubkey
+            cacerts = ca.pem"
+        ;;
+    rawkey)
+        cp "${PKI}/raw/right.p8.pem" "${SW}/private/right.pem"
+        cp "${PKI}/raw/right.pub.pem" "${SW}/pubkey/right.pub.pem"
+        cp "${PKI}/raw/left.pub.pem" "${SW}/pubkey/left.pub.pem"
+        local_auth="auth = pubkey
+            pubkeys = right.pub.pem"
+        remote_auth="auth = pubkey
+            pubkeys = left.pub.pem"
+        ;;
+    *) lk_die "charon_conf: auth ${C_AUTH}?" ;;
+    esac
+    (
+        umask 077
+        cat >"${SW}/swanctl.conf" <<EOF
+# Written by interop/run-matrix.sh for one case (auth ${C_AUTH}).
+connections {
+    lk {
+        version = 2
+        local_addrs = ${LK_OUTER_RIGHT}
+        remote_addrs = ${LK_OUTER_LEFT}
+        proposals = ${C_IKE}
+        keyingtries = 1
+        rekey_time = ${C_IKE_REKEY}
+        reauth_time = 0
+        dpd_delay = ${C_DPD}
+        mobike = no
+        fragmentation = yes
+        local {
+            ${local_auth}
+            id = ${LK_OUTER_RIGHT}
+        }
+        remote {
+            ${remote_auth}
+            id = ${LK_OUTER_LEFT}
+        }
+        children {
+            lk {
+                mode = tunnel
+                local_ts = ${LK_TS_RIGHT}
+                remote_ts = ${LK_TS_LEFT}
+                esp_proposals = ${C_ESP}
+                start_action = none
+                rekey_time = ${C_CHILD_REKEY}
+                life_time = $((C_CHILD_REKEY > 0 ? C_CHILD_REKEY * 2 : 0))
+                dpd_action = clear
+            }
+        }
+    }
+}
+secrets {
+    ${secrets}
+}
+EOF
+    )
+    lk_swanctl right --load-all --clear >"${R}/right/load-all.out" 2>&1
+}
+
+# ---- latchkey command lines ------------------------------------------------
+# lk_auth: latchkey's security flags for the case.
+lk_auth() {
+    SEC=(--id "${LK_OUTER_LEFT}" --remote-id "${LK_OUTER_RIGHT}"
+        --ike-proposal "${C_IKE}" --esp-proposal "${C_ESP}"
+        --local-ts "${LK_TS_LEFT}" --remote-ts "${LK_TS_RIGHT}")
+    case ${C_AUTH} in
+    psk) SEC+=(--auth psk --psk-file "${R}/psk") ;;
+    ecdsa) SEC+=(--auth certificate --cert "${PKI}/ecdsa/left.pem" --key "${PKI}/ecdsa/left.p8.pem"
+        --ca "${PKI}/ecdsa/ca.pem") ;;
+    rsa) SEC+=(--auth certificate --cert "${PKI}/rsa/left.pem" --key "${PKI}/rsa/left.key"
+        --ca "${PKI}/rsa/ca/ca.pem") ;;
+    rawkey) SEC+=(--auth rawpublickey --key "${PKI}/raw/left.p8.pem" --peer-key "${PKI}/raw/right.spki.der") ;;
+    esac
+}
+
+# connect_bg P MSG COUNT INTERVAL WAIT [EXTRA...]: latchkey connect in the
+# background (CPID), datagrams "MSG k" to the echo listener.
+connect_bg() {
+    local P=$1 msg=$2 count=$3 interval=$4 wait=$5
+    shift 5
+    lk_auth
+    local cmd=(ip netns exec "${LK_NS_LEFT}" timeout 240 "${BIN}" "${LK_VERBOSE[@]}" connect "${LK_OUTER_RIGHT}"
+        --local "${LK_OUTER_LEFT}:500" --nat-t-port 4500 "${SEC[@]}" --inner-addr "${LK_INNER_LEFT}"
+        --timeout 90 --send-udp "${LK_INNER_RIGHT}:9999" --message "${msg}" --count "${count}"
+        --interval "${interval}" --wait "${wait}" --json "$@")
+    printf '%q ' "${cmd[@]}" >"${P}.cmd"
+    echo >>"${P}.cmd"
+    lk_bg "latchkey-connect" "${cmd[@]}" >"${P}.stdout" 2>"${P}.stderr"
+    CPID=${LK_LAST_PID}
+}
+
+# wait_pid PID SECS: wait for PID to exit (RC = its status; 124 after SECS,
+# then it is killed).
+wait_pid() {
+    local pid=$1 secs=$2 i
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "${pid}" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "${pid}" 2>/dev/null; then
+        lk_stop "${pid}" KILL
+        RC=124
+        return 0
+    fi
+    set +e
+    wait "${pid}"
+    RC=$?
+    set -e
+}
+
+# listen_start P [EXTRA...]: latchkey listen --echo in the background (LPID);
+# returns 1 if it is not bound to 4500 within 10 s.
+listen_start() {
+    local P=$1 i
+    shift
+    lk_auth
+    local cmd=(ip netns exec "${LK_NS_LEFT}" env --default-signal=INT "${BIN}" "${LK_VERBOSE[@]}" listen
+        --ike "${LK_OUTER_LEFT}:500" --natt "${LK_OUTER_LEFT}:4500" --control "${P}.ctl"
+        "${SEC[@]}" --echo --json "$@")
+    printf '%q ' "${cmd[@]}" >"${P}.cmd"
+    echo >>"${P}.cmd"
+    lk_bg "latchkey-listen" "${cmd[@]}" >"${P}.stdout" 2>"${P}.stderr"
+    LPID=${LK_LAST_PID}
+    for ((i = 0; i < 100; i++)); do
+        if ip netns exec "${LK_NS_LEFT}" ss -Hunl 2>/dev/null | grep -q "${LK_OUTER_LEFT}:4500 "; then
+            sleep 0.2
+            return 0
+        fi
+        kill -0 "${LPID}" 2>/dev/null || break
+        sleep 0.1
+    done
+    BAD+=("latchkey listen did not start: $(tail -n 2 "${P}.stderr" | tr '\n' ' ')")
+    return 1
+}
+
+# listen_stop P: SIGINT, must exit 0 within 5 s.
+listen_stop() {
+    local P=$1 i
+    [[ -n ${LPID:-} ]] || return 0
+    if ! kill -0 "${LPID}" 2>/dev/null; then
+        BAD+=("latchkey listen exited early: $(tail -n 2 "${P}.stderr" | tr '\n' ' ')")
+        LPID=""
+        return 0
+    fi
+    kill -s INT "${LPID}" 2>/dev/null || true
+    wait_pid "${LPID}" 5
+    ((RC == 0)) || BAD+=("latchkey listen: exit ${RC} after SIGINT")
+    LPID=""
+}
+
+# charon_initiate P: swanctl --initiate; starts the --list-sas poll after it returned.
+charon_initiate() {
+    local P=$1
+    if ! lk_swanctl right --initiate --child lk --timeout 90 >"${P}-initiate.out" 2>&1; then
+        BAD+=("swanctl --initiate: $(grep -E 'failed|error|NO_PROP|AUTH|giving up' "${P}-initiate.out" | tail -n 3 | tr '\n' ' ')")
+        lk_poll_sas_start right "${P}-sas.txt"
+        return 1
+    fi
+    lk_poll_sas_start right "${P}-sas.txt"
+}
+
+# send_right P MSG COUNT INTERVAL WAIT: datagrams from charon's side to
+# latchkey's echo (10.98.0.1:9999); replies in P-reply.txt.
+send_right() {
+    local P=$1 msg=$2 count=$3 interval=$4 wait=$5
+    set +e
+    ip netns exec "${LK_NS_RIGHT}" "${LK_PY}" "${LK_DIR}/udp_tool.py" send --bind "${LK_INNER_RIGHT}" \
+        --to "${LK_INNER_LEFT}:9999" --message "${msg}" --count "${count}" --interval "${interval}" \
+        --wait "${wait}" --expect-reply >"${P}-reply.txt" 2>"${P}-reply.err"
+    set -e
+}
+
+# ---- checks ------------------------------------------------------------------
+msgs() { # msgs MSG COUNT: the texts sent
+    local i
+    if (($2 == 1)); then printf '%s\n' "$1"; else for ((i = 1; i <= $2; i++)); do printf '%s %d\n' "$1" "${i}"; done; fi
+}
+
+# check_sas P [check_sas.py args]
+check_sas() {
+    local P=$1 out
+    shift
+    if out=$("${LK_PY}" "${LK_DIR}/check_sas.py" --sas "${P}-sas.txt" --ike-suite "${IKE_SUITE}" \
+        --esp-suite "${ESP_SUITE}" --latchkey-json "${P}.stdout" --summary "${P}-sas.json" "$@" 2>&1); then
+        OK+=("sas: ${out}")
+    else
+        BAD+=("swanctl --list-sas: ${out//$'\n'/; }")
+    fi
+}
+
+# check_traffic_init P MSG COUNT MIN: the listener got the datagrams from
+# 10.98.0.1 and latchkey's JSON has their echoes, identical (>= MIN of COUNT).
+check_traffic_init() {
+    local P=$1 msg=$2 count=$3 min=$4 got echoed
+    got=$(msgs "${msg}" "${count}" | awk -F'\t' -v src="${LK_INNER_LEFT}" '
+        NR == FNR { want[$0] = 1; next }
+        { split($1, a, ":"); if (a[1] == src && ($2 in want)) seen[$2] = 1 }
+        END { n = 0; for (k in seen) n++; print n }' - "${R}/listener.txt")
+    echoed=$("${LK_PY}" - "${P}.stdout" "${msg}" "${count}" <<'PYEOF' 2>/dev/null || echo 0
+import json, sys
+d = json.load(open(sys.argv[1]))
+msg, n = sys.argv[2], int(sys.argv[3])
+want = {msg} if n == 1 else {f"{msg} {i}" for i in range(1, n + 1)}
+print(len({r.get("data") for r in d.get("received", [])} & want))
+PYEOF
+    )
+    if ((got >= min && echoed >= min)); then
+        OK+=("traffic: ${got}/${count} delivered, ${echoed}/${count} echoes identical")
+    else
+        BAD+=("traffic: ${got}/${count} delivered to ${LK_INNER_RIGHT}:9999, ${echoed}/${count} identical echoes in latchkey's JSON (want >= ${min})")
+    fi
+}
+
+# check_traffic_resp P MSG COUNT MIN: latchkey printed the datagrams and
+# their echoes came back from 10.98.0.1:9999, identical.
+check_traffic_resp() {
+    local P=$1 msg=$2 count=$3 min=$4 got echoed
+    got=$(msgs "${msg}" "${count}" | while read -r m; do grep -qF "\"data\":\"${m}\"" "${P}.stdout" && echo x; done | grep -c x || true)
+    echoed=$(msgs "${msg}" "${count}" | awk -F'\t' -v src="${LK_INNER_LEFT}:9999" '
+        NR == FNR { want[$0] = 1; next }
+        $1 == src && ($2 in want) { seen[$2] = 1 }
+        END { n = 0; for (k in seen) n++; print n }' - "${P}-reply.txt")
+    if ((got >= min && echoed >= min)); then
+        OK+=("traffic: ${got}/${count} delivered to latchkey, ${echoed}/${count} echoes identical")
+    else
+        BAD+=("traffic: ${got}/${count} in latchkey's output, ${echoed}/${count} identical echoes from ${LK_INNER_LEFT}:9999 (want >= ${min})")
+    fi
+}
+
+json_get() { # json_get FILE EXPR (python expression over d)
+    "${LK_PY}" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null || echo "?"
+}
+
+charon_log_count() { # charon_log_count REGEX: lines of this case's charon log
+    tail -n +"${LOG_FROM}" "${R}/right/charon.log" | grep -acE "$1" || true
+}
+
+# ---- scenarios ---------------------------------------------------------------
+# Each fills OK/BAD. ROLE is latchkey's role.
+
+sc_bringup() { # auth-* : plain bring-up with C_AUTH
+    local P=$1 role=$2 msg="${3}"
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" 3 0.2 2
+        wait_pid "${CPID}" 120
+        lk_poll_sas_stop
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
+        check_sas "${P}"
+        check_traffic_init "${P}" "${msg}" 3 3
+        lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after latchkey exited")
+    else
+        listen_start "${P}" || return 0
+        if charon_initiate "${P}"; then
+            send_right "${P}" "${msg}" 3 0.2 2
+        fi
+        lk_poll_sas_stop
+        check_sas "${P}"
+        check_traffic_resp "${P}" "${msg}" 3 3
+        listen_stop "${P}"
+        lk_sas_gone right 5 || OK+=("note: charon still lists the IKE SA after latchkey listen's SIGINT")
+    fi
+}
+
+sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
+    local P=$1 role=$2 msg=$3 kind=$4 n=25 extra=() min_ike=1 min_child=1
+    C_ESP=aes128gcm16-x25519
+    ESP_SUITE=AES_GCM_16-128/CURVE_25519
+    case ${kind} in
+    child) C_CHILD_REKEY=10 min_child=3 ;;
+    ike) C_IKE_REKEY=12 min_ike=2 ;;
+    latchkey) extra=(--child-rekey 8 --ike-rekey 14) min_ike=2 min_child=3 ;;
+    esac
+    charon_conf || BAD+=("charon did not load the config: $(tail -n 2 "${R}/right/load-all.out")")
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" "${n}" 1 2 "${extra[@]}"
+        wait_pid "${CPID}" 120
+        lk_poll_sas_stop
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
+        check_sas "${P}" --min-ike-sas "${min_ike}" --min-child-sas "${min_child}" --last-in-json
+        check_traffic_init "${P}" "${msg}" "${n}" "${n}"
+        lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after latchkey exited")
+    else
+        listen_start "${P}" "${extra[@]}" || return 0
+        if charon_initiate "${P}"; then
+            send_right "${P}" "${msg}" "${n}" 1 2
+        fi
+        lk_poll_sas_stop
+        check_sas "${P}" --min-ike-sas "${min_ike}" --min-child-sas "${min_child}"
+        check_traffic_resp "${P}" "${msg}" "${n}" "${n}"
+        listen_stop "${P}"
+    fi
+    OK+=("charon log: $(charon_log_count 'CREATE_CHILD_SA') CREATE_CHILD_SA lines, $(charon_log_count 'rekeyed|rekeying') rekey lines")
+}
+
+# wait for charon to show an INSTALLED child SA (up to S seconds)
+wait_up() { lk_wait_child right "$1" || { BAD+=("no INSTALLED child SA at charon within $1 s"); return 1; }; }
+
+sc_delete_charon() {
+    local P=$1 role=$2 msg=$3 t0 took
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" 1 0 30
+        t0=$(date +%s)
+        if wait_up 20; then
+            sleep 1
+            lk_swanctl right --terminate --ike lk --timeout 10 >"${P}-terminate.out" 2>&1 ||
+                BAD+=("swanctl --terminate failed: $(tail -n 2 "${P}-terminate.out" | tr '\n' ' ')")
+        fi
+        wait_pid "${CPID}" 40
+        took=$(($(date +%s) - t0))
+        lk_poll_sas_stop
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
+        check_sas "${P}"
+        if [[ $(json_get "${P}.stdout" 'd.get("channel_closed")') == True ]] && ((took < 25)); then
+            OK+=("latchkey saw the delete: channel closed, exited after ${took} s (--wait 30)")
+        else
+            BAD+=("latchkey did not notice charon's delete (channel_closed=$(json_get "${P}.stdout" 'd.get("channel_closed")'), ran ${took} s of --wait 30)")
+        fi
+    else
+        listen_start "${P}" || return 0
+        if charon_initiate "${P}"; then
+            send_right "${P}" "${msg}" 1 0 2
+            lk_swanctl right --terminate --ike lk --timeout 10 >"${P}-terminate.out" 2>&1 ||
+                BAD+=("swanctl --terminate failed: $(tail -n 2 "${P}-terminate.out" | tr '\n' ' ')")
+            sleep 1
+        fi
+        lk_poll_sas_stop
+        check_sas "${P}"
+        if grep -q 'IKE SA deleted' "${P}.stderr"; then
+            OK+=("latchkey logged 'IKE SA deleted'")
+        else
+            BAD+=("latchkey's log has no 'IKE SA deleted' after charon's delete")
+        fi
+        listen_stop "${P}"
+    fi
+    grep -q 'IKEv2' < <(lk_swanctl right --list-sas 2>/dev/null) && BAD+=("charon still lists an IKE SA")
+    OK+=("charon log: $(charon_log_count 'sending DELETE|generating INFORMATIONAL request .* D ') delete requests sent")
+}
+
+sc_delete_latchkey() {
+    local P=$1 role=$2 msg=$3
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" 1 0 1
+        wait_pid "${CPID}" 60
+        lk_poll_sas_stop
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC}")
+        check_sas "${P}"
+    else
+        listen_start "${P}" || return 0
+        if charon_initiate "${P}"; then
+            send_right "${P}" "${msg}" 1 0 2
+        fi
+        lk_poll_sas_stop
+        check_sas "${P}"
+        listen_stop "${P}"
+    fi
+    if lk_sas_gone right 5; then
+        OK+=("charon lists no SA after latchkey's delete ($(charon_log_count 'received DELETE for IKE_SA|parsed INFORMATIONAL request .* D') delete lines in its log)")
+    else
+        BAD+=("charon still lists an IKE SA 5 s after latchkey $([[ ${role} == initiator ]] && echo "connect exited" || echo "listen got SIGINT")")
+    fi
+}
+
+sc_dpd_charon() { # latchkey killed; charon (dpd_delay 3 s) declares it dead
+    local P=$1 role=$2 msg=$3 t0 took
+    C_DPD=3
+    charon_conf || BAD+=("charon did not load the config")
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" 1 0 60
+        wait_up 20 || return 0
+        sleep 1
+        lk_stop "${CPID}" KILL
+    else
+        listen_start "${P}" || return 0
+        charon_initiate "${P}" || return 0
+        send_right "${P}" "${msg}" 1 0 1
+        lk_stop "${LPID}" KILL
+        LPID=""
+    fi
+    t0=$(date +%s)
+    if lk_sas_gone right 40; then
+        took=$(($(date +%s) - t0))
+        OK+=("charon dropped the SAs ${took} s after latchkey was killed ($(charon_log_count 'giving up after|retransmit .* of request') retransmit/give-up lines)")
+    else
+        BAD+=("charon still lists the IKE SA 40 s after latchkey was killed (dpd_delay 3 s)")
+    fi
+    lk_poll_sas_stop
+    check_sas "${P}"
+    charon_log_count 'giving up after' >/dev/null
+    (($(charon_log_count 'giving up after') >= 1)) || BAD+=("charon's log has no 'giving up after N retransmits'")
+}
+
+NFT_TABLE=lk_interop
+nft_right() { ip netns exec "${LK_NS_RIGHT}" nft "$@"; }
+nft_clear() { nft_right delete table inet "${NFT_TABLE}" 2>/dev/null || true; }
+
+sc_dpd_latchkey() { # charon silent (nftables drops); latchkey --dpd 3 declares it dead
+    local P=$1 role=$2 msg=$3 t0 took i dead=0
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" 1 0 90 --dpd 3
+        wait_up 20 || return 0
+    else
+        listen_start "${P}" --dpd 3 || return 0
+        charon_initiate "${P}" || return 0
+        send_right "${P}" "${msg}" 1 0 1
+    fi
+    lk_poll_sas_stop
+    check_sas "${P}"
+    nft_right -f - <<EOF
+table inet ${NFT_TABLE} {
+    chain in { type filter hook input priority 0; policy accept; iifname "${LK_VETH_RIGHT}" udp sport { 500, 4500 } drop; }
+    chain out { type filter hook output priority 0; policy accept; oifname "${LK_VETH_RIGHT}" udp dport { 500, 4500 } drop; }
+}
+EOF
+    t0=$(date +%s)
+    for ((i = 0; i < 600; i++)); do
+        if grep -q 'IKE SA failed' "${P}.stderr"; then
+            dead=1
+            break
+        fi
+        sleep 0.1
+    done
+    took=$(($(date +%s) - t0))
+    if ((dead)); then
+        OK+=("latchkey declared charon dead ${took} s after it went silent: $(grep -m1 'IKE SA failed' "${P}.stderr" | sed -E 's/\x1b\[[0-9;]*m//g; s/^.*(IKE SA failed)/\1/' | head -c 120)")
+    else
+        BAD+=("latchkey did not declare the silent peer dead within 60 s (--dpd 3)")
+    fi
+    if [[ ${role} == initiator ]]; then
+        wait_pid "${CPID}" 60
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC} after the dead peer")
+        [[ $(json_get "${P}.stdout" 'd.get("channel_closed")') == True ]] || BAD+=("latchkey connect's channel did not close")
+    else
+        listen_stop "${P}"
+    fi
+    nft_clear
+    lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
+}
+
+sc_loss() { # 30 % loss both ways on lk-r0
+    local P=$1 role=$2 msg=$3 n=20
+    nft_right -f - <<EOF
+table inet ${NFT_TABLE} {
+    chain in { type filter hook input priority 0; policy accept; iifname "${LK_VETH_RIGHT}" numgen random mod 100 < 30 counter drop; }
+    chain out { type filter hook output priority 0; policy accept; oifname "${LK_VETH_RIGHT}" numgen random mod 100 < 30 counter drop; }
+}
+EOF
+    if [[ ${role} == initiator ]]; then
+        lk_poll_sas_start right "${P}-sas.txt"
+        connect_bg "${P}" "${msg}" "${n}" 0.3 3
+        wait_pid "${CPID}" 200
+        lk_poll_sas_stop
+        ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
+        check_sas "${P}"
+        check_traffic_init "${P}" "${msg}" "${n}" 1
+    else
+        listen_start "${P}" || return 0
+        if charon_initiate "${P}"; then
+            send_right "${P}" "${msg}" "${n}" 0.3 3
+        fi
+        lk_poll_sas_stop
+        check_sas "${P}"
+        check_traffic_resp "${P}" "${msg}" "${n}" 1
+        listen_stop "${P}"
+    fi
+    OK+=("nftables dropped $(nft_right list table inet "${NFT_TABLE}" 2>/dev/null | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }') packets; latchkey retransmits: $(json_get "${P}.stdout" 'd["status"].get("ike", {}).get("retransmits", "?") if isinstance(d.get("status"), dict) else "?"')")
+    nft_clear
+    lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
+}
+
+# ---- libreswan (NULL auth, IKE level) ------------------------------------------
+# shellcheck disable=SC2034 # used by libreswan.sh
+LS_ROOT=${LK_LIBRESWAN_ROOT:-${LK_RUN_ROOT}/libreswan-root}
+# shellcheck source=libreswan.sh
+. "${LK_DIR}/libreswan.sh"
+
+# ---- run ---------------------------------------------------------------------
+NUM=0
+FAIL_NOTES=()
+XPASS_NOTES=()
+ROWS=()
+CHARON_LOSS_MODE=0
+for c in "${CASES[@]}"; do
+    read -r scen role <<<"${c}"
+    NUM=$((NUM + 1))
+    P=${R}/$(printf '%02d' "${NUM}")-${scen}-${role}
+    msg="${scen} ${role} $(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')"
+    OK=()
+    BAD=()
+    LPID=""
+    CPID=""
+    conf_defaults
+    IKE_SUITE=AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519
+    ESP_SUITE=AES_GCM_16-128
+    lk_log "case ${NUM}/${#CASES[@]}: ${scen} (latchkey ${role})"
+    # Loss cases need a charon that retransmits more (strongswan.conf is
+    # read at start-up only): restart it once, before the first of them.
+    if [[ ${scen} == loss30 ]] && ((CHARON_LOSS_MODE == 0)); then
+        # shellcheck disable=SC2154 # set by lk_charon_start (printf -v)
+        lk_stop "${LK_CHARON_PID_right}"
+        mv "${R}/right" "${R}/right-before-loss"
+        LK_RETRANSMIT_TRIES=8 LK_RETRANSMIT_TIMEOUT=1.0 lk_charon_start right "${LK_NS_RIGHT}" \
+            "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" "${LK_OUTER_RIGHT}" "${LK_OUTER_LEFT}" \
+            "${LK_TS_RIGHT}" "${LK_TS_LEFT}" none "${R}/psk"
+        CHARON_LOSS_MODE=1
+    fi
+    LOG_FROM=$(($(wc -l <"${R}/right/charon.log") + 1))
+    t0=$(date +%s.%N)
+    case ${scen} in
+    auth-*) C_AUTH=${scen#auth-} ;;
+    esac
+    if [[ ! -x ${BIN} ]]; then
+        BAD+=("latchkey binary ${BIN} not found")
+    elif [[ ${scen} != null-libreswan* && ${scen} != rekey-* && ${scen} != dpd-charon ]] && ! charon_conf; then
+        BAD+=("charon did not load the config: $(tail -n 3 "${R}/right/load-all.out" | tr '\n' ' ')")
+    else
+        case ${scen} in
+        auth-*) sc_bringup "${P}" "${role}" "${msg}" ;;
+        rekey-child) sc_rekey "${P}" "${role}" "${msg}" child ;;
+        rekey-ike) sc_rekey "${P}" "${role}" "${msg}" ike ;;
+        rekey-latchkey) sc_rekey "${P}" "${role}" "${msg}" latchkey ;;
+        delete-charon) sc_delete_charon "${P}" "${role}" "${msg}" ;;
+        delete-latchkey) sc_delete_latchkey "${P}" "${role}" "${msg}" ;;
+        dpd-charon) sc_dpd_charon "${P}" "${role}" "${msg}" ;;
+        dpd-latchkey) sc_dpd_latchkey "${P}" "${role}" "${msg}" ;;
+        loss30) sc_loss "${P}" "${role}" "${msg}" ;;
+        null-libreswan) sc_libreswan "${P}" "${role}" ;;
+        null-libreswan-child) sc_libreswan_child "${P}" "${role}" ;;
+        *) BAD+=("unknown scenario") ;;
+        esac
+    fi
+    # Leave nothing behind for the next case.
+    lk_poll_sas_stop
+    [[ -n ${CPID} ]] && lk_stop "${CPID}" KILL
+    [[ -n ${LPID} ]] && lk_stop "${LPID}" KILL
+    nft_clear
+    if lk_swanctl right --list-sas 2>/dev/null | grep -q IKEv2; then
+        lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
+        lk_sas_gone right 3 || true
+    fi
+    tail -n +"${LOG_FROM}" "${R}/right/charon.log" >"${P}-charon.log"
+    secs=$(awk -v a="${t0}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    key="${scen} ${role}"
+    if ((${#BAD[@]} == 0)); then
+        detail=$(printf '%s; ' "${OK[@]}")
+        if [[ -n ${XFAIL[${key}]:-} ]]; then
+            st=xpass
+            detail="XPASS (listed as expected to fail: ${XFAIL[${key}]}); ${detail}"
+            XPASS_NOTES+=("${key}: passes but is listed in expected-failures.txt (${XFAIL[${key}]})")
+        else
+            st=pass
+        fi
+    else
+        detail="$(printf '%s; ' "${BAD[@]}")(files: ${P#"${LK_DIR}/"}.*)"
+        if [[ -n ${XFAIL[${key}]:-} ]]; then
+            st=xfail
+            detail="expected: ${XFAIL[${key}]}; ${detail}"
+        else
+            st=fail
+            FAIL_NOTES+=("${key}|${P}")
+        fi
+    fi
+    lk_result "${key}" "${st}" "${detail}"
+    detail=${detail//|/\\|}
+    ROWS+=("| ${scen} | ${role} | ${st} | ${secs} s | ${detail//$'\n'/ } |")
+done
+
+lk_charon_facts right "${R}/charon-facts.txt" 2>/dev/null || true
+TOTAL=$(($(date +%s) - T_START))
+
+{
+    echo "## interop/run-matrix.sh"
+    echo
+    echo "- run: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), mode $( ((CI)) && echo "--ci" || echo "full")${ONLY:+ (--only ${ONLY})}, ${TOTAL} s in all"
+    echo "- latchkey: \`${BIN}\` ($(timeout 5 "${BIN}" --version 2>/dev/null | head -n1 || echo "no --version")," \
+        "tree $(git -C "${LK_DIR}" rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    echo "- peer: $("${LK_CHARON}" --version 2>/dev/null | head -n1 || true) (kernel-libipsec, ESP in UDP/4500); libreswan $(ls_version) (pluto, unpacked .deb) for null-libreswan"
+    echo "- role = latchkey's role. Traffic: UDP datagrams through the child SA to an echo, compared byte for byte." \
+        "IKE aes128gcm16-prfsha256-x25519, ESP aes128gcm16 (rekey cases: aes128gcm16-x25519, PFS)."
+    echo
+    echo "**run-matrix: ${LK_PASSED} passed, ${LK_FAILED} failed, ${LK_XFAILED} expected failures**"
+    echo
+    echo "| scenario | role | result | time | detail |"
+    echo "|---|---|---|---|---|"
+    if [[ -n ${MATRIX_ROW} ]]; then
+        IFS='|' read -r m_rc m_line m_secs <<<"${MATRIX_ROW}"
+        echo "| proposals (matrix.sh$( ((CI)) && echo " --quick")) | both | $( ((m_rc == 0)) && echo pass || echo fail) | ${m_secs} s | ${m_line}; one row per case in the matrix section |"
+    fi
+    printf '%s\n' "${ROWS[@]}"
+    if ((${#XPASS_NOTES[@]})); then
+        echo
+        echo "### Expected failures that passed (remove them from expected-failures.txt)"
+        echo
+        printf -- '- %s\n' "${XPASS_NOTES[@]}"
+    fi
+    if ((${#FAIL_NOTES[@]})); then
+        echo
+        echo "### What failed"
+        for f in "${FAIL_NOTES[@]}"; do
+            echo
+            echo "#### ${f%%|*}"
+            echo
+            echo "charon (errors and exchanges):"
+            echo
+            echo '```'
+            grep -aE 'error|failed|invalid|no proposal|NO_PROPOSAL|AUTHENTICATION|TS_UNACCEPTABLE|INVALID|giving up|parsed|generating|selected|unable|not ' \
+                "${f#*|}-charon.log" 2>/dev/null | sed -E 's/^[0-9:]+ //' | tail -n 20 || true
+            echo '```'
+            echo
+            echo "latchkey stderr (last 15 lines):"
+            echo
+            echo '```'
+            tail -n 15 "${f#*|}.stderr" 2>/dev/null | sed -E 's/\x1b\[[0-9;]*m//g' || true
+            echo '```'
+        done
+    fi
+    echo
+    echo "Files: interop/run/run-matrix/ (NN-SCENARIO-ROLE.cmd/.stdout/.stderr, -sas.txt, -charon.log, pki/), interop/run/matrix/."
+} | lk_results_section "${RESULTS_MD}" run-matrix
+
+for x in "${XPASS_NOTES[@]}"; do echo "XPASS: ${x}"; done
+m_fail=0
+if [[ -n ${MATRIX_ROW} ]]; then
+    IFS='|' read -r m_rc m_line _ <<<"${MATRIX_ROW}"
+    echo "${m_line}"
+    ((m_rc == 0)) || m_fail=1
+fi
+echo "run-matrix: ${LK_PASSED} passed, ${LK_FAILED} failed, ${LK_XFAILED} expected failures (${TOTAL} s)"
+((LK_FAILED == 0 && m_fail == 0))
