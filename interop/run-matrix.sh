@@ -192,7 +192,7 @@ conf_defaults() {
     C_IKE_REKEY=0 C_CHILD_REKEY=0 C_DPD=0
 }
 charon_conf() {
-    local sub local_auth remote_auth secrets=""
+    local sub local_auth remote_auth secrets="" conn_extra=""
     for sub in x509 x509ca private pubkey; do
         rm -f "${SW}/${sub}"/*
     done
@@ -217,8 +217,8 @@ charon_conf() {
         cp "${key}" "${SW}/private/right.pem"
         cp "${ca}" "${SW}/x509ca/ca.pem"
         local_auth="auth = pubkey
-            certs = right.pem
-            send_cert = always"
+            certs = right.pem"
+        conn_extra="send_cert = always"
         remote_auth="auth = pubkey
             cacerts = ca.pem"
         ;;
@@ -249,6 +249,7 @@ connections {
         dpd_delay = ${C_DPD}
         mobike = no
         fragmentation = yes
+        ${conn_extra}
         local {
             ${local_auth}
             id = ${LK_OUTER_RIGHT}
@@ -301,7 +302,7 @@ connect_bg() {
     local P=$1 msg=$2 count=$3 interval=$4 wait=$5
     shift 5
     lk_auth
-    local cmd=(ip netns exec "${LK_NS_LEFT}" timeout 240 "${BIN}" "${LK_VERBOSE[@]}" connect "${LK_OUTER_RIGHT}"
+    local cmd=(ip netns exec "${LK_NS_LEFT}" "${BIN}" "${LK_VERBOSE[@]}" connect "${LK_OUTER_RIGHT}"
         --local "${LK_OUTER_LEFT}:500" --nat-t-port 4500 "${SEC[@]}" --inner-addr "${LK_INNER_LEFT}"
         --timeout 90 --send-udp "${LK_INNER_RIGHT}:9999" --message "${msg}" --count "${count}"
         --interval "${interval}" --wait "${wait}" --json "$@")
@@ -462,6 +463,37 @@ charon_log_count() { # charon_log_count REGEX: lines of this case's charon log
 # ---- scenarios ---------------------------------------------------------------
 # Each fills OK/BAD. ROLE is latchkey's role.
 
+# check_auth P: charon's log shows the method it verified latchkey with
+# (and, for certificates, the CA), and latchkey's JSON says how charon
+# authenticated (peer_auth).
+check_auth() {
+    local P=$1 want_lk want_re ca_re="" got
+    case ${C_AUTH} in
+    psk) want_lk=psk want_re="with pre-shared key successful" ;;
+    ecdsa) want_lk=certificate want_re="with ECDSA[A-Z0-9_]* successful" ca_re="using trusted ca certificate .*lk ECDSA CA" ;;
+    rsa) want_lk=certificate want_re="with RSA[A-Z0-9_]* successful" ca_re="using trusted ca certificate .*lk RSA CA" ;;
+    rawkey) want_lk=rawpublickey want_re="with ECDSA[A-Z0-9_]* successful" ;;
+    esac
+    got=$(charon_log_count "authentication of '${LK_OUTER_LEFT}' ${want_re}")
+    if ((got >= 1)); then
+        OK+=("charon: $(tail -n +"${LOG_FROM}" "${R}/right/charon.log" | grep -aoE "authentication of '${LK_OUTER_LEFT}' ${want_re}" | head -n1)")
+    else
+        BAD+=("charon's log lacks \"authentication of '${LK_OUTER_LEFT}' ${want_re}\"")
+    fi
+    if [[ -n ${ca_re} ]] && (($(charon_log_count "${ca_re}") < 1)); then
+        BAD+=("charon's log lacks \"${ca_re}\"")
+    fi
+    if [[ ${C_AUTH} == rawkey ]] && (($(charon_log_count "using trusted ca") > 0)); then
+        BAD+=("raw keys, yet charon used a CA certificate")
+    fi
+    got=$(grep -o '"peer_auth": *"[^"]*"' "${P}.stdout" | head -n1 | sed -E 's/.*"([^"]*)"$/\1/')
+    if [[ ${got} == "${want_lk}" ]]; then
+        OK+=("latchkey: peer_auth ${got}")
+    else
+        BAD+=("latchkey's JSON says peer_auth '${got}', expected '${want_lk}'")
+    fi
+}
+
 sc_bringup() { # auth-* : plain bring-up with C_AUTH
     local P=$1 role=$2 msg="${3}"
     if [[ ${role} == initiator ]]; then
@@ -471,6 +503,7 @@ sc_bringup() { # auth-* : plain bring-up with C_AUTH
         lk_poll_sas_stop
         ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
         check_sas "${P}"
+        check_auth "${P}"
         check_traffic_init "${P}" "${msg}" 3 3
         lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after latchkey exited")
     else
@@ -480,6 +513,7 @@ sc_bringup() { # auth-* : plain bring-up with C_AUTH
         fi
         lk_poll_sas_stop
         check_sas "${P}"
+        check_auth "${P}"
         check_traffic_resp "${P}" "${msg}" 3 3
         listen_stop "${P}"
         lk_sas_gone right 5 || OK+=("note: charon still lists the IKE SA after latchkey listen's SIGINT")
@@ -614,7 +648,6 @@ sc_dpd_charon() { # latchkey killed; charon (dpd_delay 3 s) declares it dead
     fi
     lk_poll_sas_stop
     check_sas "${P}"
-    charon_log_count 'giving up after' >/dev/null
     (($(charon_log_count 'giving up after') >= 1)) || BAD+=("charon's log has no 'giving up after N retransmits'")
 }
 
