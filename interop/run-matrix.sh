@@ -245,6 +245,8 @@ connections {
         proposals = ${C_IKE}
         keyingtries = 1
         rekey_time = ${C_IKE_REKEY}
+        over_time = 10
+        rand_time = 0
         reauth_time = 0
         dpd_delay = ${C_DPD}
         mobike = no
@@ -267,6 +269,8 @@ connections {
                 start_action = none
                 rekey_time = ${C_CHILD_REKEY}
                 life_time = $((C_CHILD_REKEY > 0 ? C_CHILD_REKEY * 2 : 0))
+                # Without it, the rekey comes anywhere in [0, life - rekey).
+                rand_time = 0
                 dpd_action = clear
             }
         }
@@ -399,12 +403,15 @@ msgs() { # msgs MSG COUNT: the texts sent
     if (($2 == 1)); then printf '%s\n' "$1"; else for ((i = 1; i <= $2; i++)); do printf '%s %d\n' "$1" "${i}"; done; fi
 }
 
-# check_sas P [check_sas.py args]
+# check_sas P [check_sas.py args]: NOJSON=1 when latchkey printed nothing
+# (killed), so its SPIs cannot be compared.
 check_sas() {
     local P=$1 out
     shift
+    local js=(--latchkey-json "${P}.stdout")
+    [[ ${NOJSON:-0} == 1 ]] && js=()
     if out=$("${LK_PY}" "${LK_DIR}/check_sas.py" --sas "${P}-sas.txt" --ike-suite "${IKE_SUITE}" \
-        --esp-suite "${ESP_SUITE}" --latchkey-json "${P}.stdout" --summary "${P}-sas.json" "$@" 2>&1); then
+        --esp-suite "${ESP_SUITE}" "${js[@]}" --summary "${P}-sas.json" "$@" 2>&1); then
         OK+=("sas: ${out}")
     else
         BAD+=("swanctl --list-sas: ${out//$'\n'/; }")
@@ -522,8 +529,9 @@ sc_bringup() { # auth-* : plain bring-up with C_AUTH
 
 sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
     local P=$1 role=$2 msg=$3 kind=$4 n=25 extra=() min_ike=1 min_child=1
+    # PFS on rekey: the child SA of IKE_AUTH has no D-H (AES_GCM_16-128), the
+    # rekeyed ones show AES_GCM_16-128/CURVE_25519 (checked below).
     C_ESP=aes128gcm16-x25519
-    ESP_SUITE=AES_GCM_16-128/CURVE_25519
     case ${kind} in
     child) C_CHILD_REKEY=10 min_child=3 ;;
     ike) C_IKE_REKEY=12 min_ike=2 ;;
@@ -549,7 +557,18 @@ sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
         check_traffic_resp "${P}" "${msg}" "${n}" "${n}"
         listen_stop "${P}"
     fi
-    OK+=("charon log: $(charon_log_count 'CREATE_CHILD_SA') CREATE_CHILD_SA lines, $(charon_log_count 'rekeyed|rekeying') rekey lines")
+    if [[ ${kind} != ike ]]; then
+        if grep -q 'ESP:AES_GCM_16-128/CURVE_25519' "${P}-sas.txt"; then
+            OK+=("PFS: rekeyed child SAs ESP:AES_GCM_16-128/CURVE_25519")
+        else
+            BAD+=("no rekeyed child SA with PFS (ESP:AES_GCM_16-128/CURVE_25519) in swanctl --list-sas")
+        fi
+    fi
+    OK+=("charon log: $(charon_log_count 'generating CREATE_CHILD_SA request') CREATE_CHILD_SA requests sent, $(charon_log_count 'parsed CREATE_CHILD_SA request') received")
+    local drops
+    drops=$(grep -ho '"no channel for child SA", *[0-9]*' "${P}.stdout" 2>/dev/null | head -n1 || true)
+    [[ -n ${drops} ]] && OK+=("latchkey drops: ${drops}")
+    true
 }
 
 # wait for charon to show an INSTALLED child SA (up to S seconds)
@@ -647,7 +666,7 @@ sc_dpd_charon() { # latchkey killed; charon (dpd_delay 3 s) declares it dead
         BAD+=("charon still lists the IKE SA 40 s after latchkey was killed (dpd_delay 3 s)")
     fi
     lk_poll_sas_stop
-    check_sas "${P}"
+    NOJSON=1 check_sas "${P}"
     (($(charon_log_count 'giving up after') >= 1)) || BAD+=("charon's log has no 'giving up after N retransmits'")
 }
 
@@ -667,7 +686,7 @@ sc_dpd_latchkey() { # charon silent (nftables drops); latchkey --dpd 3 declares 
         send_right "${P}" "${msg}" 1 0 1
     fi
     lk_poll_sas_stop
-    check_sas "${P}"
+    [[ ${role} == responder ]] && check_sas "${P}"
     nft_right -f - <<EOF
 table inet ${NFT_TABLE} {
     chain in { type filter hook input priority 0; policy accept; iifname "${LK_VETH_RIGHT}" udp sport { 500, 4500 } drop; }
@@ -691,6 +710,7 @@ EOF
     if [[ ${role} == initiator ]]; then
         wait_pid "${CPID}" 60
         ((RC == 0)) || BAD+=("latchkey connect exit ${RC} after the dead peer")
+        check_sas "${P}"
         [[ $(json_get "${P}.stdout" 'd.get("channel_closed")') == True ]] || BAD+=("latchkey connect's channel did not close")
     else
         listen_stop "${P}"
