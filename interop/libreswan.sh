@@ -69,7 +69,12 @@ conn lk
     retransmit-timeout=20s
     auto=add
 EOF
-    lk_bg "pluto" ip netns exec "${LK_NS_RIGHT}" env LD_LIBRARY_PATH="${LS_LIB}" "${LS_EXEC}/pluto" \
+    # pluto runs its helper /usr/libexec/ipsec/addconn by that fixed path:
+    # bind the unpacked libexec there, in pluto's own mount namespace only
+    # (`ip netns exec` gives every command a private one).
+    # shellcheck disable=SC2016 # $1, $2 expand in the inner sh
+    lk_bg "pluto" ip netns exec "${LK_NS_RIGHT}" sh -c 'mount --bind "$1" /usr/libexec && shift && exec "$@"' \
+        sh "${LS_ROOT}/usr/libexec" env LD_LIBRARY_PATH="${LS_LIB}" "${LS_EXEC}/pluto" \
         --nofork --stderrlog --rundir "${LS_DIR}/run" --nssdir "${LS_DIR}/nss" \
         --ipsecdir "${LS_DIR}/ipsec.d" --secretsfile "${LS_DIR}/ipsec.secrets" \
         --use-xfrm --listen "${LK_OUTER_RIGHT}" --log-no-time \
@@ -162,11 +167,11 @@ sc_libreswan() {
     else
         grep -qF "${msg}" "${P}-reply.txt" 2>/dev/null && child_ok=1
     fi
-    why=$(grep -aiE 'xfrm|kernel|netlink|install|TS_UNACCEPTABLE|CHILD_SA|failed' "${P}-pluto.log" | grep -aviE 'listening|adding interface|using kernel' | head -n 2 | tr '\n' ' ' || true)
+    why=$(grep -aE 'netlink response for Add SA|CHILD SA encountered|TS_UNACCEPTABLE' "${P}-pluto.log" | head -n 2 | sed -E 's/^ERROR: //' | tr '\n' ' ' || true)
     if ((child_ok)); then
         LS_CHILD_STATE+=("${role}|pass|datagram through the child SA and back")
     else
-        LS_CHILD_STATE+=("${role}|fail|no datagram through the child SA; latchkey: $(grep -aE 'child SA|error' "${P}.stderr" | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g' | head -c 200); pluto: ${why:0:300}")
+        LS_CHILD_STATE+=("${role}|fail|no datagram through the child SA; latchkey: $(grep -aE 'child SA|error' "${P}.stderr" | tail -n 1 | sed -E 's/\x1b\[[0-9;]*m//g; s/^[0-9TZ:.-]+ +//' | head -c 200); pluto: ${why:0:300}")
     fi
 }
 

@@ -745,7 +745,7 @@ EOF
         check_traffic_resp "${P}" "${msg}" "${n}" 1
         listen_stop "${P}"
     fi
-    OK+=("nftables dropped $(nft_right list table inet "${NFT_TABLE}" 2>/dev/null | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }') packets; latchkey retransmits: $(json_get "${P}.stdout" 'd["status"].get("ike", {}).get("retransmits", "?") if isinstance(d.get("status"), dict) else "?"')")
+    OK+=("nftables dropped $(nft_right list table inet "${NFT_TABLE}" 2>/dev/null | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }') packets; charon: $(charon_log_count 'retransmit [0-9]+ of request') own retransmits, $(charon_log_count 'received retransmit of request') of latchkey's seen")
     nft_clear
     lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
 }
