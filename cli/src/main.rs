@@ -361,7 +361,10 @@ fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpo
     }
     p.force_encap = sec.force_encap;
     p.ike_rekey_after = sec.ike_rekey.map(|s| secs(s, "--ike-rekey")).transpose()?;
-    p.child.rekey_after = sec.child_rekey.map(|s| secs(s, "--child-rekey")).transpose()?;
+    p.child.rekey_after = sec
+        .child_rekey
+        .map(|s| secs(s, "--child-rekey"))
+        .transpose()?;
     p.dpd_interval = sec.dpd.map(|s| secs(s, "--dpd")).transpose()?;
     p.credentials = load_credentials(sec)?;
     Ok(p)
