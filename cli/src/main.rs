@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use endpoint::{
-    AuthMethod, Endpoint, EndpointConfig, EspProposal, Identity, IkeProposal, TrafficSelector,
-};
+use endpoint::{AuthMethod, Endpoint, EndpointConfig, EspProposal, IkeProposal, TrafficSelector};
 
 mod control;
+mod creds;
+mod daemon;
 mod demo;
 mod pki;
 mod probe;
@@ -60,6 +60,50 @@ enum Command {
     /// authenticated, key or anonymous, suites and key lengths, mode, replay
     /// window, NAT information, SPIs. Asks a running `latchkey listen`.
     Inquire(InquireArgs),
+    /// Run as a daemon (foreground, logs to stderr): IKE responder and
+    /// initiator for the connections of a TOML configuration, managed with
+    /// `up`, `down`, `status`, `reload` through its control socket.
+    /// SIGHUP reloads; SIGTERM/SIGINT delete the SAs and exit.
+    Daemon(daemon::DaemonArgs),
+    /// Ask the daemon to initiate connection NAME (waits until its IKE SA
+    /// and first child SA are up, or failed).
+    Up(NameArgs),
+    /// Ask the daemon to delete connection NAME's IKE SAs.
+    Down(NameArgs),
+    /// The daemon's connections, IKE SAs, child SAs (SPIs, suites,
+    /// selectors, traffic), latches and drop counters.
+    Status(ControlArgs),
+    /// Ask the daemon to re-read its configuration (as SIGHUP does); a
+    /// mistake is reported and the running configuration stays.
+    Reload(ControlArgs),
+    /// The daemon's configured connections and their state.
+    Connections(ControlArgs),
+}
+
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The daemon's control socket (default: $XDG_RUNTIME_DIR/latchkey.sock,
+    /// else /run/latchkey/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct NameArgs {
+    /// The connection's name (`[[connection]] name`).
+    name: String,
+    #[command(flatten)]
+    ctl: ControlArgs,
+}
+
+impl ControlArgs {
+    async fn ask(self, req: control::Request) -> Result<()> {
+        let path = self.control.unwrap_or_else(control::default_path);
+        control::ask(&path, &req, self.json).await
+    }
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +306,12 @@ fn main() -> ExitCode {
             Command::Connect(a) => connect(a).await,
             Command::Pki(a) => pki::run(a),
             Command::Probe(a) => probe::run(a).await,
+            Command::Daemon(a) => daemon::run(a).await,
+            Command::Up(a) => a.ctl.ask(control::Request::Up { name: a.name }).await,
+            Command::Down(a) => a.ctl.ask(control::Request::Down { name: a.name }).await,
+            Command::Status(a) => a.ask(control::Request::Status).await,
+            Command::Reload(a) => a.ask(control::Request::Reload).await,
+            Command::Connections(a) => a.ask(control::Request::Connections).await,
             Command::Latches(a) => {
                 control::latches(&a.control.unwrap_or_else(control::default_path), a.json).await
             }
@@ -304,55 +354,32 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-/// Parse an identity as strongSwan writes them.
-fn parse_identity(s: &str) -> Result<Identity> {
-    if s == "null" || s == "%null" {
-        return Ok(Identity::Null);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(Identity::from_ip(ip));
-    }
-    if let Some(f) = s.strip_prefix('@') {
-        if f.is_empty() {
-            bail!("identity {s:?}: empty FQDN after @");
-        }
-        return Ok(Identity::Fqdn(f.to_owned()));
-    }
-    if s.contains('@') {
-        return Ok(Identity::Rfc822(s.to_owned()));
-    }
-    if s.contains('.') {
-        return Ok(Identity::Fqdn(s.to_owned()));
-    }
-    bail!("identity {s:?}: expected an IP address, @fqdn, user@domain or null")
-}
-
 /// The PSK from --psk-file or LATCHKEY_PSK, never from the command line.
 fn load_psk(sec: &SecurityArgs) -> Result<Option<certs::Psk>> {
     if sec.auth != AuthMethod::Psk {
         return Ok(None);
     }
-    let text = if let Some(path) = &sec.psk_file {
-        std::fs::read(path).with_context(|| format!("reading PSK file {}", path.display()))?
-    } else if let Some(v) = std::env::var_os("LATCHKEY_PSK") {
-        v.into_encoded_bytes()
-    } else {
-        bail!("--auth psk needs a key: --psk-file FILE or the LATCHKEY_PSK environment variable")
-    };
-    let psk = certs::Psk::from_text(&text).map_err(|e| anyhow!("pre-shared key: {e}"))?;
-    Ok(Some(psk))
+    if let Some(path) = &sec.psk_file {
+        return creds::psk_from_file(path).map(Some);
+    }
+    if let Some(v) = std::env::var_os("LATCHKEY_PSK") {
+        return creds::psk_from_bytes(v.into_encoded_bytes()).map(Some);
+    }
+    bail!("--auth psk needs a key: --psk-file FILE or the LATCHKEY_PSK environment variable")
 }
 
 fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpoint::PeerConfig> {
     let psk = load_psk(sec)?;
     let mut p = endpoint::peer_config(name, sec.auth, psk, sec.local_ts, sec.remote_ts);
     p.local_id = match &sec.id {
-        Some(s) => parse_identity(s)?,
-        None if sec.auth == AuthMethod::Null => Identity::Null,
-        None if local_ip.is_unspecified() => Identity::Fqdn("latchkey.invalid".into()),
-        None => Identity::from_ip(local_ip),
+        Some(s) => creds::parse_identity(s)?,
+        None => creds::default_local_id(sec.auth, local_ip),
     };
-    p.remote_id = sec.remote_id.as_deref().map(parse_identity).transpose()?;
+    p.remote_id = sec
+        .remote_id
+        .as_deref()
+        .map(creds::parse_identity)
+        .transpose()?;
     if let Some(s) = &sec.ike_proposal {
         p.ike_proposals = IkeProposal::parse_list(s).context("--ike-proposal")?;
     }
@@ -370,71 +397,30 @@ fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpo
     Ok(p)
 }
 
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
-}
-
 /// Keys, certificates and trust anchors for signature authentication
 /// (RFC 7296 2.15, RFC 7427, RFC 7670), read from the files given.
 fn load_credentials(sec: &SecurityArgs) -> Result<endpoint::Credentials> {
     let mut c = endpoint::Credentials::default();
     if let Some(path) = &sec.key {
-        let key = certs::PrivateKey::from_pem(&read(path, "private key")?)
-            .map_err(|e| anyhow!("private key {}: {e}", path.display()))?;
-        c.private_key = Some(std::sync::Arc::new(key));
+        c.private_key = Some(creds::private_key(path)?);
     }
     if let Some(path) = &sec.cert {
-        c.certificates = certs::certificates_from_pem_or_der(&read(path, "certificate")?)
-            .map_err(|e| anyhow!("certificate {}: {e}", path.display()))?;
+        c.certificates = creds::certificate_chain(path)?;
     }
     for path in &sec.ca {
-        for der in certs::certificates_from_pem_or_der(&read(path, "trust anchor")?)
-            .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?
-        {
-            c.trust_anchors.push(
-                certs::TrustAnchor::from_der(&der)
-                    .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?,
-            );
-        }
+        c.trust_anchors.extend(creds::trust_anchors(path)?);
     }
     for path in &sec.peer_key {
-        let bytes = read(path, "peer key")?;
-        let key = match certs::PublicKey::from_spki_der(&bytes) {
-            Ok(k) => k,
-            Err(_) => {
-                let der = certs::certificates_from_pem_or_der(&bytes)
-                    .ok()
-                    .and_then(|v| v.into_iter().next())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "peer key {}: neither a DER SubjectPublicKeyInfo nor a certificate",
-                            path.display()
-                        )
-                    })?;
-                certs::certificate_public_key(&der)
-                    .map_err(|e| anyhow!("peer key {}: {e}", path.display()))?
-            }
-        };
-        c.peer_keys.push(key);
+        c.peer_keys.push(creds::peer_key(path)?);
     }
     c.accept_any_key = sec.btns;
-    let signs = matches!(sec.auth, AuthMethod::Certificate | AuthMethod::RawPublicKey);
-    if signs && c.private_key.is_none() {
-        bail!("--auth {} needs --key FILE (our private key)", sec.auth);
-    }
-    if sec.auth == AuthMethod::Certificate && c.certificates.is_empty() {
-        bail!("--auth certificate needs --cert FILE (our certificate chain)");
-    }
-    if sec.auth == AuthMethod::Certificate && c.trust_anchors.is_empty() && !sec.btns {
-        bail!("--auth certificate needs --ca FILE (what the peer's certificate must chain to), or --btns");
-    }
-    if sec.auth == AuthMethod::RawPublicKey
-        && c.peer_keys.is_empty()
-        && !sec.btns
-        && sec.peer_key_dns.is_none()
-    {
-        bail!("--auth rawpublickey needs --peer-key FILE (the peer's key), --peer-key-dns NAME, or --btns");
-    }
+    creds::check(
+        sec.auth,
+        &c,
+        sec.btns,
+        sec.peer_key_dns.is_some(),
+        &creds::FLAGS,
+    )?;
     Ok(c)
 }
 
@@ -602,7 +588,7 @@ async fn listen(a: ListenArgs) -> Result<()> {
         }
     }
     let control_path = a.control.clone().unwrap_or_else(control::default_path);
-    let serving = match control::serve(ep.clone(), &control_path) {
+    let serving = match control::serve(control::Backend::Endpoint(ep.clone()), &control_path) {
         Ok(()) => {
             if !a.sec.json {
                 println!("control socket {}", control_path.display());

@@ -1,4 +1,9 @@
-//! The driver task: owns the sockets, `ike::Ike` and `esp::Sad`.
+//! The driver task: owns the sockets, `ike::Ike` and `esp::Sad` (and, in
+//! TUN mode, the TUN device and the raw ESP socket: [`tun`]).
+
+mod tun;
+
+pub(crate) use tun::TunSetup;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +20,7 @@ use crate::latching::{self, lock, Direction, LatchPolicy, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
-const MAX_DATAGRAM: usize = 65_535;
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// Requests from the API to the driver.
 #[derive(Debug)]
@@ -116,6 +121,8 @@ pub(crate) struct Driver {
     scratch: Vec<u8>,
     /// Output buffer for encapsulation.
     out: Vec<u8>,
+    /// The TUN datapath, when on.
+    tun: Option<tun::TunState>,
 }
 
 fn hex64(x: u64) -> String {
@@ -188,6 +195,7 @@ impl Driver {
         shared: SharedRef,
         alerts: broadcast::Sender<Alert>,
         ignore_ts: bool,
+        tun: Option<TunSetup>,
     ) -> Self {
         Self {
             ike: new_ike(&config, &shared),
@@ -213,6 +221,7 @@ impl Driver {
             acquiring: HashMap::new(),
             scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
+            tun: tun.map(tun::TunState::new),
         }
     }
 
@@ -224,6 +233,13 @@ impl Driver {
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
         let mut natt_buf = vec![0u8; MAX_DATAGRAM];
+        let tun_on = self.tun.is_some();
+        let mut tun_bufs = tun::TunBufs::new(self.tun.as_ref());
+        let mut raw_buf = if tun_on {
+            vec![0u8; MAX_DATAGRAM]
+        } else {
+            Vec::new()
+        };
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
             self.flush().await;
@@ -236,10 +252,14 @@ impl Driver {
                 }
             }
             let latch_timeout = lock(&self.shared).table.poll_timeout();
-            let timeout = match (self.ike.poll_timeout(), latch_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            let timeout = [
+                self.ike.poll_timeout(),
+                latch_timeout,
+                self.tun_poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std);
             let shutdown_deadline = shutdown.as_ref().map(|(_, d)| *d);
             let wake = match (timeout, shutdown_deadline) {
@@ -255,14 +275,71 @@ impl Driver {
                     Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
                 },
                 r = self.natt_sock.recv_from(&mut natt_buf) => match r {
-                    Ok((n, from)) => self.on_natt(&mut natt_buf, n, from),
+                    Ok((n, from)) => {
+                        self.on_natt(&mut natt_buf, n, from);
+                        // TUN mode: drain a burst of ESP before polling again.
+                        for _ in 0..if tun_on { tun::BURST } else { 0 } {
+                            let Ok((n, from)) = self.natt_sock.try_recv_from(&mut natt_buf) else {
+                                break;
+                            };
+                            self.on_natt(&mut natt_buf, n, from);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
+                },
+                r = tun::tun_recv(self.tun.as_ref().map(|t| &*t.dev), &mut tun_bufs) => {
+                    let dev = self.tun.as_ref().map(|t| t.dev.clone());
+                    let mut r = r;
+                    for _ in 0..tun::BURST {
+                        match r {
+                            Ok(n) => {
+                                for i in 0..n {
+                                    self.on_tun_packet(tun_bufs.packet(i));
+                                }
+                            }
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    tracing::debug!(error = %e, "TUN device read failed");
+                                    self.drop_counted("TUN: device read failed");
+                                }
+                                break;
+                            }
+                        }
+                        let Some(dev) = dev.as_deref() else { break };
+                        r = tun::tun_try_recv(dev, &mut tun_bufs);
+                    }
+                },
+                r = tun::raw_recv(self.tun.as_ref().and_then(|t| t.raw.as_deref()), &mut raw_buf) => {
+                    let mut r = r;
+                    let raw = self.tun.as_ref().and_then(|t| t.raw.clone());
+                    for _ in 0..tun::BURST {
+                        match r {
+                            Ok((range, _src)) => {
+                                if let Some(esp) = raw_buf.get_mut(range) {
+                                    self.on_esp(esp);
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                self.drop_counted("raw ESP: malformed IPv4 packet");
+                            }
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    tracing::warn!(error = %e, "raw ESP socket receive failed");
+                                }
+                                break;
+                            }
+                        }
+                        let Some(raw) = raw.as_ref() else { break };
+                        r = raw.try_recv(&mut raw_buf);
+                    }
                 },
                 () = sleep_until(wake) => {
                     let now = Instant::now();
                     self.ike.handle_timeout(now);
                     // R9: Larval latches past their deadline fail.
                     lock(&self.shared).table.handle_timeout(now);
+                    // R18: idle watched flows release their latches.
+                    self.tun_timeout(now);
                 }
                 c = cmd_rx.recv() => match c {
                     Some(Command::Shutdown { reply }) => {
@@ -350,6 +427,11 @@ impl Driver {
             self.drop_counted("ESP payload is not an inner IP packet");
             return;
         }
+        if self.tun.is_some() {
+            // TUN mode: every inner packet goes to the OS stack.
+            self.on_esp_tun(tag, d.payload);
+            return;
+        }
         let Ok(inner) = esp::inner::parse(d.payload) else {
             self.drop_counted("malformed inner packet");
             return;
@@ -364,32 +446,8 @@ impl Driver {
         // tag of the SA that protected the packet; the version it was
         // checked at travels with it to delivery (R16).
         let five = FiveTuple::new(inner.protocol, dst, src);
-        let (latch, latch_version) = {
-            let mut s = lock(&self.shared);
-            let latch = match s.table.check_inbound(&five, Some(tag)) {
-                Verdict::Pass(PassKind::Latched(id)) => Some(id),
-                Verdict::Pass(PassKind::Listener(l)) => {
-                    // R12, R15: the first packet of a connection under a
-                    // listener latch creates (and binds) its connection
-                    // latch; if that fails the packet is dropped.
-                    match s.table.accept(l, five, Some(tag), Instant::now()) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            tracing::debug!(%five, error = %e, "listener latch refused the connection");
-                            s.count(Direction::Inbound, latch::DropReason::SaMismatch);
-                            return;
-                        }
-                    }
-                }
-                Verdict::Pass(_) => None,
-                Verdict::Drop { latch, reason } => {
-                    s.count(Direction::Inbound, reason);
-                    tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
-                    return;
-                }
-                _ => return,
-            };
-            (latch, s.table.version())
+        let Some((latch, latch_version)) = self.inbound_latch_check(five, tag) else {
+            return;
         };
         let child = ike::ChildSaId(tag);
         if let Some(c) = self.children.get_mut(&child) {
@@ -416,6 +474,39 @@ impl Driver {
         if ch.tx.try_send(dg).is_err() {
             self.drop_counted("channel receive queue full");
         }
+    }
+
+    /// R5, R6, R12, R17: the inbound latch check of a decapsulated packet
+    /// of `five` under the SA tagged `tag`; a packet opening a connection
+    /// under a listener latch creates and binds that connection's latch.
+    /// `None`: dropped (counted). Otherwise the latch the flow is latched
+    /// to, if any, and the table version the check ran at (R16).
+    fn inbound_latch_check(&mut self, five: FiveTuple, tag: u64) -> Option<(Option<LatchId>, u64)> {
+        let mut s = lock(&self.shared);
+        let latch = match s.table.check_inbound(&five, Some(tag)) {
+            Verdict::Pass(PassKind::Latched(id)) => Some(id),
+            Verdict::Pass(PassKind::Listener(l)) => {
+                // R12, R15: the first packet of a connection under a
+                // listener latch creates (and binds) its connection
+                // latch; if that fails the packet is dropped.
+                match s.table.accept(l, five, Some(tag), Instant::now()) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::debug!(%five, error = %e, "listener latch refused the connection");
+                        s.count(Direction::Inbound, latch::DropReason::SaMismatch);
+                        return None;
+                    }
+                }
+            }
+            Verdict::Pass(_) => None,
+            Verdict::Drop { latch, reason } => {
+                s.count(Direction::Inbound, reason);
+                tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
+                return None;
+            }
+            _ => return None,
+        };
+        Some((latch, s.table.version()))
     }
 
     fn on_command(&mut self, c: Command) {
@@ -510,6 +601,9 @@ impl Driver {
         for c in self.children.values() {
             self.sad.remove_inbound(c.inbound_spi);
             self.sad.remove_outbound(c.outbound_spi);
+            if let Some(t) = self.tun.as_mut() {
+                t.child_removed(c);
+            }
         }
         self.children.clear();
         self.channels.clear();
@@ -692,7 +786,11 @@ impl Driver {
         let mut child_sas: Vec<_> = self
             .children
             .values()
-            .map(|c| (c.summary.clone(), c.traffic))
+            .map(|c| {
+                let mut s = c.summary.clone();
+                s.ike_sa = c.ike_sa.0;
+                (s, c.traffic)
+            })
             .collect();
         child_sas.sort_by_key(|(s, _)| s.id);
         let mut drops: Vec<_> = self
@@ -744,7 +842,9 @@ impl Driver {
                 );
                 self.sad.remove_inbound(inbound_spi);
                 self.sad.remove_outbound(outbound_spi);
-                self.children.remove(&child);
+                if let (Some(c), Some(t)) = (self.children.remove(&child), self.tun.as_mut()) {
+                    t.child_removed(&c);
+                }
                 lock(&self.shared).table.sa_removed(child.0);
                 if let Some(ch) = self.child_channel.remove(&child) {
                     self.channels.remove(&ch);
@@ -806,6 +906,9 @@ impl Driver {
             if let Some(c) = self.children.remove(&id) {
                 self.sad.remove_inbound(c.inbound_spi);
                 self.sad.remove_outbound(c.outbound_spi);
+                if let Some(t) = self.tun.as_mut() {
+                    t.child_removed(&c);
+                }
             }
             lock(&self.shared).table.sa_removed(id.0);
             if let Some(ch) = self.child_channel.remove(&id) {
@@ -921,6 +1024,7 @@ impl Driver {
         }
         let summary = ChildSummary {
             id: info.id.0,
+            ike_sa: info.ike_sa.0,
             inbound_spi: info.inbound_spi,
             outbound_spi: info.outbound_spi,
             suite: esp_suite(info.encr, info.integ, info.pfs, info.esn),
@@ -957,6 +1061,9 @@ impl Driver {
                 traffic,
             },
         );
+        if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
+            t.child_added(c);
+        }
         // A rekeyed child SA: the channel moves to the new SA (RFC 7296 2.8).
         if let Some(old) = info.replaces {
             if let Some(ch) = self.child_channel.remove(&old) {

@@ -13,6 +13,13 @@
 //!   carries the SPI and SA tag that protected it ([`Datagram::spi`],
 //!   [`Datagram::sa`]): nothing unprotected is ever delivered.
 //! - Runs without root: ports are configurable (0 = any free port).
+//! - TUN mode ([`EndpointConfig::tun`], root): the OS stack's traffic goes
+//!   through a TUN device; every packet read from it leaves only under a
+//!   child SA whose selectors cover it (and that matches its latch, R6),
+//!   never in the clear; every decapsulated packet that passes the latch
+//!   check is written back to it. [`Channel`]s remain the handles of the
+//!   SAs. R18: [`TunConfig::latch_flows`] latches the OS stack's TCP and
+//!   UDP flows by watching them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), endpoint::Error> {
@@ -28,7 +35,10 @@
 
 pub mod dns;
 mod driver;
+mod flows;
 mod latching;
+mod os;
+mod packet;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -159,6 +169,22 @@ pub struct TunConfig {
     /// Add a route into the device for each remote traffic selector of an
     /// installed child SA, and remove it when the SA goes.
     pub routes: bool,
+    /// R18 non-native latching: latch the OS stack's flows through the
+    /// device by watching them (a TCP SYN or a UDP flow's first packet
+    /// creates a connection latch bound to the SA carrying it; RST, FIN
+    /// from both sides, or `udp_idle` without a packet releases it).
+    pub latch_flows: bool,
+    /// How long a watched UDP flow may be idle before its latch is released.
+    pub udp_idle: Duration,
+    /// Open a raw ESP socket (IP protocol 50, IPv4) for child SAs without
+    /// UDP encapsulation (needs CAP_NET_RAW). Without it such SAs cannot
+    /// carry TUN traffic (counted drops).
+    pub raw_esp: bool,
+    /// Linux TUN offload (IFF_VNET_HDR with TSO/checksum offload): the OS
+    /// stack hands over TCP segments of up to 64 KiB, split into packets
+    /// of the MTU in userspace (by tun-rs) before ESP: far fewer reads
+    /// and less kernel work per octet.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -168,6 +194,10 @@ impl Default for TunConfig {
             mtu: 1400,
             addresses: Vec::new(),
             routes: true,
+            latch_flows: false,
+            udp_idle: Duration::from_secs(60),
+            raw_esp: true,
+            offload: false,
         }
     }
 }
@@ -274,6 +304,9 @@ impl Datagram {
 pub struct ChildSummary {
     /// Local child SA id.
     pub id: u64,
+    /// The IKE SA it was negotiated under ([`IkeSummary::id`]; in
+    /// [`Endpoint::status`], the one it belongs to now, after IKE rekeys).
+    pub ike_sa: u64,
     /// Inbound SPI (ours).
     pub inbound_spi: u32,
     /// Outbound SPI (the peer's).
@@ -605,13 +638,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// Open the sockets and start the driver. `peers` are the peer
     /// configurations used when answering (responder role).
+    ///
+    /// With [`EndpointConfig::tun`] set, also creates and configures the
+    /// TUN device and (with [`TunConfig::raw_esp`]) the raw ESP socket;
+    /// fails with [`Error::Tun`] without CAP_NET_ADMIN / CAP_NET_RAW.
     pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
-        if let Some(t) = &config.tun {
-            return Err(Error::Tun {
-                name: t.name.clone(),
-                reason: "the TUN datapath is not built yet".into(),
-            });
-        }
         let ike_sock = UdpSocket::bind(config.ike_addr)
             .await
             .map_err(|source| Error::Io {
@@ -629,6 +660,12 @@ impl Endpoint {
         let natt_addr = natt_sock
             .local_addr()
             .map_err(|e| io(config.natt_addr, e))?;
+        // The TUN datapath: the device first (it fails without
+        // CAP_NET_ADMIN), then the raw ESP socket.
+        let tun = match &config.tun {
+            Some(t) => Some(driver::TunSetup::open(t).await?),
+            None => None,
+        };
         let ike_config = ike::Config {
             ike_port: ike_addr.port(),
             natt_port: natt_addr.port(),
@@ -655,6 +692,7 @@ impl Endpoint {
             shared.clone(),
             alerts.clone(),
             config.misbehave,
+            tun,
         );
         tokio::spawn(drv.run(cmd_rx));
         tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
