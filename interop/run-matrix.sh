@@ -112,8 +112,9 @@ fi
 LS_CASES=("null-libreswan initiator" "null-libreswan-child initiator"
     "null-libreswan responder" "null-libreswan-child responder")
 ALL=(auth-psk auth-ecdsa auth-rsa auth-rawkey rekey-child rekey-ike rekey-latchkey
-    delete-charon delete-latchkey dpd-charon dpd-latchkey loss30)
-CI_SET=(auth-psk auth-ecdsa auth-rsa auth-rawkey delete-charon delete-latchkey)
+    delete-charon delete-latchkey dpd-charon dpd-latchkey loss30
+    tun-psk tun-ecdsa tun-rsa tun-rawkey tun-rekey)
+CI_SET=(auth-psk auth-ecdsa auth-rsa auth-rawkey delete-charon delete-latchkey tun-psk tun-rawkey)
 CI_INIT_ONLY=(rekey-child dpd-charon)
 CASES=()
 if ((CI)); then
@@ -769,6 +770,162 @@ EOF
     nft_clear
 }
 
+# ---- the daemon with a TUN device: ping, TCP byte for byte, status --json ----
+# tun-psk/-ecdsa/-rsa/-rawkey: `latchkey daemon --config` in lk-left with
+# [daemon.tun] (lk0, 10.98.0.1/24, routes); initiator: `latchkey up`,
+# responder: a connection without `remote`, charon initiates. tun-rekey:
+# PSK, charon rekeys child (10 s) and IKE (12 s) SAs while ping runs.
+# Checks: ping 10.99.0.1 through the tunnel; 1 MiB over TCP compared byte
+# for byte (initiator: lk-left -> lk-right; responder: lk-right -> lk-left);
+# `latchkey status --json` taken next to a `swanctl --list-sas` lists the
+# same IKE SA and child SAs (SPIs, suites; check_sas.py --latchkey-status);
+# SIGTERM: the daemon deletes its SAs and charon lists none.
+daemon_toml() { # daemon_toml P ROLE: P.toml
+    local P=$1 role=$2 q='"'
+    {
+        echo "# Written by interop/run-matrix.sh (${C_AUTH}, latchkey ${role})."
+        echo "[daemon]"
+        echo "listen = ${q}${LK_OUTER_LEFT}:500${q}"
+        echo "natt_port = 4500"
+        echo "control = ${q}${P}.sock${q}"
+        echo "connect_timeout = ${q}60s${q}"
+        echo "[daemon.tun]"
+        echo "name = ${q}lk0${q}"
+        echo "mtu = 1400"
+        echo "addresses = [${q}${LK_INNER_LEFT}/24${q}]"
+        echo "routes = true"
+        echo "[[connection]]"
+        echo "name = ${q}strongswan${q}"
+        [[ ${role} == initiator ]] && echo "remote = ${q}${LK_OUTER_RIGHT}${q}"
+        case ${C_AUTH} in
+        psk) echo "auth = ${q}psk${q}"; echo "psk_file = ${q}${R}/psk${q}" ;;
+        ecdsa) echo "auth = ${q}certificate${q}"; echo "cert = ${q}${PKI}/ecdsa/left.pem${q}"
+            echo "key = ${q}${PKI}/ecdsa/left.p8.pem${q}"; echo "ca = [${q}${PKI}/ecdsa/ca.pem${q}]" ;;
+        rsa) echo "auth = ${q}certificate${q}"; echo "cert = ${q}${PKI}/rsa/left.pem${q}"
+            echo "key = ${q}${PKI}/rsa/left.key${q}"; echo "ca = [${q}${PKI}/rsa/ca/ca.pem${q}]" ;;
+        rawkey) echo "auth = ${q}rawpublickey${q}"; echo "key = ${q}${PKI}/raw/left.p8.pem${q}"
+            echo "peer_key = [${q}${PKI}/raw/right.spki.der${q}]" ;;
+        esac
+        echo "local_id = ${q}${LK_OUTER_LEFT}${q}"
+        echo "remote_id = ${q}${LK_OUTER_RIGHT}${q}"
+        echo "ike_proposals = ${q}${C_IKE}${q}"
+        echo "esp_proposals = ${q}${C_ESP}${q}"
+        echo "local_ts = [${q}${LK_TS_LEFT}${q}]"
+        echo "remote_ts = [${q}${LK_TS_RIGHT}${q}]"
+        echo "start = ${q}none${q}"
+        echo "close_action = ${q}none${q}"
+    } >"${P}.toml"
+}
+
+# tun_status P LABEL: latchkey status --json and a swanctl --list-sas next to it.
+tun_status() {
+    local P=$1 label=$2 out
+    ip netns exec "${LK_NS_LEFT}" "${BIN}" status --json --control "${P}.sock" >"${P}-status-${label}.json" 2>"${P}-status-${label}.err" ||
+        { BAD+=("latchkey status --json (${label}) failed: $(tail -n 1 "${P}-status-${label}.err")"); return 0; }
+    { printf '=== %s\n' "$(date +%H:%M:%S.%N)"; lk_swanctl right --list-sas 2>&1; } >"${P}-sas-${label}.txt"
+    if out=$("${LK_PY}" "${LK_DIR}/check_sas.py" --sas "${P}-sas-${label}.txt" --ike-suite "${IKE_SUITE}" \
+        --esp-suite "${ESP_SUITE_NOW:-${ESP_SUITE}}" --latchkey-status "${P}-status-${label}.json" 2>&1); then
+        OK+=("status (${label}) = swanctl: ${out##*latchkey status = swanctl: }")
+    else
+        BAD+=("status (${label}) vs swanctl --list-sas: ${out//$'\n'/; }")
+    fi
+}
+
+tcp_check() { # tcp_check P FROM_NS TO_NS TO_ADDR
+    local P=$1 from=$2 to=$3 addr=$4 i
+    local got=${P}-tcp-received blob=${R}/blob-1m.bin
+    [[ -s ${blob} ]] || head -c $((1024 * 1024)) /dev/urandom >"${blob}"
+    rm -f "${got}" "${got}.ready"
+    lk_bg tcp-server ip netns exec "${to}" "${LK_PY}" "${LK_DIR}/tcp_blob.py" serve --bind "${addr}" --port 5001 \
+        --out "${got}" --ready "${got}.ready" --timeout 60
+    local spid=${LK_LAST_PID}
+    for ((i = 0; i < 50; i++)); do [[ -e ${got}.ready ]] && break; sleep 0.1; done
+    if ip netns exec "${from}" timeout 90 "${LK_PY}" "${LK_DIR}/tcp_blob.py" send --to "${addr}" --port 5001 \
+        --file "${blob}" >"${P}-tcp.out" 2>&1; then
+        wait_pid "${spid}" 10
+        if cmp -s "${blob}" "${got}"; then
+            OK+=("TCP: 1 MiB to ${addr}:5001 byte for byte ($(tr '\n' ' ' <"${P}-tcp.out" | head -c 80))")
+        else
+            BAD+=("TCP: received $(stat -c %s "${got}" 2>/dev/null || echo 0) bytes, not identical to the 1 MiB sent")
+        fi
+    else
+        lk_stop "${spid}"
+        BAD+=("TCP to ${addr}:5001 failed: $(tail -c 200 "${P}-tcp.out")")
+    fi
+}
+
+ping_check() { # ping_check P NS ADDR COUNT INTERVAL MAXLOSS
+    local P=$1 ns=$2 addr=$3 n=$4 iv=$5 maxloss=$6 out rx
+    out=$(ip netns exec "${ns}" ping -c "${n}" -i "${iv}" -W 2 "${addr}" 2>&1 || true)
+    echo "${out}" >"${P}-ping.txt"
+    rx=$(echo "${out}" | sed -nE 's/.* ([0-9]+) received.*/\1/p')
+    if [[ -n ${rx} ]] && ((n - rx <= maxloss)) && ((rx > 0)); then
+        OK+=("ping ${addr}: ${rx}/${n} replies")
+    else
+        BAD+=("ping ${addr}: ${rx:-0}/${n} replies (at most ${maxloss} lost allowed): $(echo "${out}" | tail -n 2 | tr '\n' ' ')")
+    fi
+}
+
+sc_tun() { # sc_tun P ROLE KIND(auth|rekey)
+    local P=$1 role=$2 kind=$3 i dpid
+    if [[ ${kind} == rekey ]]; then
+        C_ESP=aes128gcm16-x25519 C_CHILD_REKEY=10 C_IKE_REKEY=12
+    fi
+    charon_conf || { BAD+=("charon did not load the config: $(tail -n 2 "${R}/right/load-all.out")"); return 0; }
+    daemon_toml "${P}" "${role}"
+    local cmd=(ip netns exec "${LK_NS_LEFT}" "${BIN}" "${LK_VERBOSE[@]}" daemon --config "${P}.toml")
+    printf '%q ' "${cmd[@]}" >"${P}.cmd"
+    echo >>"${P}.cmd"
+    lk_bg "latchkey-daemon" "${cmd[@]}" >"${P}.stdout" 2>"${P}.stderr"
+    dpid=${LK_LAST_PID}
+    for ((i = 0; i < 100; i++)); do
+        [[ -S ${P}.sock ]] && break
+        kill -0 "${dpid}" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ ! -S ${P}.sock ]]; then
+        BAD+=("latchkey daemon did not start: $(grep -v '^\s*$' "${P}.stderr" | tail -n 3 | tr '\n' ' ')")
+        lk_stop "${dpid}"
+        return 0
+    fi
+    if [[ ${role} == initiator ]]; then
+        ip netns exec "${LK_NS_LEFT}" "${BIN}" up strongswan --control "${P}.sock" >"${P}-up.out" 2>&1 ||
+            BAD+=("latchkey up strongswan: $(tail -n 2 "${P}-up.out" | tr '\n' ' ')")
+        lk_poll_sas_start right "${P}-sas.txt"
+    else
+        charon_initiate "${P}" || true
+    fi
+    if lk_wait_child right 10; then
+        sleep 0.5
+        tun_status "${P}" up
+        if [[ ${kind} == rekey ]]; then
+            # 25 pings 1 s apart across the rekeys (child at 10 s, 20 s; IKE at 12 s, 24 s).
+            ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 25 1 1
+            ESP_SUITE_NOW=AES_GCM_16-128/CURVE_25519 tun_status "${P}" after-rekeys
+        else
+            ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 3 0.3 0
+        fi
+        if [[ ${role} == initiator ]]; then
+            tcp_check "${P}" "${LK_NS_LEFT}" "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}"
+        else
+            tcp_check "${P}" "${LK_NS_RIGHT}" "${LK_NS_LEFT}" "${LK_INNER_LEFT}"
+        fi
+    else
+        BAD+=("no INSTALLED child SA at charon")
+    fi
+    lk_poll_sas_stop
+    if [[ -s ${P}-sas.txt ]]; then
+        local extra=()
+        [[ ${kind} == rekey ]] && extra=(--min-ike-sas 2 --min-child-sas 3)
+        NOJSON=1 check_sas "${P}" "${extra[@]}"
+    fi
+    # SIGTERM: delete the SAs and exit.
+    kill -s TERM "${dpid}" 2>/dev/null || true
+    wait_pid "${dpid}" 10
+    ((RC == 0)) || BAD+=("latchkey daemon: exit ${RC} after SIGTERM")
+    lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after the daemon's SIGTERM")
+}
+
 # ---- libreswan (NULL auth, IKE level) ------------------------------------------
 # shellcheck disable=SC2034 # used by libreswan.sh
 LS_ROOT=${LK_LIBRESWAN_ROOT:-${LK_RUN_ROOT}/libreswan-root}
@@ -809,10 +966,11 @@ for c in "${CASES[@]}"; do
     t0=$(date +%s.%N)
     case ${scen} in
     auth-*) C_AUTH=${scen#auth-} ;;
+    tun-psk | tun-ecdsa | tun-rsa | tun-rawkey) C_AUTH=${scen#tun-} ;;
     esac
     if [[ ! -x ${BIN} ]]; then
         BAD+=("latchkey binary ${BIN} not found")
-    elif [[ ${scen} != null-libreswan* && ${scen} != rekey-* && ${scen} != dpd-charon ]] && ! charon_conf; then
+    elif [[ ${scen} != null-libreswan* && ${scen} != rekey-* && ${scen} != dpd-charon && ${scen} != tun-* ]] && ! charon_conf; then
         BAD+=("charon did not load the config: $(tail -n 3 "${R}/right/load-all.out" | tr '\n' ' ')")
     else
         case ${scen} in
@@ -825,6 +983,8 @@ for c in "${CASES[@]}"; do
         dpd-charon) sc_dpd_charon "${P}" "${role}" "${msg}" ;;
         dpd-latchkey) sc_dpd_latchkey "${P}" "${role}" "${msg}" ;;
         loss30) sc_loss "${P}" "${role}" "${msg}" ;;
+        tun-rekey) sc_tun "${P}" "${role}" rekey ;;
+        tun-*) sc_tun "${P}" "${role}" auth ;;
         null-libreswan) sc_libreswan "${P}" "${role}" ;;
         null-libreswan-child) sc_libreswan_child "${P}" "${role}" ;;
         *) BAD+=("unknown scenario") ;;
