@@ -113,7 +113,7 @@ LS_CASES=("null-libreswan initiator" "null-libreswan-child initiator"
     "null-libreswan responder" "null-libreswan-child responder")
 ALL=(auth-psk auth-ecdsa auth-rsa auth-rawkey rekey-child rekey-ike rekey-latchkey
     delete-charon delete-latchkey dpd-charon dpd-latchkey loss30
-    tun-psk tun-ecdsa tun-rsa tun-rawkey tun-rekey)
+    tun-psk tun-ecdsa tun-rsa tun-rawkey tun-rekey tun-delete tun-loss)
 CI_SET=(auth-psk auth-ecdsa auth-rsa auth-rawkey delete-charon delete-latchkey tun-psk tun-rawkey)
 CI_INIT_ONLY=(rekey-child dpd-charon)
 CASES=()
@@ -731,8 +731,14 @@ table inet ${NFT_TABLE} {
 EOF
     # An IKE exchange survives 30 % loss each way unharmed about half the
     # time; a case in which no IKE message was lost proves nothing, so the
-    # bring-up is repeated (up to 4 times) until one needed a retransmission.
+    # bring-up is repeated (up to 4 times) until one needed a retransmission
+    # and succeeded. An attempt can also fail outright: latchkey sends a
+    # request 5 times (1+2+4+8+16 s), and all 5 round trips are lost with
+    # probability 0.51^5 = 3.5 % per exchange; such a failed attempt is
+    # reported and the next one made, as a peer with keyingtries would.
+    local bad0
     for ((attempt = 1; attempt <= 4; attempt++)); do
+        bad0=${#BAD[@]}
         P=${P0}-a${attempt}
         msg="${msg0} a${attempt}"
         LOG_FROM_A=$(($(wc -l <"${R}/right/charon.log") + 1))
@@ -763,6 +769,14 @@ EOF
             lk_sas_gone right 3 || true
         fi
         rtx=$((lk_rtx + ch_rtx))
+        if ((${#BAD[@]} > bad0)); then
+            if ((attempt < 4)); then
+                OK+=("attempt ${attempt} FAILED under loss, trying again: $(printf '%s; ' "${BAD[@]:bad0}")")
+                BAD=("${BAD[@]:0:bad0}")
+                rtx=0
+            fi
+            continue
+        fi
         ((rtx > 0)) && break
     done
     ((rtx > 0)) || BAD+=("no IKE message was lost in 4 attempts: the loss was not exercised")
@@ -831,22 +845,22 @@ tun_status() {
     fi
 }
 
-tcp_check() { # tcp_check P FROM_NS TO_NS TO_ADDR
-    local P=$1 from=$2 to=$3 addr=$4 i
-    local got=${P}-tcp-received blob=${R}/blob-1m.bin
-    [[ -s ${blob} ]] || head -c $((1024 * 1024)) /dev/urandom >"${blob}"
+tcp_check() { # tcp_check P FROM_NS TO_NS TO_ADDR [KIB [TIMEOUT]]
+    local P=$1 from=$2 to=$3 addr=$4 kib=${5:-1024} tmo=${6:-60} i
+    local got=${P}-tcp-received blob=${R}/blob-${5:-1024}k.bin
+    [[ -s ${blob} ]] || head -c $((kib * 1024)) /dev/urandom >"${blob}"
     rm -f "${got}" "${got}.ready"
     lk_bg tcp-server ip netns exec "${to}" "${LK_PY}" "${LK_DIR}/tcp_blob.py" serve --bind "${addr}" --port 5001 \
-        --out "${got}" --ready "${got}.ready" --timeout 60
+        --out "${got}" --ready "${got}.ready" --timeout "${tmo}"
     local spid=${LK_LAST_PID}
     for ((i = 0; i < 50; i++)); do [[ -e ${got}.ready ]] && break; sleep 0.1; done
-    if ip netns exec "${from}" timeout 90 "${LK_PY}" "${LK_DIR}/tcp_blob.py" send --to "${addr}" --port 5001 \
-        --file "${blob}" >"${P}-tcp.out" 2>&1; then
+    if ip netns exec "${from}" timeout $((tmo + 30)) "${LK_PY}" "${LK_DIR}/tcp_blob.py" send --to "${addr}" --port 5001 \
+        --file "${blob}" --timeout "${tmo}" >"${P}-tcp.out" 2>&1; then
         wait_pid "${spid}" 10
         if cmp -s "${blob}" "${got}"; then
-            OK+=("TCP: 1 MiB to ${addr}:5001 byte for byte ($(tr '\n' ' ' <"${P}-tcp.out" | head -c 80))")
+            OK+=("TCP: ${kib} KiB to ${addr}:5001 byte for byte ($(tr '\n' ' ' <"${P}-tcp.out" | head -c 80))")
         else
-            BAD+=("TCP: received $(stat -c %s "${got}" 2>/dev/null || echo 0) bytes, not identical to the 1 MiB sent")
+            BAD+=("TCP: received $(stat -c %s "${got}" 2>/dev/null || echo 0) bytes, not identical to the ${kib} KiB sent")
         fi
     else
         lk_stop "${spid}"
@@ -866,11 +880,12 @@ ping_check() { # ping_check P NS ADDR COUNT INTERVAL MAXLOSS
     fi
 }
 
-sc_tun() { # sc_tun P ROLE KIND(auth|rekey)
+sc_tun() { # sc_tun P ROLE KIND(auth|rekey|delete|loss)
     local P=$1 role=$2 kind=$3 i dpid
     if [[ ${kind} == rekey ]]; then
         C_ESP=aes128gcm16-x25519 C_CHILD_REKEY=10 C_IKE_REKEY=12
     fi
+    [[ ${kind} == loss ]] && nft_loss
     charon_conf || { BAD+=("charon did not load the config: $(tail -n 2 "${R}/right/load-all.out")"); return 0; }
     daemon_toml "${P}" "${role}"
     local cmd=(ip netns exec "${LK_NS_LEFT}" "${BIN}" "${LK_VERBOSE[@]}" daemon --config "${P}.toml")
@@ -889,27 +904,51 @@ sc_tun() { # sc_tun P ROLE KIND(auth|rekey)
         return 0
     fi
     if [[ ${role} == initiator ]]; then
-        ip netns exec "${LK_NS_LEFT}" "${BIN}" up strongswan --control "${P}.sock" >"${P}-up.out" 2>&1 ||
-            BAD+=("latchkey up strongswan: $(tail -n 2 "${P}-up.out" | tr '\n' ' ')")
+        # Under loss (tun-loss) an attempt may fail (all 5 tries of one
+        # exchange lost, 3.5 %): up to 3, each reported.
+        local tries=1 up_ok=0
+        [[ ${kind} == loss ]] && tries=3
+        for ((i = 1; i <= tries; i++)); do
+            if ip netns exec "${LK_NS_LEFT}" "${BIN}" up strongswan --control "${P}.sock" >"${P}-up${i}.out" 2>&1; then
+                up_ok=1
+                ((i > 1)) && OK+=("latchkey up succeeded at attempt ${i}")
+                break
+            fi
+            ((i < tries)) && OK+=("latchkey up attempt ${i} failed: $(tail -n 1 "${P}-up${i}.out")")
+            lk_swanctl right --terminate --ike lk --force --timeout 1 >/dev/null 2>&1 || true
+        done
+        ((up_ok)) || BAD+=("latchkey up strongswan: $(tail -n 2 "${P}-up${tries}.out" | tr '\n' ' ')")
         lk_poll_sas_start right "${P}-sas.txt"
     else
         charon_initiate "${P}" || true
     fi
-    if lk_wait_child right 10; then
+    if lk_wait_child right 30; then
         sleep 0.5
         tun_status "${P}" up
         if [[ ${kind} == rekey ]]; then
             # 25 pings 1 s apart across the rekeys (child at 10 s, 20 s; IKE at 12 s, 24 s).
             ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 25 1 1
             ESP_SUITE_NOW=AES_GCM_16-128/CURVE_25519 tun_status "${P}" after-rekeys
+        elif [[ ${kind} == loss ]]; then
+            ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 20 0.3 19
         else
             ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 3 0.3 0
         fi
+        # Under 30 % loss both ways TCP backs off exponentially (a segment
+        # lost 5 times in a row stalls it for a minute): 128 KiB, 180 s.
+        local kib=1024 tmo=60
+        [[ ${kind} == loss ]] && kib=128 tmo=180
         if [[ ${role} == initiator ]]; then
-            tcp_check "${P}" "${LK_NS_LEFT}" "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}"
+            tcp_check "${P}" "${LK_NS_LEFT}" "${LK_NS_RIGHT}" "${LK_INNER_RIGHT}" "${kib}" "${tmo}"
         else
-            tcp_check "${P}" "${LK_NS_RIGHT}" "${LK_NS_LEFT}" "${LK_INNER_LEFT}"
+            tcp_check "${P}" "${LK_NS_RIGHT}" "${LK_NS_LEFT}" "${LK_INNER_LEFT}" "${kib}" "${tmo}"
         fi
+        if [[ ${kind} == loss ]]; then
+            OK+=("nftables dropped $(nft_right list table inet "${NFT_TABLE}" 2>/dev/null | grep -o 'packets [0-9]*' | awk '{ s += $2 } END { print s + 0 }') packets")
+            ip netns exec "${LK_NS_LEFT}" "${BIN}" status --json --control "${P}.sock" >"${P}-status-end.json" 2>&1 || true
+            OK+=("latchkey drops at the end: $(json_get "${P}-status-end.json" 'd["drops"], d["esp_drops"]')")
+        fi
+        [[ ${kind} == delete ]] && tun_delete "${P}" "${role}"
     else
         BAD+=("no INSTALLED child SA at charon")
     fi
@@ -924,6 +963,58 @@ sc_tun() { # sc_tun P ROLE KIND(auth|rekey)
     wait_pid "${dpid}" 10
     ((RC == 0)) || BAD+=("latchkey daemon: exit ${RC} after SIGTERM")
     lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after the daemon's SIGTERM")
+}
+
+nft_loss() {
+    nft_right -f - <<EOF
+table inet ${NFT_TABLE} {
+    chain in { type filter hook input priority 0; policy accept; iifname "${LK_VETH_RIGHT}" numgen random mod 100 < 30 counter drop; }
+    chain out { type filter hook output priority 0; policy accept; oifname "${LK_VETH_RIGHT}" numgen random mod 100 < 30 counter drop; }
+}
+EOF
+}
+
+# tun_delete P ROLE: charon deletes -> the daemon's status lists no IKE SA and
+# ping fails; up again (latchkey up / charon initiates); `latchkey down`
+# -> charon lists no SA and the status none.
+tun_delete() {
+    local P=$1 role=$2 n
+    lk_swanctl right --terminate --ike lk --timeout 10 >"${P}-terminate.out" 2>&1 ||
+        BAD+=("swanctl --terminate: $(tail -n 1 "${P}-terminate.out")")
+    sleep 1
+    ip netns exec "${LK_NS_LEFT}" "${BIN}" status --json --control "${P}.sock" >"${P}-status-deleted.json" 2>&1 || true
+    n=$(json_get "${P}-status-deleted.json" 'len(d["ike_sas"])')
+    if [[ ${n} == 0 ]]; then
+        OK+=("after charon's delete: status lists no IKE SA")
+    else
+        BAD+=("after charon's delete: status lists ${n} IKE SAs")
+    fi
+    if ip netns exec "${LK_NS_LEFT}" ping -c 2 -i 0.3 -W 1 "${LK_INNER_RIGHT}" >"${P}-ping-deleted.txt" 2>&1; then
+        BAD+=("ping still answered after the SAs were deleted")
+    else
+        OK+=("no ping through deleted SAs")
+    fi
+    if [[ ${role} == initiator ]]; then
+        ip netns exec "${LK_NS_LEFT}" "${BIN}" up strongswan --control "${P}.sock" >"${P}-up2.out" 2>&1 ||
+            BAD+=("second latchkey up: $(tail -n 1 "${P}-up2.out")")
+    else
+        lk_swanctl right --initiate --child lk --timeout 30 >"${P}-initiate2.out" 2>&1 ||
+            BAD+=("second swanctl --initiate failed")
+    fi
+    if lk_wait_child right 10; then
+        ping_check "${P}" "${LK_NS_LEFT}" "${LK_INNER_RIGHT}" 2 0.3 0
+        ip netns exec "${LK_NS_LEFT}" "${BIN}" down strongswan --control "${P}.sock" >"${P}-down.out" 2>&1 ||
+            BAD+=("latchkey down: $(tail -n 1 "${P}-down.out")")
+        if lk_sas_gone right 5; then
+            OK+=("latchkey down: charon lists no SA")
+        else
+            BAD+=("charon still lists an IKE SA 5 s after latchkey down")
+        fi
+        n=$(ip netns exec "${LK_NS_LEFT}" "${BIN}" status --json --control "${P}.sock" 2>/dev/null >"${P}-status-down.json"; json_get "${P}-status-down.json" 'len(d["ike_sas"])')
+        [[ ${n} == 0 ]] || BAD+=("after latchkey down: status lists ${n} IKE SAs")
+    else
+        BAD+=("no child SA after bringing it up again")
+    fi
 }
 
 # ---- libreswan (NULL auth, IKE level) ------------------------------------------
@@ -953,7 +1044,7 @@ for c in "${CASES[@]}"; do
     lk_log "case ${NUM}/${#CASES[@]}: ${scen} (latchkey ${role})"
     # Loss cases need a charon that retransmits more (strongswan.conf is
     # read at start-up only): restart it once, before the first of them.
-    if [[ ${scen} == loss30 ]] && ((CHARON_LOSS_MODE == 0)); then
+    if [[ ${scen} == loss30 || ${scen} == tun-loss ]] && ((CHARON_LOSS_MODE == 0)); then
         # shellcheck disable=SC2154 # set by lk_charon_start (printf -v)
         lk_stop "${LK_CHARON_PID_right}"
         mv "${R}/right" "${R}/right-before-loss"
@@ -967,6 +1058,7 @@ for c in "${CASES[@]}"; do
     case ${scen} in
     auth-*) C_AUTH=${scen#auth-} ;;
     tun-psk | tun-ecdsa | tun-rsa | tun-rawkey) C_AUTH=${scen#tun-} ;;
+    tun-delete | tun-loss) C_AUTH=psk ;;
     esac
     if [[ ! -x ${BIN} ]]; then
         BAD+=("latchkey binary ${BIN} not found")
@@ -984,6 +1076,8 @@ for c in "${CASES[@]}"; do
         dpd-latchkey) sc_dpd_latchkey "${P}" "${role}" "${msg}" ;;
         loss30) sc_loss "${P}" "${role}" "${msg}" ;;
         tun-rekey) sc_tun "${P}" "${role}" rekey ;;
+        tun-delete) sc_tun "${P}" "${role}" delete ;;
+        tun-loss) sc_tun "${P}" "${role}" loss ;;
         tun-*) sc_tun "${P}" "${role}" auth ;;
         null-libreswan) sc_libreswan "${P}" "${role}" ;;
         null-libreswan-child) sc_libreswan_child "${P}" "${role}" ;;
