@@ -6,9 +6,10 @@
 # Usage: interop/run-matrix.sh LATCHKEY_BIN [--ci] [--only REGEX] [--no-proposals]
 #                                            [--no-libreswan]
 #   (full)   every scenario in both roles, plus interop/matrix.sh (32
-#            proposal cases) and the libreswan NULL cases; ~8 min here.
-#   --ci     the CI subset: auth x4, delete both ways, child rekey, DPD
-#            (charon detects a killed latchkey), matrix.sh --quick; ~2 min.
+#            proposal cases) and the libreswan NULL cases; ~11 min here.
+#   --ci     the CI subset: auth x4, delete both ways, tun-psk, tun-rawkey
+#            (both roles), child rekey and DPD (charon detects a killed
+#            latchkey) as initiator, matrix.sh --quick; ~3 min.
 #   --only REGEX   only the scenarios whose "NAME ROLE" matches REGEX
 #            (no proposal matrix then).
 #
@@ -42,6 +43,11 @@
 #   loss30          30 % packet loss both ways on lk-r0 (nftables numgen),
 #                   IKE must still complete and datagrams pass; repeated
 #                   (up to 4x) until an IKE message was actually lost.
+#   tun-psk, tun-ecdsa, tun-rsa, tun-rawkey, tun-rekey, tun-delete, tun-loss
+#                   latchkey as `latchkey daemon --config` with a TUN device:
+#                   ping and a TCP transfer (byte for byte) through the
+#                   tunnel, `latchkey status --json` = `swanctl --list-sas`
+#                   (SPIs, suites); see sc_tun below and README.md.
 #   null-libreswan  latchkey --auth null against pluto authby=null (RFC
 #                   7619): the IKE SA must be established (pluto's log and
 #                   latchkey's). null-libreswan-child: the child SA and a
@@ -53,7 +59,9 @@
 # "run-matrix" of interop/RESULTS.md (scenario, role, result, duration,
 # detail), interop/run/run-matrix/<NN>-<scenario>-<role>.* files. Last line
 # `run-matrix: N passed, M failed`; exit non-zero on an unexpected failure.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {

@@ -1,7 +1,8 @@
 //! strongSwan (and libreswan) interop, CI subset: runs
-//! `interop/run-matrix.sh LATCHKEY --ci` (auth PSK/ECDSA/RSA/raw keys and
-//! SA deletion in both roles, a child SA rekey under traffic, DPD, and the
-//! quick proposal matrix) against charon in network namespaces.
+//! `interop/run-matrix.sh LATCHKEY --ci` (auth PSK/ECDSA/RSA/raw keys, SA
+//! deletion, the daemon with a TUN device (ping, TCP, status), in both
+//! roles; a child SA rekey under traffic, DPD, and the quick proposal
+//! matrix) against charon in network namespaces.
 //!
 //! Needs root, strongSwan (interop/setup.sh) and `LATCHKEY_ROOT_TESTS=1`;
 //! otherwise it prints why it does not run and passes. The latchkey binary
