@@ -8,7 +8,9 @@
 //! Requests: `{"op":"latches"}`, `{"op":"inquire","proto":17,
 //! "local":"10.0.0.2:2000","remote":"10.0.0.1:1000"}`, `{"op":"up",
 //! "name":"office"}`, `{"op":"down","name":"office"}`, `{"op":"status"}`,
-//! `{"op":"reload"}`, `{"op":"connections"}`. Answers:
+//! `{"op":"reload"}`, `{"op":"connections"}`, `{"op":"keys"}` (only with
+//! `--allow-key-export`: the SAs' SECRET keys as Wireshark tables,
+//! `crate::keys::control_answer`). Answers:
 //! `{"ok":true,"data":...,"text":"..."}` (`data`: the answer as JSON, the
 //! shape `--json` prints; `text`: the rendering `latchkey` prints) or
 //! `{"ok":false,"error":"..."}`.
@@ -68,6 +70,8 @@ pub(crate) enum Request {
     Reload,
     /// Daemon: the configured connections and their state.
     Connections,
+    /// The SAs' keys as Wireshark tables (`listen --allow-key-export`).
+    Keys,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -209,6 +213,13 @@ async fn answer(b: &Backend, line: &str) -> Response {
             },
             Err(e) => Err(e),
         },
+        Request::Keys => match b.endpoint().session_keys().await {
+            Ok(k) => {
+                let (d, text) = crate::keys::control_answer(&k);
+                d.map(|d| (d, text)).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
     };
     match r {
         Ok((d, text)) => Response {
@@ -281,7 +292,9 @@ pub(crate) fn serve(backend: Backend, path: &Path) -> Result<()> {
                 let mut lines = BufReader::new(r.take(MAX_REQUEST_BYTES)).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let resp = answer(&backend, &line).await;
-                    let mut out = serde_json::to_string(&resp).unwrap_or_default();
+                    // May hold keys ({"op":"keys"}): zeroized after sending.
+                    let mut out =
+                        zeroize::Zeroizing::new(serde_json::to_string(&resp).unwrap_or_default());
                     out.push('\n');
                     if w.write_all(out.as_bytes()).await.is_err() {
                         break;
@@ -293,8 +306,8 @@ pub(crate) fn serve(backend: Backend, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Ask the process behind `path`; prints its answer (JSON or text).
-pub(crate) async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
+/// Ask the process behind `path`; its answer, if it succeeded.
+async fn request(path: &Path, req: &Request) -> Result<Response> {
     let stream = UnixStream::connect(path).await.with_context(|| {
         format!(
             "connecting to the control socket {} (is `latchkey daemon` or `latchkey listen` running with --control {}?)",
@@ -310,10 +323,17 @@ pub(crate) async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
     let Some(answer) = lines.next_line().await? else {
         bail!("the control socket closed without answering");
     };
+    let answer = zeroize::Zeroizing::new(answer);
     let resp: Response = serde_json::from_str(&answer).context("answer of the control socket")?;
     if !resp.ok {
         bail!("{}", resp.error.unwrap_or_default());
     }
+    Ok(resp)
+}
+
+/// Ask the process behind `path`; prints its answer (JSON or text).
+pub(crate) async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
+    let resp = request(path, req).await?;
     if json {
         println!(
             "{}",
@@ -321,6 +341,20 @@ pub(crate) async fn ask(path: &Path, req: &Request, json: bool) -> Result<()> {
         );
     } else {
         print!("{}", resp.text.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `latchkey keys --wireshark DIR`: the keys of the `listen` process's SAs,
+/// written as Wireshark tables into `dir`.
+pub(crate) async fn keys(path: &Path, dir: &Path) -> Result<()> {
+    let data = request(path, &Request::Keys)
+        .await?
+        .data
+        .unwrap_or_default();
+    let tables = crate::keys::from_control_answer(&data)?;
+    for p in crate::keys::write_tables(dir, &tables)? {
+        println!("{}", p.display());
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ mod control;
 mod creds;
 mod daemon;
 mod demo;
+mod keys;
 mod pki;
 mod probe;
 
@@ -78,6 +79,20 @@ enum Command {
     Reload(ControlArgs),
     /// The daemon's configured connections and their state.
     Connections(ControlArgs),
+    /// Write the SECRET keys of the SAs of a running `latchkey listen
+    /// --allow-key-export` as Wireshark decryption tables, so that
+    /// tshark/Wireshark decrypts a capture of its IKE and ESP traffic.
+    ///
+    /// Asks the `listen` process over its control socket for the keys of
+    /// its IKE and child SAs and writes them as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR. THESE ARE
+    /// SECRET KEYS: whoever reads the files can decrypt and forge that
+    /// traffic; delete them when done. Use DIR as a Wireshark profile
+    /// directory, e.g. `--wireshark /tmp/k/wireshark`, then
+    /// `XDG_CONFIG_HOME=/tmp/k tshark -o esp.enable_encryption_decode:TRUE
+    /// -r CAPTURE -V`. SAs using ChaCha20-Poly1305 are left out (Wireshark
+    /// 4.0 cannot decrypt them).
+    Keys(KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +119,18 @@ impl ControlArgs {
         let path = self.control.unwrap_or_else(control::default_path);
         control::ask(&path, &req, self.json).await
     }
+}
+
+/// Arguments of `latchkey keys`.
+#[derive(Debug, Args)]
+struct KeysArgs {
+    /// Directory to write `ikev2_decryption_table` and `esp_sa` into
+    /// (created with mode 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    wireshark: PathBuf,
+    /// The control socket of the `listen` process.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +268,11 @@ struct ListenArgs {
     /// peer and protection that carried it. Repeatable.
     #[arg(long, value_name = "PORT")]
     latch_udp: Vec<u16>,
+    /// Let `latchkey keys` read the SECRET keys of every SA through the
+    /// control socket (for decrypting captures with Wireshark). Off by
+    /// default; anyone who can open the control socket gets the keys.
+    #[arg(long)]
+    allow_key_export: bool,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -281,6 +313,12 @@ struct ConnectArgs {
     /// Seconds to wait for the IKE SA and child SA.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Once the SAs are up, write their SECRET keys as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR, so that
+    /// tshark decrypts a capture of this run. Whoever reads them can
+    /// decrypt and forge this traffic.
+    #[arg(long, value_name = "DIR")]
+    keys_wireshark: Option<PathBuf>,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -324,6 +362,13 @@ fn main() -> ExitCode {
                     a.local,
                     a.remote,
                     a.json,
+                )
+                .await
+            }
+            Command::Keys(a) => {
+                control::keys(
+                    &a.control.unwrap_or_else(control::default_path),
+                    &a.wireshark,
                 )
                 .await
             }
@@ -443,11 +488,20 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     peer.remote_natt_port = a.remote_nat_t_port;
     let mut cfg = EndpointConfig::on(a.local.ip(), a.local.port(), a.nat_t_port);
     cfg.connect_timeout = secs(a.timeout, "--timeout")?;
+    cfg.key_export = a.keys_wireshark.is_some();
     let ep = Endpoint::bind(cfg, vec![]).await?;
     let mut ch = ep
         .connect(peer, remote)
         .await
         .with_context(|| format!("connecting to {remote}"))?;
+    let exported = match &a.keys_wireshark {
+        Some(dir) => {
+            let k = ep.session_keys().await?;
+            keys::write_wireshark(dir, &k)?;
+            Some(k)
+        }
+        None => None,
+    };
     if !a.sec.json {
         let i = ch.ike_sa();
         let c = ch.child_sa();
@@ -551,6 +605,13 @@ async fn connect(a: ConnectArgs) -> Result<()> {
             );
         }
     }
+    if let (Some(dir), Some(first)) = (&a.keys_wireshark, &exported) {
+        // SAs rekeyed in the meantime: write again, old and new together.
+        let all = keys::merged(first, &ep.session_keys().await?);
+        if all != *first {
+            keys::write_wireshark(dir, &all)?;
+        }
+    }
     if open {
         ch.close().await?;
     }
@@ -565,6 +626,7 @@ async fn listen(a: ListenArgs) -> Result<()> {
     let peer = peer_config("any", &a.sec, a.ike.ip())?;
     let mut cfg = EndpointConfig::on(a.ike.ip(), a.ike.port(), a.natt.port());
     cfg.natt_addr = a.natt;
+    cfg.key_export = a.allow_key_export;
     if let Some(f) = &a.policy {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;

@@ -398,3 +398,86 @@ fn two_daemons_up_status_down_reload_sigterm() {
     signal(&d.0[1], "-TERM");
     let _ = d.0[1].wait();
 }
+
+fn latches(control: &Path) -> Vec<Value> {
+    json(&["status"], control)["latches"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// `[[listener_latch]]`: a datagram from a peer (`latchkey connect`, which
+/// sends one through its child SA) creates and binds a connection latch
+/// in the daemon; `status --json` shows it; a reload to a PAD and SPD
+/// under which it would be refused now leaves it Established with the
+/// same peer (R8); a reload without the listener releases that (R15).
+#[test]
+fn reload_keeps_established_latches() {
+    let dir = tempdir("latch");
+    write_psk(&dir);
+    let ports = free_ports();
+    let base = format!(
+        "{}\n[[listener_latch]]\nproto = \"udp\"\nlocal = \"0.0.0.0:9999\"\n",
+        config_b(&dir, ports)
+    );
+    std::fs::write(dir.join("b.toml"), &base).unwrap();
+    let sb = dir.join("b.sock");
+    let mut d = Daemons(vec![start(&dir, "b.toml", "b.log")]);
+    wait_for("B's control socket", || {
+        run(&["status"], &sb).status.success()
+    });
+    let l = latches(&sb);
+    assert_eq!((l.len(), l[0]["state"].as_str()), (1, Some("LISTENER")));
+    let listener_id = l[0]["id"].clone();
+
+    let peer = Command::new(BIN)
+        .args(["connect", &format!("127.0.0.1:{}", ports[2])])
+        .args(["--local", "127.0.0.1:0", "--nat-t-port", "0"])
+        .args(["--remote-nat-t-port", &ports[3].to_string()])
+        .args(["--auth", "psk", "--psk-file"])
+        .arg(dir.join("psk.txt"))
+        .args(["--id", "@a.example", "--remote-id", "@b.example"])
+        .args(["--local-ts", "10.98.0.1/32", "--remote-ts", "10.99.0.1/32"])
+        .args(["--send-udp", "10.99.0.1:9999", "--wait", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.0.push(peer);
+    let established = |l: &[Value]| {
+        l.iter()
+            .find(|x| x["state"] == "ESTABLISHED")
+            .map(|x| (x["id"].clone(), x["params"]["peer"].clone()))
+    };
+    wait_for("the connection latch", || {
+        established(&latches(&sb)).is_some()
+    });
+    let (id, peer_before) = established(&latches(&sb)).unwrap();
+    assert_eq!(peer_before["authenticated"]["value"], "a.example");
+
+    // A policy that would refuse this peer and this flow now.
+    let strict = format!(
+        "{base}\n[[peer]]\nname = \"other\"\nid = \"fqdn:other.example\"\nauth = [\"psk\"]\n\n[[policy]]\nname = \"no-udp\"\nproto = \"udp\"\naction = \"discard\"\n"
+    );
+    std::fs::write(dir.join("b.toml"), &strict).unwrap();
+    let r = json(&["reload"], &sb);
+    assert_eq!(r["kept"], serde_json::json!(["ba"]));
+    assert_eq!(r["listener_latches_added"], serde_json::json!([]));
+    let l = latches(&sb);
+    assert_eq!(established(&l), Some((id, peer_before)));
+    assert!(l
+        .iter()
+        .any(|x| x["id"] == listener_id && x["state"] == "LISTENER"));
+
+    // Without the [[listener_latch]]: the listener is released.
+    std::fs::write(dir.join("b.toml"), config_b(&dir, ports)).unwrap();
+    let r = json(&["reload"], &sb);
+    assert_eq!(
+        r["listener_latches_removed"].as_array().map(Vec::len),
+        Some(1),
+        "{r}"
+    );
+    assert!(!latches(&sb).iter().any(|x| x["id"] == listener_id));
+    signal(&d.0[0], "-TERM");
+    assert!(wait_exit(&mut d.0[0]).success());
+}

@@ -71,6 +71,9 @@ pub(crate) enum Command {
         peers: Vec<ike::PeerConfig>,
         reply: oneshot::Sender<()>,
     },
+    SessionKeys {
+        reply: oneshot::Sender<Result<crate::SessionKeys, Error>>,
+    },
 }
 
 /// What the driver knows of a child SA.
@@ -123,6 +126,8 @@ pub(crate) struct Driver {
     out: Vec<u8>,
     /// The TUN datapath, when on.
     tun: Option<tun::TunState>,
+    /// Key export (opt-in): the keys of the SAs up now.
+    keys: Option<crate::keys::KeyStore>,
 }
 
 fn hex64(x: u64) -> String {
@@ -222,7 +227,14 @@ impl Driver {
             scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
             tun: tun.map(tun::TunState::new),
+            keys: None,
         }
+    }
+
+    /// Keep the SAs' keys for [`crate::Endpoint::session_keys`].
+    pub(crate) fn export_keys(mut self) -> Self {
+        self.keys = Some(crate::keys::KeyStore::default());
+        self
     }
 
     fn drop_counted(&mut self, reason: &'static str) {
@@ -590,6 +602,18 @@ impl Driver {
                 self.ike.set_peers(peers);
                 let _ = reply.send(());
             }
+            Command::SessionKeys { reply } => {
+                let r = match &self.keys {
+                    Some(k) => {
+                        tracing::warn!("exporting SA keys (key export is on)");
+                        Ok(k.snapshot())
+                    }
+                    None => Err(Error::KeyExport(
+                        "key export is off (EndpointConfig::key_export; `latchkey listen --allow-key-export`)".into(),
+                    )),
+                };
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -609,6 +633,9 @@ impl Driver {
         self.channels.clear();
         self.child_channel.clear();
         self.ike_sas.clear();
+        if let Some(k) = &mut self.keys {
+            k.clear();
+        }
         for (_, (_, reply)) in self.pending_connect.drain() {
             let _ = reply.send(Err(Error::Closed));
         }
@@ -826,6 +853,9 @@ impl Driver {
                 tracing::info!(sa = info.id.0, peer = %info.remote, peer_id = %info.peer_id, "IKE SA established");
                 lock(&self.shared).ike_up(info.id, info.peer_credential.clone());
                 self.ike_sas.insert(info.id, ike_summary(&info));
+                if let Some(k) = &mut self.keys {
+                    k.ike_up(&self.ike, info.id);
+                }
             }
             ike::Event::ChildSaEstablished(info) => self.on_child_up(&info),
             ike::Event::ChildSaDeleted {
@@ -842,8 +872,13 @@ impl Driver {
                 );
                 self.sad.remove_inbound(inbound_spi);
                 self.sad.remove_outbound(outbound_spi);
-                if let (Some(c), Some(t)) = (self.children.remove(&child), self.tun.as_mut()) {
-                    t.child_removed(&c);
+                if let Some(c) = self.children.remove(&child) {
+                    if let Some(t) = self.tun.as_mut() {
+                        t.child_removed(&c);
+                    }
+                }
+                if let Some(k) = &mut self.keys {
+                    k.child_gone(child);
                 }
                 lock(&self.shared).table.sa_removed(child.0);
                 if let Some(ch) = self.child_channel.remove(&child) {
@@ -853,6 +888,9 @@ impl Driver {
             ike::Event::IkeSaDeleted { sa } => {
                 tracing::info!(sa = sa.0, "IKE SA deleted");
                 self.ike_sas.remove(&sa);
+                if let Some(k) = &mut self.keys {
+                    k.ike_gone(sa);
+                }
                 self.forget_children_of(sa);
                 lock(&self.shared).ike_gone(sa);
                 for r in self.pending_close.remove(&sa).unwrap_or_default() {
@@ -862,6 +900,9 @@ impl Driver {
             ike::Event::IkeSaFailed { sa, error } => {
                 tracing::warn!(sa = sa.0, %error, "IKE SA failed");
                 self.ike_sas.remove(&sa);
+                if let Some(k) = &mut self.keys {
+                    k.ike_gone(sa);
+                }
                 self.forget_children_of(sa);
                 lock(&self.shared).ike_gone(sa);
                 if let Some((peer, reply)) = self.pending_connect.remove(&sa) {
@@ -884,10 +925,19 @@ impl Driver {
                     self.ike_sas.entry(new).or_insert(s);
                 }
                 lock(&self.shared).ike_rekeyed(old, new);
+                if let Some(k) = &mut self.keys {
+                    k.ike_rekeyed(&self.ike, old, new);
+                }
                 for c in self.children.values_mut() {
                     if c.ike_sa == old {
                         c.ike_sa = new;
                     }
+                }
+            }
+            ike::Event::PeerAddressChanged { sa, local, remote } => {
+                tracing::debug!(sa = sa.0, %local, %remote, "peer address changed");
+                if let Some(k) = &mut self.keys {
+                    k.moved(sa, local, remote);
                 }
             }
             #[allow(unreachable_patterns, reason = "ike::Event is non_exhaustive")]
@@ -1021,6 +1071,9 @@ impl Driver {
                 }));
             }
             return;
+        }
+        if let Some(k) = &mut self.keys {
+            k.child_up(info);
         }
         let summary = ChildSummary {
             id: info.id.0,

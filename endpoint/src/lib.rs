@@ -36,6 +36,7 @@
 pub mod dns;
 mod driver;
 mod flows;
+mod keys;
 mod latching;
 mod os;
 mod packet;
@@ -51,6 +52,7 @@ pub use dns::{lookup_ipseckey, peer_keys_from_dns, reverse_name, DnsError, DnsPe
 pub use ike::{
     ChildConfig, ChildSaId, Credentials, IkeSaId, PeerConfig as IkePeerConfig, PeerCredential,
 };
+pub use keys::{EspSaKeys, IkeSaKeyRecord, IkeSaKeys, SessionKeys};
 pub use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
     ListenerRequest, NatInfo, PeerAuth, PeerIdentity, RequestedProtection, RestartPolicy,
@@ -124,6 +126,9 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// Keys cannot be exported (key export is off).
+    #[error("key export: {0}")]
+    KeyExport(String),
 }
 
 /// Where an endpoint listens.
@@ -155,6 +160,11 @@ pub struct EndpointConfig {
     /// protects what the OS stack sends there and writes what it decrypts
     /// back (needs CAP_NET_ADMIN). `None`: channels only.
     pub tun: Option<TunConfig>,
+    /// Keep the keys of every IKE and child SA for
+    /// [`Endpoint::session_keys`] (Wireshark decryption tables). Off by
+    /// default; turning it on hands SECRET keys to whoever can call the
+    /// API (a warning is logged at bind and at every export).
+    pub key_export: bool,
 }
 
 /// A TUN device for the OS-stack datapath.
@@ -220,6 +230,7 @@ impl EndpointConfig {
             latching: LatchConfig::default(),
             misbehave: false,
             tun: None,
+            key_export: false,
         }
     }
 }
@@ -694,6 +705,14 @@ impl Endpoint {
             config.misbehave,
             tun,
         );
+        let drv = if config.key_export {
+            tracing::warn!(
+                "key export is ON: the keys of every SA can be read through Endpoint::session_keys"
+            );
+            drv.export_keys()
+        } else {
+            drv
+        };
         tokio::spawn(drv.run(cmd_rx));
         tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
         Ok(Self {
@@ -864,6 +883,20 @@ impl Endpoint {
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// The keys of the IKE SAs and ESP SAs up now, with the outer
+    /// addresses and SPIs that find their packets (for Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa`). SECRET: zeroized on drop,
+    /// never log them. Fails with [`Error::KeyExport`] unless the endpoint
+    /// was bound with [`EndpointConfig::key_export`].
+    pub async fn session_keys(&self) -> Result<SessionKeys, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::SessionKeys { reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// A snapshot of IKE SAs, child SAs and counters.

@@ -1,5 +1,5 @@
 //! The daemon's configuration file (TOML): `[daemon]`, `[[connection]]`,
-//! and the PAD and SPD (`[[peer]]`, `[[policy]]`, read by
+//! `[[listener_latch]]`, and the PAD and SPD (`[[peer]]`, `[[policy]]`, read by
 //! [`pad::PolicyConfig::from_toml`]) in the same file or in the file
 //! `[daemon] policy_file` names. `dist/latchkey.toml` is the commented
 //! example.
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use endpoint::{
-    AuthMethod, EspProposal, IkeProposal, Mode, PeerConfig, PolicyConfig, TrafficSelector,
-    TunConfig,
+    AuthMethod, EspProposal, IkeProposal, Mode, PeerConfig, PolicyConfig, ThreeTuple,
+    TrafficSelector, TunConfig,
 };
 use pad::{ConfigError, ConfigErrorKind};
 use serde::Deserialize;
@@ -70,6 +70,10 @@ pub(crate) struct DaemonConfig {
     pub(crate) policy: Option<PolicyConfig>,
     /// The connections, in file order.
     pub(crate) connections: Vec<Connection>,
+    /// Listener latches (R12): the first datagram of each connection to
+    /// one of these binds that connection to the peer and protection that
+    /// carried it.
+    pub(crate) listener_latches: Vec<ThreeTuple>,
 }
 
 impl DaemonConfig {
@@ -146,6 +150,8 @@ struct RawFile {
     daemon: Option<RawDaemon>,
     #[serde(default)]
     connection: Vec<RawConnection>,
+    #[serde(default)]
+    listener_latch: Vec<RawListener>,
     // pad's tables, read by `pad::PolicyConfig::from_toml`.
     #[serde(default)]
     peer: Option<toml::Value>,
@@ -172,6 +178,14 @@ struct RawDaemon {
     policy_file: Option<Spanned<String>>,
     #[serde(default)]
     tun: Option<RawTun>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    #[serde(default)]
+    proto: Option<Spanned<String>>,
+    local: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -456,6 +470,34 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         }
         connections.push(connection(&cx, c, ike_addr.ip())?);
     }
+    let mut listener_latches: Vec<ThreeTuple> = Vec::new();
+    for l in raw.listener_latch {
+        let proto = match &l.proto {
+            Some(v) => cx.parse("proto", v, |s| {
+                pad::spd::parse_proto(s).ok_or_else(|| {
+                    format!(
+                        "unknown protocol {s:?} (expected tcp, udp, icmp, icmpv6, sctp or 0-255)"
+                    )
+                })
+            })?,
+            None => 17,
+        };
+        let local = cx.parse("local", &l.local, |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!("{s:?}: expected ADDR:PORT (0.0.0.0:PORT for every local address)")
+            })
+        })?;
+        let three = ThreeTuple::new(proto, local);
+        if listener_latches.contains(&three) {
+            return Err(cx.err(
+                "local",
+                &l.local,
+                ConfigErrorKind::Inconsistent,
+                format!("a second [[listener_latch]] on {three}"),
+            ));
+        }
+        listener_latches.push(three);
+    }
     Ok(DaemonConfig {
         ike_addr,
         natt_port,
@@ -473,6 +515,7 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         tun,
         policy,
         connections,
+        listener_latches,
     })
 }
 

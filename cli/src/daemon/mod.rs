@@ -34,7 +34,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use endpoint::{Channel, ChildSummary, Endpoint, EndpointConfig, IkeSummary};
+use endpoint::{
+    Channel, ChildSummary, Endpoint, EndpointConfig, IkeSummary, LatchId, ListenerRequest,
+    ThreeTuple,
+};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,6 +75,8 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 struct Held {
     id: u64,
     name: String,
+    /// Its IKE SA when it came up (several children may share one).
+    ike_sa: u64,
     initiator: bool,
     close: mpsc::Sender<CloseReply>,
 }
@@ -103,6 +108,8 @@ pub(crate) struct Daemon {
     path: PathBuf,
     config: Mutex<Arc<DaemonConfig>>,
     conns: Mutex<Conns>,
+    /// The listener latches made from `[[listener_latch]]`.
+    listeners: Mutex<BTreeMap<ThreeTuple, LatchId>>,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -145,6 +152,12 @@ pub(crate) struct ReloadReport {
     pub(crate) kept: Vec<String>,
     /// `[daemon]` settings that changed but need a restart.
     pub(crate) restart_needed: Vec<&'static str>,
+    /// Listener latches created.
+    pub(crate) listener_latches_added: Vec<String>,
+    /// Listener latches released.
+    pub(crate) listener_latches_removed: Vec<String>,
+    /// What could not be applied (the rest was).
+    pub(crate) errors: Vec<String>,
 }
 
 impl ReloadReport {
@@ -162,11 +175,21 @@ impl ReloadReport {
             list(&self.removed),
             list(&self.kept)
         );
+        if !self.listener_latches_added.is_empty() || !self.listener_latches_removed.is_empty() {
+            s.push_str(&format!(
+                "listener latches: added {}; released {}\n",
+                list(&self.listener_latches_added),
+                list(&self.listener_latches_removed)
+            ));
+        }
         if !self.restart_needed.is_empty() {
             s.push_str(&format!(
                 "not applied until a restart: [daemon] {}\n",
                 self.restart_needed.join(", ")
             ));
+        }
+        for e in &self.errors {
+            s.push_str(&format!("not applied: {e}\n"));
         }
         s
     }
@@ -275,10 +298,13 @@ impl Daemon {
         let (closers, was_retrying) = {
             let mut c = lock(&self.conns);
             *c.downs.entry(name.to_owned()).or_default() += 1;
+            // One Delete per IKE SA: closing one channel deletes its IKE
+            // SA, which ends the other channels under it.
+            let mut seen = BTreeSet::new();
             let closers: Vec<_> = c
                 .held
                 .iter()
-                .filter(|h| h.name == name)
+                .filter(|h| h.name == name && seen.insert(h.ike_sa))
                 .map(|h| h.close.clone())
                 .collect();
             (
@@ -326,6 +352,7 @@ impl Daemon {
             c.held.push(Held {
                 id,
                 name: name.clone(),
+                ike_sa: ch.ike_sa().id,
                 initiator,
                 close: tx,
             });
@@ -452,12 +479,17 @@ impl Daemon {
             c.connections.iter().map(|c| c.name.clone()).collect()
         };
         let (old_names, new_names) = (names(&old), names(&new));
-        let report = ReloadReport {
+        let mut report = ReloadReport {
             added: new_names.difference(&old_names).cloned().collect(),
             removed: old_names.difference(&new_names).cloned().collect(),
             kept: new_names.intersection(&old_names).cloned().collect(),
             restart_needed,
+            listener_latches_added: Vec::new(),
+            listener_latches_removed: Vec::new(),
+            errors: Vec::new(),
         };
+        self.sync_listeners(&new.listener_latches, &mut report)
+            .await;
         let new = Arc::new(new);
         *lock(&self.config) = new.clone();
         for name in &report.removed {
@@ -474,6 +506,9 @@ impl Daemon {
                     self.start(c);
                 }
             }
+        }
+        for e in &report.errors {
+            tracing::warn!(error = %e, "reload: not applied");
         }
         tracing::info!(
             added = ?report.added,
@@ -537,6 +572,50 @@ impl Daemon {
             self.keep_up(c.name.clone(), Duration::ZERO);
         } else {
             self.spawn_up(c.name.clone());
+        }
+    }
+
+    /// Make the listener latches those of `wanted`: release the others
+    /// (R15), create the missing ones (R12). Latches of connections that
+    /// came under a kept listener stay as they are (R8).
+    async fn sync_listeners(&self, wanted: &[ThreeTuple], report: &mut ReloadReport) {
+        let (gone, missing): (Vec<_>, Vec<_>) = {
+            let l = lock(&self.listeners);
+            (
+                l.iter()
+                    .filter(|(t, _)| !wanted.contains(t))
+                    .map(|(t, id)| (*t, *id))
+                    .collect(),
+                wanted
+                    .iter()
+                    .filter(|t| !l.contains_key(t))
+                    .copied()
+                    .collect(),
+            )
+        };
+        for (three, id) in gone {
+            match self.ep.release_latch(id).await {
+                Ok(()) => report.listener_latches_removed.push(three.to_string()),
+                Err(e) => report
+                    .errors
+                    .push(format!("releasing the listener latch on {three}: {e}")),
+            }
+            lock(&self.listeners).remove(&three);
+        }
+        for three in missing {
+            match self
+                .ep
+                .create_listener_latch(ListenerRequest::new(three))
+                .await
+            {
+                Ok(id) => {
+                    lock(&self.listeners).insert(three, id);
+                    report.listener_latches_added.push(three.to_string());
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("[[listener_latch]] on {three}: {e}")),
+            }
         }
     }
 
@@ -606,8 +685,18 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
         path: a.config.clone(),
         config: Mutex::new(Arc::new(cfg)),
         conns: Mutex::new(Conns::default()),
+        listeners: Mutex::new(BTreeMap::new()),
         reloading: tokio::sync::Mutex::new(()),
     });
+    let listeners = daemon.config().listener_latches.clone();
+    for three in listeners {
+        let id = ep
+            .create_listener_latch(ListenerRequest::new(three))
+            .await
+            .with_context(|| format!("{}: [[listener_latch]] on {three}", a.config.display()))?;
+        tracing::info!(%three, latch = %id, "listener latch");
+        lock(&daemon.listeners).insert(three, id);
+    }
     crate::control::serve(
         crate::control::Backend::Daemon(daemon.clone()),
         &control_path,

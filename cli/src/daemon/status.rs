@@ -227,7 +227,7 @@ impl StatusView {
             );
             let _ = writeln!(
                 o,
-                "    {} === {} ({})  {}  SPIs {}_i {}_r{}",
+                "    {} === {}  peer auth {}  {}  SPIs {}_i {}_r{}",
                 i.local_id,
                 i.remote_id,
                 i.remote_auth,

@@ -138,6 +138,13 @@ fn shipped_example_parses() {
     assert_eq!(policy.pad.entries().len(), 3);
     assert_eq!(policy.spd.entries().len(), 3);
     assert_eq!(c.peers().len(), 4);
+    assert_eq!(
+        c.listener_latches,
+        [endpoint::ThreeTuple::new(
+            17,
+            "0.0.0.0:9999".parse().unwrap()
+        )]
+    );
 }
 
 #[test]
@@ -307,6 +314,27 @@ fn policy_mistakes_come_from_pad_with_positions() {
     assert_eq!(c.policy.unwrap().spd.entries().len(), 1);
     let e = parse("[daemon]\npolicy_file = \"nope.toml\"\n", "d.toml", &dir).unwrap_err();
     assert_eq!((e.kind, e.line), (ConfigErrorKind::File, 2));
+}
+
+#[test]
+fn listener_latches() {
+    let c = ok("[[listener_latch]]\nlocal = \"10.0.0.1:53\"\n[[listener_latch]]\nproto = \"tcp\"\nlocal = \"[::]:443\"\n");
+    assert_eq!(c.listener_latches.len(), 2);
+    assert_eq!(c.listener_latches[0].proto, 17);
+    assert_eq!(c.listener_latches[1].proto, 6);
+    let e = err("[[listener_latch]]\nproto = \"udpp\"\nlocal = \"0.0.0.0:1\"\n");
+    assert_eq!((e.line, e.field.as_deref()), (2, Some("proto")));
+    let e = err("[[listener_latch]]\nlocal = \"0.0.0.0\"\n");
+    assert_eq!(
+        e.to_string(),
+        "d.toml:2:9: field \"local\": \"0.0.0.0\": expected ADDR:PORT (0.0.0.0:PORT for every local address)"
+    );
+    let e = err(
+        "[[listener_latch]]\nlocal = \"0.0.0.0:1\"\n[[listener_latch]]\nlocal = \"0.0.0.0:1\"\n",
+    );
+    assert_eq!((e.kind, e.line), (ConfigErrorKind::Inconsistent, 4));
+    let e = err("[[listener_latch]]\nport = 1\n");
+    assert_eq!(e.field.as_deref(), Some("port"));
 }
 
 #[test]
