@@ -6,10 +6,10 @@
 # Usage: interop/run-matrix.sh LATCHKEY_BIN [--ci] [--only REGEX] [--no-proposals]
 #                                            [--no-libreswan]
 #   (full)   every scenario in both roles, plus interop/matrix.sh (32
-#            proposal cases) and the libreswan NULL cases; ~11 min here.
+#            proposal cases) and the libreswan NULL cases; ~8.5 min here.
 #   --ci     the CI subset: auth x4, delete both ways, tun-psk, tun-rawkey
 #            (both roles), child rekey and DPD (charon detects a killed
-#            latchkey) as initiator, matrix.sh --quick; ~3 min.
+#            latchkey) as initiator, matrix.sh --quick; ~2 min.
 #   --only REGEX   only the scenarios whose "NAME ROLE" matches REGEX
 #            (no proposal matrix then).
 #
