@@ -29,6 +29,8 @@
 #   rekey-child     charon rekeys the child SA every 10 s (PFS x25519)
 #                   under traffic (1 datagram/s for 25 s): >= 2 child SAs
 #                   seen, every datagram echoed, latchkey on the last SPIs.
+#   rekey-child-fast  the same with rand_time 9 s: a rekey every 1..10 s
+#                   (about 5 in 25 s), so datagrams meet rekeys more often.
 #   rekey-ike       charon rekeys the IKE SA every 12 s, same traffic.
 #   rekey-latchkey  latchkey rekeys (--child-rekey 8 --ike-rekey 14).
 #   delete-charon   charon deletes (swanctl --terminate --ike): latchkey
@@ -119,7 +121,7 @@ fi
 # ---- scenario list ----------------------------------------------------------
 LS_CASES=("null-libreswan initiator" "null-libreswan-child initiator"
     "null-libreswan responder" "null-libreswan-child responder")
-ALL=(auth-psk auth-ecdsa auth-rsa auth-rawkey rekey-child rekey-ike rekey-latchkey
+ALL=(auth-psk auth-ecdsa auth-rsa auth-rawkey rekey-child rekey-child-fast rekey-ike rekey-latchkey
     delete-charon delete-latchkey dpd-charon dpd-latchkey loss30
     tun-psk tun-ecdsa tun-rsa tun-rawkey tun-rekey tun-delete tun-loss)
 CI_SET=(auth-psk auth-ecdsa auth-rsa auth-rawkey delete-charon delete-latchkey tun-psk tun-rawkey)
@@ -199,7 +201,7 @@ make_pki || lk_die "making the test PKI failed (see ${PKI})"
 # credentials in place and reloads (connections and credentials replaced).
 conf_defaults() {
     C_AUTH=psk C_IKE=${LK_IKE_PROPOSAL} C_ESP=${LK_ESP_PROPOSAL}
-    C_IKE_REKEY=0 C_CHILD_REKEY=0 C_DPD=0
+    C_IKE_REKEY=0 C_CHILD_REKEY=0 C_DPD=0 C_CHILD_RAND=0
 }
 charon_conf() {
     local sub local_auth remote_auth secrets="" conn_extra=""
@@ -279,8 +281,9 @@ connections {
                 start_action = none
                 rekey_time = ${C_CHILD_REKEY}
                 life_time = $((C_CHILD_REKEY > 0 ? C_CHILD_REKEY * 2 : 0))
-                # Without it, the rekey comes anywhere in [0, life - rekey).
-                rand_time = 0
+                # 0: rekey after exactly rekey_time (the default would put
+                # it anywhere in [rekey - (life - rekey), rekey)).
+                rand_time = ${C_CHILD_RAND}
                 dpd_action = clear
             }
         }
@@ -544,6 +547,7 @@ sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
     C_ESP=aes128gcm16-x25519
     case ${kind} in
     child) C_CHILD_REKEY=10 min_child=3 ;;
+    child-fast) C_CHILD_REKEY=10 C_CHILD_RAND=9 min_child=4 ;;
     ike) C_IKE_REKEY=12 min_ike=2 ;;
     latchkey) extra=(--child-rekey 8 --ike-rekey 14) min_ike=2 min_child=3 ;;
     esac
@@ -1076,6 +1080,7 @@ for c in "${CASES[@]}"; do
         case ${scen} in
         auth-*) sc_bringup "${P}" "${role}" "${msg}" ;;
         rekey-child) sc_rekey "${P}" "${role}" "${msg}" child ;;
+        rekey-child-fast) sc_rekey "${P}" "${role}" "${msg}" child-fast ;;
         rekey-ike) sc_rekey "${P}" "${role}" "${msg}" ike ;;
         rekey-latchkey) sc_rekey "${P}" "${role}" "${msg}" latchkey ;;
         delete-charon) sc_delete_charon "${P}" "${role}" "${msg}" ;;
