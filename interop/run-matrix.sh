@@ -974,7 +974,15 @@ sc_tun() { # sc_tun P ROLE KIND(auth|rekey|delete|loss)
     kill -s TERM "${dpid}" 2>/dev/null || true
     wait_pid "${dpid}" 10
     ((RC == 0)) || BAD+=("latchkey daemon: exit ${RC} after SIGTERM")
-    lk_sas_gone right 5 || BAD+=("charon still lists an IKE SA after the daemon's SIGTERM")
+    if lk_sas_gone right 5; then
+        OK+=("SIGTERM: charon lists no SA")
+    elif [[ ${kind} == loss ]]; then
+        # The daemon's shutdown is bounded (it sends the Delete and a
+        # retransmission, then exits); under 30 % loss both can be lost.
+        OK+=("note: charon kept its SA after SIGTERM (the daemon's Delete was lost: $(grep -c 'retransmit sa=[0-9]* msg_id' "${P}.stderr" || true) retransmissions logged in all)")
+    else
+        BAD+=("charon still lists an IKE SA after the daemon's SIGTERM")
+    fi
 }
 
 nft_loss() {
