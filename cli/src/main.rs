@@ -232,6 +232,16 @@ struct SecurityArgs {
     /// nameserver in /etc/resolv.conf, port 53).
     #[arg(long, value_name = "ADDR:PORT")]
     dns_server: Option<SocketAddr>,
+    /// Rekey each IKE SA after this many seconds (default: never).
+    #[arg(long, value_name = "SECS")]
+    ike_rekey: Option<f64>,
+    /// Rekey each child SA after this many seconds (default: never).
+    #[arg(long, value_name = "SECS")]
+    child_rekey: Option<f64>,
+    /// Dead peer detection: check liveness when nothing was heard from the
+    /// peer for this many seconds (default: off).
+    #[arg(long, value_name = "SECS")]
+    dpd: Option<f64>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -297,6 +307,9 @@ struct ConnectArgs {
     /// How many datagrams to send.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// Seconds between two datagrams (replies are received meanwhile).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    interval: f64,
     /// Seconds to stay up after sending (receiving replies), before deleting
     /// the SAs.
     #[arg(long, default_value_t = 1.0)]
@@ -423,6 +436,12 @@ fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpo
         p.child.esp_proposals = EspProposal::parse_list(s).context("--esp-proposal")?;
     }
     p.force_encap = sec.force_encap;
+    p.ike_rekey_after = sec.ike_rekey.map(|s| secs(s, "--ike-rekey")).transpose()?;
+    p.child.rekey_after = sec
+        .child_rekey
+        .map(|s| secs(s, "--child-rekey"))
+        .transpose()?;
+    p.dpd_interval = sec.dpd.map(|s| secs(s, "--dpd")).transpose()?;
     p.credentials = load_credentials(sec)?;
     Ok(p)
 }
@@ -506,22 +525,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     }
     let mut sent = 0u32;
     let mut replies = Vec::new();
-    if let Some(dst) = a.send_udp {
-        let src_ip = a.inner_addr.unwrap_or(a.sec.local_ts.addr.start);
-        let src = SocketAddr::new(src_ip, 40000);
-        for i in 0..a.count {
-            let msg = if a.count > 1 {
-                format!("{} {}", a.message, i + 1)
-            } else {
-                a.message.clone()
-            };
-            ch.send(src, dst, msg.as_bytes()).await?;
-            sent += 1;
-        }
-    }
-    let wait = secs(a.wait, "--wait")?;
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(d)) = tokio::time::timeout_at(deadline, ch.recv()).await {
+    let show = |d: &endpoint::Datagram| {
         if !a.sec.json {
             println!(
                 "received {} octets {} -> {} (SPI {:08x}): {}",
@@ -532,7 +536,56 @@ async fn connect(a: ConnectArgs) -> Result<()> {
                 String::from_utf8_lossy(&d.data)
             );
         }
-        replies.push(d);
+    };
+    // `None` once the channel closed (the peer deleted the SAs, or they failed).
+    let mut open = true;
+    if let Some(dst) = a.send_udp {
+        let src_ip = a.inner_addr.unwrap_or(a.sec.local_ts.addr.start);
+        let src = SocketAddr::new(src_ip, 40000);
+        let interval = secs(a.interval, "--interval")?;
+        for i in 0..a.count {
+            let msg = if a.count > 1 {
+                format!("{} {}", a.message, i + 1)
+            } else {
+                a.message.clone()
+            };
+            ch.send(src, dst, msg.as_bytes()).await?;
+            sent += 1;
+            if i + 1 < a.count && !interval.is_zero() {
+                let next = tokio::time::Instant::now() + interval;
+                loop {
+                    match tokio::time::timeout_at(next, ch.recv()).await {
+                        Ok(Some(d)) => {
+                            show(&d);
+                            replies.push(d);
+                        }
+                        Ok(None) => {
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !open {
+                    break;
+                }
+            }
+        }
+    }
+    let wait = secs(a.wait, "--wait")?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while open {
+        match tokio::time::timeout_at(deadline, ch.recv()).await {
+            Ok(Some(d)) => {
+                show(&d);
+                replies.push(d);
+            }
+            Ok(None) => open = false,
+            Err(_) => break,
+        }
+    }
+    if !open {
+        tracing::warn!("the channel closed: the SAs were deleted or failed");
     }
     let status = ep.status().await?;
     if a.sec.json {
@@ -540,6 +593,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
             "ike_sa": ch.ike_sa(),
             "child_sa": ch.child_sa(),
             "sent": sent,
+            "channel_closed": !open,
             "received": replies.iter().map(|d| serde_json::json!({
                 "src": d.src, "dst": d.dst, "spi": format!("{:08x}", d.spi),
                 "data": String::from_utf8_lossy(&d.data),
@@ -562,7 +616,9 @@ async fn connect(a: ConnectArgs) -> Result<()> {
             keys::write_wireshark(dir, &all)?;
         }
     }
-    ch.close().await?;
+    if open {
+        ch.close().await?;
+    }
     ep.shutdown().await?;
     Ok(())
 }
