@@ -223,7 +223,8 @@ lk_charon_start() {
     local psk
     psk=$(cat "${pskf}")
     lk_render "${LK_DIR}/strongswan/strongswan.conf.in" "${d}/strongswan.conf" \
-        "LOG=${d}/charon.log" "VICI=${d}/charon.vici" "IKE_LOGLEVEL=${LK_IKE_LOGLEVEL}"
+        "LOG=${d}/charon.log" "VICI=${d}/charon.vici" "IKE_LOGLEVEL=${LK_IKE_LOGLEVEL}" \
+        "RETRANSMIT_TRIES=${LK_RETRANSMIT_TRIES:-3}" "RETRANSMIT_TIMEOUT=${LK_RETRANSMIT_TIMEOUT:-2.0}"
     mkdir -p "${d}/swanctl"
     # Kept for lk_charon_reconfig (no secrets in it: the PSK is read again).
     printf '%s\n' "${laddr}" "${raddr}" "${lid}" "${rid}" "${lts}" "${rts}" "${start}" "${pskf}" >"${d}/conf.args"

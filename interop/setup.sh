@@ -20,6 +20,7 @@ PKGS=(
     tcpdump
     tshark
     socat
+    iperf3                     # throughput figures: tun-selftest.sh with TUN_IPERF
     python3
     procps                     # pgrep/pkill used by nothing, ps for debugging
     shellcheck

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use endpoint::{
-    AuthMethod, Endpoint, EndpointConfig, EspProposal, Identity, IkeProposal, TrafficSelector,
-};
+use endpoint::{AuthMethod, Endpoint, EndpointConfig, EspProposal, IkeProposal, TrafficSelector};
 
 mod control;
+mod creds;
+mod daemon;
 mod demo;
+mod keys;
 mod pki;
 mod probe;
 
@@ -60,6 +61,80 @@ enum Command {
     /// authenticated, key or anonymous, suites and key lengths, mode, replay
     /// window, NAT information, SPIs. Asks a running `latchkey listen`.
     Inquire(InquireArgs),
+    /// Run as a daemon (foreground, logs to stderr): IKE responder and
+    /// initiator for the connections of a TOML configuration, managed with
+    /// `up`, `down`, `status`, `reload` through its control socket.
+    /// SIGHUP reloads; SIGTERM/SIGINT delete the SAs and exit.
+    Daemon(daemon::DaemonArgs),
+    /// Ask the daemon to initiate connection NAME (waits until its IKE SA
+    /// and first child SA are up, or failed).
+    Up(NameArgs),
+    /// Ask the daemon to delete connection NAME's IKE SAs.
+    Down(NameArgs),
+    /// The daemon's connections, IKE SAs, child SAs (SPIs, suites,
+    /// selectors, traffic), latches and drop counters.
+    Status(ControlArgs),
+    /// Ask the daemon to re-read its configuration (as SIGHUP does); a
+    /// mistake is reported and the running configuration stays.
+    Reload(ControlArgs),
+    /// The daemon's configured connections and their state.
+    Connections(ControlArgs),
+    /// Write the SECRET keys of the SAs of a running `latchkey listen
+    /// --allow-key-export`, or of a `latchkey daemon` whose configuration
+    /// says `[daemon] allow_key_export = true`, as Wireshark decryption
+    /// tables, so that tshark/Wireshark decrypts a capture of its IKE and
+    /// ESP traffic.
+    ///
+    /// Asks the `listen` or `daemon` process over its control socket
+    /// (`--control`, as `latchkey status` takes it) for the keys of its
+    /// IKE and child SAs and writes them as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR. THESE ARE
+    /// SECRET KEYS: whoever reads the files can decrypt and forge that
+    /// traffic; delete them when done. Use DIR as a Wireshark profile
+    /// directory, e.g. `--wireshark /tmp/k/wireshark`, then
+    /// `XDG_CONFIG_HOME=/tmp/k tshark -o esp.enable_encryption_decode:TRUE
+    /// -r CAPTURE -V`. SAs using ChaCha20-Poly1305 are left out (Wireshark
+    /// 4.0 cannot decrypt them).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The daemon's control socket (default: $XDG_RUNTIME_DIR/latchkey.sock,
+    /// else /run/latchkey/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct NameArgs {
+    /// The connection's name (`[[connection]] name`).
+    name: String,
+    #[command(flatten)]
+    ctl: ControlArgs,
+}
+
+impl ControlArgs {
+    async fn ask(self, req: control::Request) -> Result<()> {
+        let path = self.control.unwrap_or_else(control::default_path);
+        control::ask(&path, &req, self.json).await
+    }
+}
+
+/// Arguments of `latchkey keys`.
+#[derive(Debug, Args)]
+struct KeysArgs {
+    /// Directory to write `ikev2_decryption_table` and `esp_sa` into
+    /// (created with mode 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    wireshark: PathBuf,
+    /// The control socket of the `listen` or `daemon` process (default:
+    /// $XDG_RUNTIME_DIR/latchkey.sock, else /run/latchkey/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +232,16 @@ struct SecurityArgs {
     /// nameserver in /etc/resolv.conf, port 53).
     #[arg(long, value_name = "ADDR:PORT")]
     dns_server: Option<SocketAddr>,
+    /// Rekey each IKE SA after this many seconds (default: never).
+    #[arg(long, value_name = "SECS")]
+    ike_rekey: Option<f64>,
+    /// Rekey each child SA after this many seconds (default: never).
+    #[arg(long, value_name = "SECS")]
+    child_rekey: Option<f64>,
+    /// Dead peer detection: check liveness when nothing was heard from the
+    /// peer for this many seconds (default: off).
+    #[arg(long, value_name = "SECS")]
+    dpd: Option<f64>,
     /// Print machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -193,6 +278,11 @@ struct ListenArgs {
     /// Hard bound on half-open IKE SAs; IKE_SA_INIT past it is dropped.
     #[arg(long, default_value_t = 4096)]
     max_half_open: usize,
+    /// Let `latchkey keys` read the SECRET keys of every SA through the
+    /// control socket (for decrypting captures with Wireshark). Off by
+    /// default; anyone who can open the control socket gets the keys.
+    #[arg(long)]
+    allow_key_export: bool,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -223,6 +313,9 @@ struct ConnectArgs {
     /// How many datagrams to send.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// Seconds between two datagrams (replies are received meanwhile).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    interval: f64,
     /// Seconds to stay up after sending (receiving replies), before deleting
     /// the SAs.
     #[arg(long, default_value_t = 1.0)]
@@ -230,6 +323,12 @@ struct ConnectArgs {
     /// Seconds to wait for the IKE SA and child SA.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Once the SAs are up, write their SECRET keys as Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa` (mode 0600) into DIR, so that
+    /// tshark decrypts a capture of this run. Whoever reads them can
+    /// decrypt and forge this traffic.
+    #[arg(long, value_name = "DIR")]
+    keys_wireshark: Option<PathBuf>,
     #[command(flatten)]
     sec: SecurityArgs,
 }
@@ -255,6 +354,12 @@ fn main() -> ExitCode {
             Command::Connect(a) => connect(a).await,
             Command::Pki(a) => pki::run(a),
             Command::Probe(a) => probe::run(a).await,
+            Command::Daemon(a) => daemon::run(a).await,
+            Command::Up(a) => a.ctl.ask(control::Request::Up { name: a.name }).await,
+            Command::Down(a) => a.ctl.ask(control::Request::Down { name: a.name }).await,
+            Command::Status(a) => a.ask(control::Request::Status).await,
+            Command::Reload(a) => a.ask(control::Request::Reload).await,
+            Command::Connections(a) => a.ask(control::Request::Connections).await,
             Command::Latches(a) => {
                 control::latches(&a.control.unwrap_or_else(control::default_path), a.json).await
             }
@@ -267,6 +372,13 @@ fn main() -> ExitCode {
                     a.local,
                     a.remote,
                     a.json,
+                )
+                .await
+            }
+            Command::Keys(a) => {
+                control::keys(
+                    &a.control.unwrap_or_else(control::default_path),
+                    &a.wireshark,
                 )
                 .await
             }
@@ -297,55 +409,32 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-/// Parse an identity as strongSwan writes them.
-fn parse_identity(s: &str) -> Result<Identity> {
-    if s == "null" || s == "%null" {
-        return Ok(Identity::Null);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(Identity::from_ip(ip));
-    }
-    if let Some(f) = s.strip_prefix('@') {
-        if f.is_empty() {
-            bail!("identity {s:?}: empty FQDN after @");
-        }
-        return Ok(Identity::Fqdn(f.to_owned()));
-    }
-    if s.contains('@') {
-        return Ok(Identity::Rfc822(s.to_owned()));
-    }
-    if s.contains('.') {
-        return Ok(Identity::Fqdn(s.to_owned()));
-    }
-    bail!("identity {s:?}: expected an IP address, @fqdn, user@domain or null")
-}
-
 /// The PSK from --psk-file or LATCHKEY_PSK, never from the command line.
 fn load_psk(sec: &SecurityArgs) -> Result<Option<certs::Psk>> {
     if sec.auth != AuthMethod::Psk {
         return Ok(None);
     }
-    let text = if let Some(path) = &sec.psk_file {
-        std::fs::read(path).with_context(|| format!("reading PSK file {}", path.display()))?
-    } else if let Some(v) = std::env::var_os("LATCHKEY_PSK") {
-        v.into_encoded_bytes()
-    } else {
-        bail!("--auth psk needs a key: --psk-file FILE or the LATCHKEY_PSK environment variable")
-    };
-    let psk = certs::Psk::from_text(&text).map_err(|e| anyhow!("pre-shared key: {e}"))?;
-    Ok(Some(psk))
+    if let Some(path) = &sec.psk_file {
+        return creds::psk_from_file(path).map(Some);
+    }
+    if let Some(v) = std::env::var_os("LATCHKEY_PSK") {
+        return creds::psk_from_bytes(v.into_encoded_bytes()).map(Some);
+    }
+    bail!("--auth psk needs a key: --psk-file FILE or the LATCHKEY_PSK environment variable")
 }
 
 fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpoint::PeerConfig> {
     let psk = load_psk(sec)?;
     let mut p = endpoint::peer_config(name, sec.auth, psk, sec.local_ts, sec.remote_ts);
     p.local_id = match &sec.id {
-        Some(s) => parse_identity(s)?,
-        None if sec.auth == AuthMethod::Null => Identity::Null,
-        None if local_ip.is_unspecified() => Identity::Fqdn("latchkey.invalid".into()),
-        None => Identity::from_ip(local_ip),
+        Some(s) => creds::parse_identity(s)?,
+        None => creds::default_local_id(sec.auth, local_ip),
     };
-    p.remote_id = sec.remote_id.as_deref().map(parse_identity).transpose()?;
+    p.remote_id = sec
+        .remote_id
+        .as_deref()
+        .map(creds::parse_identity)
+        .transpose()?;
     if let Some(s) = &sec.ike_proposal {
         p.ike_proposals = IkeProposal::parse_list(s).context("--ike-proposal")?;
     }
@@ -353,12 +442,14 @@ fn peer_config(name: &str, sec: &SecurityArgs, local_ip: IpAddr) -> Result<endpo
         p.child.esp_proposals = EspProposal::parse_list(s).context("--esp-proposal")?;
     }
     p.force_encap = sec.force_encap;
+    p.ike_rekey_after = sec.ike_rekey.map(|s| secs(s, "--ike-rekey")).transpose()?;
+    p.child.rekey_after = sec
+        .child_rekey
+        .map(|s| secs(s, "--child-rekey"))
+        .transpose()?;
+    p.dpd_interval = sec.dpd.map(|s| secs(s, "--dpd")).transpose()?;
     p.credentials = load_credentials(sec)?;
     Ok(p)
-}
-
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
 /// Keys, certificates and trust anchors for signature authentication
@@ -366,62 +457,25 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
 fn load_credentials(sec: &SecurityArgs) -> Result<endpoint::Credentials> {
     let mut c = endpoint::Credentials::default();
     if let Some(path) = &sec.key {
-        let key = certs::PrivateKey::from_pem(&read(path, "private key")?)
-            .map_err(|e| anyhow!("private key {}: {e}", path.display()))?;
-        c.private_key = Some(std::sync::Arc::new(key));
+        c.private_key = Some(creds::private_key(path)?);
     }
     if let Some(path) = &sec.cert {
-        c.certificates = certs::certificates_from_pem_or_der(&read(path, "certificate")?)
-            .map_err(|e| anyhow!("certificate {}: {e}", path.display()))?;
+        c.certificates = creds::certificate_chain(path)?;
     }
     for path in &sec.ca {
-        for der in certs::certificates_from_pem_or_der(&read(path, "trust anchor")?)
-            .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?
-        {
-            c.trust_anchors.push(
-                certs::TrustAnchor::from_der(&der)
-                    .map_err(|e| anyhow!("trust anchor {}: {e}", path.display()))?,
-            );
-        }
+        c.trust_anchors.extend(creds::trust_anchors(path)?);
     }
     for path in &sec.peer_key {
-        let bytes = read(path, "peer key")?;
-        let key = match certs::PublicKey::from_spki_der(&bytes) {
-            Ok(k) => k,
-            Err(_) => {
-                let der = certs::certificates_from_pem_or_der(&bytes)
-                    .ok()
-                    .and_then(|v| v.into_iter().next())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "peer key {}: neither a DER SubjectPublicKeyInfo nor a certificate",
-                            path.display()
-                        )
-                    })?;
-                certs::certificate_public_key(&der)
-                    .map_err(|e| anyhow!("peer key {}: {e}", path.display()))?
-            }
-        };
-        c.peer_keys.push(key);
+        c.peer_keys.push(creds::peer_key(path)?);
     }
     c.accept_any_key = sec.btns;
-    let signs = matches!(sec.auth, AuthMethod::Certificate | AuthMethod::RawPublicKey);
-    if signs && c.private_key.is_none() {
-        bail!("--auth {} needs --key FILE (our private key)", sec.auth);
-    }
-    if sec.auth == AuthMethod::Certificate && c.certificates.is_empty() {
-        bail!("--auth certificate needs --cert FILE (our certificate chain)");
-    }
-    if sec.auth == AuthMethod::Certificate && c.trust_anchors.is_empty() && !sec.btns {
-        bail!("--auth certificate needs --ca FILE (what the peer's certificate must chain to), or --btns");
-    }
-    if sec.auth == AuthMethod::RawPublicKey
-        && c.peer_keys.is_empty()
-        && !sec.btns
-        && sec.peer_key_dns.is_none()
-    {
-        bail!("--auth rawpublickey needs --peer-key FILE (the peer's key), --peer-key-dns NAME, or --btns");
-    }
+    creds::check(
+        sec.auth,
+        &c,
+        sec.btns,
+        sec.peer_key_dns.is_some(),
+        &creds::FLAGS,
+    )?;
     Ok(c)
 }
 
@@ -444,11 +498,20 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     peer.remote_natt_port = a.remote_nat_t_port;
     let mut cfg = EndpointConfig::on(a.local.ip(), a.local.port(), a.nat_t_port);
     cfg.connect_timeout = secs(a.timeout, "--timeout")?;
+    cfg.key_export = a.keys_wireshark.is_some();
     let ep = Endpoint::bind(cfg, vec![]).await?;
     let mut ch = ep
         .connect(peer, remote)
         .await
         .with_context(|| format!("connecting to {remote}"))?;
+    let exported = match &a.keys_wireshark {
+        Some(dir) => {
+            let k = ep.session_keys().await?;
+            keys::write_wireshark(dir, &k)?;
+            Some(k)
+        }
+        None => None,
+    };
     if !a.sec.json {
         let i = ch.ike_sa();
         let c = ch.child_sa();
@@ -468,22 +531,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
     }
     let mut sent = 0u32;
     let mut replies = Vec::new();
-    if let Some(dst) = a.send_udp {
-        let src_ip = a.inner_addr.unwrap_or(a.sec.local_ts.addr.start);
-        let src = SocketAddr::new(src_ip, 40000);
-        for i in 0..a.count {
-            let msg = if a.count > 1 {
-                format!("{} {}", a.message, i + 1)
-            } else {
-                a.message.clone()
-            };
-            ch.send(src, dst, msg.as_bytes()).await?;
-            sent += 1;
-        }
-    }
-    let wait = secs(a.wait, "--wait")?;
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(d)) = tokio::time::timeout_at(deadline, ch.recv()).await {
+    let show = |d: &endpoint::Datagram| {
         if !a.sec.json {
             println!(
                 "received {} octets {} -> {} (SPI {:08x}): {}",
@@ -494,7 +542,56 @@ async fn connect(a: ConnectArgs) -> Result<()> {
                 String::from_utf8_lossy(&d.data)
             );
         }
-        replies.push(d);
+    };
+    // `None` once the channel closed (the peer deleted the SAs, or they failed).
+    let mut open = true;
+    if let Some(dst) = a.send_udp {
+        let src_ip = a.inner_addr.unwrap_or(a.sec.local_ts.addr.start);
+        let src = SocketAddr::new(src_ip, 40000);
+        let interval = secs(a.interval, "--interval")?;
+        for i in 0..a.count {
+            let msg = if a.count > 1 {
+                format!("{} {}", a.message, i + 1)
+            } else {
+                a.message.clone()
+            };
+            ch.send(src, dst, msg.as_bytes()).await?;
+            sent += 1;
+            if i + 1 < a.count && !interval.is_zero() {
+                let next = tokio::time::Instant::now() + interval;
+                loop {
+                    match tokio::time::timeout_at(next, ch.recv()).await {
+                        Ok(Some(d)) => {
+                            show(&d);
+                            replies.push(d);
+                        }
+                        Ok(None) => {
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if !open {
+                    break;
+                }
+            }
+        }
+    }
+    let wait = secs(a.wait, "--wait")?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while open {
+        match tokio::time::timeout_at(deadline, ch.recv()).await {
+            Ok(Some(d)) => {
+                show(&d);
+                replies.push(d);
+            }
+            Ok(None) => open = false,
+            Err(_) => break,
+        }
+    }
+    if !open {
+        tracing::warn!("the channel closed: the SAs were deleted or failed");
     }
     let status = ep.status().await?;
     if a.sec.json {
@@ -502,6 +599,7 @@ async fn connect(a: ConnectArgs) -> Result<()> {
             "ike_sa": ch.ike_sa(),
             "child_sa": ch.child_sa(),
             "sent": sent,
+            "channel_closed": !open,
             "received": replies.iter().map(|d| serde_json::json!({
                 "src": d.src, "dst": d.dst, "spi": format!("{:08x}", d.spi),
                 "data": String::from_utf8_lossy(&d.data),
@@ -517,7 +615,16 @@ async fn connect(a: ConnectArgs) -> Result<()> {
             );
         }
     }
-    ch.close().await?;
+    if let (Some(dir), Some(first)) = (&a.keys_wireshark, &exported) {
+        // SAs rekeyed in the meantime: write again, old and new together.
+        let all = keys::merged(first, &ep.session_keys().await?);
+        if all != *first {
+            keys::write_wireshark(dir, &all)?;
+        }
+    }
+    if open {
+        ch.close().await?;
+    }
     ep.shutdown().await?;
     Ok(())
 }
@@ -531,6 +638,7 @@ async fn listen(a: ListenArgs) -> Result<()> {
     cfg.natt_addr = a.natt;
     cfg.cookie_threshold = a.cookie_threshold;
     cfg.max_half_open = a.max_half_open;
+    cfg.key_export = a.allow_key_export;
     if let Some(f) = &a.policy {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -554,7 +662,7 @@ async fn listen(a: ListenArgs) -> Result<()> {
         }
     }
     let control_path = a.control.clone().unwrap_or_else(control::default_path);
-    let serving = match control::serve(ep.clone(), &control_path) {
+    let serving = match control::serve(control::Backend::Endpoint(ep.clone()), &control_path) {
         Ok(()) => {
             if !a.sec.json {
                 println!("control socket {}", control_path.display());

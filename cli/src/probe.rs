@@ -386,7 +386,11 @@ pub(crate) async fn run(a: ProbeArgs) -> Result<()> {
         local_ts,
         remote_ts: a.remote_ts,
         ca,
-        id: a.id.as_deref().map(crate::parse_identity).transpose()?,
+        id: a
+            .id
+            .as_deref()
+            .map(crate::creds::parse_identity)
+            .transpose()?,
         auth: a.auth,
         psk,
         target_auth: a.target_auth,

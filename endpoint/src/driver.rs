@@ -1,4 +1,9 @@
-//! The driver task: owns the sockets, `ike::Ike` and `esp::Sad`.
+//! The driver task: owns the sockets, `ike::Ike` and `esp::Sad` (and, in
+//! TUN mode, the TUN device and the raw ESP socket: [`tun`]).
+
+mod tun;
+
+pub(crate) use tun::TunSetup;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +20,7 @@ use crate::latching::{self, lock, Direction, LatchPolicy, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
-const MAX_DATAGRAM: usize = 65_535;
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// Requests from the API to the driver.
 #[derive(Debug)]
@@ -33,6 +38,14 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Close {
+        channel: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    CloseIke {
+        ike_sa: u64,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    CloseChild {
         channel: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -65,6 +78,9 @@ pub(crate) enum Command {
     SetPeers {
         peers: Vec<ike::PeerConfig>,
         reply: oneshot::Sender<()>,
+    },
+    SessionKeys {
+        reply: oneshot::Sender<Result<crate::SessionKeys, Error>>,
     },
 }
 
@@ -116,6 +132,10 @@ pub(crate) struct Driver {
     scratch: Vec<u8>,
     /// Output buffer for encapsulation.
     out: Vec<u8>,
+    /// The TUN datapath, when on.
+    tun: Option<tun::TunState>,
+    /// Key export (opt-in): the keys of the SAs up now.
+    keys: Option<crate::keys::KeyStore>,
 }
 
 fn hex64(x: u64) -> String {
@@ -188,6 +208,7 @@ impl Driver {
         shared: SharedRef,
         alerts: broadcast::Sender<Alert>,
         ignore_ts: bool,
+        tun: Option<TunSetup>,
     ) -> Self {
         Self {
             ike: new_ike(&config, &shared),
@@ -213,6 +234,21 @@ impl Driver {
             acquiring: HashMap::new(),
             scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
+            tun: tun.map(tun::TunState::new),
+            keys: None,
+        }
+    }
+
+    /// Keep the SAs' keys for [`crate::Endpoint::session_keys`].
+    pub(crate) fn export_keys(mut self) -> Self {
+        self.keys = Some(crate::keys::KeyStore::default());
+        self
+    }
+
+    /// TUN mode: ESP in UDP carries the OS stack's bursts.
+    fn tune_sockets(&self) {
+        if self.tun.is_some() {
+            crate::os::grow_socket_buffers(&self.natt_sock);
         }
     }
 
@@ -222,8 +258,16 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        self.tune_sockets();
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
         let mut natt_buf = vec![0u8; MAX_DATAGRAM];
+        let tun_on = self.tun.is_some();
+        let mut tun_bufs = tun::TunBufs::new(self.tun.as_ref());
+        let mut raw_buf = if tun_on {
+            vec![0u8; MAX_DATAGRAM]
+        } else {
+            Vec::new()
+        };
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
             self.flush().await;
@@ -236,10 +280,14 @@ impl Driver {
                 }
             }
             let latch_timeout = lock(&self.shared).table.poll_timeout();
-            let timeout = match (self.ike.poll_timeout(), latch_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            let timeout = [
+                self.ike.poll_timeout(),
+                latch_timeout,
+                self.tun_poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std);
             let shutdown_deadline = shutdown.as_ref().map(|(_, d)| *d);
             let wake = match (timeout, shutdown_deadline) {
@@ -255,14 +303,73 @@ impl Driver {
                     Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
                 },
                 r = self.natt_sock.recv_from(&mut natt_buf) => match r {
-                    Ok((n, from)) => self.on_natt(&mut natt_buf, n, from),
+                    Ok((n, from)) => {
+                        self.on_natt(&mut natt_buf, n, from);
+                        // TUN mode: drain a burst of ESP before polling again.
+                        for _ in 0..if tun_on { tun::BURST } else { 0 } {
+                            let Ok((n, from)) = self.natt_sock.try_recv_from(&mut natt_buf) else {
+                                break;
+                            };
+                            self.on_natt(&mut natt_buf, n, from);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
+                },
+                r = tun::tun_recv(self.tun.as_ref().filter(|t| t.reading).map(|t| &*t.dev), &mut tun_bufs) => {
+                    let dev = self.tun.as_ref().map(|t| t.dev.clone());
+                    let mut r = r;
+                    for _ in 0..tun::BURST {
+                        match r {
+                            Ok(n) => {
+                                if let Some(t) = self.tun.as_mut() {
+                                    t.read_errors = 0;
+                                }
+                                for i in 0..n {
+                                    self.on_tun_packet(tun_bufs.packet(i));
+                                }
+                            }
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    self.tun_read_failed(&e);
+                                }
+                                break;
+                            }
+                        }
+                        let Some(dev) = dev.as_deref() else { break };
+                        r = tun::tun_try_recv(dev, &mut tun_bufs);
+                    }
+                },
+                r = tun::raw_recv(self.tun.as_ref().and_then(|t| t.raw.as_deref()), &mut raw_buf) => {
+                    let mut r = r;
+                    let raw = self.tun.as_ref().and_then(|t| t.raw.clone());
+                    for _ in 0..tun::BURST {
+                        match r {
+                            Ok((range, _src)) => {
+                                if let Some(esp) = raw_buf.get_mut(range) {
+                                    self.on_esp(esp);
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                self.drop_counted("raw ESP: malformed IPv4 packet");
+                            }
+                            Err(e) => {
+                                if e.kind() != std::io::ErrorKind::WouldBlock {
+                                    tracing::warn!(error = %e, "raw ESP socket receive failed");
+                                }
+                                break;
+                            }
+                        }
+                        let Some(raw) = raw.as_ref() else { break };
+                        r = raw.try_recv(&mut raw_buf);
+                    }
                 },
                 () = sleep_until(wake) => {
                     let now = Instant::now();
                     self.ike.handle_timeout(now);
                     // R9: Larval latches past their deadline fail.
                     lock(&self.shared).table.handle_timeout(now);
+                    // R18: idle watched flows release their latches.
+                    self.tun_timeout(now);
                 }
                 c = cmd_rx.recv() => match c {
                     Some(Command::Shutdown { reply }) => {
@@ -350,6 +457,11 @@ impl Driver {
             self.drop_counted("ESP payload is not an inner IP packet");
             return;
         }
+        if self.tun.is_some() {
+            // TUN mode: every inner packet goes to the OS stack.
+            self.on_esp_tun(tag, d.payload);
+            return;
+        }
         let Ok(inner) = esp::inner::parse(d.payload) else {
             self.drop_counted("malformed inner packet");
             return;
@@ -364,32 +476,8 @@ impl Driver {
         // tag of the SA that protected the packet; the version it was
         // checked at travels with it to delivery (R16).
         let five = FiveTuple::new(inner.protocol, dst, src);
-        let (latch, latch_version) = {
-            let mut s = lock(&self.shared);
-            let latch = match s.table.check_inbound(&five, Some(tag)) {
-                Verdict::Pass(PassKind::Latched(id)) => Some(id),
-                Verdict::Pass(PassKind::Listener(l)) => {
-                    // R12, R15: the first packet of a connection under a
-                    // listener latch creates (and binds) its connection
-                    // latch; if that fails the packet is dropped.
-                    match s.table.accept(l, five, Some(tag), Instant::now()) {
-                        Ok(id) => Some(id),
-                        Err(e) => {
-                            tracing::debug!(%five, error = %e, "listener latch refused the connection");
-                            s.count(Direction::Inbound, latch::DropReason::SaMismatch);
-                            return;
-                        }
-                    }
-                }
-                Verdict::Pass(_) => None,
-                Verdict::Drop { latch, reason } => {
-                    s.count(Direction::Inbound, reason);
-                    tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
-                    return;
-                }
-                _ => return,
-            };
-            (latch, s.table.version())
+        let Some((latch, latch_version)) = self.inbound_latch_check(five, tag) else {
+            return;
         };
         let child = ike::ChildSaId(tag);
         if let Some(c) = self.children.get_mut(&child) {
@@ -416,6 +504,39 @@ impl Driver {
         if ch.tx.try_send(dg).is_err() {
             self.drop_counted("channel receive queue full");
         }
+    }
+
+    /// R5, R6, R12, R17: the inbound latch check of a decapsulated packet
+    /// of `five` under the SA tagged `tag`; a packet opening a connection
+    /// under a listener latch creates and binds that connection's latch.
+    /// `None`: dropped (counted). Otherwise the latch the flow is latched
+    /// to, if any, and the table version the check ran at (R16).
+    fn inbound_latch_check(&mut self, five: FiveTuple, tag: u64) -> Option<(Option<LatchId>, u64)> {
+        let mut s = lock(&self.shared);
+        let latch = match s.table.check_inbound(&five, Some(tag)) {
+            Verdict::Pass(PassKind::Latched(id)) => Some(id),
+            Verdict::Pass(PassKind::Listener(l)) => {
+                // R12, R15: the first packet of a connection under a
+                // listener latch creates (and binds) its connection
+                // latch; if that fails the packet is dropped.
+                match s.table.accept(l, five, Some(tag), Instant::now()) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::debug!(%five, error = %e, "listener latch refused the connection");
+                        s.count(Direction::Inbound, latch::DropReason::SaMismatch);
+                        return None;
+                    }
+                }
+            }
+            Verdict::Pass(_) => None,
+            Verdict::Drop { latch, reason } => {
+                s.count(Direction::Inbound, reason);
+                tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
+                return None;
+            }
+            _ => return None,
+        };
+        Some((latch, s.table.version()))
     }
 
     fn on_command(&mut self, c: Command) {
@@ -463,6 +584,34 @@ impl Driver {
                     }
                 }
             }
+            Command::CloseChild { channel, reply } => {
+                let Some((child, ike_sa)) = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|c| self.children.get(&c.child).map(|s| (c.child, s.ike_sa)))
+                else {
+                    let _ = reply.send(Ok(()));
+                    return;
+                };
+                let r = self
+                    .ike
+                    .delete_child(Instant::now(), ike_sa, child)
+                    .map_err(|e| Error::Send(e.to_string()));
+                let _ = reply.send(r);
+            }
+            Command::CloseIke { ike_sa, reply } => {
+                let ike_sa = ike::IkeSaId(ike_sa);
+                if !self.ike.ike_sas().iter().any(|i| i.id == ike_sa) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                match self.ike.delete_ike(Instant::now(), ike_sa) {
+                    Ok(()) => self.pending_close.entry(ike_sa).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Send(e.to_string())));
+                    }
+                }
+            }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -499,6 +648,18 @@ impl Driver {
                 self.ike.set_peers(peers);
                 let _ = reply.send(());
             }
+            Command::SessionKeys { reply } => {
+                let r = match &self.keys {
+                    Some(k) => {
+                        tracing::warn!("exporting SA keys (key export is on)");
+                        Ok(k.snapshot())
+                    }
+                    None => Err(Error::KeyExport(
+                        "key export is off (EndpointConfig::key_export; `latchkey listen --allow-key-export`)".into(),
+                    )),
+                };
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -510,11 +671,17 @@ impl Driver {
         for c in self.children.values() {
             self.sad.remove_inbound(c.inbound_spi);
             self.sad.remove_outbound(c.outbound_spi);
+            if let Some(t) = self.tun.as_mut() {
+                t.child_removed(c);
+            }
         }
         self.children.clear();
         self.channels.clear();
         self.child_channel.clear();
         self.ike_sas.clear();
+        if let Some(k) = &mut self.keys {
+            k.clear();
+        }
         for (_, (_, reply)) in self.pending_connect.drain() {
             let _ = reply.send(Err(Error::Closed));
         }
@@ -692,7 +859,11 @@ impl Driver {
         let mut child_sas: Vec<_> = self
             .children
             .values()
-            .map(|c| (c.summary.clone(), c.traffic))
+            .map(|c| {
+                let mut s = c.summary.clone();
+                s.ike_sa = c.ike_sa.0;
+                (s, c.traffic)
+            })
             .collect();
         child_sas.sort_by_key(|(s, _)| s.id);
         let mut drops: Vec<_> = self
@@ -728,6 +899,9 @@ impl Driver {
                 tracing::info!(sa = info.id.0, peer = %info.remote, peer_id = %info.peer_id, "IKE SA established");
                 lock(&self.shared).ike_up(info.id, info.peer_credential.clone());
                 self.ike_sas.insert(info.id, ike_summary(&info));
+                if let Some(k) = &mut self.keys {
+                    k.ike_up(&self.ike, info.id);
+                }
             }
             ike::Event::ChildSaEstablished(info) => self.on_child_up(&info),
             ike::Event::ChildSaDeleted {
@@ -744,7 +918,14 @@ impl Driver {
                 );
                 self.sad.remove_inbound(inbound_spi);
                 self.sad.remove_outbound(outbound_spi);
-                self.children.remove(&child);
+                if let Some(c) = self.children.remove(&child) {
+                    if let Some(t) = self.tun.as_mut() {
+                        t.child_removed(&c);
+                    }
+                }
+                if let Some(k) = &mut self.keys {
+                    k.child_gone(child);
+                }
                 lock(&self.shared).table.sa_removed(child.0);
                 if let Some(ch) = self.child_channel.remove(&child) {
                     self.channels.remove(&ch);
@@ -753,6 +934,9 @@ impl Driver {
             ike::Event::IkeSaDeleted { sa } => {
                 tracing::info!(sa = sa.0, "IKE SA deleted");
                 self.ike_sas.remove(&sa);
+                if let Some(k) = &mut self.keys {
+                    k.ike_gone(sa);
+                }
                 self.forget_children_of(sa);
                 lock(&self.shared).ike_gone(sa);
                 for r in self.pending_close.remove(&sa).unwrap_or_default() {
@@ -762,6 +946,9 @@ impl Driver {
             ike::Event::IkeSaFailed { sa, error } => {
                 tracing::warn!(sa = sa.0, %error, "IKE SA failed");
                 self.ike_sas.remove(&sa);
+                if let Some(k) = &mut self.keys {
+                    k.ike_gone(sa);
+                }
                 self.forget_children_of(sa);
                 lock(&self.shared).ike_gone(sa);
                 if let Some((peer, reply)) = self.pending_connect.remove(&sa) {
@@ -784,10 +971,19 @@ impl Driver {
                     self.ike_sas.entry(new).or_insert(s);
                 }
                 lock(&self.shared).ike_rekeyed(old, new);
+                if let Some(k) = &mut self.keys {
+                    k.ike_rekeyed(&self.ike, old, new);
+                }
                 for c in self.children.values_mut() {
                     if c.ike_sa == old {
                         c.ike_sa = new;
                     }
+                }
+            }
+            ike::Event::PeerAddressChanged { sa, local, remote } => {
+                tracing::debug!(sa = sa.0, %local, %remote, "peer address changed");
+                if let Some(k) = &mut self.keys {
+                    k.moved(sa, local, remote);
                 }
             }
             #[allow(unreachable_patterns, reason = "ike::Event is non_exhaustive")]
@@ -806,6 +1002,9 @@ impl Driver {
             if let Some(c) = self.children.remove(&id) {
                 self.sad.remove_inbound(c.inbound_spi);
                 self.sad.remove_outbound(c.outbound_spi);
+                if let Some(t) = self.tun.as_mut() {
+                    t.child_removed(&c);
+                }
             }
             lock(&self.shared).table.sa_removed(id.0);
             if let Some(ch) = self.child_channel.remove(&id) {
@@ -919,8 +1118,12 @@ impl Driver {
             }
             return;
         }
+        if let Some(k) = &mut self.keys {
+            k.child_up(info);
+        }
         let summary = ChildSummary {
             id: info.id.0,
+            ike_sa: info.ike_sa.0,
             inbound_spi: info.inbound_spi,
             outbound_spi: info.outbound_spi,
             suite: esp_suite(info.encr, info.integ, info.pfs, info.esn),
@@ -957,6 +1160,9 @@ impl Driver {
                 traffic,
             },
         );
+        if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
+            t.child_added(c);
+        }
         // A rekeyed child SA: the channel moves to the new SA (RFC 7296 2.8).
         if let Some(old) = info.replaces {
             if let Some(ch) = self.child_channel.remove(&old) {

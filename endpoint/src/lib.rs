@@ -13,6 +13,13 @@
 //!   carries the SPI and SA tag that protected it ([`Datagram::spi`],
 //!   [`Datagram::sa`]): nothing unprotected is ever delivered.
 //! - Runs without root: ports are configurable (0 = any free port).
+//! - TUN mode ([`EndpointConfig::tun`], root): the OS stack's traffic goes
+//!   through a TUN device; every packet read from it leaves only under a
+//!   child SA whose selectors cover it (and that matches its latch, R6),
+//!   never in the clear; every decapsulated packet that passes the latch
+//!   check is written back to it. [`Channel`]s remain the handles of the
+//!   SAs. R18: [`TunConfig::latch_flows`] latches the OS stack's TCP and
+//!   UDP flows by watching them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), endpoint::Error> {
@@ -28,7 +35,47 @@
 
 pub mod dns;
 mod driver;
+mod flows;
+mod keys;
 mod latching;
+mod os;
+mod packet;
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::{Duration, Instant};
+
+    /// Parse each packet of `data` (one per 2-octet big-endian length
+    /// prefix) as the TUN datapath does, and feed those that parse to an R18 flow watcher,
+    /// alternating directions. Must never panic. Returns how many parsed.
+    pub fn tun_packets(data: &[u8]) -> usize {
+        let mut parsed = 0;
+        let mut watcher = crate::flows::FlowWatcher::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let mut rest = data;
+        let mut i = 0u64;
+        while let [a, b, tail @ ..] = rest {
+            let n = usize::from(u16::from_be_bytes([*a, *b])).min(tail.len());
+            let (pkt, next) = tail.split_at(n);
+            rest = next;
+            i += 1;
+            let now = start + Duration::from_millis(i * 300);
+            if let Ok(info) = crate::packet::parse(pkt) {
+                parsed += 1;
+                let (way, five) = if i.is_multiple_of(2) {
+                    (crate::flows::Way::Out, info.outbound_five())
+                } else {
+                    (crate::flows::Way::In, info.inbound_five())
+                };
+                let _ = watcher.observe(way, &info, five, now);
+            }
+            let mut out = Vec::new();
+            watcher.handle_timeout(now, &mut out);
+        }
+        parsed
+    }
+}
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -41,6 +88,7 @@ pub use dns::{lookup_ipseckey, peer_keys_from_dns, reverse_name, DnsError, DnsPe
 pub use ike::{
     ChildConfig, ChildSaId, Credentials, IkeSaId, PeerConfig as IkePeerConfig, PeerCredential,
 };
+pub use keys::{EspSaKeys, IkeSaKeyRecord, IkeSaKeys, SessionKeys};
 pub use latch::{
     Alert, ConnectionRequest, FiveTuple, LatchConfig, LatchError, LatchId, LatchInfo, LatchState,
     ListenerRequest, NatInfo, PeerAuth, PeerIdentity, RequestedProtection, RestartPolicy,
@@ -114,6 +162,9 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// Keys cannot be exported (key export is off).
+    #[error("key export: {0}")]
+    KeyExport(String),
 }
 
 /// Where an endpoint listens.
@@ -145,6 +196,11 @@ pub struct EndpointConfig {
     /// protects what the OS stack sends there and writes what it decrypts
     /// back (needs CAP_NET_ADMIN). `None`: channels only.
     pub tun: Option<TunConfig>,
+    /// Keep the keys of every IKE and child SA for
+    /// [`Endpoint::session_keys`] (Wireshark decryption tables). Off by
+    /// default; turning it on hands SECRET keys to whoever can call the
+    /// API (a warning is logged at bind and at every export).
+    pub key_export: bool,
 }
 
 /// A TUN device for the OS-stack datapath.
@@ -159,6 +215,23 @@ pub struct TunConfig {
     /// Add a route into the device for each remote traffic selector of an
     /// installed child SA, and remove it when the SA goes.
     pub routes: bool,
+    /// R18 non-native latching: latch the OS stack's flows through the
+    /// device by watching them (a TCP SYN or a UDP flow's first packet
+    /// creates a connection latch bound to the SA carrying it; RST, FIN
+    /// from both sides, or `udp_idle` without a packet releases it).
+    pub latch_flows: bool,
+    /// How long a watched UDP flow may be idle before its latch is released.
+    pub udp_idle: Duration,
+    /// Open a raw ESP socket (IP protocol 50, of the address family of
+    /// `natt_addr`) for child SAs without UDP encapsulation (needs
+    /// CAP_NET_RAW). Without it such SAs cannot carry TUN traffic (counted
+    /// drops).
+    pub raw_esp: bool,
+    /// Linux TUN offload (IFF_VNET_HDR with TSO/checksum offload): the OS
+    /// stack hands over TCP segments of up to 64 KiB, split into packets
+    /// of the MTU in userspace (by tun-rs) before ESP: far fewer reads
+    /// and less kernel work per octet.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -168,6 +241,10 @@ impl Default for TunConfig {
             mtu: 1400,
             addresses: Vec::new(),
             routes: true,
+            latch_flows: false,
+            udp_idle: Duration::from_secs(60),
+            raw_esp: true,
+            offload: false,
         }
     }
 }
@@ -190,6 +267,7 @@ impl EndpointConfig {
             latching: LatchConfig::default(),
             misbehave: false,
             tun: None,
+            key_export: false,
         }
     }
 }
@@ -274,6 +352,9 @@ impl Datagram {
 pub struct ChildSummary {
     /// Local child SA id.
     pub id: u64,
+    /// The IKE SA it was negotiated under ([`IkeSummary::id`]; in
+    /// [`Endpoint::status`], the one it belongs to now, after IKE rekeys).
+    pub ike_sa: u64,
     /// Inbound SPI (ours).
     pub inbound_spi: u32,
     /// Outbound SPI (the peer's).
@@ -490,6 +571,22 @@ impl Channel {
         create_connection_latch(&self.cmd, &self.shared, req).await
     }
 
+    /// Delete only this channel's child SA (INFORMATIONAL with its Delete
+    /// payload, RFC 7296 1.4.1); the IKE SA stays. Returns once the Delete
+    /// is queued; the channel ends ([`Channel::recv`] gives `None`) when
+    /// the child SA is gone.
+    pub async fn close_child(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::CloseChild {
+                channel: self.id,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
     /// Tear the channel down: delete the child SA and its IKE SA
     /// (INFORMATIONAL with Delete payloads, RFC 7296 1.4).
     pub async fn close(self) -> Result<(), Error> {
@@ -605,13 +702,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// Open the sockets and start the driver. `peers` are the peer
     /// configurations used when answering (responder role).
+    ///
+    /// With [`EndpointConfig::tun`] set, also creates and configures the
+    /// TUN device and (with [`TunConfig::raw_esp`]) the raw ESP socket;
+    /// fails with [`Error::Tun`] without CAP_NET_ADMIN / CAP_NET_RAW.
     pub async fn bind(config: EndpointConfig, peers: Vec<PeerConfig>) -> Result<Self, Error> {
-        if let Some(t) = &config.tun {
-            return Err(Error::Tun {
-                name: t.name.clone(),
-                reason: "the TUN datapath is not built yet".into(),
-            });
-        }
         let ike_sock = UdpSocket::bind(config.ike_addr)
             .await
             .map_err(|source| Error::Io {
@@ -629,6 +724,12 @@ impl Endpoint {
         let natt_addr = natt_sock
             .local_addr()
             .map_err(|e| io(config.natt_addr, e))?;
+        // The TUN datapath: the device first (it fails without
+        // CAP_NET_ADMIN), then the raw ESP socket.
+        let tun = match &config.tun {
+            Some(t) => Some(driver::TunSetup::open(t, config.natt_addr.is_ipv6()).await?),
+            None => None,
+        };
         let ike_config = ike::Config {
             ike_port: ike_addr.port(),
             natt_port: natt_addr.port(),
@@ -655,7 +756,16 @@ impl Endpoint {
             shared.clone(),
             alerts.clone(),
             config.misbehave,
+            tun,
         );
+        let drv = if config.key_export {
+            tracing::warn!(
+                "key export is ON: the keys of every SA can be read through Endpoint::session_keys"
+            );
+            drv.export_keys()
+        } else {
+            drv
+        };
         tokio::spawn(drv.run(cmd_rx));
         tracing::info!(%ike_addr, %natt_addr, "endpoint listening");
         Ok(Self {
@@ -826,6 +936,37 @@ impl Endpoint {
             .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// The keys of the IKE SAs and ESP SAs up now, with the outer
+    /// addresses and SPIs that find their packets (for Wireshark's
+    /// `ikev2_decryption_table` and `esp_sa`). SECRET: zeroized on drop,
+    /// never log them. Fails with [`Error::KeyExport`] unless the endpoint
+    /// was bound with [`EndpointConfig::key_export`].
+    pub async fn session_keys(&self) -> Result<SessionKeys, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::SessionKeys { reply: tx })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Delete the IKE SA `id` ([`IkeSummary::id`], as [`Endpoint::status`]
+    /// shows it) and with it all its child SAs (INFORMATIONAL Delete, RFC
+    /// 7296 1.4.1); returns once the peer answered or gave up. Also for an
+    /// IKE SA left without child SAs (the peer deleted them), which no
+    /// [`Channel`] can close any more. `Ok` if there is no such IKE SA.
+    pub async fn close_ike_sa(&self, id: u64) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::CloseIke {
+                ike_sa: id,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// A snapshot of IKE SAs, child SAs and counters.

@@ -451,6 +451,27 @@ impl Ike {
             .and_then(IkeSa::info)
     }
 
+    /// The keys of one IKE SA (SPIs, SK_e*, SK_a*, algorithms), for an
+    /// operator who turned key export on (Wireshark's
+    /// `ikev2_decryption_table`). Opt-in: the state machine never calls
+    /// it. `None` until IKE_SA_INIT derived the keys, and once the SA is
+    /// gone. The result is secret and zeroized on drop; never log it.
+    pub fn export_keys(&self, sa: IkeSaId) -> Option<crate::IkeSaKeys> {
+        let s = self.sas.get(&sa)?;
+        let k = s.keyed()?;
+        Some(crate::IkeSaKeys {
+            spi_i: s.spi_i,
+            spi_r: s.spi_r,
+            encr: k.suite.encr,
+            integ: k.suite.integ,
+            prf: k.suite.prf,
+            sk_ei: k.keys.sk_ei.clone(),
+            sk_er: k.keys.sk_er.clone(),
+            sk_ai: k.keys.sk_ai.clone(),
+            sk_ar: k.keys.sk_ar.clone(),
+        })
+    }
+
     /// Snapshots of every IKE SA, half-open ones included (rekeyed-away
     /// ones, still lingering for the peer's Delete, are not).
     pub fn ike_sas(&self) -> Vec<IkeSaInfo> {

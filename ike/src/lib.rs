@@ -11,7 +11,8 @@
 //!
 //! # Driving an [`Ike`]
 //! Like quinn-proto's `Connection`, the methods fall into four groups:
-//! - getters: [`Ike::stats`], [`Ike::ike_sa`], [`Ike::ike_sas`];
+//! - getters: [`Ike::stats`], [`Ike::ike_sa`], [`Ike::ike_sas`] (and,
+//!   opt-in, [`Ike::export_keys`] for a protocol analyzer);
 //! - `handle_*`: [`Ike::handle_datagram`] for every received IKE message
 //!   (non-ESP marker already stripped), [`Ike::handle_timeout`] when the
 //!   deadline of [`Ike::poll_timeout`] has passed;
@@ -88,6 +89,7 @@ mod api;
 mod child;
 mod endpoint;
 mod exchange;
+mod export;
 mod frag;
 mod init;
 mod msg;
@@ -103,6 +105,7 @@ pub use api::{
     PeerConfig, PeerCredential, RetransmitConfig, SignatureMethods, Stats, Transmit,
 };
 pub use endpoint::Ike;
+pub use export::IkeSaKeys;
 pub use pins::{PinCheck, PinParseError, PinPolicy, PinStore};
 /// The RNG traits `Ike::new` takes, re-exported for callers without a
 /// direct dependency.

@@ -427,3 +427,6 @@ mod collisions;
 
 #[path = "sim/certs.rs"]
 mod certs_auth;
+
+#[path = "sim/export.rs"]
+mod export;

@@ -53,6 +53,9 @@ pub enum ConfigErrorKind {
     /// Fields that parse but do not fit together (e.g. `null` authentication
     /// without `btns = true`, two entries with one name).
     Inconsistent,
+    /// A file the configuration names (a key, a certificate, an included
+    /// policy) cannot be read or does not hold what it should.
+    File,
 }
 
 /// A configuration mistake, with where it is.
@@ -79,6 +82,37 @@ impl fmt::Display for ConfigError {
             write!(f, "field {field:?}: ")?;
         }
         f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    /// A TOML deserialization error of `src` (the text of `file`) as a
+    /// [`ConfigError`]: position, field and kind found the way
+    /// [`PolicyConfig::from_toml`] finds them. For other configuration
+    /// schemas (the daemon's) built on the same `toml` crate.
+    pub fn from_toml(src: &str, file: &str, e: &toml::de::Error) -> Self {
+        from_toml_error(src, file, e)
+    }
+
+    /// A mistake in the value of `field` found at byte range `span` of
+    /// `src` (as `toml::Spanned::span` gives it).
+    pub fn at(
+        src: &str,
+        file: &str,
+        span: Range<usize>,
+        field: &str,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, column) = line_col(src, span.start);
+        Self {
+            file: file.to_owned(),
+            line,
+            column,
+            field: Some(field.to_owned()),
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -226,15 +260,14 @@ fn inconsistent(
     field: &str,
     message: String,
 ) -> ConfigError {
-    let (line, column) = line_col(src, span.start);
-    ConfigError {
-        file: file.to_owned(),
-        line,
-        column,
-        field: Some(field.to_owned()),
-        kind: ConfigErrorKind::Inconsistent,
+    ConfigError::at(
+        src,
+        file,
+        span,
+        field,
+        ConfigErrorKind::Inconsistent,
         message,
-    }
+    )
 }
 
 /// A value written as a string and parsed with `FromStr`, so that its parse
@@ -860,5 +893,33 @@ action = "discard"
             "[[policy]]\nname = \"p\"\naction = \"bypass\"\nprotection = { min_key_bits = 256 }\n",
         );
         assert_eq!((e.field.as_deref(), e.line), (Some("protection"), 4));
+    }
+
+    /// The constructors other schemas (the daemon's) build their errors with.
+    #[test]
+    fn error_constructors_for_other_schemas() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code, reason = "only the error matters")]
+        struct Other {
+            port: u16,
+            name: Spanned<String>,
+        }
+        let src = "name = \"x\"\nport = 70000\n";
+        let e = toml::from_str::<Other>(src).unwrap_err();
+        let e = ConfigError::from_toml(src, "d.toml", &e);
+        assert_eq!((e.line, e.column, e.field.as_deref()), (2, 8, Some("port")));
+        assert_eq!(e.kind, ConfigErrorKind::Schema);
+        let src = "port = 1\nname = \"x y\"\n";
+        let o: Other = toml::from_str(src).unwrap();
+        let e = ConfigError::at(
+            src,
+            "d.toml",
+            o.name.span(),
+            "name",
+            ConfigErrorKind::File,
+            "no such thing",
+        );
+        assert_eq!(e.to_string(), "d.toml:2:8: field \"name\": no such thing");
     }
 }

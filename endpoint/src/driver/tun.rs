@@ -1,0 +1,510 @@
+//! The TUN datapath of the driver: the OS stack's packets in and out of
+//! the TUN device, protected by the child SAs IKE negotiated.
+//!
+//! Outbound (device -> peer): parse the IP header ([`crate::packet`]),
+//! look up the child SA whose local and remote selectors admit the packet
+//! (RFC 4301 5.1 SPD/SAD lookup, cached per flow and invalidated whenever
+//! a child SA comes or goes), watch the flow for R18, run the same latch
+//! checks as `Channel::send` (`select_outbound`: a latched flow leaves only
+//! under an SA matching its latch, R5/R6/R9), encapsulate, and send ESP in
+//! UDP from the NAT-T socket or raw ESP. A packet no SA covers is dropped
+//! and counted, never sent in the clear (RFC 4301 5.1: DISCARD when no
+//! SA; R6).
+//!
+//! Inbound (peer -> device): every decapsulated inner packet that passes
+//! `check_inbound` with the tag of the SA that protected it (R5, R6, R17)
+//! is written to the device.
+//!
+//! No allocation per packet: the driver's buffers are reused, drop reasons
+//! are static strings, the flow cache is bounded.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use latch::{ConnectionRequest, FiveTuple, LatchId};
+
+use super::{ChildState, Driver};
+use crate::flows::{FlowAction, FlowWatcher, Way};
+use crate::latching::lock;
+use crate::os::{self, RawEsp, Routes};
+use crate::packet::{self, ts_admits, PacketInfo};
+use crate::{Error, TunConfig};
+
+/// Flows remembered by the outbound lookup cache before it starts afresh.
+const FLOW_CACHE_MAX: usize = 65_536;
+/// Consecutive failed reads after which the device is taken as gone and
+/// no longer read (instead of spinning on an error).
+const MAX_READ_ERRORS: u32 = 1000;
+/// Packets read from a ready device or socket in one go.
+pub(super) const BURST: usize = 64;
+
+/// What `Endpoint::bind` opens before the driver starts.
+pub(crate) struct TunSetup {
+    dev: Arc<tun_rs::AsyncDevice>,
+    name: String,
+    raw: Option<RawEsp>,
+    cfg: TunConfig,
+}
+
+impl TunSetup {
+    /// Create the device and, if asked, the raw ESP socket of the family
+    /// of the endpoint's addresses (`v6`).
+    pub(crate) async fn open(cfg: &TunConfig, v6: bool) -> Result<Self, Error> {
+        let dev = os::open_tun(cfg).await?;
+        let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
+        let raw = if cfg.raw_esp {
+            Some(RawEsp::open(v6).map_err(|e| Error::Tun {
+                name: name.clone(),
+                reason: format!("cannot open the raw ESP socket (IP protocol 50): {e}"),
+            })?)
+        } else {
+            None
+        };
+        Ok(Self {
+            dev,
+            name,
+            raw,
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+/// The selectors an outbound lookup depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: Option<(u16, u16)>,
+}
+
+/// The driver's TUN state.
+pub(super) struct TunState {
+    pub(super) dev: Arc<tun_rs::AsyncDevice>,
+    pub(super) raw: Option<Arc<RawEsp>>,
+    routes: Option<Routes>,
+    watcher: Option<FlowWatcher>,
+    cache: HashMap<FlowKey, ike::ChildSaId>,
+    /// Reused for timed-out flows.
+    actions: Vec<FlowAction>,
+    /// IFF_VNET_HDR: every write starts with a virtio-net header.
+    offload: bool,
+    /// Whether the device is still read (false after
+    /// [`MAX_READ_ERRORS`] failed reads in a row).
+    pub(super) reading: bool,
+    pub(super) read_errors: u32,
+    mtu: u16,
+}
+
+impl TunState {
+    /// A child SA was installed: route its remote selectors into the
+    /// device; lookups start afresh.
+    pub(super) fn child_added(&mut self, c: &ChildState) {
+        self.cache.clear();
+        if let Some(r) = self.routes.as_mut() {
+            r.add(&c.remote_ts, c.remote.ip());
+        }
+    }
+
+    /// A child SA is gone: its routes (unless another SA needs them), and
+    /// the lookup cache.
+    pub(super) fn child_removed(&mut self, c: &ChildState) {
+        self.cache.clear();
+        if let Some(r) = self.routes.as_mut() {
+            r.remove(&c.remote_ts, c.remote.ip());
+        }
+    }
+
+    pub(super) fn new(setup: TunSetup) -> Self {
+        Self {
+            routes: setup.cfg.routes.then(|| Routes::new(setup.name.clone())),
+            watcher: setup
+                .cfg
+                .latch_flows
+                .then(|| FlowWatcher::new(setup.cfg.udp_idle)),
+            dev: setup.dev,
+            raw: setup.raw.map(Arc::new),
+            cache: HashMap::new(),
+            actions: Vec::new(),
+            offload: setup.cfg.offload,
+            mtu: setup.cfg.mtu,
+            reading: true,
+            read_errors: 0,
+        }
+    }
+}
+
+/// Buffers for reading the device, owned by the driver's loop.
+pub(super) struct TunBufs {
+    /// One read with its virtio-net header (offload on).
+    original: Vec<u8>,
+    /// The packets of one read: the first holds any packet, the others
+    /// one segment of the MTU each.
+    pub(super) packets: Vec<Vec<u8>>,
+    pub(super) sizes: Vec<usize>,
+}
+
+impl TunBufs {
+    pub(super) fn new(tun: Option<&TunState>) -> Self {
+        let Some(t) = tun else {
+            return Self {
+                original: Vec::new(),
+                packets: vec![Vec::new()],
+                sizes: vec![0],
+            };
+        };
+        let n = if t.offload {
+            tun_rs::IDEAL_BATCH_SIZE
+        } else {
+            1
+        };
+        let mut packets = vec![vec![0u8; super::MAX_DATAGRAM]];
+        packets.extend((1..n).map(|_| vec![0u8; usize::from(t.mtu) + 128]));
+        Self {
+            original: vec![0u8; super::MAX_DATAGRAM + tun_rs::VIRTIO_NET_HDR_LEN],
+            packets,
+            sizes: vec![0; n],
+        }
+    }
+
+    /// One packet of the last read.
+    pub(super) fn packet(&self, i: usize) -> &[u8] {
+        let n = self.sizes.get(i).copied().unwrap_or(0);
+        self.packets
+            .get(i)
+            .and_then(|p| p.get(..n))
+            .unwrap_or_default()
+    }
+}
+
+/// Read from the device: with offload, one read may give many packets
+/// (a TCP segment of up to 64 KiB split into MTU-sized packets, RFC 9293
+/// segmentation done by tun-rs, checksums completed).
+pub(super) async fn tun_recv(
+    dev: Option<&tun_rs::AsyncDevice>,
+    b: &mut TunBufs,
+) -> std::io::Result<usize> {
+    match dev {
+        Some(d) => {
+            d.recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
+                .await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// [`tun_recv`] without waiting.
+pub(super) fn tun_try_recv(dev: &tun_rs::AsyncDevice, b: &mut TunBufs) -> std::io::Result<usize> {
+    dev.try_recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
+}
+
+pub(super) async fn raw_recv(
+    raw: Option<&RawEsp>,
+    buf: &mut [u8],
+) -> std::io::Result<(std::ops::Range<usize>, IpAddr)> {
+    match raw {
+        Some(r) => r.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// One packet the OS stack wrote into the device.
+    pub(super) fn on_tun_packet(&mut self, pkt: &[u8]) {
+        let info = match packet::parse(pkt) {
+            Ok(i) => i,
+            Err(e) => {
+                self.drop_counted(e.reason());
+                return;
+            }
+        };
+        let pkt = pkt.get(..info.total_len).unwrap_or(pkt);
+        let five = info.outbound_five();
+        // RFC 4301 5.1: the SPD/SAD lookup; no SA, no sending.
+        let Some(child) = self.tun_lookup(&info) else {
+            tracing::debug!(%five, "TUN packet dropped: no child SA covers it");
+            self.drop_counted("TUN: no child SA covers the packet");
+            return;
+        };
+        // R18: a connection begins: latch it to the SA carrying it.
+        let action = self.watch(Way::Out, &info, five);
+        if let Some(FlowAction::Latch(f)) = action {
+            if !self.flow_latch(f, child.0) {
+                return;
+            }
+        }
+        // R5, R6, R9: the latch decides which SA the packet may leave under.
+        let sa = if self.ignore_ts {
+            child
+        } else {
+            match self.select_outbound(child, five) {
+                Ok(sa) => sa,
+                Err(Error::Dropped { reason, .. }) => {
+                    if reason == "NotEstablished" || reason == "NoMatchingSa" {
+                        self.acquire(child, five);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%five, error = %e, "TUN packet dropped: no outbound decision");
+                    self.drop_counted("TUN: no outbound latch decision");
+                    return;
+                }
+            }
+        };
+        self.tun_send(sa, info.version, pkt);
+        if let Some(FlowAction::Release(f, id)) = action {
+            self.flow_release(f, id);
+        }
+    }
+
+    /// Encapsulate `pkt` under child SA `sa` and send it to the peer.
+    fn tun_send(&mut self, sa: ike::ChildSaId, version: u8, pkt: &[u8]) {
+        let Some(c) = self.children.get_mut(&sa) else {
+            self.drop_counted("TUN: child SA gone");
+            return;
+        };
+        let next_header = if version == 4 { 4 } else { 41 };
+        // RFC 4303 3.3: outbound processing; the sequence number is
+        // checked for exhaustion inside.
+        let n = match self
+            .sad
+            .encapsulate(c.outbound_spi, next_header, pkt, &mut self.out)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, child = sa.0, "TUN packet not encapsulated");
+                self.drop_counted("TUN: ESP encapsulation failed");
+                return;
+            }
+        };
+        let esp = self.out.get(..n).unwrap_or_default();
+        let sent = if c.udp_encap {
+            // RFC 3948 2.1: ESP in UDP from the NAT-T port, no marker.
+            self.natt_sock.try_send_to(esp, c.remote)
+        } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
+            if c.remote.is_ipv6() == raw.is_v6() {
+                raw.try_send(esp, c.remote.ip())
+            } else {
+                self.drop_counted("TUN: peer of another address family than the raw ESP socket");
+                return;
+            }
+        } else {
+            self.drop_counted("TUN: SA without UDP encapsulation and no raw ESP socket");
+            return;
+        };
+        match sent {
+            Ok(_) => {
+                c.traffic.packets_out += 1;
+                c.traffic.bytes_out += pkt.len() as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.drop_counted("TUN: ESP socket send buffer full");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ESP send failed");
+                self.drop_counted("TUN: ESP send failed");
+            }
+        }
+    }
+
+    /// The child SA that covers an outbound packet: the newest of those
+    /// whose local selectors admit its source and remote selectors its
+    /// destination (after a rekey, the new SA). Cached per flow.
+    fn tun_lookup(&mut self, info: &PacketInfo) -> Option<ike::ChildSaId> {
+        let key = FlowKey {
+            proto: info.proto,
+            src: info.src,
+            dst: info.dst,
+            ports: info.selector_ports,
+        };
+        let tun = self.tun.as_mut()?;
+        if let Some(c) = tun.cache.get(&key) {
+            return Some(*c);
+        }
+        let (sport, dport) = match info.selector_ports {
+            Some((s, d)) => (Some(s), Some(d)),
+            None => (None, None),
+        };
+        let found = self
+            .children
+            .iter()
+            .filter(|(_, c)| {
+                c.local_ts
+                    .iter()
+                    .any(|t| ts_admits(t, info.proto, info.src, sport))
+                    && c.remote_ts
+                        .iter()
+                        .any(|t| ts_admits(t, info.proto, info.dst, dport))
+            })
+            .map(|(id, _)| *id)
+            .max_by_key(|id| id.0)?;
+        if tun.cache.len() >= FLOW_CACHE_MAX {
+            tun.cache.clear();
+        }
+        tun.cache.insert(key, found);
+        Some(found)
+    }
+
+    /// The TUN half of `on_esp`: one decapsulated inner packet, protected
+    /// by the SA tagged `tag`.
+    pub(super) fn on_esp_tun(&mut self, tag: u64, payload: &[u8]) {
+        let info = match packet::parse(payload) {
+            Ok(i) => i,
+            Err(e) => {
+                self.drop_counted(e.reason());
+                return;
+            }
+        };
+        let pkt = payload.get(..info.total_len).unwrap_or(payload);
+        let five = info.inbound_five();
+        let action = self.watch(Way::In, &info, five);
+        if let Some(FlowAction::Latch(f)) = action {
+            if !self.flow_latch(f, tag) {
+                return;
+            }
+        }
+        // R5, R6, R17: the latch check with the SA that protected it.
+        if self.inbound_latch_check(five, tag).is_none() {
+            return;
+        }
+        let child = ike::ChildSaId(tag);
+        if let Some(c) = self.children.get_mut(&child) {
+            c.traffic.packets_in += 1;
+            c.traffic.bytes_in += pkt.len() as u64;
+        }
+        let written = self.tun.as_ref().map(|t| {
+            if t.offload {
+                // A virtio-net header of zeros: no segmentation, the
+                // checksums are complete (they came from the peer).
+                let hdr = [0u8; tun_rs::VIRTIO_NET_HDR_LEN];
+                t.dev
+                    .try_send_vectored(&[std::io::IoSlice::new(&hdr), std::io::IoSlice::new(pkt)])
+            } else {
+                t.dev.try_send(pkt)
+            }
+        });
+        match written {
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.drop_counted("TUN: device write queue full");
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "TUN write failed");
+                self.drop_counted("TUN: device write failed");
+            }
+            None => {}
+        }
+        if let Some(FlowAction::Release(f, id)) = action {
+            self.flow_release(f, id);
+        }
+    }
+
+    /// R18: show a packet to the flow watcher, if latching by watching is
+    /// on (no clock read otherwise).
+    fn watch(&mut self, way: Way, info: &PacketInfo, five: FiveTuple) -> Option<FlowAction> {
+        let w = self.tun.as_mut()?.watcher.as_mut()?;
+        w.observe(way, info, five, Instant::now())
+    }
+
+    /// R18, R12: create the connection latch of a watched flow and bind it
+    /// to SA `sa` (the SA carrying its first packet). Returns false if the
+    /// packet must be dropped (the SA does not match the latch the flow
+    /// got). A latch that cannot be created (another latch of the flow
+    /// exists, latching is disabled for the peer (R14), conflicting SAs)
+    /// leaves the flow unlatched: it is still protected by the SA the SPD
+    /// lookup chose.
+    fn flow_latch(&mut self, five: FiveTuple, sa: u64) -> bool {
+        let now = Instant::now();
+        let mut s = lock(&self.shared);
+        let made = s
+            .table
+            .create_connection(ConnectionRequest::new(five), now)
+            .and_then(|id| match s.table.bind(id, sa, now) {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    let _ = s.table.destroy(id);
+                    Err(e)
+                }
+            });
+        drop(s);
+        let watcher = self.tun.as_mut().and_then(|t| t.watcher.as_mut());
+        match made {
+            Ok(id) => {
+                tracing::info!(%five, latch = %id, sa, "flow latched (R18)");
+                if let Some(w) = watcher {
+                    w.latched(&five, id);
+                }
+                true
+            }
+            Err(latch::LatchError::SaDoesNotMeetRequest { .. })
+            | Err(latch::LatchError::OtherPeerThanEstablished { .. }) => {
+                if let Some(w) = watcher {
+                    w.forget(&five);
+                }
+                tracing::debug!(%five, sa, "flow's SA does not fit its latch: packet dropped");
+                self.drop_counted("TUN: flow's SA does not fit its latch");
+                false
+            }
+            Err(e) => {
+                if let Some(w) = watcher {
+                    w.forget(&five);
+                }
+                tracing::debug!(%five, error = %e, "flow not latched");
+                true
+            }
+        }
+    }
+
+    /// R15: the watched connection ended; destroy its latch.
+    fn flow_release(&mut self, five: FiveTuple, id: LatchId) {
+        match lock(&self.shared).table.destroy(id) {
+            Ok(()) => tracing::info!(%five, latch = %id, "flow latch released (R18)"),
+            Err(e) => tracing::debug!(%five, latch = %id, error = %e, "flow latch already gone"),
+        }
+    }
+
+    /// A read from the device failed (a malformed offload read, or the
+    /// device is gone): counted; after many in a row, stop reading.
+    pub(super) fn tun_read_failed(&mut self, e: &std::io::Error) {
+        tracing::debug!(error = %e, "TUN device read failed");
+        self.drop_counted("TUN: device read failed");
+        if let Some(t) = self.tun.as_mut() {
+            t.read_errors += 1;
+            if t.read_errors >= MAX_READ_ERRORS {
+                t.reading = false;
+                tracing::error!(error = %e, "TUN device keeps failing: no longer read");
+            }
+        }
+    }
+
+    /// When the flow watcher wants to run.
+    pub(super) fn tun_poll_timeout(&self) -> Option<Instant> {
+        self.tun
+            .as_ref()
+            .and_then(|t| t.watcher.as_ref())
+            .and_then(FlowWatcher::poll_timeout)
+    }
+
+    /// Release the latches of idle flows.
+    pub(super) fn tun_timeout(&mut self, now: Instant) {
+        let Some(t) = self.tun.as_mut() else {
+            return;
+        };
+        let Some(w) = t.watcher.as_mut() else {
+            return;
+        };
+        let mut actions = std::mem::take(&mut t.actions);
+        w.handle_timeout(now, &mut actions);
+        for a in actions.drain(..) {
+            if let FlowAction::Release(f, id) = a {
+                self.flow_release(f, id);
+            }
+        }
+        if let Some(t) = self.tun.as_mut() {
+            t.actions = actions;
+        }
+    }
+}
