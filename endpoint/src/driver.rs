@@ -100,7 +100,10 @@ struct ChildState {
 /// A channel: follows its child SA across rekeys.
 struct ChannelState {
     child: ike::ChildSaId,
-    tx: mpsc::Sender<Datagram>,
+    /// Boxed: tokio allocates a channel's first block of 32 slots up
+    /// front, so an unboxed `Datagram` cost about 4 KiB per channel (per
+    /// SA held) before any packet (docs/performance.md, memory per SA).
+    tx: mpsc::Sender<Box<Datagram>>,
 }
 
 pub(crate) struct Driver {
@@ -501,7 +504,7 @@ impl Driver {
             self.drop_counted("no channel for child SA");
             return;
         };
-        if ch.tx.try_send(dg).is_err() {
+        if ch.tx.try_send(Box::new(dg)).is_err() {
             self.drop_counted("channel receive queue full");
         }
     }

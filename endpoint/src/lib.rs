@@ -484,7 +484,7 @@ pub struct Channel {
     child: ChildSummary,
     peer_credential: PeerCredential,
     cmd: mpsc::Sender<driver::Command>,
-    rx: mpsc::Receiver<Datagram>,
+    rx: mpsc::Receiver<Box<Datagram>>,
     shared: latching::SharedRef,
 }
 
@@ -546,7 +546,7 @@ impl Channel {
                 d
             };
             match verdict {
-                latch::Delivery::Deliver => return Some(dg),
+                latch::Delivery::Deliver => return Some(*dg),
                 other => {
                     tracing::debug!(five = %dg.five_tuple(), ?other, "datagram dropped at delivery (R16)");
                 }
