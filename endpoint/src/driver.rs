@@ -99,12 +99,18 @@ struct ChildState {
 
 /// A channel: follows its child SA across rekeys.
 struct ChannelState {
+    /// The newest child SA of the channel: the one it sends on. Older
+    /// ones it replaced still deliver to it until they are deleted (see
+    /// `Driver::child_channel`).
     child: ike::ChildSaId,
     /// Boxed: tokio allocates a channel's first block of 32 slots up
     /// front, so an unboxed `Datagram` cost about 4 KiB per channel (per
     /// SA held) before any packet (docs/performance.md, memory per SA).
     tx: mpsc::Sender<Box<Datagram>>,
 }
+
+/// How many deleted child SAs remember their channel (`Driver::retired`).
+const RETIRED_CHILDREN: usize = 64;
 
 pub(crate) struct Driver {
     ike: ike::Ike,
@@ -125,7 +131,15 @@ pub(crate) struct Driver {
     ike_sas: HashMap<ike::IkeSaId, IkeSummary>,
     children: HashMap<ike::ChildSaId, ChildState>,
     channels: HashMap<u64, ChannelState>,
+    /// Every installed child SA of a channel, the ones a rekey replaced
+    /// included: the peer may still send on an old SA until its Delete
+    /// (RFC 7296 1.3.3, 2.8), and a rekey collision (2.8.1) makes two
+    /// children that replace the same one.
     child_channel: HashMap<ike::ChildSaId, u64>,
+    /// Recently deleted child SAs and the channel they belonged to, so a
+    /// child SA that replaces one already deleted (a collision's second
+    /// child after a reordered Delete) still finds its channel.
+    retired: std::collections::VecDeque<(ike::ChildSaId, u64)>,
     next_channel: u64,
     drops: HashMap<&'static str, u64>,
     /// R9: latched flows for which a child SA is being acquired, and when
@@ -232,6 +246,7 @@ impl Driver {
             children: HashMap::new(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
+            retired: std::collections::VecDeque::new(),
             next_channel: 1,
             drops: HashMap::new(),
             acquiring: HashMap::new(),
@@ -681,6 +696,7 @@ impl Driver {
         self.children.clear();
         self.channels.clear();
         self.child_channel.clear();
+        self.retired.clear();
         self.ike_sas.clear();
         if let Some(k) = &mut self.keys {
             k.clear();
@@ -930,9 +946,7 @@ impl Driver {
                     k.child_gone(child);
                 }
                 lock(&self.shared).table.sa_removed(child.0);
-                if let Some(ch) = self.child_channel.remove(&child) {
-                    self.channels.remove(&ch);
-                }
+                self.child_gone(child);
             }
             ike::Event::IkeSaDeleted { sa } => {
                 tracing::info!(sa = sa.0, "IKE SA deleted");
@@ -1010,10 +1024,56 @@ impl Driver {
                 }
             }
             lock(&self.shared).table.sa_removed(id.0);
-            if let Some(ch) = self.child_channel.remove(&id) {
+            self.child_gone(id);
+        }
+    }
+
+    /// A child SA is gone: it no longer delivers to its channel. The
+    /// channel moves to its newest child SA still up, and closes only when
+    /// it has none: the Delete of an SA a rekey replaced (or of the loser
+    /// of a rekey collision) leaves the channel alone.
+    fn child_gone(&mut self, child: ike::ChildSaId) {
+        let Some(ch) = self.child_channel.remove(&child) else {
+            return;
+        };
+        let newest = self
+            .child_channel
+            .iter()
+            .filter(|&(_, c)| *c == ch)
+            .map(|(id, _)| *id)
+            .max_by_key(|id| id.0);
+        match newest {
+            Some(n) => {
+                if let Some(c) = self.channels.get_mut(&ch) {
+                    if c.child == child || c.child.0 < n.0 {
+                        c.child = n;
+                    }
+                }
+                if self.retired.len() >= RETIRED_CHILDREN {
+                    self.retired.pop_front();
+                }
+                self.retired.push_back((child, ch));
+            }
+            None => {
                 self.channels.remove(&ch);
+                self.retired.retain(|(_, c)| *c != ch);
             }
         }
+    }
+
+    /// The channel of `old` (up or recently deleted), if it is still open.
+    fn channel_of(&self, old: ike::ChildSaId) -> Option<u64> {
+        self.child_channel
+            .get(&old)
+            .copied()
+            .or_else(|| {
+                self.retired
+                    .iter()
+                    .rev()
+                    .find(|(id, _)| *id == old)
+                    .map(|(_, ch)| *ch)
+            })
+            .filter(|ch| self.channels.contains_key(ch))
     }
 
     /// R13, R16: announce an installed child SA to the latch table, after
@@ -1166,15 +1226,17 @@ impl Driver {
         if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
             t.child_added(c);
         }
-        // A rekeyed child SA: the channel moves to the new SA (RFC 7296 2.8).
-        if let Some(old) = info.replaces {
-            if let Some(ch) = self.child_channel.remove(&old) {
-                if let Some(c) = self.channels.get_mut(&ch) {
+        // A rekeyed child SA: the channel sends on the new SA (RFC 7296
+        // 2.8) and keeps receiving on the old one until its Delete: the
+        // peer may have sent on it before it saw the rekey complete.
+        if let Some(ch) = info.replaces.and_then(|old| self.channel_of(old)) {
+            if let Some(c) = self.channels.get_mut(&ch) {
+                if c.child.0 < info.id.0 {
                     c.child = info.id;
                 }
-                self.child_channel.insert(info.id, ch);
-                return;
             }
+            self.child_channel.insert(info.id, ch);
+            return;
         }
         // A child SA we acquired for latched flows (R9): it serves those
         // flows through the existing channels, it is not a new channel.

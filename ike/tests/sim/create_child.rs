@@ -189,3 +189,84 @@ fn operations_on_unknown_or_unready_sas() {
         Err(Error::UnknownSa)
     );
 }
+
+/// What the endpoint driver does with a channel, from one side's events:
+/// the channel starts on the first child SA; a child SA that replaces one
+/// of the channel's (up, or deleted before) joins it; a Delete takes only
+/// that child out. Checks that every rekey names a child of the channel
+/// and that the channel never loses all its child SAs while the IKE SA is
+/// up. Returns the channel's child SAs at the end.
+fn follow_channel(events: &[Event]) -> Vec<ike::ChildSaId> {
+    let mut up: Vec<ike::ChildSaId> = Vec::new();
+    let mut gone: Vec<ike::ChildSaId> = Vec::new();
+    for e in events {
+        match e {
+            Event::ChildSaEstablished(c) => match c.replaces {
+                None => {
+                    assert!(up.is_empty() && gone.is_empty(), "a second channel: {c:?}");
+                    up.push(c.id);
+                }
+                Some(old) => {
+                    assert!(
+                        up.contains(&old) || gone.contains(&old),
+                        "{:?} replaces {old:?}, not a child of the channel ({up:?})",
+                        c.id
+                    );
+                    up.push(c.id);
+                }
+            },
+            Event::ChildSaDeleted { child, .. } => {
+                up.retain(|x| x != child);
+                gone.push(*child);
+                assert!(
+                    !up.is_empty(),
+                    "the Delete of {child:?} left the channel without a child SA"
+                );
+            }
+            Event::IkeSaDeleted { .. } | Event::IkeSaFailed { .. } => {
+                panic!("IKE SA went away: {e:?}")
+            }
+            _ => {}
+        }
+    }
+    up
+}
+
+#[test]
+fn rekeys_from_both_sides_keep_one_channel() {
+    let mut collisions = 0;
+    for seed in 60..72 {
+        let mut a = peer_a();
+        a.child.rekey_after = Some(Duration::from_secs(2));
+        let mut b = peer_b();
+        b.child.rekey_after = Some(Duration::from_secs(2));
+        let mut sim = Sim::new(seed, config(vec![]), config(vec![b]));
+        let id = sim.handshake(a);
+        sim.faults = Faults {
+            loss: 0.02,
+            dup: 0.05,
+            reorder: 0.3,
+        };
+        sim.run_for(Duration::from_secs(120));
+        sim.faults = Faults::default();
+        sim.run_for(Duration::from_secs(30));
+        let rekeys = sim.children(0).len();
+        assert!(rekeys > 40, "seed {seed}: only {rekeys} child SAs");
+        let la = follow_channel(sim.events(0));
+        let lb = follow_channel(sim.events(1));
+        let (ca, cb) = (
+            sim.nodes[0].ike.child_sas(id),
+            sim.nodes[1].ike.child_sas(sim.responder_sa()),
+        );
+        assert_eq!(la.len(), ca.len(), "seed {seed}");
+        assert_eq!(lb.len(), cb.len(), "seed {seed}");
+        assert!(!ca.is_empty() && !cb.is_empty(), "seed {seed}");
+        // RFC 7296 2.8.1: two child SAs that replace the same one.
+        let mut replaced: Vec<_> = sim.children(0).iter().filter_map(|c| c.replaces).collect();
+        let n = replaced.len();
+        replaced.sort_by_key(|c| c.0);
+        replaced.dedup();
+        collisions += n - replaced.len();
+    }
+    assert!(collisions > 0, "no rekey collision happened");
+}
