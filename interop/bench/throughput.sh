@@ -60,31 +60,8 @@ mkdir -p "${RUN}"
 chmod 700 "${RUN}"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-PIDS=()
-stop_pid() {
-    local pid=$1 i
-    kill -0 "${pid}" 2>/dev/null || { wait "${pid}" 2>/dev/null || true; return 0; }
-    kill -TERM "${pid}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "${pid}" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "${pid}" 2>/dev/null && kill -KILL "${pid}" 2>/dev/null
-    wait "${pid}" 2>/dev/null || true
-}
-stop_all() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    PIDS=()
-}
-ns_del() {
-    local ns pid
-    for ns in "${NS_A}" "${NS_B}"; do
-        ip netns list 2>/dev/null | grep -qw "^${ns}" || continue
-        for pid in $(ip netns pids "${ns}" 2>/dev/null); do kill -KILL "${pid}" 2>/dev/null || true; done
-        ip netns del "${ns}" 2>/dev/null || true
-    done
-}
+# shellcheck source=interop/proc.sh
+. "${DIR}/proc.sh"
 SYSCTLS="net.core.rmem_max net.core.rmem_default net.core.wmem_max net.core.wmem_default"
 declare -A OLD=()
 for k in ${SYSCTLS}; do OLD[${k}]=$(sysctl -n "${k}"); done
