@@ -18,8 +18,9 @@
 #   LATCHKEY=path   latchkey binary (default: target/release/latchkey, built)
 #   BUF=bytes       UDP buffer sysctls (default 8388608)
 #   LATCHKEY_BASE=path  baseline latchkey binary for the base-* configurations
-#   PERF=1          also `perf record -g` the initiating latchkey daemon during
-#                   one extra lk-lk client->server run (interop/run/throughput/perf.*)
+#   PERF=1          also `perf record -g` the initiating latchkey daemon (and the
+#                   responding one: perf-b.*) during one extra lk-lk
+#                   client->server run (interop/run/throughput/perf*)
 #   PERF_CFG=cfg    that run's configuration instead of lk-lk (e.g. lk-off)
 #
 # Namespaces lkp-a (198.51.100.1, inner 10.98.0.1) and lkp-b (198.51.100.2,
@@ -165,12 +166,14 @@ daemon() {
     return 1
 }
 DAEMON_A_PID=""
+DAEMON_B_PID=""
 
 # up CFG: start configuration CFG; sets SRV (server inner/outer address).
 up() {
     local xt="" xc="force_encap = true" cfg=$1
     SRV=${IN_B}
     CUR=${BIN}
+    DAEMON_B_PID=""
     if [[ ${cfg} == base-* ]]; then
         [[ -n ${BASE_BIN} ]] || { log "${cfg}: no LATCHKEY_BASE"; return 1; }
         CUR=${BASE_BIN}
@@ -196,6 +199,7 @@ up() {
         [[ ${cfg} == lk-raw ]] && { xt="raw_esp = true"; xc="force_encap = false"; }
         [[ ${cfg} == lk-off ]] && xt="offload = true"
         daemon b "${NS_B}" "${OUT_B}" "" 10.99.0.0/24 10.98.0.0/24 "${IN_B}" "${xt}" "${xc}"
+        DAEMON_B_PID=${PIDS[-1]}
         daemon a "${NS_A}" "${OUT_A}" "${OUT_B}" 10.98.0.0/24 10.99.0.0/24 "${IN_A}" "${xt}" "${xc}"
         DAEMON_A_PID=${PIDS[-1]}
         timeout 30 "${CUR}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
@@ -273,10 +277,20 @@ if [[ ${PERF:-0} == 1 ]] && command -v perf >/dev/null; then
         ip netns exec "${NS_A}" iperf3 -c "${SRV}" -t $((SECS + 2)) -J >"${RUN}/perf-iperf.json" 2>&1 &
         cp=$!
         sleep 1
+        # The decrypting side (b) too, when it is a latchkey daemon.
+        bp=""
+        if [[ -n ${DAEMON_B_PID} ]]; then
+            perf record -g -p "${DAEMON_B_PID}" -o "${RUN}/perf-b.data" -- sleep "${SECS}" >/dev/null 2>&1 &
+            bp=$!
+        fi
         perf record -g -p "${DAEMON_A_PID}" -o "${RUN}/perf.data" -- sleep "${SECS}" >/dev/null 2>&1 || true
+        [[ -n ${bp} ]] && { wait "${bp}" 2>/dev/null || true; }
         wait "${cp}" "${sp}" 2>/dev/null || true
-        perf report -i "${RUN}/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"${RUN}/perf-report.txt" || true
-        perf report -i "${RUN}/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"${RUN}/perf-children.txt" || true
+        for side in "" -b; do
+            [[ -f ${RUN}/perf${side}.data ]] || continue
+            perf report -i "${RUN}/perf${side}.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"${RUN}/perf${side}-report.txt" || true
+            perf report -i "${RUN}/perf${side}.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"${RUN}/perf${side}-children.txt" || true
+        done
     fi
     down
 fi
