@@ -1,6 +1,7 @@
 //! The driver task: owns the sockets, `ike::Ike` and `esp::Sad` (and, in
 //! TUN mode, the TUN device and the raw ESP socket: [`tun`]).
 
+mod esp_out;
 mod tun;
 
 pub(crate) use tun::TunSetup;
@@ -151,6 +152,10 @@ pub(crate) struct Driver {
     out: Vec<u8>,
     /// The TUN datapath, when on.
     tun: Option<tun::TunState>,
+    /// ESP-in-UDP packets of a TUN burst waiting for one GSO send.
+    esp_batch: esp_out::EspBatch,
+    /// `UDP_GRO` is on for the NAT-T socket (TUN mode).
+    natt_gro: bool,
     /// Key export (opt-in): the keys of the SAs up now.
     keys: Option<crate::keys::KeyStore>,
 }
@@ -253,6 +258,8 @@ impl Driver {
             scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
             tun: tun.map(tun::TunState::new),
+            esp_batch: esp_out::EspBatch::default(),
+            natt_gro: false,
             keys: None,
         }
     }
@@ -263,10 +270,12 @@ impl Driver {
         self
     }
 
-    /// TUN mode: ESP in UDP carries the OS stack's bursts.
-    fn tune_sockets(&self) {
+    /// TUN mode: ESP in UDP carries the OS stack's bursts: larger socket
+    /// buffers, and UDP GRO (several datagrams of one flow per read).
+    fn tune_sockets(&mut self) {
         if self.tun.is_some() {
             crate::os::grow_socket_buffers(&self.natt_sock);
+            self.natt_gro = crate::os::enable_udp_gro(&self.natt_sock);
         }
     }
 
@@ -278,8 +287,16 @@ impl Driver {
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         self.tune_sockets();
         let mut ike_buf = vec![0u8; MAX_DATAGRAM];
-        let mut natt_buf = vec![0u8; MAX_DATAGRAM];
         let tun_on = self.tun.is_some();
+        let mut natt_buf = vec![
+            0u8;
+            if self.natt_gro {
+                crate::os::GRO_BUFFER
+            } else {
+                MAX_DATAGRAM
+            }
+        ];
+        let mut natt_cmsg = crate::os::gro_cmsg_buffer();
         let mut tun_bufs = tun::TunBufs::new(self.tun.as_ref());
         let mut raw_buf = if tun_on {
             vec![0u8; MAX_DATAGRAM]
@@ -288,6 +305,8 @@ impl Driver {
         };
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         loop {
+            self.flush_esp();
+            self.flush_tun_writes();
             self.flush().await;
             if let Some((_, deadline)) = &shutdown {
                 if self.ike_sas.is_empty() || tokio::time::Instant::now() >= *deadline {
@@ -320,16 +339,11 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
                 },
-                r = self.natt_sock.recv_from(&mut natt_buf) => match r {
-                    Ok((n, from)) => {
-                        self.on_natt(&mut natt_buf, n, from);
-                        // TUN mode: drain a burst of ESP before polling again.
-                        for _ in 0..if tun_on { tun::BURST } else { 0 } {
-                            let Ok((n, from)) = self.natt_sock.try_recv_from(&mut natt_buf) else {
-                                break;
-                            };
-                            self.on_natt(&mut natt_buf, n, from);
-                        }
+                r = self.natt_sock.readable() => match r {
+                    // TUN mode: drain a burst of ESP before polling again.
+                    Ok(()) => {
+                        self.drain_natt(&mut natt_buf, &mut natt_cmsg, if tun_on { tun::BURST } else { 1 });
+                        self.flush_tun_writes();
                     }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
                 },
@@ -356,6 +370,7 @@ impl Driver {
                         let Some(dev) = dev.as_deref() else { break };
                         r = tun::tun_try_recv(dev, &mut tun_bufs);
                     }
+                    self.flush_esp();
                 },
                 r = tun::raw_recv(self.tun.as_ref().and_then(|t| t.raw.as_deref()), &mut raw_buf) => {
                     let mut r = r;
@@ -380,6 +395,7 @@ impl Driver {
                         let Some(raw) = raw.as_ref() else { break };
                         r = raw.try_recv(&mut raw_buf);
                     }
+                    self.flush_tun_writes();
                 },
                 () = sleep_until(wake) => {
                     let now = Instant::now();
@@ -437,10 +453,42 @@ impl Driver {
         }
     }
 
-    fn on_natt(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
-        let Some(datagram) = buf.get_mut(..n) else {
-            return;
-        };
+    /// Read up to `max` times from the ready NAT-T socket (a read may hold
+    /// several datagrams with UDP GRO) and handle every datagram.
+    fn drain_natt(&mut self, buf: &mut [u8], cmsg: &mut [u8], max: usize) {
+        for _ in 0..max {
+            let r = if self.natt_gro {
+                crate::os::recv_gro(&self.natt_sock, buf, cmsg)
+            } else {
+                self.natt_sock
+                    .try_recv_from(buf)
+                    .map(|(len, from)| crate::os::GroRead {
+                        len,
+                        from,
+                        stride: len,
+                    })
+            };
+            match r {
+                Ok(read) => {
+                    let data = buf.get_mut(..read.len).unwrap_or_default();
+                    for datagram in data.chunks_mut(read.stride.max(1)) {
+                        self.on_natt(datagram, read.from);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::debug!(error = %e, "NAT-T datagram dropped");
+                    self.drop_counted("NAT-T datagram cut short or without a source");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "NAT-T socket receive failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_natt(&mut self, datagram: &mut [u8], from: SocketAddr) {
         match esp::udp::classify(datagram) {
             esp::udp::Natt::Keepalive => {}
             esp::udp::Natt::Invalid => self.drop_counted("invalid NAT-T datagram"),
@@ -744,7 +792,7 @@ impl Driver {
         };
         let child = self
             .children
-            .get_mut(&sa)
+            .get(&sa)
             .ok_or_else(|| Error::Send("channel has no child SA".into()))?;
         // RFC 4301 5.1: only traffic inside the negotiated selectors may use the SA.
         if !self.ignore_ts
@@ -763,26 +811,26 @@ impl Driver {
                 join(&child.remote_ts)
             )));
         }
-        if !child.udp_encap {
-            return Err(Error::Send(
-                "ESP without UDP encapsulation needs a raw socket, which this endpoint does not open; enable force_encap".into(),
-            ));
-        }
+        let remote = child.remote;
         let inner_len = esp::inner::build_udp(src, dst, data, &mut self.scratch)
             .map_err(|e| Error::Send(format!("cannot build inner packet: {e}")))?;
         let next_header = if src.is_ipv4() { 4 } else { 41 };
-        let inner = self.scratch.get(..inner_len).unwrap_or_default();
-        let n = self
-            .sad
-            .encapsulate(child.outbound_spi, next_header, inner, &mut self.out)
-            .map_err(|e| Error::Send(format!("ESP: {e}")))?;
-        let packet = self.out.get(..n).unwrap_or_default();
-        self.natt_sock
-            .try_send_to(packet, child.remote)
-            .map_err(|e| Error::Send(format!("UDP to {}: {e}", child.remote)))?;
-        child.traffic.packets_out += 1;
-        child.traffic.bytes_out += inner_len as u64;
-        Ok(())
+        // ESP in UDP, or raw ESP through the TUN datapath's raw socket.
+        let scratch = std::mem::take(&mut self.scratch);
+        let inner = scratch.get(..inner_len).unwrap_or_default();
+        let r = self.esp_out(sa, next_header, inner, false);
+        self.scratch = scratch;
+        r.map_err(|e| match e {
+            esp_out::EspOutError::ChildGone => Error::Send("channel has no child SA".into()),
+            esp_out::EspOutError::Encap(e) => Error::Send(format!("ESP: {e}")),
+            esp_out::EspOutError::NoRawSocket => Error::Send(
+                "ESP without UDP encapsulation needs a raw socket, which this endpoint does not open; enable force_encap".into(),
+            ),
+            esp_out::EspOutError::Family => Error::Send(format!(
+                "raw ESP to {remote}: the raw ESP socket is of the other address family"
+            )),
+            esp_out::EspOutError::Io(e) => Error::Send(format!("ESP to {remote}: {e}")),
+        })
     }
 
     /// R9: a packet of a latched flow was dropped for want of a matching
@@ -909,6 +957,7 @@ impl Driver {
             latch_drops: s.drop_counts(),
             latch_version: s.table.version(),
             latches: s.table.len(),
+            gso_refused: self.esp_batch.refused,
         }
     }
 

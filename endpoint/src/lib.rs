@@ -444,6 +444,9 @@ pub struct Status {
     pub latch_version: u64,
     /// Latches in the table.
     pub latches: usize,
+    /// ESP-in-UDP batches the kernel refused to segment (`UDP_SEGMENT`,
+    /// `EIO`/`EINVAL`): each went out one datagram per send instead.
+    pub gso_refused: u64,
 }
 
 impl Status {

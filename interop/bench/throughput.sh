@@ -6,6 +6,9 @@
 #   lk-lk   latchkey daemon <-> latchkey daemon, ESP in UDP (force_encap)
 #   lk-raw  latchkey <-> latchkey, raw ESP (protocol 50)
 #   lk-off  latchkey <-> latchkey, ESP in UDP, TUN offload (offload = true)
+#   base-lk, base-off, base-raw  as lk-lk, lk-off, lk-raw with the binary in
+#           LATCHKEY_BASE (an older build: a same-run baseline); added to the
+#           default set when LATCHKEY_BASE is given
 # all tunnel mode, AES-128-GCM, PSK, 10.98.0.0/24 === 10.99.0.0/24, in one
 # run, configurations alternated within each round. The host's UDP socket
 # buffers (net.core.{r,w}mem_{max,default}) are raised to BUF bytes for every
@@ -14,8 +17,11 @@
 # Usage: interop/bench/throughput.sh [--seconds N] [--rounds R] [--only "cfg ..."]
 #   LATCHKEY=path   latchkey binary (default: target/release/latchkey, built)
 #   BUF=bytes       UDP buffer sysctls (default 8388608)
-#   PERF=1          also `perf record -g` the initiating latchkey daemon during
-#                   one extra lk-lk client->server run (interop/run/throughput/perf.*)
+#   LATCHKEY_BASE=path  baseline latchkey binary for the base-* configurations
+#   PERF=1          also `perf record -g` the initiating latchkey daemon (and the
+#                   responding one: perf-b.*) during one extra lk-lk
+#                   client->server run (interop/run/throughput/perf*)
+#   PERF_CFG=cfg    that run's configuration instead of lk-lk (e.g. lk-off)
 #
 # Namespaces lkp-a (198.51.100.1, inner 10.98.0.1) and lkp-b (198.51.100.2,
 # inner 10.99.0.1), made here and deleted on exit. Output: a markdown table
@@ -30,6 +36,7 @@ RUN=${DIR}/run/throughput
 SECS=5
 ROUNDS=3
 CONFIGS="bare ss-ss lk-ss lk-lk lk-raw lk-off"
+[[ -n ${LATCHKEY_BASE:-} ]] && CONFIGS="${CONFIGS} base-lk base-raw base-off"
 while [[ $# -gt 0 ]]; do
     case $1 in
     --seconds) SECS=$2; shift 2 ;;
@@ -48,6 +55,9 @@ else
     (cd "${ROOT}" && cargo build -q --release -p latchkey)
     BIN=${ROOT}/target/release/latchkey
 fi
+BASE_BIN=""
+[[ -n ${LATCHKEY_BASE:-} ]] && BASE_BIN=$(realpath "${LATCHKEY_BASE}")
+CUR=${BIN}
 NS_A=lkp-a
 NS_B=lkp-b
 OUT_A=198.51.100.1
@@ -146,22 +156,30 @@ daemon() {
         printf 'ike_proposals = "aes128gcm16-prfsha256-x25519"\nesp_proposals = "aes128gcm16"\n'
         printf 'local_ts = ["%s"]\nremote_ts = ["%s"]\n%b\n' "${lts}" "${rts}" "${xc}"
     } >"${f}"
-    RUST_LOG=${RUST_LOG:-warn} ip netns exec "${ns}" "${BIN}" daemon --config "${f}" 2>"${RUN}/${name}.log" &
+    RUST_LOG=${RUST_LOG:-warn} ip netns exec "${ns}" "${CUR}" daemon --config "${f}" 2>"${RUN}/${name}.log" &
     PIDS+=($!)
     for ((i = 0; i < 50; i++)); do
-        timeout 5 "${BIN}" connections --control "${RUN}/${name}.sock" >/dev/null 2>&1 && return 0
+        timeout 5 "${CUR}" connections --control "${RUN}/${name}.sock" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     log "daemon ${name} does not answer: $(tail -n 3 "${RUN}/${name}.log")"
     return 1
 }
 DAEMON_A_PID=""
+DAEMON_B_PID=""
 
 # up CFG: start configuration CFG; sets SRV (server inner/outer address).
 up() {
-    local xt="" xc="force_encap = true"
+    local xt="" xc="force_encap = true" cfg=$1
     SRV=${IN_B}
-    case $1 in
+    CUR=${BIN}
+    DAEMON_B_PID=""
+    if [[ ${cfg} == base-* ]]; then
+        [[ -n ${BASE_BIN} ]] || { log "${cfg}: no LATCHKEY_BASE"; return 1; }
+        CUR=${BASE_BIN}
+        cfg=lk-${cfg#base-}
+    fi
+    case ${cfg} in
     bare) SRV=${OUT_B}; return 0 ;;
     ss-ss)
         inner "${NS_A}" "${IN_A}"
@@ -178,12 +196,13 @@ up() {
         timeout 30 "${BIN}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
         ;;
     lk-lk | lk-raw | lk-off)
-        [[ $1 == lk-raw ]] && { xt="raw_esp = true"; xc="force_encap = false"; }
-        [[ $1 == lk-off ]] && xt="offload = true"
+        [[ ${cfg} == lk-raw ]] && { xt="raw_esp = true"; xc="force_encap = false"; }
+        [[ ${cfg} == lk-off ]] && xt="offload = true"
         daemon b "${NS_B}" "${OUT_B}" "" 10.99.0.0/24 10.98.0.0/24 "${IN_B}" "${xt}" "${xc}"
+        DAEMON_B_PID=${PIDS[-1]}
         daemon a "${NS_A}" "${OUT_A}" "${OUT_B}" 10.98.0.0/24 10.99.0.0/24 "${IN_A}" "${xt}" "${xc}"
         DAEMON_A_PID=${PIDS[-1]}
-        timeout 30 "${BIN}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
+        timeout 30 "${CUR}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
         for ((i = 0; i < 25; i++)); do
             ip -n "${NS_B}" route show 10.98.0.0/24 | grep -q lkp0 && break
             sleep 0.2
@@ -250,18 +269,28 @@ done
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if [[ ${PERF:-0} == 1 ]] && command -v perf >/dev/null; then
-    log "perf: lk-lk, ${SECS} s client->server, recording the initiating daemon (a)"
-    if up lk-lk; then
+    log "perf: ${PERF_CFG:-lk-lk}, ${SECS} s client->server, recording the initiating daemon (a)"
+    if up "${PERF_CFG:-lk-lk}"; then
         ip netns exec "${NS_B}" iperf3 -s -B "${SRV}" -1 >/dev/null 2>&1 &
         sp=$!
         sleep 0.4
         ip netns exec "${NS_A}" iperf3 -c "${SRV}" -t $((SECS + 2)) -J >"${RUN}/perf-iperf.json" 2>&1 &
         cp=$!
         sleep 1
+        # The decrypting side (b) too, when it is a latchkey daemon.
+        bp=""
+        if [[ -n ${DAEMON_B_PID} ]]; then
+            perf record -g -p "${DAEMON_B_PID}" -o "${RUN}/perf-b.data" -- sleep "${SECS}" >/dev/null 2>&1 &
+            bp=$!
+        fi
         perf record -g -p "${DAEMON_A_PID}" -o "${RUN}/perf.data" -- sleep "${SECS}" >/dev/null 2>&1 || true
+        [[ -n ${bp} ]] && { wait "${bp}" 2>/dev/null || true; }
         wait "${cp}" "${sp}" 2>/dev/null || true
-        perf report -i "${RUN}/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"${RUN}/perf-report.txt" || true
-        perf report -i "${RUN}/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"${RUN}/perf-children.txt" || true
+        for side in "" -b; do
+            [[ -f ${RUN}/perf${side}.data ]] || continue
+            perf report -i "${RUN}/perf${side}.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -n 120 >"${RUN}/perf${side}-report.txt" || true
+            perf report -i "${RUN}/perf${side}.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 60 >"${RUN}/perf${side}-children.txt" || true
+        done
     fi
     down
 fi
@@ -271,7 +300,10 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 names = {"bare": "bare veth (no tunnel)", "ss-ss": "strongSwan <-> strongSwan (kernel-libipsec)",
          "lk-ss": "latchkey daemon <-> strongSwan", "lk-lk": "latchkey <-> latchkey, ESP in UDP",
-         "lk-raw": "latchkey <-> latchkey, raw ESP", "lk-off": "latchkey <-> latchkey, ESP in UDP, TUN offload"}
+         "lk-raw": "latchkey <-> latchkey, raw ESP", "lk-off": "latchkey <-> latchkey, ESP in UDP, TUN offload",
+         "base-lk": "baseline build: latchkey <-> latchkey, ESP in UDP",
+         "base-raw": "baseline build: latchkey <-> latchkey, raw ESP",
+         "base-off": "baseline build: latchkey <-> latchkey, ESP in UDP, TUN offload"}
 order = []
 for r in rows:
     if r[0] not in order:

@@ -7,7 +7,8 @@
 //! a child SA comes or goes), watch the flow for R18, run the same latch
 //! checks as `Channel::send` (`select_outbound`: a latched flow leaves only
 //! under an SA matching its latch, R5/R6/R9), encapsulate, and send ESP in
-//! UDP from the NAT-T socket or raw ESP. A packet no SA covers is dropped
+//! UDP from the NAT-T socket (gathered per burst for one UDP GSO send,
+//! `esp_out`) or raw ESP. A packet no SA covers is dropped
 //! and counted, never sent in the clear (RFC 4301 5.1: DISCARD when no
 //! SA; R6).
 //!
@@ -96,6 +97,12 @@ pub(super) struct TunState {
     pub(super) reading: bool,
     pub(super) read_errors: u32,
     mtu: u16,
+    /// Offload: decapsulated packets of a burst waiting to be written
+    /// together (each after room for its virtio-net header), so that
+    /// in-order TCP segments are coalesced into one write (GRO).
+    writes: Vec<Vec<u8>>,
+    queued: usize,
+    gro: tun_rs::GROTable,
 }
 
 impl TunState {
@@ -132,6 +139,9 @@ impl TunState {
             mtu: setup.cfg.mtu,
             reading: true,
             read_errors: 0,
+            writes: Vec::new(),
+            queued: 0,
+            gro: tun_rs::GROTable::default(),
         }
     }
 }
@@ -254,59 +264,13 @@ impl Driver {
                 }
             }
         };
-        self.tun_send(sa, info.version, pkt);
+        let next_header = if info.version == 4 { 4 } else { 41 };
+        if let Err(e) = self.esp_out(sa, next_header, pkt, true) {
+            tracing::debug!(error = ?e, child = sa.0, "TUN packet not sent");
+            self.drop_counted(e.tun_reason());
+        }
         if let Some(FlowAction::Release(f, id)) = action {
             self.flow_release(f, id);
-        }
-    }
-
-    /// Encapsulate `pkt` under child SA `sa` and send it to the peer.
-    fn tun_send(&mut self, sa: ike::ChildSaId, version: u8, pkt: &[u8]) {
-        let Some(c) = self.children.get_mut(&sa) else {
-            self.drop_counted("TUN: child SA gone");
-            return;
-        };
-        let next_header = if version == 4 { 4 } else { 41 };
-        // RFC 4303 3.3: outbound processing; the sequence number is
-        // checked for exhaustion inside.
-        let n = match self
-            .sad
-            .encapsulate(c.outbound_spi, next_header, pkt, &mut self.out)
-        {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, child = sa.0, "TUN packet not encapsulated");
-                self.drop_counted("TUN: ESP encapsulation failed");
-                return;
-            }
-        };
-        let esp = self.out.get(..n).unwrap_or_default();
-        let sent = if c.udp_encap {
-            // RFC 3948 2.1: ESP in UDP from the NAT-T port, no marker.
-            self.natt_sock.try_send_to(esp, c.remote)
-        } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
-            if c.remote.is_ipv6() == raw.is_v6() {
-                raw.try_send(esp, c.remote.ip())
-            } else {
-                self.drop_counted("TUN: peer of another address family than the raw ESP socket");
-                return;
-            }
-        } else {
-            self.drop_counted("TUN: SA without UDP encapsulation and no raw ESP socket");
-            return;
-        };
-        match sent {
-            Ok(_) => {
-                c.traffic.packets_out += 1;
-                c.traffic.bytes_out += pkt.len() as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.drop_counted("TUN: ESP socket send buffer full");
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "ESP send failed");
-                self.drop_counted("TUN: ESP send failed");
-            }
         }
     }
 
@@ -375,17 +339,18 @@ impl Driver {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += pkt.len() as u64;
         }
-        let written = self.tun.as_ref().map(|t| {
-            if t.offload {
-                // A virtio-net header of zeros: no segmentation, the
-                // checksums are complete (they came from the peer).
-                let hdr = [0u8; tun_rs::VIRTIO_NET_HDR_LEN];
-                t.dev
-                    .try_send_vectored(&[std::io::IoSlice::new(&hdr), std::io::IoSlice::new(pkt)])
-            } else {
-                t.dev.try_send(pkt)
+        let offload = self.tun.as_ref().is_some_and(|t| t.offload);
+        if offload {
+            // Written with the rest of the burst (`flush_tun_writes`).
+            if self.queue_tun_write(pkt) {
+                self.flush_tun_writes();
             }
-        });
+            if let Some(FlowAction::Release(f, id)) = action {
+                self.flow_release(f, id);
+            }
+            return;
+        }
+        let written = self.tun.as_ref().map(|t| t.dev.try_send(pkt));
         match written {
             Some(Ok(_)) => {}
             Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -399,6 +364,53 @@ impl Driver {
         }
         if let Some(FlowAction::Release(f, id)) = action {
             self.flow_release(f, id);
+        }
+    }
+
+    /// Offload: queue a decapsulated packet for the next batch write.
+    /// True if the queue is full and must be flushed now.
+    fn queue_tun_write(&mut self, pkt: &[u8]) -> bool {
+        let Some(t) = self.tun.as_mut() else {
+            return false;
+        };
+        if t.writes.len() <= t.queued {
+            t.writes.push(Vec::new());
+        }
+        if let Some(b) = t.writes.get_mut(t.queued) {
+            b.clear();
+            // Room for the virtio-net header tun-rs writes in front.
+            b.resize(tun_rs::VIRTIO_NET_HDR_LEN, 0);
+            b.extend_from_slice(pkt);
+            t.queued += 1;
+        }
+        t.queued >= tun_rs::IDEAL_BATCH_SIZE
+    }
+
+    /// Offload: write the queued packets, in-order TCP segments of one
+    /// flow coalesced into one write with a GSO virtio-net header (tun-rs
+    /// `send_multiple` and its `GROTable`); the rest one write each with a
+    /// header of zeros (no segmentation; the checksums are complete, they
+    /// came from the peer).
+    pub(super) fn flush_tun_writes(&mut self) {
+        let Some(t) = self.tun.as_mut() else {
+            return;
+        };
+        if t.queued == 0 {
+            return;
+        }
+        let n = t.queued;
+        t.queued = 0;
+        let dev: &tun_rs::DeviceImpl = &t.dev;
+        let bufs = t.writes.get_mut(..n).unwrap_or_default();
+        let r = dev.send_multiple(&mut t.gro, bufs, tun_rs::VIRTIO_NET_HDR_LEN);
+        if let Err(e) = r {
+            // tun-rs reports the last failed write of the batch.
+            tracing::debug!(error = %e, "TUN batch write failed");
+            self.drop_counted(if e.kind() == std::io::ErrorKind::WouldBlock {
+                "TUN: device write queue full (batch, one or more packets)"
+            } else {
+                "TUN: device write failed (batch, one or more packets)"
+            });
         }
     }
 

@@ -1,0 +1,331 @@
+//! ESP out: one inner packet encapsulated under a child SA (RFC 4303 3.3)
+//! and sent to the peer, ESP in UDP from the NAT-T socket (RFC 3948 2.1,
+//! no marker) or raw ESP (IP protocol 50). Used by `Channel::send` and by
+//! the TUN datapath alike.
+//!
+//! TUN bursts are gathered: consecutive ESP-in-UDP packets for the same
+//! peer and SA are encapsulated straight into one buffer, back to back at
+//! the size of the first (the last may be shorter), and leave with one
+//! `sendmsg` and `UDP_SEGMENT` (UDP GSO, [`os::send_gso`]) when the burst
+//! ends or the next packet does not fit. Sequence numbers are taken in
+//! packet order at encapsulation (RFC 4303 3.3.3) and the buffer leaves in
+//! that order. If the kernel refuses segmentation (`EIO`/`EINVAL`), that
+//! buffer goes out one datagram per send and the refusal is counted
+//! (`Status::gso_refused`); after [`MAX_GSO_REFUSALS`] refusals in a row
+//! segmentation is no longer tried.
+
+use std::net::SocketAddr;
+
+use super::Driver;
+use crate::os;
+
+/// Refusals of `UDP_SEGMENT` in a row after which every packet is sent on
+/// its own.
+const MAX_GSO_REFUSALS: u32 = 8;
+
+/// Why a packet did not leave.
+#[derive(Debug)]
+pub(super) enum EspOutError {
+    /// The child SA is gone.
+    ChildGone,
+    /// `Sad::encapsulate` refused (sequence numbers exhausted ...).
+    Encap(esp::EncapError),
+    /// A raw ESP SA, but no raw ESP socket (channels without TUN).
+    NoRawSocket,
+    /// A raw ESP SA whose peer is of the other address family.
+    Family,
+    /// The socket refused the datagram.
+    Io(std::io::Error),
+}
+
+impl EspOutError {
+    /// The drop reason of the TUN datapath.
+    pub(super) fn tun_reason(&self) -> &'static str {
+        match self {
+            Self::ChildGone => "TUN: child SA gone",
+            Self::Encap(_) => "TUN: ESP encapsulation failed",
+            Self::NoRawSocket => "TUN: SA without UDP encapsulation and no raw ESP socket",
+            Self::Family => "TUN: peer of another address family than the raw ESP socket",
+            Self::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                "TUN: ESP socket send buffer full"
+            }
+            Self::Io(_) => "TUN: ESP send failed",
+        }
+    }
+}
+
+/// ESP-in-UDP packets waiting to leave together (see the module doc).
+#[derive(Debug)]
+pub(super) struct EspBatch {
+    /// [`os::GSO_MAX_BYTES`] long once used (allocated on first use).
+    buf: Vec<u8>,
+    /// Octets used.
+    len: usize,
+    /// Size of every packet but the last.
+    seg: usize,
+    count: usize,
+    /// The last packet was shorter than `seg`: nothing may follow it.
+    closed: bool,
+    dest: Option<SocketAddr>,
+    child: ike::ChildSaId,
+    inner_bytes: u64,
+    /// Whether `UDP_SEGMENT` is still tried.
+    pub(super) gso: bool,
+    refusals_in_row: u32,
+    /// Sends the kernel refused to segment (counted for `Status`).
+    pub(super) refused: u64,
+}
+
+impl Default for EspBatch {
+    fn default() -> Self {
+        Self {
+            buf: Vec::new(),
+            len: 0,
+            seg: 0,
+            count: 0,
+            closed: false,
+            dest: None,
+            child: ike::ChildSaId(0),
+            inner_bytes: 0,
+            gso: true,
+            refusals_in_row: 0,
+            refused: 0,
+        }
+    }
+}
+
+impl EspBatch {
+    /// Whether a packet of `len` octets for `dest` under `child` may join.
+    fn fits(&self, dest: SocketAddr, child: ike::ChildSaId, len: usize) -> bool {
+        self.count == 0
+            || (self.dest == Some(dest)
+                && self.child == child
+                && !self.closed
+                && len <= self.seg
+                && self.count < os::GSO_MAX_SEGMENTS
+                && self.len + len <= os::GSO_MAX_BYTES)
+    }
+
+    /// Room for the next packet.
+    fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.buf.len() < os::GSO_MAX_BYTES {
+            self.buf.resize(os::GSO_MAX_BYTES, 0);
+        }
+        self.buf.get_mut(self.len..self.len + len)
+    }
+
+    /// The packet written into [`Self::slot`] is `n` octets long.
+    fn commit(&mut self, dest: SocketAddr, child: ike::ChildSaId, n: usize, inner: usize) {
+        if self.count == 0 {
+            self.dest = Some(dest);
+            self.child = child;
+            self.seg = n;
+            self.closed = false;
+            self.inner_bytes = 0;
+        } else if n < self.seg {
+            self.closed = true;
+        }
+        self.len += n;
+        self.count += 1;
+        self.inner_bytes += inner as u64;
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.count = 0;
+        self.closed = false;
+        self.dest = None;
+        self.inner_bytes = 0;
+    }
+}
+
+impl Driver {
+    /// RFC 4303 3.3: encapsulate `pkt` (next header `next_header`) under
+    /// child SA `sa` and send it to the peer. With `gather`, an ESP-in-UDP
+    /// packet may wait in the batch until [`Self::flush_esp`] (its send
+    /// errors are then counted there); otherwise it is sent now and any
+    /// error returned.
+    pub(super) fn esp_out(
+        &mut self,
+        sa: ike::ChildSaId,
+        next_header: u8,
+        pkt: &[u8],
+        gather: bool,
+    ) -> Result<(), EspOutError> {
+        let Some(c) = self.children.get(&sa) else {
+            return Err(EspOutError::ChildGone);
+        };
+        let (spi, remote, udp) = (c.outbound_spi, c.remote, c.udp_encap);
+        if udp && gather && self.esp_batch.gso {
+            let len = self
+                .sad
+                .encapsulated_len(spi, pkt.len())
+                .map_err(EspOutError::Encap)?;
+            if len <= os::GSO_MAX_BYTES {
+                if !self.esp_batch.fits(remote, sa, len) {
+                    self.flush_esp();
+                }
+                if let Some(slot) = self.esp_batch.slot(len) {
+                    let n = self
+                        .sad
+                        .encapsulate(spi, next_header, pkt, slot)
+                        .map_err(EspOutError::Encap)?;
+                    self.esp_batch.commit(remote, sa, n, pkt.len());
+                    return Ok(());
+                }
+            }
+        }
+        // One packet, now: after whatever is gathered (same SA, in order).
+        self.flush_esp();
+        let n = self
+            .sad
+            .encapsulate(spi, next_header, pkt, &mut self.out)
+            .map_err(EspOutError::Encap)?;
+        let esp = self.out.get(..n).unwrap_or_default();
+        let sent = if udp {
+            self.natt_sock.try_send_to(esp, remote)
+        } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
+            if remote.is_ipv6() != raw.is_v6() {
+                return Err(EspOutError::Family);
+            }
+            raw.try_send(esp, remote.ip())
+        } else {
+            return Err(EspOutError::NoRawSocket);
+        };
+        sent.map_err(EspOutError::Io)?;
+        self.credit_out(sa, 1, pkt.len() as u64);
+        Ok(())
+    }
+
+    fn credit_out(&mut self, sa: ike::ChildSaId, packets: u64, bytes: u64) {
+        if let Some(c) = self.children.get_mut(&sa) {
+            c.traffic.packets_out += packets;
+            c.traffic.bytes_out += bytes;
+        }
+    }
+
+    fn drops_counted(&mut self, reason: &'static str, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
+        tracing::debug!(reason, n, "datagrams dropped");
+    }
+
+    /// Send the gathered ESP-in-UDP packets: one GSO send, or one
+    /// datagram alone; per datagram if the kernel refuses segmentation.
+    pub(super) fn flush_esp(&mut self) {
+        if self.esp_batch.count == 0 {
+            return;
+        }
+        let mut b = std::mem::take(&mut self.esp_batch);
+        let data = b.buf.get(..b.len).unwrap_or_default();
+        let Some(dest) = b.dest else {
+            b.clear();
+            self.esp_batch = b;
+            return;
+        };
+        let count = b.count as u64;
+        let r = if b.count == 1 {
+            self.natt_sock.try_send_to(data, dest)
+        } else {
+            os::send_gso(&self.natt_sock, data, b.seg, dest)
+        };
+        match r {
+            Ok(_) => {
+                b.refusals_in_row = 0;
+                self.credit_out(b.child, count, b.inner_bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.drops_counted("TUN: ESP socket send buffer full", count);
+            }
+            Err(e)
+                if b.count > 1
+                    && matches!(e.raw_os_error(), Some(code) if code == nix::libc::EIO || code == nix::libc::EINVAL) =>
+            {
+                b.refused += 1;
+                b.refusals_in_row += 1;
+                if b.refusals_in_row >= MAX_GSO_REFUSALS {
+                    b.gso = false;
+                    tracing::warn!(error = %e, "UDP GSO refused repeatedly: one send per ESP packet from now on");
+                } else {
+                    tracing::debug!(error = %e, "UDP GSO refused: this batch one send per ESP packet");
+                }
+                let (mut ok, mut full, mut failed) = (0u64, 0u64, 0u64);
+                let mut inner_ok = 0u64;
+                let per = b.inner_bytes / count.max(1);
+                for d in data.chunks(b.seg.max(1)) {
+                    match self.natt_sock.try_send_to(d, dest) {
+                        Ok(_) => {
+                            ok += 1;
+                            inner_ok += per;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => full += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                self.credit_out(b.child, ok, inner_ok);
+                if full > 0 {
+                    self.drops_counted("TUN: ESP socket send buffer full", full);
+                }
+                if failed > 0 {
+                    self.drops_counted("TUN: ESP send failed", failed);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "ESP send failed");
+                self.drops_counted("TUN: ESP send failed", count);
+            }
+        }
+        b.clear();
+        self.esp_batch = b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// Equal sizes join; a shorter packet ends the train; another peer,
+    /// another SA, a longer packet, or the segment and byte limits start a
+    /// new one.
+    #[test]
+    fn batch_rules() {
+        let (p, q) = (addr("192.0.2.1:4500"), addr("192.0.2.2:4500"));
+        let (a, b) = (ike::ChildSaId(1), ike::ChildSaId(2));
+        let mut bt = EspBatch::default();
+        assert!(bt.fits(p, a, 1400));
+        bt.slot(1400).unwrap();
+        bt.commit(p, a, 1400, 1300);
+        assert!(bt.fits(p, a, 1400));
+        assert!(!bt.fits(q, a, 1400));
+        assert!(!bt.fits(p, b, 1400));
+        assert!(!bt.fits(p, a, 1401));
+        assert!(bt.fits(p, a, 80));
+        bt.slot(80).unwrap();
+        bt.commit(p, a, 80, 20);
+        assert!(!bt.fits(p, a, 80), "nothing may follow a shorter segment");
+        assert_eq!(
+            (bt.count, bt.len, bt.seg, bt.inner_bytes),
+            (2, 1480, 1400, 1320)
+        );
+        bt.clear();
+        assert!(bt.fits(q, b, 1500));
+        for _ in 0..os::GSO_MAX_SEGMENTS {
+            assert!(bt.fits(p, a, 100));
+            bt.slot(100).unwrap();
+            bt.commit(p, a, 100, 50);
+        }
+        assert!(!bt.fits(p, a, 100), "segment limit");
+        bt.clear();
+        let big = 1500;
+        while bt.len + big <= os::GSO_MAX_BYTES {
+            bt.slot(big).unwrap();
+            bt.commit(p, a, big, big);
+        }
+        assert!(!bt.fits(p, a, big), "byte limit");
+        assert!(bt.slot(big).is_none());
+    }
+}
