@@ -230,7 +230,10 @@ pub struct TunConfig {
     /// Linux TUN offload (IFF_VNET_HDR with TSO/checksum offload): the OS
     /// stack hands over TCP segments of up to 64 KiB, split into packets
     /// of the MTU in userspace (by tun-rs) before ESP: far fewer reads
-    /// and less kernel work per octet.
+    /// and less kernel work per octet; decapsulated TCP segments are
+    /// coalesced on the way back (GRO). Off by default here (the daemon
+    /// turns it on); if the kernel refuses it, the device opens without it
+    /// and a warning is logged.
     pub offload: bool,
 }
 

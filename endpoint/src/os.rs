@@ -71,19 +71,32 @@ fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Create and configure the TUN device described by `cfg`.
-pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<Arc<tun_rs::AsyncDevice>, Error> {
+/// Create and configure the TUN device described by `cfg`. Returns the
+/// device and whether offload is on: asked for but refused by the kernel,
+/// the device is opened without it and a warning says so.
+pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<(Arc<tun_rs::AsyncDevice>, bool), Error> {
     let fail = |reason: String| Error::Tun {
         name: cfg.name.clone(),
         reason,
     };
-    let dev = tun_rs::DeviceBuilder::new()
-        .name(&cfg.name)
-        .mtu(cfg.mtu)
-        .offload(cfg.offload)
-        .tx_queue_len(TUN_TX_QUEUE_LEN)
-        .build_async()
-        .map_err(|e| fail(format!("cannot create the device: {e}")))?;
+    let build = |offload: bool| {
+        tun_rs::DeviceBuilder::new()
+            .name(&cfg.name)
+            .mtu(cfg.mtu)
+            .offload(offload)
+            .tx_queue_len(TUN_TX_QUEUE_LEN)
+            .build_async()
+    };
+    let (dev, offload) = match build(cfg.offload) {
+        Ok(d) => (d, cfg.offload),
+        Err(e) if cfg.offload => {
+            tracing::warn!(device = %cfg.name, error = %e,
+                "TUN offload refused by the kernel: opening the device without it (slower)");
+            let d = build(false).map_err(|e| fail(format!("cannot create the device: {e}")))?;
+            (d, false)
+        }
+        Err(e) => return Err(fail(format!("cannot create the device: {e}"))),
+    };
     // The kernel may have picked another name (a pattern like "lk%d").
     let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
     for (addr, prefix) in &cfg.addresses {
@@ -108,8 +121,8 @@ pub(crate) async fn open_tun(cfg: &TunConfig) -> Result<Arc<tun_rs::AsyncDevice>
     ]))
     .await
     .map_err(fail)?;
-    tracing::info!(device = %name, mtu = cfg.mtu, addresses = ?cfg.addresses, "TUN device up");
-    Ok(Arc::new(dev))
+    tracing::info!(device = %name, mtu = cfg.mtu, addresses = ?cfg.addresses, offload, "TUN device up");
+    Ok((Arc::new(dev), offload))
 }
 
 /// Packets the kernel queues for us to read from the device. A full queue

@@ -2,7 +2,7 @@
 # Tunnel throughput (root): iperf3 TCP between two namespaces through
 #   bare    the bare veth (no tunnel)
 #   ss-ss   strongSwan <-> strongSwan (two charons, kernel-libipsec, ESP in UDP)
-#   lk-ss   latchkey daemon (TUN) <-> strongSwan
+#   lk-ss   latchkey daemon (TUN, its defaults: offload on) <-> strongSwan
 #   lk-lk   latchkey daemon <-> latchkey daemon, ESP in UDP (force_encap)
 #   lk-raw  latchkey <-> latchkey, raw ESP (protocol 50)
 #   lk-off  latchkey <-> latchkey, ESP in UDP, TUN offload (offload = true)
@@ -196,7 +196,9 @@ up() {
         timeout 30 "${BIN}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
         ;;
     lk-lk | lk-raw | lk-off)
-        [[ ${cfg} == lk-raw ]] && { xt="raw_esp = true"; xc="force_encap = false"; }
+        # The daemon's default is offload on: lk-lk and lk-raw turn it off.
+        xt="offload = false"
+        [[ ${cfg} == lk-raw ]] && { xt="raw_esp = true\noffload = false"; xc="force_encap = false"; }
         [[ ${cfg} == lk-off ]] && xt="offload = true"
         daemon b "${NS_B}" "${OUT_B}" "" 10.99.0.0/24 10.98.0.0/24 "${IN_B}" "${xt}" "${xc}"
         DAEMON_B_PID=${PIDS[-1]}

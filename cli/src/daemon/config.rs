@@ -419,7 +419,13 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
     let tun = match d.as_ref().and_then(|d| d.tun.as_ref()) {
         None => None,
         Some(t) => {
-            let mut c = TunConfig::default();
+            // The daemon's default is TUN offload on: with UDP GSO/GRO it
+            // is the fast path (docs/performance.md); the endpoint falls
+            // back to plain reads and writes if the kernel refuses it.
+            let mut c = TunConfig {
+                offload: true,
+                ..TunConfig::default()
+            };
             if let Some(n) = &t.name {
                 if n.get_ref().is_empty() || n.get_ref().len() > 15 {
                     return Err(cx.err(

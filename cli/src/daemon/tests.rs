@@ -221,7 +221,7 @@ fn shipped_example_tun_block_parses() {
     assert_eq!(t.name, "latchkey0");
     assert_eq!(t.mtu, 1400);
     assert_eq!(t.addresses, [("10.98.0.1".parse().unwrap(), 24)]);
-    assert!(t.routes && !t.latch_flows && t.raw_esp && !t.offload);
+    assert!(t.routes && !t.latch_flows && t.raw_esp && t.offload);
     assert_eq!(t.udp_idle, Duration::from_secs(60));
 }
 
@@ -233,9 +233,16 @@ fn tun_datapath_fields_and_key_export() {
     assert_eq!(t.name, "lk9");
     assert!(t.latch_flows && !t.raw_esp && t.offload);
     assert_eq!(t.udp_idle, Duration::from_secs(120));
-    // Defaults: the endpoint's.
+    // Defaults: the endpoint's, but offload on (the daemon's fast path).
     let d = ok("[daemon.tun]\n").tun.unwrap();
-    assert_eq!(d, endpoint::TunConfig::default());
+    assert_eq!(
+        d,
+        endpoint::TunConfig {
+            offload: true,
+            ..endpoint::TunConfig::default()
+        }
+    );
+    assert!(!ok("[daemon.tun]\noffload = false\n").tun.unwrap().offload);
     assert!(!ok("[daemon]\n").key_export);
 
     let e = err("[daemon.tun]\nlatch_flows = true\nudp_idle = \"5q\"\n");

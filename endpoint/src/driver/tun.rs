@@ -53,8 +53,12 @@ impl TunSetup {
     /// Create the device and, if asked, the raw ESP socket of the family
     /// of the endpoint's addresses (`v6`).
     pub(crate) async fn open(cfg: &TunConfig, v6: bool) -> Result<Self, Error> {
-        let dev = os::open_tun(cfg).await?;
+        let (dev, offload) = os::open_tun(cfg).await?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
+        let cfg = &TunConfig {
+            offload,
+            ..cfg.clone()
+        };
         let raw = if cfg.raw_esp {
             Some(RawEsp::open(v6).map_err(|e| Error::Tun {
                 name: name.clone(),
