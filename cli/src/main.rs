@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use endpoint::{AuthMethod, Endpoint, EndpointConfig, EspProposal, IkeProposal, TrafficSelector};
+use endpoint::{
+    AuthMethod, Channel, Endpoint, EndpointConfig, EspProposal, IkeProposal, TrafficSelector,
+};
 
 mod control;
 mod creds;
@@ -684,62 +686,11 @@ async fn listen(a: ListenArgs) -> Result<()> {
     }
     let json = a.sec.json;
     let echo = a.echo;
-    let accept = {
-        let ep = ep.clone();
-        async move {
-            while let Some(mut ch) = ep.accept().await {
-                let ike = ch.ike_sa().clone();
-                let child = ch.child_sa().clone();
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"event": "channel", "ike_sa": ike, "child_sa": child})
-                    );
-                } else {
-                    println!(
-                        "channel from {} ({} {}): {} {} === {}",
-                        ike.remote,
-                        ike.peer_id,
-                        ike.peer_auth,
-                        child.suite,
-                        child.local_ts.join(","),
-                        child.remote_ts.join(",")
-                    );
-                }
-                tokio::spawn(async move {
-                    while let Some(d) = ch.recv().await {
-                        if json {
-                            println!(
-                                "{}",
-                                serde_json::json!({"event": "datagram", "src": d.src, "dst": d.dst,
-                                "spi": format!("{:08x}", d.spi), "latch": d.latch,
-                                "data": String::from_utf8_lossy(&d.data)})
-                            );
-                        } else {
-                            println!(
-                                "received {} octets {} -> {} (SPI {:08x}{}): {}",
-                                d.data.len(),
-                                d.src,
-                                d.dst,
-                                d.spi,
-                                d.latch.map_or(String::new(), |l| format!(", {l}")),
-                                String::from_utf8_lossy(&d.data)
-                            );
-                        }
-                        if echo {
-                            if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
-                                tracing::warn!(error = %e, "echo failed");
-                            }
-                        }
-                    }
-                });
-            }
-        }
-    };
+    let serve = serve_channels(&ep, json, echo);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
-        () = accept => {}
+        () = serve => {}
         r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
         _ = term.recv() => {}
     }
@@ -749,6 +700,85 @@ async fn listen(a: ListenArgs) -> Result<()> {
     }
     ep.shutdown().await?;
     Ok(())
+}
+
+/// `listen`'s one task for all its channels: accepts them, prints their
+/// datagrams and echoes them (`--echo`). One task, not one per channel: a
+/// task per channel cost about 1.3 KiB per SA held
+/// (docs/performance.md, memory per SA); here each waiting channel is one
+/// small future in a `FuturesUnordered`, woken on its own. Ends when the
+/// endpoint stops accepting.
+async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut waiting = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            ch = ep.accept() => {
+                let Some(ch) = ch else { return };
+                print_channel(&ch, json);
+                waiting.push(next_datagram(ch));
+            }
+            Some((ch, d)) = waiting.next(), if !waiting.is_empty() => {
+                // `None`: the channel closed; dropping it is all there is to do.
+                let Some(d) = d else { continue };
+                print_datagram(&d, json);
+                if echo {
+                    if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
+                        tracing::warn!(error = %e, "echo failed");
+                    }
+                }
+                waiting.push(next_datagram(ch));
+            }
+        }
+    }
+}
+
+/// The channel's next datagram, with the channel handed back.
+async fn next_datagram(mut ch: Channel) -> (Channel, Option<endpoint::Datagram>) {
+    let d = ch.recv().await;
+    (ch, d)
+}
+
+fn print_channel(ch: &Channel, json: bool) {
+    let ike = ch.ike_sa();
+    let child = ch.child_sa();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "channel", "ike_sa": ike, "child_sa": child})
+        );
+    } else {
+        println!(
+            "channel from {} ({} {}): {} {} === {}",
+            ike.remote,
+            ike.peer_id,
+            ike.peer_auth,
+            child.suite,
+            child.local_ts.join(","),
+            child.remote_ts.join(",")
+        );
+    }
+}
+
+fn print_datagram(d: &endpoint::Datagram, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "datagram", "src": d.src, "dst": d.dst,
+            "spi": format!("{:08x}", d.spi), "latch": d.latch,
+            "data": String::from_utf8_lossy(&d.data)})
+        );
+    } else {
+        println!(
+            "received {} octets {} -> {} (SPI {:08x}{}): {}",
+            d.data.len(),
+            d.src,
+            d.dst,
+            d.spi,
+            d.latch.map_or(String::new(), |l| format!(", {l}")),
+            String::from_utf8_lossy(&d.data)
+        );
+    }
 }
 
 fn secs(s: f64, what: &str) -> Result<Duration> {

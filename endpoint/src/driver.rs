@@ -85,9 +85,19 @@ pub(crate) enum Command {
     },
 }
 
-/// What the driver knows of a child SA.
+/// What the driver knows of a child SA: typed, no strings. The
+/// [`ChildSummary`] the API shows is built from it on demand
+/// ([`ChildState::summary`]): one is kept per SA held, so every string
+/// here would be paid 100 000 times by a busy responder
+/// (docs/performance.md, memory per SA).
 struct ChildState {
-    summary: ChildSummary,
+    id: ike::ChildSaId,
+    encr: pad::alg::Encr,
+    integ: Option<pad::alg::Integ>,
+    pfs: Option<pad::alg::DhGroup>,
+    esn: bool,
+    mode: pad::Mode,
+    replay_window: u32,
     ike_sa: ike::IkeSaId,
     outbound_spi: u32,
     inbound_spi: u32,
@@ -98,16 +108,34 @@ struct ChildState {
     traffic: Traffic,
 }
 
+impl ChildState {
+    fn summary(&self) -> ChildSummary {
+        ChildSummary {
+            id: self.id.0,
+            ike_sa: self.ike_sa.0,
+            inbound_spi: self.inbound_spi,
+            outbound_spi: self.outbound_spi,
+            suite: esp_suite(self.encr, self.integ, self.pfs, self.esn),
+            mode: self.mode,
+            esn: self.esn,
+            local_ts: self.local_ts.iter().map(ToString::to_string).collect(),
+            remote_ts: self.remote_ts.iter().map(ToString::to_string).collect(),
+            udp_encap: self.udp_encap,
+            replay_window: self.replay_window,
+        }
+    }
+}
+
 /// A channel: follows its child SA across rekeys.
 struct ChannelState {
     /// The newest child SA of the channel: the one it sends on. Older
     /// ones it replaced still deliver to it until they are deleted (see
     /// `Driver::child_channel`).
     child: ike::ChildSaId,
-    /// Boxed: tokio allocates a channel's first block of 32 slots up
-    /// front, so an unboxed `Datagram` cost about 4 KiB per channel (per
-    /// SA held) before any packet (docs/performance.md, memory per SA).
-    tx: mpsc::Sender<Box<Datagram>>,
+    /// Boxed datagrams in a queue that allocates nothing before the first
+    /// one (`crate::inbox`): one queue per SA held (docs/performance.md,
+    /// memory per SA).
+    tx: crate::inbox::InboxSender<Box<Datagram>>,
 }
 
 /// How many deleted child SAs remember their channel (`Driver::retired`).
@@ -129,7 +157,9 @@ pub(crate) struct Driver {
     accept_tx: mpsc::Sender<Channel>,
     pending_connect: HashMap<ike::IkeSaId, (SocketAddr, oneshot::Sender<Result<Channel, Error>>)>,
     pending_close: HashMap<ike::IkeSaId, Vec<oneshot::Sender<Result<(), Error>>>>,
-    ike_sas: HashMap<ike::IkeSaId, IkeSummary>,
+    /// The IKE SAs up (their summaries come from `ike` when asked for: a
+    /// copy of each here would cost about 0.5 KiB per SA held).
+    ike_sas: std::collections::HashSet<ike::IkeSaId>,
     children: HashMap<ike::ChildSaId, ChildState>,
     channels: HashMap<u64, ChannelState>,
     /// Every installed child SA of a channel, the ones a rekey replaced
@@ -247,7 +277,7 @@ impl Driver {
             accept_tx,
             pending_connect: HashMap::new(),
             pending_close: HashMap::new(),
-            ike_sas: HashMap::new(),
+            ike_sas: std::collections::HashSet::new(),
             children: HashMap::new(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
@@ -408,7 +438,7 @@ impl Driver {
                 c = cmd_rx.recv() => match c {
                     Some(Command::Shutdown { reply }) => {
                         let now = Instant::now();
-                        let ids: Vec<_> = self.ike_sas.keys().copied().collect();
+                        let ids: Vec<_> = self.ike_sas.iter().copied().collect();
                         for id in ids {
                             let _ = self.ike.delete_ike(now, id);
                         }
@@ -872,13 +902,13 @@ impl Driver {
             addr: pad::IpRange::host(a.ip()),
         };
         let child = ike::ChildConfig {
-            esp_proposals: pad::EspProposal::parse_list(&c.summary.suite)
+            esp_proposals: pad::EspProposal::parse_list(&esp_suite(c.encr, c.integ, c.pfs, c.esn))
                 .unwrap_or_else(|_| pad::EspProposal::defaults()),
             local_ts: vec![host(five.local)],
             remote_ts: vec![host(five.remote)],
-            mode: c.summary.mode,
+            mode: c.mode,
             rekey_after: None,
-            replay_window: c.summary.replay_window,
+            replay_window: c.replay_window,
         };
         match self.ike.create_child(now, ike_sa, child) {
             Ok(()) => {
@@ -926,11 +956,7 @@ impl Driver {
         let mut child_sas: Vec<_> = self
             .children
             .values()
-            .map(|c| {
-                let mut s = c.summary.clone();
-                s.ike_sa = c.ike_sa.0;
-                (s, c.traffic)
-            })
+            .map(|c| (c.summary(), c.traffic))
             .collect();
         child_sas.sort_by_key(|(s, _)| s.id);
         let mut drops: Vec<_> = self
@@ -966,7 +992,7 @@ impl Driver {
             ike::Event::IkeSaEstablished(info) => {
                 tracing::info!(sa = info.id.0, peer = %info.remote, peer_id = %info.peer_id, "IKE SA established");
                 lock(&self.shared).ike_up(info.id, info.peer_credential.clone());
-                self.ike_sas.insert(info.id, ike_summary(&info));
+                self.ike_sas.insert(info.id);
                 if let Some(k) = &mut self.keys {
                     k.ike_up(&self.ike, info.id);
                 }
@@ -1033,8 +1059,8 @@ impl Driver {
             }
             ike::Event::IkeSaRekeyed { old, new } => {
                 tracing::info!(old = old.0, new = new.0, "IKE SA rekeyed");
-                if let Some(s) = self.ike_sas.remove(&old) {
-                    self.ike_sas.entry(new).or_insert(s);
+                if self.ike_sas.remove(&old) {
+                    self.ike_sas.insert(new);
                 }
                 lock(&self.shared).ike_rekeyed(old, new);
                 if let Some(k) = &mut self.keys {
@@ -1233,24 +1259,28 @@ impl Driver {
         if let Some(k) = &mut self.keys {
             k.child_up(info);
         }
-        let summary = ChildSummary {
-            id: info.id.0,
-            ike_sa: info.ike_sa.0,
-            inbound_spi: info.inbound_spi,
-            outbound_spi: info.outbound_spi,
-            suite: esp_suite(info.encr, info.integ, info.pfs, info.esn),
-            mode: info.mode,
+        let state = ChildState {
+            id: info.id,
+            encr: info.encr,
+            integ: info.integ,
+            pfs: info.pfs,
             esn: info.esn,
-            local_ts: info.local_ts.iter().map(ToString::to_string).collect(),
-            remote_ts: info.remote_ts.iter().map(ToString::to_string).collect(),
-            udp_encap: info.udp_encap,
+            mode: info.mode,
             replay_window: info.replay_window.max(1024),
+            ike_sa: info.ike_sa,
+            outbound_spi: info.outbound_spi,
+            inbound_spi: info.inbound_spi,
+            remote: info.remote,
+            udp_encap: info.udp_encap,
+            local_ts: info.local_ts.clone(),
+            remote_ts: info.remote_ts.clone(),
+            traffic: Traffic::default(),
         };
         tracing::info!(
             child = info.id.0,
             inbound_spi = format_args!("{:08x}", info.inbound_spi),
             outbound_spi = format_args!("{:08x}", info.outbound_spi),
-            suite = %summary.suite,
+            suite = %esp_suite(info.encr, info.integ, info.pfs, info.esn),
             "child SA installed"
         );
         let traffic = info
@@ -1258,20 +1288,8 @@ impl Driver {
             .and_then(|old| self.children.get(&old))
             .map(|c| c.traffic)
             .unwrap_or_default();
-        self.children.insert(
-            info.id,
-            ChildState {
-                summary: summary.clone(),
-                ike_sa: info.ike_sa,
-                outbound_spi: info.outbound_spi,
-                inbound_spi: info.inbound_spi,
-                remote: info.remote,
-                udp_encap: info.udp_encap,
-                local_ts: info.local_ts.clone(),
-                remote_ts: info.remote_ts.clone(),
-                traffic,
-            },
-        );
+        self.children
+            .insert(info.id, ChildState { traffic, ..state });
         if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
             t.child_added(c);
         }
@@ -1304,18 +1322,22 @@ impl Driver {
         if self.acquiring.len() != before {
             return;
         }
-        let ike = self
-            .ike
-            .ike_sa(info.ike_sa)
-            .map(|i| ike_summary(&i))
-            .or_else(|| self.ike_sas.get(&info.ike_sa).cloned());
-        let Some(ike) = ike else {
+        // The IKE SA is gone already when its Delete came in the same
+        // batch of events as this child SA: no channel then (the child SA
+        // goes with it).
+        let Some(ike) = self.ike.ike_sa(info.ike_sa).map(|i| ike_summary(&i)) else {
+            if let Some((_, reply)) = self.pending_connect.remove(&info.ike_sa) {
+                let _ = reply.send(Err(Error::Closed));
+            }
+            return;
+        };
+        let Some(summary) = self.children.get(&info.id).map(ChildState::summary) else {
             return;
         };
         let Some(cmd) = self.cmd_tx.upgrade() else {
             return;
         };
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = crate::inbox::inbox(1024);
         let id = self.next_channel;
         self.next_channel += 1;
         self.channels
@@ -1323,9 +1345,11 @@ impl Driver {
         self.child_channel.insert(info.id, id);
         let channel = Channel {
             id,
-            ike,
-            child: summary,
-            peer_credential: info.peer_credential.clone(),
+            info: Box::new(crate::ChannelInfo {
+                ike,
+                child: summary,
+                peer_credential: info.peer_credential.clone(),
+            }),
             cmd,
             rx,
             shared: self.shared.clone(),

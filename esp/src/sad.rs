@@ -192,6 +192,36 @@ impl Counters {
     }
 }
 
+/// An SA's traffic selectors on one side. Inline when there is one (what
+/// nearly every child SA has): no heap block per selector list, of which
+/// each SA pair had four (docs/performance.md, memory per SA).
+#[derive(Debug)]
+enum Selectors {
+    One(TrafficSelector),
+    /// None or several (an empty boxed slice does not allocate).
+    Many(Box<[TrafficSelector]>),
+}
+
+impl Selectors {
+    fn new(mut ts: Vec<TrafficSelector>) -> Self {
+        match (ts.pop(), ts.is_empty()) {
+            (Some(one), true) => Self::One(one),
+            (Some(last), false) => {
+                ts.push(last);
+                Self::Many(ts.into_boxed_slice())
+            }
+            (None, _) => Self::Many(Box::default()),
+        }
+    }
+
+    fn as_slice(&self) -> &[TrafficSelector] {
+        match self {
+            Self::One(ts) => core::slice::from_ref(ts),
+            Self::Many(ts) => ts,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SaCore {
     spi: u32,
@@ -200,8 +230,8 @@ struct SaCore {
     encr: Encr,
     integ: Option<Integ>,
     esn: bool,
-    local_ts: Vec<TrafficSelector>,
-    remote_ts: Vec<TrafficSelector>,
+    local_ts: Selectors,
+    remote_ts: Selectors,
     transform: Transform,
     counters: Counters,
 }
@@ -219,8 +249,8 @@ impl SaCore {
             encr: cfg.encr,
             integ: cfg.integ,
             esn: cfg.esn,
-            local_ts: cfg.local_ts,
-            remote_ts: cfg.remote_ts,
+            local_ts: Selectors::new(cfg.local_ts),
+            remote_ts: Selectors::new(cfg.remote_ts),
             transform,
             counters: Counters::default(),
         })
@@ -235,8 +265,8 @@ impl SaCore {
             integ: self.integ,
             esn: self.esn,
             replay_window,
-            local_ts: self.local_ts.clone(),
-            remote_ts: self.remote_ts.clone(),
+            local_ts: self.local_ts.as_slice().to_vec(),
+            remote_ts: self.remote_ts.as_slice().to_vec(),
             stats: SaStats {
                 packets: self.counters.packets.load(Relaxed),
                 bytes: self.counters.bytes.load(Relaxed),
@@ -747,10 +777,12 @@ impl InboundSa {
                 };
                 let src_ok = core
                     .remote_ts
+                    .as_slice()
                     .iter()
                     .any(|ts| ts_admits(ts, h.protocol, h.src, sport));
                 let dst_ok = core
                     .local_ts
+                    .as_slice()
                     .iter()
                     .any(|ts| ts_admits(ts, h.protocol, h.dst, dport));
                 if !(src_ok && dst_ok) {
@@ -830,5 +862,29 @@ fn write_plaintext(
         } else {
             next_header
         };
+    }
+}
+
+#[cfg(test)]
+mod selectors_tests {
+    use super::Selectors;
+    use pad::TrafficSelector;
+
+    fn ts(s: &str) -> TrafficSelector {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn selectors_keep_every_entry_in_order() {
+        assert!(Selectors::new(vec![]).as_slice().is_empty());
+        let one = Selectors::new(vec![ts("10.0.0.0/24")]);
+        assert!(matches!(one, Selectors::One(_)));
+        assert_eq!(one.as_slice(), &[ts("10.0.0.0/24")]);
+        let list = vec![
+            ts("10.0.0.0/24"),
+            ts("2001:db8::/64"),
+            ts("10.1.0.1[udp/53]"),
+        ];
+        assert_eq!(Selectors::new(list.clone()).as_slice(), list.as_slice());
     }
 }

@@ -3,6 +3,11 @@
 #
 #   interop/bench/run.sh [--quick] [--only LIST] [--rounds N] [--duration S]
 #                        [--concurrency N] [--hold-sas N] [--flood-secs S]
+#                        [--charon-hold-secs S] [--base-latchkey PATH]
+#
+# --base-latchkey: also measure memory per SA for another `latchkey` binary
+# (e.g. one built from an earlier commit), in the same run, before the
+# current one: a before/after ratio that the machine's load cannot skew.
 #
 # LIST is a comma list of: handshakes, memory, latches, latchbench (the
 # criterion bench endpoint/benches/latch_check.rs, compiled on first use),
@@ -32,6 +37,7 @@ CONCURRENCY=64
 HOLD_SAS=100000
 FLOOD_SECS=10
 CHARON_HOLD_SECS=120
+BASE_LK=""
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) ROUNDS=1 DURATION=4 HOLD_SAS=10000 FLOOD_SECS=5 ;;
@@ -42,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --hold-sas) HOLD_SAS=$2; shift ;;
     --flood-secs) FLOOD_SECS=$2; shift ;;
     --charon-hold-secs) CHARON_HOLD_SECS=$2; shift ;;
+    --base-latchkey) BASE_LK=$2; shift ;;
     *) lk_die "unknown argument $1" ;;
     esac
     shift
@@ -76,8 +83,8 @@ lk_psk "${PSK}"
 
 # ---- responders -----------------------------------------------------------
 LK_PID=""
-lk_start() { # lk_start COOKIE_THRESHOLD MAX_HALF_OPEN
-    lk_bg latchkey ip netns exec "${LK_NS_RIGHT}" "${LK}" listen \
+lk_start() { # lk_start COOKIE_THRESHOLD MAX_HALF_OPEN [BINARY]
+    lk_bg latchkey ip netns exec "${LK_NS_RIGHT}" "${3:-${LK}}" listen \
         --ike "${RESP}:500" --natt "${RESP}:4500" --auth psk --psk-file "${PSK}" \
         --ike-proposal "${IKE_P}" --esp-proposal "${ESP_P}" \
         --cookie-threshold "$1" --max-half-open "$2" --control "${OUT}/lk.sock" \
@@ -164,16 +171,28 @@ fi
 
 # ---- 2. memory per SA held ------------------------------------------------
 if want memory; then
-    lk_start 1000000 1000000
-    sleep 0.5
-    before=$(rss "${LK_PID}")
-    lg_hs "${OUT}/hold-latchkey.json" --hold --count "${HOLD_SAS}" --concurrency "${CONCURRENCY}" --duration 600 --drain 10
-    sleep 1
-    after=$(rss "${LK_PID}")
-    held=$(jget "${OUT}/hold-latchkey.json" completed)
-    lk_end
-    per_lk=$(( (after - before) / (held > 0 ? held : 1) ))
-    lk_log "latchkey RSS ${before} -> ${after} for ${held} SAs"
+    # lk_hold NAME [BINARY]: hold HOLD_SAS on latchkey listen; sets held, per_sa.
+    lk_hold() {
+        lk_start 1000000 1000000 "${2:-}"
+        sleep 0.5
+        local before after
+        before=$(rss "${LK_PID}")
+        lg_hs "${OUT}/hold-$1.json" --hold --count "${HOLD_SAS}" --concurrency "${CONCURRENCY}" --duration 600 --drain 10
+        sleep 1
+        after=$(rss "${LK_PID}")
+        held=$(jget "${OUT}/hold-$1.json" completed)
+        lk_end
+        per_sa=$(( (after - before) / (held > 0 ? held : 1) ))
+        lk_log "$1 RSS ${before} -> ${after} for ${held} SAs"
+        ROWS_RSS+=("${before} -> ${after}")
+    }
+    ROWS_RSS=()
+    if [[ -n ${BASE_LK} ]]; then
+        lk_hold latchkey-base "${BASE_LK}"
+        held_base=${held} per_base=${per_sa}
+    fi
+    lk_hold latchkey
+    per_lk=${per_sa}
     # charon, same count: its daemon RSS per SA for comparison.
     ch_start 1000000
     sleep 0.5
@@ -187,8 +206,12 @@ if want memory; then
     ch_end
     per_ch=$(( (after - before) / (cheld > 0 ? cheld : 1) ))
     lk_log "charon RSS ${before} -> ${after} for ${cheld} SAs"
-    row "bytes of responder RSS per IKE SA + child SA, latchkey listen (${held} SAs held)" "${per_lk} B" \
+    row "bytes of responder RSS per IKE SA + child SA, latchkey listen (${held} SAs held; RSS ${ROWS_RSS[-1]} B)" "${per_lk} B" \
         "$(ratio "${per_ch}" "${per_lk}") less"
+    if [[ -n ${BASE_LK} ]]; then
+        row "same, baseline latchkey ${BASE_LK} (${held_base} SAs held; RSS ${ROWS_RSS[0]} B)" "${per_base} B" \
+            "$(ratio "${per_ch}" "${per_base}") less; current/baseline $(awk -v a="${per_lk}" -v b="${per_base}" 'BEGIN { printf "%.2f", a / b }')"
+    fi
     row "bytes of responder RSS per IKE SA + child SA, charon (${cheld} SAs held after at most ${CHARON_HOLD_SECS} s)" "${per_ch} B" "1.0x"
 fi
 
