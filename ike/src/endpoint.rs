@@ -116,11 +116,11 @@ impl Ike {
         }
     }
 
-    /// Where the responder's X25519 key pairs for IKE_SA_INIT come from:
+    /// Where the X25519 key pairs of IKE_SA_INIT (both roles) come from:
     /// the injected RNG (the default: seedable, for simulations and known
     /// answers) or ring's faster X25519 with the system RNG (see
-    /// [`crate::crypto::X25519Source`]). Other groups, and the initiator
-    /// side, always use the injected RNG.
+    /// [`crate::crypto::X25519Source`]). Other groups, and the exchanges
+    /// after IKE_SA_INIT, always use the injected RNG.
     pub fn set_x25519_source(&mut self, source: crate::crypto::X25519Source) {
         self.x25519 = source;
     }

@@ -271,7 +271,7 @@ pub(crate) fn initiate(
         .and_then(|p| p.dh.first())
         .copied();
     let st = InitSent {
-        dh: ctx.dh(group.unwrap_or(DhGroup::X25519)),
+        dh: ctx.init_dh(group.unwrap_or(DhGroup::X25519)),
         ni: ctx.nonce(),
         cookie: None,
         request: Vec::new(),
@@ -392,7 +392,7 @@ impl IkeSa {
                 return;
             };
             st.ke_tries += 1;
-            st.dh = DhPrivate::generate(g, &mut *ctx.rng);
+            st.dh = ctx.init_dh(g);
             self.send_init(ctx, now);
             return;
         }
@@ -858,8 +858,6 @@ impl IkeSa {
         self.auth_failed(ctx, detail);
     }
 }
-
-use crate::crypto::DhPrivate;
 
 /// Responder: an IKE_SA_INIT request (RFC 7296 1.2). Returns the new
 /// half-open IKE SA, if one was created.

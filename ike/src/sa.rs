@@ -162,6 +162,12 @@ impl Ctx<'_> {
     pub(crate) fn dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
         DhPrivate::generate(group, &mut *self.rng)
     }
+
+    /// The initiator's IKE_SA_INIT key: from [`Ctx::x25519`]'s source
+    /// (used for exactly one agreement, see [`DhPrivate::generate_from`]).
+    pub(crate) fn init_dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
+        DhPrivate::generate_from(group, &mut *self.rng, self.x25519)
+    }
 }
 
 /// What the initiator keeps between IKE_SA_INIT request and response.

@@ -47,6 +47,9 @@ enum Private {
         exp: Box<Zeroizing<U2048>>,
         exp_bits: usize,
     },
+    /// ring's ephemeral X25519 key ([`X25519Source::System`]), taken by
+    /// the one [`DhPrivate::agree`] it allows.
+    X25519System(std::sync::Mutex<Option<ring::agreement::EphemeralPrivateKey>>),
     /// A group this build does not implement (see [`DhPrivate::generate`]).
     Unsupported,
 }
@@ -108,6 +111,36 @@ impl DhPrivate {
         Self::with_private(group, private)
     }
 
+    /// Like [`DhPrivate::generate`], but X25519 with
+    /// [`X25519Source::System`] is ring's ephemeral key from the system
+    /// RNG: faster, not seedable, good for exactly one
+    /// [`DhPrivate::agree`] (the initiator's IKE_SA_INIT), and not zeroized
+    /// by ring (see [`X25519Source`]). Anything else is
+    /// [`DhPrivate::generate`] from `rng`.
+    pub fn generate_from(
+        group: DhGroup,
+        rng: &mut dyn CryptoRngCore,
+        source: X25519Source,
+    ) -> Self {
+        if group == DhGroup::X25519 && source == X25519Source::System {
+            use ring::agreement;
+            let sys = ring::rand::SystemRandom::new();
+            let key = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &sys).ok();
+            let public = key
+                .as_ref()
+                .and_then(|k| k.compute_public_key().ok())
+                .map(|p| p.as_ref().to_vec());
+            if let (Some(key), Some(public)) = (key, public) {
+                return Self {
+                    group,
+                    private: Private::X25519System(std::sync::Mutex::new(Some(key))),
+                    public,
+                };
+            }
+        }
+        Self::generate(group, rng)
+    }
+
     /// Like [`DhPrivate::generate`], but fails for a group this build does
     /// not implement.
     pub fn try_generate(group: DhGroup, rng: &mut dyn CryptoRngCore) -> Result<Self, CryptoError> {
@@ -165,7 +198,7 @@ impl DhPrivate {
             Private::Modp { exp, exp_bits } => modp_pow(&U2048::from_u8(2), exp, *exp_bits)
                 .to_be_bytes()
                 .to_vec(),
-            Private::Unsupported => Vec::new(),
+            Private::X25519System(_) | Private::Unsupported => Vec::new(),
         };
         Self {
             group,
@@ -225,6 +258,20 @@ impl DhPrivate {
                     .map_err(|_| bad("not a point on the curve"))?;
                 let shared = p384::ecdh::diffie_hellman(s.to_nonzero_scalar(), peer.as_affine());
                 Ok(Secret::new(shared.raw_secret_bytes().to_vec()))
+            }
+            Private::X25519System(key) => {
+                use ring::agreement;
+                let key =
+                    key.lock()
+                        .ok()
+                        .and_then(|mut k| k.take())
+                        .ok_or(CryptoError::Unsupported(
+                            "X25519 private value already used",
+                        ))?;
+                let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer_public);
+                // ring fails on an all-zero shared secret (RFC 8031 2).
+                agreement::agree_ephemeral(key, &peer, |k| Secret::new(k.to_vec()))
+                    .map_err(|_| bad("all-zero shared secret"))
             }
             Private::Modp { exp, exp_bits } => {
                 let y = U2048::from_be_slice(peer_public);
@@ -460,6 +507,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(*bob.agree(&p).unwrap(), *k);
+    }
+
+    // The initiator's ring key: its public value and one agreement match
+    // RFC 7748 6.1's Bob (known private value) computing the other way;
+    // a second agreement is refused; small-order points are refused.
+    #[test]
+    fn generate_from_system_agrees_once_with_rfc7748_bob() {
+        let bob = DhPrivate::from_private_bytes(
+            DhGroup::X25519,
+            &h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"),
+        )
+        .unwrap();
+        assert_eq!(
+            bob.public(),
+            h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        );
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let a = DhPrivate::generate_from(DhGroup::X25519, &mut rng, X25519Source::System);
+        assert!(matches!(a.private, Private::X25519System(_)));
+        assert_eq!(a.public().len(), 32);
+        let k = a.agree(bob.public()).unwrap();
+        assert_eq!(*k, *bob.agree(a.public()).unwrap());
+        assert!(a.agree(bob.public()).is_err());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for bad in [[0u8; 32], one] {
+            let a = DhPrivate::generate_from(DhGroup::X25519, &mut rng, X25519Source::System);
+            assert!(matches!(
+                a.agree(&bad),
+                Err(CryptoError::BadPublicValue { .. })
+            ));
+        }
+        // The injected source stays the seeded one.
+        let x = DhPrivate::generate_from(
+            DhGroup::X25519,
+            &mut ChaCha20Rng::seed_from_u64(6),
+            X25519Source::Injected,
+        );
+        let y = DhPrivate::generate(DhGroup::X25519, &mut ChaCha20Rng::seed_from_u64(6));
+        assert_eq!(x.public(), y.public());
     }
 
     // RFC 8031 2 on the one-step path: small-order points (u = 0, 1) force
