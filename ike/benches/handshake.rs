@@ -142,5 +142,43 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The responder's X25519 work per handshake (one key pair, one agreement),
+/// x25519-dalek (what `ike` uses: seedable) against ring (system RNG only),
+/// same run.
+fn x25519(c: &mut Criterion) {
+    let mut g = c.benchmark_group("x25519_keygen_agree");
+    g.measurement_time(Duration::from_secs(3));
+    let peer = {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let s = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+        *x25519_dalek::PublicKey::from(&s).as_bytes()
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    g.bench_function("dalek", |b| {
+        b.iter(|| {
+            let s = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+            let p = x25519_dalek::PublicKey::from(&s);
+            let k = s.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+            (p.as_bytes()[0], k.as_bytes()[0])
+        });
+    });
+    let sys = ring::rand::SystemRandom::new();
+    g.bench_function("ring", |b| {
+        b.iter(|| {
+            let s = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::X25519, &sys)
+                .unwrap();
+            let p = s.compute_public_key().unwrap();
+            let k = ring::agreement::agree_ephemeral(
+                s,
+                &ring::agreement::UnparsedPublicKey::new(&ring::agreement::X25519, peer),
+                |k| k[0],
+            )
+            .unwrap();
+            (p.as_ref()[0], k)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, x25519);
 criterion_main!(benches);

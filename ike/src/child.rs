@@ -590,7 +590,7 @@ impl IkeSa {
         // RFC 7296 1.3.3: REKEY_SA names the SA by the initiator's inbound
         // SPI, our outbound one.
         let mut replaces = None;
-        let mut cfg = peer.child;
+        let mut cfg = peer.child.clone();
         if let Some(r) = find_notify(p, n::REKEY_SA) {
             let old = msg::spi32(&r.spi)
                 .and_then(|spi| self.children.values().find(|c| c.outbound_spi == spi));

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
@@ -24,6 +25,9 @@ const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 /// See the crate documentation for the order of calls.
 pub struct Ike {
     config: Config,
+    /// `config.peers`, shared with the SAs made from them.
+    peers: Vec<Arc<PeerConfig>>,
+    x25519: crate::crypto::X25519Source,
     rng: Box<dyn CryptoRngCore + Send>,
     policy: Box<dyn ChildSaPolicy>,
     sas: BTreeMap<IkeSaId, IkeSa>,
@@ -65,6 +69,8 @@ impl Ike {
     fn ctx(&mut self) -> Ctx<'_> {
         Ctx {
             config: &self.config,
+            peers: &self.peers,
+            x25519: self.x25519,
             rng: &mut *self.rng,
             policy: &mut *self.policy,
             out: &mut self.out,
@@ -86,8 +92,11 @@ impl Ike {
         policy: Box<dyn ChildSaPolicy>,
     ) -> Self {
         let cookies = CookieJar::new(&mut *rng);
+        let peers = config.peers.iter().cloned().map(Arc::new).collect();
         Self {
             config,
+            peers,
+            x25519: crate::crypto::X25519Source::Injected,
             rng,
             policy,
             sas: BTreeMap::new(),
@@ -107,6 +116,15 @@ impl Ike {
         }
     }
 
+    /// Where the X25519 key pairs of IKE_SA_INIT (both roles) come from:
+    /// the injected RNG (the default: seedable, for simulations and known
+    /// answers) or ring's faster X25519 with the system RNG (see
+    /// [`crate::crypto::X25519Source`]). Other groups, and the exchanges
+    /// after IKE_SA_INIT, always use the injected RNG.
+    pub fn set_x25519_source(&mut self, source: crate::crypto::X25519Source) {
+        self.x25519 = source;
+    }
+
     /// The pin store (peer address -> key), to persist.
     pub fn pins(&self) -> &crate::pins::PinStore {
         &self.pins
@@ -121,6 +139,7 @@ impl Ike {
     /// established keep the configuration they were made with; new
     /// exchanges, in both roles, use the new list.
     pub fn set_peers(&mut self, peers: Vec<PeerConfig>) {
+        self.peers = peers.iter().cloned().map(Arc::new).collect();
         self.config.peers = peers;
     }
 
@@ -251,6 +270,8 @@ impl Ike {
             // alongside.
             let mut ctx = Ctx {
                 config: &self.config,
+                peers: &self.peers,
+                x25519: self.x25519,
                 rng: &mut *self.rng,
                 policy: &mut *self.policy,
                 out: &mut self.out,
@@ -341,7 +362,7 @@ impl Ike {
             s.remote.ip() == remote.ip() && s.peer.as_ref().is_some_and(|p| p.name == peer.name)
         });
         let mut ctx = self.ctx();
-        let sa = crate::init::initiate(&mut ctx, now, peer, local, remote, first);
+        let sa = crate::init::initiate(&mut ctx, now, Arc::new(peer), local, remote, first);
         let id = sa.id;
         self.file(sa);
         id

@@ -2,6 +2,7 @@
 //! 2.21.2, 2.23).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pad::alg::DhGroup;
@@ -257,7 +258,7 @@ fn init_request(ctx: &mut Ctx<'_>, sa: &IkeSa, st: &InitSent, peer: &PeerConfig)
 pub(crate) fn initiate(
     ctx: &mut Ctx<'_>,
     now: Instant,
-    peer: PeerConfig,
+    peer: Arc<PeerConfig>,
     local: SocketAddr,
     remote: SocketAddr,
     initial_contact: bool,
@@ -270,7 +271,7 @@ pub(crate) fn initiate(
         .and_then(|p| p.dh.first())
         .copied();
     let st = InitSent {
-        dh: ctx.dh(group.unwrap_or(DhGroup::X25519)),
+        dh: ctx.init_dh(group.unwrap_or(DhGroup::X25519)),
         ni: ctx.nonce(),
         cookie: None,
         request: Vec::new(),
@@ -279,7 +280,7 @@ pub(crate) fn initiate(
     };
     let mut sa = IkeSa::new(
         id,
-        Some(peer.clone()),
+        Some(Arc::clone(&peer)),
         true,
         spi_i,
         0,
@@ -391,7 +392,7 @@ impl IkeSa {
                 return;
             };
             st.ke_tries += 1;
-            st.dh = DhPrivate::generate(g, &mut *ctx.rng);
+            st.dh = ctx.init_dh(g);
             self.send_init(ctx, now);
             return;
         }
@@ -599,9 +600,8 @@ impl IkeSa {
             // Certificate or raw key: told by the CERT payloads.
             method = sig::kind_of(p);
         }
-        let id_ok = |c: &&PeerConfig| c.remote_id.as_ref().is_none_or(|r| *r == peer_id);
+        let id_ok = |c: &&Arc<PeerConfig>| c.remote_id.as_ref().is_none_or(|r| *r == peer_id);
         let found = ctx
-            .config
             .peers
             .iter()
             .filter(id_ok)
@@ -609,8 +609,7 @@ impl IkeSa {
             .or_else(|| {
                 // A certificate whose key is pinned as a raw key.
                 (method == AuthMethod::Certificate).then_some(())?;
-                ctx.config
-                    .peers
+                ctx.peers
                     .iter()
                     .filter(id_ok)
                     .find(|c| c.remote_auth == AuthMethod::RawPublicKey)
@@ -665,6 +664,7 @@ impl IkeSa {
             }
         };
         // Authenticated: the SA is established.
+        self.forget_auth_keys();
         self.peer_id = peer_id;
         self.peer_auth = peer.remote_auth;
         self.peer_credential = credential;
@@ -675,7 +675,7 @@ impl IkeSa {
         }
         self.expire_at = None;
         self.ike_rekey_at = peer.ike_rekey_after.map(|d| later(now, ctx.jittered(d)));
-        self.peer = Some(peer.clone());
+        self.peer = Some(Arc::clone(&peer));
         if find_notify(p, n::INITIAL_CONTACT).is_some() {
             ctx.initial_contact = Some((self.peer_id.clone(), remote.ip()));
         }
@@ -772,6 +772,7 @@ impl IkeSa {
             self.reject_responder(ctx, now, format!("responder: {detail}"));
             return;
         }
+        self.forget_auth_keys();
         self.peer_id = peer_id;
         self.peer_auth = peer.remote_auth;
         self.peer_credential = credential;
@@ -781,6 +782,17 @@ impl IkeSa {
             ctx.out.event(Event::IkeSaEstablished(info));
         }
         self.complete_child(ctx, now, *req, p, &a.ni, &a.nr);
+    }
+
+    /// Both AUTH payloads are checked: SK_pi and SK_pr are never used
+    /// again (RFC 7296 2.15: they only key the AUTH payloads of IKE_AUTH;
+    /// a rekeyed IKE SA derives everything from SK_d, 2.18). Zeroized here
+    /// rather than kept for the SA's lifetime.
+    fn forget_auth_keys(&mut self) {
+        if let Some(k) = self.keyed_mut() {
+            k.keys.sk_pi = crypto::Secret::default();
+            k.keys.sk_pr = crypto::Secret::default();
+        }
     }
 
     /// The pin store check for a peer that asked for it: unknown
@@ -846,8 +858,6 @@ impl IkeSa {
         self.auth_failed(ctx, detail);
     }
 }
-
-use crate::crypto::DhPrivate;
 
 /// Responder: an IKE_SA_INIT request (RFC 7296 1.2). Returns the new
 /// half-open IKE SA, if one was created.
@@ -979,8 +989,7 @@ pub(crate) fn respond_init(
         );
         return None;
     }
-    let dh = ctx.dh(suite.dh);
-    let g_ir = match dh.agree(ke) {
+    let (our_ke, g_ir) = match crypto::dh_respond(suite.dh, &mut *ctx.rng, ctx.x25519, ke) {
         Ok(s) => s,
         Err(e) => {
             ctx.out
@@ -997,7 +1006,7 @@ pub(crate) fn respond_init(
         Payload::Sa(vec![select::ike_chosen(num, &suite, &[])]),
         Payload::Ke {
             group: suite.dh.transform_id(),
-            data: dh.public().to_vec(),
+            data: our_ke,
         },
         Payload::Nonce(nr.clone()),
     ];

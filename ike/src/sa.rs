@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pad::{AuthMethod, Identity, Mode, TrafficSelector};
@@ -82,6 +83,10 @@ impl Out {
 /// Everything an IKE SA may touch besides itself.
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
+    /// Where a responder's X25519 key pairs come from.
+    pub(crate) x25519: crate::crypto::X25519Source,
+    /// `config.peers`, each behind an `Arc` the SAs share.
+    pub(crate) peers: &'a [Arc<PeerConfig>],
     pub(crate) rng: &'a mut (dyn CryptoRngCore + Send),
     pub(crate) policy: &'a mut dyn ChildSaPolicy,
     pub(crate) out: &'a mut Out,
@@ -156,6 +161,12 @@ impl Ctx<'_> {
 
     pub(crate) fn dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
         DhPrivate::generate(group, &mut *self.rng)
+    }
+
+    /// The initiator's IKE_SA_INIT key: from [`Ctx::x25519`]'s source
+    /// (used for exactly one agreement, see [`DhPrivate::generate_from`]).
+    pub(crate) fn init_dh(&mut self, group: pad::alg::DhGroup) -> DhPrivate {
+        DhPrivate::generate_from(group, &mut *self.rng, self.x25519)
     }
 }
 
@@ -294,7 +305,9 @@ pub(crate) struct Child {
 /// One IKE SA.
 pub(crate) struct IkeSa {
     pub(crate) id: IkeSaId,
-    pub(crate) peer: Option<PeerConfig>,
+    /// Shared with the endpoint's peer list (one allocation per
+    /// configuration, not per SA).
+    pub(crate) peer: Option<Arc<PeerConfig>>,
     pub(crate) initiator: bool,
     pub(crate) spi_i: u64,
     pub(crate) spi_r: u64,
@@ -723,7 +736,7 @@ impl IkeSa {
     #[allow(clippy::too_many_arguments, reason = "a constructor of plain data")]
     pub(crate) fn new(
         id: IkeSaId,
-        peer: Option<PeerConfig>,
+        peer: Option<Arc<PeerConfig>>,
         initiator: bool,
         spi_i: u64,
         spi_r: u64,

@@ -55,8 +55,9 @@ while [[ $# -gt 0 ]]; do
 done
 want() { [[ ,${ONLY}, == *,$1,* ]]; }
 
-LK=${ROOT}/target/release/latchkey
-LG=${ROOT}/target/release/latchkey-loadgen
+# LKB_LK / LKB_LG: other binaries (say, a baseline build) with LKB_NO_BUILD=1.
+LK=${LKB_LK:-${ROOT}/target/release/latchkey}
+LG=${LKB_LG:-${ROOT}/target/release/latchkey-loadgen}
 GEN=192.0.2.1
 RESP=192.0.2.2
 IKE_P=${LK_IKE_PROPOSAL}

@@ -47,6 +47,9 @@ enum Private {
         exp: Box<Zeroizing<U2048>>,
         exp_bits: usize,
     },
+    /// ring's ephemeral X25519 key ([`X25519Source::System`]), taken by
+    /// the one [`DhPrivate::agree`] it allows.
+    X25519System(std::sync::Mutex<Option<ring::agreement::EphemeralPrivateKey>>),
     /// A group this build does not implement (see [`DhPrivate::generate`]).
     Unsupported,
 }
@@ -108,6 +111,36 @@ impl DhPrivate {
         Self::with_private(group, private)
     }
 
+    /// Like [`DhPrivate::generate`], but X25519 with
+    /// [`X25519Source::System`] is ring's ephemeral key from the system
+    /// RNG: faster, not seedable, good for exactly one
+    /// [`DhPrivate::agree`] (the initiator's IKE_SA_INIT), and not zeroized
+    /// by ring (see [`X25519Source`]). Anything else is
+    /// [`DhPrivate::generate`] from `rng`.
+    pub fn generate_from(
+        group: DhGroup,
+        rng: &mut dyn CryptoRngCore,
+        source: X25519Source,
+    ) -> Self {
+        if group == DhGroup::X25519 && source == X25519Source::System {
+            use ring::agreement;
+            let sys = ring::rand::SystemRandom::new();
+            let key = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &sys).ok();
+            let public = key
+                .as_ref()
+                .and_then(|k| k.compute_public_key().ok())
+                .map(|p| p.as_ref().to_vec());
+            if let (Some(key), Some(public)) = (key, public) {
+                return Self {
+                    group,
+                    private: Private::X25519System(std::sync::Mutex::new(Some(key))),
+                    public,
+                };
+            }
+        }
+        Self::generate(group, rng)
+    }
+
     /// Like [`DhPrivate::generate`], but fails for a group this build does
     /// not implement.
     pub fn try_generate(group: DhGroup, rng: &mut dyn CryptoRngCore) -> Result<Self, CryptoError> {
@@ -165,7 +198,7 @@ impl DhPrivate {
             Private::Modp { exp, exp_bits } => modp_pow(&U2048::from_u8(2), exp, *exp_bits)
                 .to_be_bytes()
                 .to_vec(),
-            Private::Unsupported => Vec::new(),
+            Private::X25519System(_) | Private::Unsupported => Vec::new(),
         };
         Self {
             group,
@@ -226,6 +259,20 @@ impl DhPrivate {
                 let shared = p384::ecdh::diffie_hellman(s.to_nonzero_scalar(), peer.as_affine());
                 Ok(Secret::new(shared.raw_secret_bytes().to_vec()))
             }
+            Private::X25519System(key) => {
+                use ring::agreement;
+                let key =
+                    key.lock()
+                        .ok()
+                        .and_then(|mut k| k.take())
+                        .ok_or(CryptoError::Unsupported(
+                            "X25519 private value already used",
+                        ))?;
+                let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer_public);
+                // ring fails on an all-zero shared secret (RFC 8031 2).
+                agreement::agree_ephemeral(key, &peer, |k| Secret::new(k.to_vec()))
+                    .map_err(|_| bad("all-zero shared secret"))
+            }
             Private::Modp { exp, exp_bits } => {
                 let y = U2048::from_be_slice(peer_public);
                 // RFC 6989 section 2.1 (paraphrased): the recipient checks
@@ -243,6 +290,62 @@ impl DhPrivate {
             Private::Unsupported => Err(CryptoError::Unsupported(group.name())),
         }
     }
+}
+
+/// Where a responder's X25519 key pair comes from (see [`respond`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum X25519Source {
+    /// x25519-dalek from the injected RNG: seedable (simulator, known
+    /// answers) and zeroized on drop. The default.
+    #[default]
+    Injected,
+    /// ring's X25519 (BoringSSL's field arithmetic, with the ADX/BMI2 code
+    /// where the CPU has it) and ring's own system RNG: about twice as fast
+    /// per exchange, but neither seedable nor zeroized by ring on drop
+    /// (ring keeps no copy: the private value lives on the stack for the
+    /// one call to [`respond`]). For a responder on a real network.
+    System,
+}
+
+/// A responder's whole key exchange in one step (RFC 7296 1.2: the
+/// IKE_SA_INIT response's KE and g^ir): a fresh private value for
+/// `group`, our public value and the shared secret with `peer_public`,
+/// checked as in [`DhPrivate::agree`]. The private value is not kept.
+///
+/// With [`X25519Source::System`] and X25519 the key pair is ring's
+/// ephemeral one (RFC 7748 5; ring rejects an all-zero result, the check
+/// RFC 8031 2 asks for); every other case is [`DhPrivate::generate`]
+/// then [`DhPrivate::agree`] from `rng`.
+pub fn respond(
+    group: DhGroup,
+    rng: &mut dyn CryptoRngCore,
+    source: X25519Source,
+    peer_public: &[u8],
+) -> Result<(Vec<u8>, Secret), CryptoError> {
+    if group == DhGroup::X25519 && source == X25519Source::System {
+        use ring::agreement;
+        let bad = |reason| CryptoError::BadPublicValue { group, reason };
+        if peer_public.len() != group.public_len() {
+            return Err(bad("wrong length"));
+        }
+        let sys = ring::rand::SystemRandom::new();
+        let private = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &sys)
+            .map_err(|_| CryptoError::Unsupported("X25519 key generation"))?;
+        let public = private
+            .compute_public_key()
+            .map_err(|_| CryptoError::Unsupported("X25519 key generation"))?
+            .as_ref()
+            .to_vec();
+        let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, peer_public);
+        // ring fails on an all-zero shared secret (RFC 7748 6.1's check,
+        // required by RFC 8031 2) and copies the secret out here.
+        let shared = agreement::agree_ephemeral(private, &peer, |k| Secret::new(k.to_vec()))
+            .map_err(|_| bad("all-zero shared secret"))?;
+        return Ok((public, shared));
+    }
+    let k = DhPrivate::generate(group, rng);
+    let shared = k.agree(peer_public)?;
+    Ok((k.public, shared))
 }
 
 /// base^exp mod p with crypto-bigint's constant-time (in the exponent's
@@ -348,6 +451,124 @@ mod tests {
                     ..
                 })
             ));
+        }
+    }
+
+    // The responder's one-step exchange, both X25519 sources, checked
+    // against RFC 7748 6.1's Alice: her known private value must reach the
+    // same shared secret from the responder's public value (ring's private
+    // value cannot be set, so this is its known-answer check), and her
+    // public value is the RFC's.
+    #[test]
+    fn respond_agrees_with_rfc7748_alice() {
+        let alice = DhPrivate::from_private_bytes(
+            DhGroup::X25519,
+            &h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"),
+        )
+        .unwrap();
+        assert_eq!(
+            alice.public(),
+            h("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        for source in [X25519Source::Injected, X25519Source::System] {
+            let (a, k1) = respond(DhGroup::X25519, &mut rng, source, alice.public()).unwrap();
+            let (b, k2) = respond(DhGroup::X25519, &mut rng, source, alice.public()).unwrap();
+            assert_eq!(a.len(), 32, "{source:?}");
+            assert_ne!(a, b, "{source:?}: a fresh key pair per exchange");
+            assert_eq!(*alice.agree(&a).unwrap(), *k1, "{source:?}");
+            assert_eq!(*alice.agree(&b).unwrap(), *k2, "{source:?}");
+            assert_ne!(*k1, *k2, "{source:?}");
+        }
+        // The injected source is the seeded path: same seed, same answer.
+        let r1 = respond(
+            DhGroup::X25519,
+            &mut ChaCha20Rng::seed_from_u64(9),
+            X25519Source::Injected,
+            alice.public(),
+        )
+        .unwrap();
+        let r2 = respond(
+            DhGroup::X25519,
+            &mut ChaCha20Rng::seed_from_u64(9),
+            X25519Source::Injected,
+            alice.public(),
+        )
+        .unwrap();
+        assert_eq!(r1.0, r2.0);
+        assert_eq!(*r1.1, *r2.1);
+        // Other groups ignore the source.
+        let bob = DhPrivate::generate(DhGroup::Ecp256, &mut rng);
+        let (p, k) = respond(
+            DhGroup::Ecp256,
+            &mut rng,
+            X25519Source::System,
+            bob.public(),
+        )
+        .unwrap();
+        assert_eq!(*bob.agree(&p).unwrap(), *k);
+    }
+
+    // The initiator's ring key: its public value and one agreement match
+    // RFC 7748 6.1's Bob (known private value) computing the other way;
+    // a second agreement is refused; small-order points are refused.
+    #[test]
+    fn generate_from_system_agrees_once_with_rfc7748_bob() {
+        let bob = DhPrivate::from_private_bytes(
+            DhGroup::X25519,
+            &h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"),
+        )
+        .unwrap();
+        assert_eq!(
+            bob.public(),
+            h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        );
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let a = DhPrivate::generate_from(DhGroup::X25519, &mut rng, X25519Source::System);
+        assert!(matches!(a.private, Private::X25519System(_)));
+        assert_eq!(a.public().len(), 32);
+        let k = a.agree(bob.public()).unwrap();
+        assert_eq!(*k, *bob.agree(a.public()).unwrap());
+        assert!(a.agree(bob.public()).is_err());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for bad in [[0u8; 32], one] {
+            let a = DhPrivate::generate_from(DhGroup::X25519, &mut rng, X25519Source::System);
+            assert!(matches!(
+                a.agree(&bad),
+                Err(CryptoError::BadPublicValue { .. })
+            ));
+        }
+        // The injected source stays the seeded one.
+        let x = DhPrivate::generate_from(
+            DhGroup::X25519,
+            &mut ChaCha20Rng::seed_from_u64(6),
+            X25519Source::Injected,
+        );
+        let y = DhPrivate::generate(DhGroup::X25519, &mut ChaCha20Rng::seed_from_u64(6));
+        assert_eq!(x.public(), y.public());
+    }
+
+    // RFC 8031 2 on the one-step path: small-order points (u = 0, 1) force
+    // an all-zero secret and are refused; so are wrong lengths.
+    #[test]
+    fn respond_rejects_bad_x25519_values() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for source in [X25519Source::Injected, X25519Source::System] {
+            for bad in [&[0u8; 32][..], &one[..], &[9u8; 31][..], &[9u8; 33][..]] {
+                assert!(
+                    matches!(
+                        respond(DhGroup::X25519, &mut rng, source, bad),
+                        Err(CryptoError::BadPublicValue {
+                            group: DhGroup::X25519,
+                            ..
+                        })
+                    ),
+                    "{source:?} {bad:?}"
+                );
+            }
         }
     }
 

@@ -24,7 +24,7 @@ pub use auth::{
     nat_detection_hash, null_auth, null_auth_verify, psk_auth, psk_auth_verify, signed_octets,
     CookieJar, COOKIE_LEN,
 };
-pub use dh::DhPrivate;
+pub use dh::{respond as dh_respond, DhPrivate, X25519Source};
 pub use kdf::{
     child_keymat, child_keys, ike_keys, prf, prf_plus, rekey_skeyseed, skeyseed, ChildKeys,
     IkeKeys, IkeSuite,
