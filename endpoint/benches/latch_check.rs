@@ -5,7 +5,10 @@
 //! takes, with 0, 10k and 1M connection latches in the table. Baselines:
 //! the bare decapsulation, and decapsulation plus parse. The latch part
 //! should not grow with the number of latches (hash lookups by 5-tuple,
-//! then by SA tag).
+//! then by SA tag). `check_inbound_only` times the check alone (same lock)
+//! on the measured flow, looped: a hot cache; `check_inbound_only_round_robin`
+//! checks the other (Larval) latches' flows in turn in a scrambled order: a
+//! cold-ish cache at 1M.
 //!
 //! Run: `cargo bench -p endpoint --bench latch_check -- --warm-up-time 1
 //! --measurement-time 3`. Benchmarks report; they do not assert.
@@ -134,6 +137,22 @@ fn table(n: u32) -> LatchTable {
     t
 }
 
+/// The other latches' flows in a scrambled order (Fisher-Yates with a fixed
+/// xorshift), so consecutive checks touch unrelated parts of the table: a
+/// cold-ish cache, unlike the one hot measured flow.
+fn scrambled(n: u32) -> Vec<FiveTuple> {
+    let mut v: Vec<FiveTuple> = (0..n).map(other).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = usize::try_from(x % (i as u64 + 1)).unwrap();
+        v.swap(i, j);
+    }
+    v
+}
+
 fn packet(sad: &Sad) -> Vec<u8> {
     let f = measured();
     let mut inner = vec![0u8; PACKET];
@@ -191,6 +210,28 @@ fn bench(c: &mut Criterion) {
         let s = sad();
         let mut p = packet(&s);
         assert!(inbound(&s, &t, &mut p), "the measured flow passes");
+        let f = measured();
+        g.bench_with_input(BenchmarkId::new("check_inbound_only", n), &n, |b, _| {
+            b.iter(|| {
+                let t = t.lock().unwrap();
+                black_box(t.check_inbound(black_box(&f), black_box(Some(TAG))))
+            })
+        });
+        if n > 0 {
+            let flows = scrambled(n);
+            g.bench_with_input(
+                BenchmarkId::new("check_inbound_only_round_robin", n),
+                &n,
+                |b, _| {
+                    let mut i = 0;
+                    b.iter(|| {
+                        i = if i + 1 == flows.len() { 0 } else { i + 1 };
+                        let t = t.lock().unwrap();
+                        black_box(t.check_inbound(black_box(&flows[i]), black_box(Some(TAG))))
+                    })
+                },
+            );
+        }
         g.bench_with_input(
             BenchmarkId::new("decapsulate_parse_check_inbound", n),
             &n,

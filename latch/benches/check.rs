@@ -2,6 +2,9 @@
 //! latches in the table: `check_inbound` for a latched flow under its SA, for
 //! an unlatched flow, and `select_outbound_sa`. The cost should not grow
 //! with the number of latches (hash lookups by 5-tuple, then by SA tag).
+//! `inbound_latched_round_robin` checks every latched flow in turn, in a
+//! scrambled order (a cold-ish cache at 1M); the other cases loop on one
+//! flow (a hot cache).
 //!
 //! Run: `cargo bench -p latch --bench check -- --warm-up-time 1
 //! --measurement-time 3`. Benchmarks report; they do not assert.
@@ -85,10 +88,39 @@ fn table(n: u32) -> LatchTable {
     t
 }
 
+/// Every latched flow of a table of `n` (+1) latches, in a scrambled order
+/// (Fisher-Yates with a fixed xorshift), so consecutive checks touch
+/// unrelated parts of the table: a cold-ish cache, unlike the one hot flow.
+fn scrambled(n: u32) -> Vec<FiveTuple> {
+    let mut v: Vec<FiveTuple> = (0..=n).map(flow).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = usize::try_from(x % (i as u64 + 1)).unwrap();
+        v.swap(i, j);
+    }
+    v
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("latch_check");
     for n in [0u32, 10_000, 1_000_000] {
         let t = table(n);
+        let flows = scrambled(n);
+        assert!(flows.iter().all(|f| t.check_inbound(f, Some(1)).passes()));
+        g.bench_with_input(
+            BenchmarkId::new("inbound_latched_round_robin", n),
+            &n,
+            |b, _| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = if i + 1 == flows.len() { 0 } else { i + 1 };
+                    t.check_inbound(black_box(&flows[i]), black_box(Some(1)))
+                })
+            },
+        );
         let latched = flow(n / 2);
         let unlatched = FiveTuple::new(
             17,

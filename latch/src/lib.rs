@@ -2,9 +2,13 @@
 //! BROKEN and CLOSED states, ALERT and ENUMERATE of RFC 5660) as a pure state
 //! machine.
 //!
-//! Invariants: no I/O, no clock (`now` is passed in), no randomness. The
-//! per-packet checks take `&self` and cost O(1) in the number of latches
-//! (hash lookups by 5-tuple and 3-tuple, then by SA tag). Latched parameters
+//! Invariants: no I/O, no clock (`now` is passed in), no randomness in any
+//! answer (the hash maps are keyed at random per map, aHash, against
+//! HashDoS; nothing depends on the keys). The per-packet checks take
+//! `&self` and cost O(1) in the number of latches: one lookup in the
+//! 5-tuple map, whose value holds the latch's state and binding; one by SA
+//! tag for a bound latch and a protected packet; the 3-tuple (listener) map
+//! only for a flow without a connection latch while listeners exist. Latched parameters
 //! never change once Established (R8): [`LatchedParams`] has private fields
 //! set only when the latch is established.
 //!

@@ -7,11 +7,23 @@ use crate::types::{
     Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
     LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaTag, Tuple,
 };
+use ahash::RandomState;
 use pad::TrafficSelector;
 use pad::{FiveTuple, IdPattern, IpRange, Pad, SaQop, Spd, SpdAction, SpdEntry, ThreeTuple};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The table's hash maps: aHash, keyed at random per map (the 5-tuple and
+/// the SA tag are attacker-influenced, so the hash must stay keyed against
+/// HashDoS), and several times faster than the default SipHash-1-3.
+type Map<K, V> = HashMap<K, V, RandomState>;
+
+fn map<K, V>() -> Map<K, V> {
+    HashMap::with_hasher(RandomState::new())
+}
 
 /// Switches of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,21 +205,36 @@ impl Binding {
     }
 }
 
+/// A binding shared by an SA's entry and the latches it bound (one
+/// allocation per SA, not per latch). `==` on `Arc<Binding>` compares the
+/// pointers first, then the values: two equal bindings are equal whether or
+/// not they share the allocation.
+type SharedBinding = Arc<Binding>;
+
 #[derive(Debug, Clone)]
 struct Bound {
     params: LatchedParams,
     /// `None`: latched to BYPASS.
-    binding: Option<Binding>,
+    binding: Option<SharedBinding>,
 }
 
+#[derive(Debug, Clone)]
+struct BrokenBy {
+    bound: Bound,
+    /// The conflicting SAs.
+    conflicts: Vec<SaTag>,
+}
+
+/// A latch's state. The bound variants are boxed: most latches of a big
+/// table are Larval or Listener, and the state is 24 octets.
 #[derive(Debug, Clone)]
 enum St {
     Listener,
     Larval { deadline: Option<Instant> },
-    Established(Bound),
-    Broken(Bound, Vec<SaTag>),
+    Established(Box<Bound>),
+    Broken(Box<BrokenBy>),
     Failed,
-    Closed(Option<LatchedParams>),
+    Closed(Option<Box<LatchedParams>>),
 }
 
 impl St {
@@ -224,9 +251,23 @@ impl St {
 
     fn bound(&self) -> Option<&Bound> {
         match self {
-            Self::Established(b) | Self::Broken(b, _) => Some(b),
+            Self::Established(b) => Some(b),
+            Self::Broken(bb) => Some(&bb.bound),
             _ => None,
         }
+    }
+
+    /// What the per-packet check needs of a connection latch in this state
+    /// (`None` for a listener, which is not in the 5-tuple map).
+    fn gate(&self) -> Option<Gate> {
+        Some(match self {
+            Self::Listener => return None,
+            Self::Larval { .. } => Gate::Larval,
+            Self::Established(b) => b.binding.clone().map_or(Gate::Bypass, Gate::Bound),
+            Self::Broken(_) => Gate::Broken,
+            Self::Failed => Gate::Failed,
+            Self::Closed(_) => Gate::Closed,
+        })
     }
 
     fn is_live(&self) -> bool {
@@ -234,16 +275,74 @@ impl St {
     }
 }
 
+/// The per-packet view of a connection latch: its state, and for a bound
+/// latch the binding an SA must have, kept in the 5-tuple map's value so
+/// the check is one lookup there (and, for a bound latch, one in the SA
+/// map). Always `St::gate` of the latch's state (`set_state`, `insert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Gate {
+    Larval,
+    /// Established, latched to BYPASS.
+    Bypass,
+    /// Established under this binding.
+    Bound(SharedBinding),
+    Broken,
+    Failed,
+    Closed,
+}
+
+/// The value of the 5-tuple maps.
 #[derive(Debug, Clone)]
-struct Latch {
+struct Slot {
     id: LatchId,
-    tuple: Tuple,
+    gate: Gate,
+}
+
+/// A 5-tuple between two IPv4 addresses packed into two words (local and
+/// remote address; local port, remote port and protocol): the key of the
+/// IPv4 5-tuple map, one 16-octet hash input and compare. Injective, so
+/// equal keys are equal 5-tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key4(u64, u64);
+
+impl Hash for Key4 {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.0);
+        h.write_u64(self.1);
+    }
+}
+
+impl Key4 {
+    fn of(f: &FiveTuple) -> Option<Self> {
+        match (f.local, f.remote) {
+            (SocketAddr::V4(l), SocketAddr::V4(r)) => Some(Self(
+                (u64::from(u32::from(*l.ip())) << 32) | u64::from(u32::from(*r.ip())),
+                (u64::from(l.port()) << 24) | (u64::from(r.port()) << 8) | u64::from(f.proto),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// What a latch was created with: shared by the latches created alike
+/// (the table reuses the last one when equal, and a listener's connection
+/// latches usually are), so a latch holds one pointer, not its own copy of
+/// the SPD entry name and the requested protection.
+#[derive(Debug, PartialEq, Eq)]
+struct Request {
     requested: RequestedProtection,
     requirement: Requirement,
     expected_peer: Option<IdPattern>,
     privileged: bool,
     same_peer_as_existing: bool,
     spd_entry: String,
+}
+
+#[derive(Debug, Clone)]
+struct Latch {
+    id: LatchId,
+    tuple: Tuple,
+    req: Arc<Request>,
     last_reason: AlertReason,
     created_at: Instant,
     state: St,
@@ -260,8 +359,37 @@ impl Latch {
 
 #[derive(Debug, Clone)]
 struct SaEntry {
+    /// The SA as announced, but with `peer` moved out into [`Self::peer`]
+    /// (`desc.peer` is a placeholder that holds nothing: never read it).
     desc: ChildSaDescriptor,
-    binding: Binding,
+    /// The SA's peer, shared with the latches it binds (held once).
+    peer: Arc<crate::PeerIdentity>,
+    binding: SharedBinding,
+}
+
+impl SaEntry {
+    fn new(mut desc: ChildSaDescriptor, binding: SharedBinding) -> Self {
+        let hollow = crate::PeerIdentity {
+            asserted: pad::Identity::Null,
+            authenticated: None,
+            auth: crate::PeerAuth::Null { anonymous_peer: 0 },
+            pad_entry: String::new(),
+        };
+        let peer = Arc::new(std::mem::replace(&mut desc.peer, hollow));
+        Self {
+            desc,
+            peer,
+            binding,
+        }
+    }
+
+    /// The SA as announced.
+    fn into_descriptor(self) -> ChildSaDescriptor {
+        ChildSaDescriptor {
+            peer: Arc::unwrap_or_clone(self.peer),
+            ..self.desc
+        }
+    }
 }
 
 type AddrKey = (u8, u128);
@@ -320,14 +448,23 @@ pub struct LatchTable {
     config: LatchConfig,
     version: u64,
     next_id: u64,
-    latches: HashMap<LatchId, Latch>,
-    by_five: HashMap<FiveTuple, LatchId>,
-    by_three: HashMap<ThreeTuple, LatchId>,
+    /// Every latch, boxed: the map's slots stay 16 octets, so its spare
+    /// capacity (up to half of it after a growth) costs little.
+    latches: Map<LatchId, Box<Latch>>,
+    /// Connection latches between IPv4 addresses, by 5-tuple, with what the
+    /// per-packet check needs.
+    by_five4: Map<Key4, Slot>,
+    /// The other connection latches (IPv6, or mixed families).
+    by_five6: Map<FiveTuple, Slot>,
+    by_three: Map<ThreeTuple, LatchId>,
     by_remote: BTreeMap<AddrKey, BTreeSet<LatchId>>,
-    sas: HashMap<SaTag, SaEntry>,
-    sas_by_binding: HashMap<Binding, BTreeSet<SaTag>>,
+    sas: Map<SaTag, SaEntry>,
+    sas_by_binding: Map<SharedBinding, BTreeSet<SaTag>>,
     deadlines: BTreeSet<(Instant, LatchId)>,
     alerts: VecDeque<Alert>,
+    /// The request of the last latch created, shared with the next one if
+    /// equal.
+    last_request: Option<Arc<Request>>,
 }
 
 impl LatchTable {
@@ -339,15 +476,64 @@ impl LatchTable {
             config,
             version: 0,
             next_id: 1,
-            latches: HashMap::new(),
-            by_five: HashMap::new(),
-            by_three: HashMap::new(),
+            latches: map(),
+            by_five4: map(),
+            by_five6: map(),
+            by_three: map(),
             by_remote: BTreeMap::new(),
-            sas: HashMap::new(),
-            sas_by_binding: HashMap::new(),
+            sas: map(),
+            sas_by_binding: map(),
             deadlines: BTreeSet::new(),
             alerts: VecDeque::new(),
+            last_request: None,
         }
+    }
+
+    // ---- the 5-tuple maps ----
+
+    fn slot(&self, f: &FiveTuple) -> Option<&Slot> {
+        match Key4::of(f) {
+            Some(k) => self.by_five4.get(&k),
+            None => self.by_five6.get(f),
+        }
+    }
+
+    fn slot_mut(&mut self, f: &FiveTuple) -> Option<&mut Slot> {
+        match Key4::of(f) {
+            Some(k) => self.by_five4.get_mut(&k),
+            None => self.by_five6.get_mut(f),
+        }
+    }
+
+    fn slot_insert(&mut self, f: FiveTuple, slot: Slot) {
+        match Key4::of(&f) {
+            Some(k) => self.by_five4.insert(k, slot),
+            None => self.by_five6.insert(f, slot),
+        };
+    }
+
+    fn slot_remove(&mut self, f: &FiveTuple) {
+        match Key4::of(f) {
+            Some(k) => self.by_five4.remove(&k),
+            None => self.by_five6.remove(f),
+        };
+    }
+
+    /// The connection latch of a 5-tuple.
+    fn latch_of(&self, f: &FiveTuple) -> Option<LatchId> {
+        self.slot(f).map(|s| s.id)
+    }
+
+    /// Share the last request if this one is equal.
+    fn intern(&mut self, r: Request) -> Arc<Request> {
+        if let Some(last) = &self.last_request {
+            if **last == r {
+                return Arc::clone(last);
+            }
+        }
+        let r = Arc::new(r);
+        self.last_request = Some(Arc::clone(&r));
+        r
     }
 
     // ---- getters ----
@@ -385,7 +571,7 @@ impl LatchTable {
     /// R2, R7: the connection latch of a 5-tuple, its state and latched
     /// parameters.
     pub fn inquire(&self, five: &FiveTuple) -> Option<LatchInfo> {
-        self.by_five.get(five).and_then(|id| self.info(*id))
+        self.latch_of(five).and_then(|id| self.info(id))
     }
 
     /// A latch by handle.
@@ -393,22 +579,21 @@ impl LatchTable {
         let l = self.latches.get(&id)?;
         let (current_sas, conflicting_sas) = match (&l.state, l.five()) {
             (St::Established(b), Some(f)) => (self.matching_sas(b, &f), Vec::new()),
-            (St::Broken(b, c), Some(f)) => (self.matching_sas(b, &f), c.clone()),
+            (St::Broken(bb), Some(f)) => (self.matching_sas(&bb.bound, &f), bb.conflicts.clone()),
             _ => (Vec::new(), Vec::new()),
         };
         let params = match &l.state {
-            St::Established(b) | St::Broken(b, _) => Some(b.params.clone()),
-            St::Closed(p) => p.clone(),
-            _ => None,
+            St::Closed(p) => p.as_deref().cloned(),
+            st => st.bound().map(|b| b.params.clone()),
         };
         Some(LatchInfo {
             id,
             tuple: l.tuple,
             state: l.state.state(),
             params,
-            requirement: l.requirement.clone(),
-            expected_peer: l.expected_peer.clone(),
-            spd_entry: l.spd_entry.clone(),
+            requirement: l.req.requirement.clone(),
+            expected_peer: l.req.expected_peer.clone(),
+            spd_entry: l.req.spd_entry.clone(),
             current_sas,
             conflicting_sas,
             last_reason: l.last_reason,
@@ -426,7 +611,7 @@ impl LatchTable {
     fn matching_sas(&self, b: &Bound, f: &FiveTuple) -> Vec<SaTag> {
         b.binding
             .as_ref()
-            .and_then(|k| self.sas_by_binding.get(k))
+            .and_then(|k| self.sas_by_binding.get(&**k))
             .map(|set| {
                 set.iter()
                     .copied()
@@ -516,9 +701,17 @@ impl LatchTable {
         }
         let from = l.state.state();
         let to = new.state();
+        let gate = new.gate();
         l.state = new;
         l.last_reason = reason;
         let tuple = l.tuple;
+        if let (Tuple::Five(f), Some(gate)) = (tuple, gate) {
+            if let Some(slot) = self.slot_mut(&f) {
+                if slot.id == id {
+                    slot.gate = gate;
+                }
+            }
+        }
         self.bump();
         self.alerts.push_back(Alert {
             latch: id,
@@ -536,7 +729,8 @@ impl LatchTable {
         l.id = id;
         match l.tuple {
             Tuple::Five(f) => {
-                self.by_five.insert(f, id);
+                let gate = l.state.gate().unwrap_or(Gate::Larval);
+                self.slot_insert(f, Slot { id, gate });
                 self.by_remote
                     .entry(addr_key(f.remote.ip()))
                     .or_default()
@@ -557,7 +751,7 @@ impl LatchTable {
             reason: AlertReason::Created,
             version: 0,
         };
-        self.latches.insert(id, l);
+        self.latches.insert(id, Box::new(l));
         self.bump();
         self.alerts.push_back(Alert {
             version: self.version,
@@ -567,11 +761,11 @@ impl LatchTable {
     }
 
     fn remove(&mut self, id: LatchId) -> Option<Latch> {
-        let l = self.latches.remove(&id)?;
+        let l = *self.latches.remove(&id)?;
         match l.tuple {
             Tuple::Five(f) => {
-                if self.by_five.get(&f) == Some(&id) {
-                    self.by_five.remove(&f);
+                if self.latch_of(&f) == Some(id) {
+                    self.slot_remove(&f);
                 }
                 let k = addr_key(f.remote.ip());
                 if let Some(set) = self.by_remote.get_mut(&k) {
@@ -616,7 +810,7 @@ impl LatchTable {
             if other.local.ip() != f.local.ip() {
                 return None;
             }
-            let b = l.state.bound()?.binding.as_ref()?;
+            let b = l.state.bound()?.binding.as_deref()?;
             Some((b.peer.clone(), *id))
         })
     }
@@ -624,7 +818,7 @@ impl LatchTable {
     /// Whether `sa` meets what latch `l` requires (protection, expected
     /// peer, R11 peer). `Err` names the R11 latch on a peer mismatch.
     fn sa_fits(&self, l: &Latch, sa: &SaEntry) -> Result<bool, LatchId> {
-        self.fits(l, &sa.desc.peer, &sa.binding.peer, &sa.desc.protection)
+        self.fits(l, &sa.peer, &sa.binding.peer, &sa.desc.protection)
     }
 
     /// Whether an SA of `peer` (key `key`) with protection `qop` meets what
@@ -636,18 +830,18 @@ impl LatchTable {
         key: &PeerKey,
         qop: &SaQop,
     ) -> Result<bool, LatchId> {
-        let Requirement::Protect(p) = &l.requirement else {
+        let Requirement::Protect(p) = &l.req.requirement else {
             return Ok(false);
         };
         if p.admits(qop).is_err() {
             return Ok(false);
         }
-        if let Some(e) = &l.expected_peer {
+        if let Some(e) = &l.req.expected_peer {
             if !peer.matches(e) {
                 return Ok(false);
             }
         }
-        if l.same_peer_as_existing {
+        if l.req.same_peer_as_existing {
             if let Some(f) = l.five() {
                 if let Some((other_peer, other)) = self.pair_peer(&f, Some(l.id)) {
                     if other_peer != *key {
@@ -698,15 +892,19 @@ impl LatchTable {
         if requirement == Requirement::Bypass && req.expected_peer.is_some() {
             return Err(LatchError::ExpectedPeerWithBypass);
         }
-        Ok(self.insert(Latch {
-            id: LatchId(0),
-            tuple: Tuple::Three(req.three),
+        let req_three = req.three;
+        let req = self.intern(Request {
             requested: req.protection,
             requirement,
             expected_peer: req.expected_peer,
             privileged: req.privileged,
             same_peer_as_existing: true,
             spd_entry,
+        });
+        Ok(self.insert(Latch {
+            id: LatchId(0),
+            tuple: Tuple::Three(req_three),
+            req,
             last_reason: AlertReason::Created,
             created_at: now,
             state: St::Listener,
@@ -737,8 +935,8 @@ impl LatchTable {
                 remote: f.remote.ip(),
             });
         }
-        let stale = match self.by_five.get(&f) {
-            Some(&existing)
+        let stale = match self.latch_of(&f) {
+            Some(existing)
                 if self
                     .latches
                     .get(&existing)
@@ -746,17 +944,21 @@ impl LatchTable {
             {
                 return Err(LatchError::ConnectionExists { existing, five: f });
             }
-            other => other.copied(),
+            other => other,
         };
-        let mut latch = Latch {
-            id: LatchId(0),
-            tuple: Tuple::Five(f),
+        let bypass = requirement == Requirement::Bypass;
+        let req = self.intern(Request {
             requested: req.protection,
             requirement,
             expected_peer: req.expected_peer,
             privileged: req.privileged,
             same_peer_as_existing: req.same_peer_as_existing,
             spd_entry,
+        });
+        let mut latch = Latch {
+            id: LatchId(0),
+            tuple: Tuple::Five(f),
+            req,
             last_reason: AlertReason::Created,
             created_at: now,
             state: St::Larval {
@@ -769,15 +971,13 @@ impl LatchTable {
         let covering = self.covering_sas(&f);
         let mut fit = None;
         if let Some(first) = covering.first() {
-            if latch.requirement == Requirement::Bypass
-                || covering.iter().any(|e| e.binding != first.binding)
-            {
+            if bypass || covering.iter().any(|e| e.binding != first.binding) {
                 return Err(LatchError::ConflictingSas {
                     sas: covering.iter().map(|e| e.desc.id).collect(),
                 });
             }
             match self.sa_fits(&latch, first) {
-                Ok(true) => fit = Some(first.desc.clone()),
+                Ok(true) => fit = Some(first.desc.id),
                 Ok(false) => return Err(LatchError::SaDoesNotMeetRequest { sa: first.desc.id }),
                 Err(latch) => return Err(LatchError::OtherPeerThanEstablished { latch }),
             }
@@ -785,32 +985,32 @@ impl LatchTable {
         if let Some(old) = stale {
             self.remove(old);
         }
-        if latch.requirement == Requirement::Bypass {
+        if bypass {
             latch.state = St::Larval { deadline: None };
         }
         let id = self.insert(latch);
         if let Some(sa) = fit {
-            self.establish(id, &sa, now);
-        } else if self
-            .latches
-            .get(&id)
-            .is_some_and(|l| l.requirement == Requirement::Bypass)
-        {
+            self.establish(id, sa, now);
+        } else if bypass {
             let bound = Bound {
                 params: LatchedParams::bypass(now),
                 binding: None,
             };
-            self.set_state(id, St::Established(bound), AlertReason::Bypassed);
+            self.set_state(id, St::Established(Box::new(bound)), AlertReason::Bypassed);
         }
         Ok(id)
     }
 
-    fn establish(&mut self, id: LatchId, sa: &ChildSaDescriptor, now: Instant) {
-        let bound = Bound {
-            params: LatchedParams::from_sa(sa, now),
-            binding: Some(Binding::of(sa)),
+    /// Bind latch `id` to SA `sa` (which must be in the table).
+    fn establish(&mut self, id: LatchId, sa: SaTag, now: Instant) {
+        let Some(e) = self.sas.get(&sa) else {
+            return;
         };
-        self.set_state(id, St::Established(bound), AlertReason::Bound(sa.id));
+        let bound = Bound {
+            params: LatchedParams::from_sa(&e.desc, Arc::clone(&e.peer), now),
+            binding: Some(Arc::clone(&e.binding)),
+        };
+        self.set_state(id, St::Established(Box::new(bound)), AlertReason::Bound(sa));
     }
 
     /// A connection arrived at a listener (e.g. a TCP SYN under SA `sa`):
@@ -843,9 +1043,9 @@ impl LatchTable {
         }
         let req = ConnectionRequest {
             five,
-            protection: l.requested.clone(),
-            expected_peer: l.expected_peer.clone(),
-            privileged: l.privileged,
+            protection: l.req.requested.clone(),
+            expected_peer: l.req.expected_peer.clone(),
+            privileged: l.req.privileged,
             same_peer_as_existing: true,
         };
         let id = self.create_connection(req, now)?;
@@ -896,8 +1096,7 @@ impl LatchTable {
         if !others.is_empty() {
             return Err(LatchError::ConflictingSas { sas: others });
         }
-        let desc = e.desc.clone();
-        self.establish(id, &desc, now);
+        self.establish(id, sa, now);
         Ok(())
     }
 
@@ -913,7 +1112,7 @@ impl LatchTable {
             let params = self
                 .latches
                 .get(&id)
-                .and_then(|l| l.state.bound().map(|b| b.params.clone()));
+                .and_then(|l| l.state.bound().map(|b| Box::new(b.params.clone())));
             self.set_state(id, St::Closed(params), AlertReason::Released);
         }
         self.remove(id);
@@ -929,13 +1128,17 @@ impl LatchTable {
         if self.sas.contains_key(&sa.id) {
             return Err(LatchError::DuplicateSa(sa.id));
         }
-        let entry = SaEntry {
-            binding: Binding::of(&sa),
-            desc: sa,
+        // Share the binding of the SAs already there with the same peer and
+        // protection (cheaper compares on the per-packet path).
+        let binding = Binding::of(&sa);
+        let binding = match self.sas_by_binding.get_key_value(&binding) {
+            Some((shared, _)) => Arc::clone(shared),
+            None => Arc::new(binding),
         };
+        let entry = SaEntry::new(sa, binding);
         let tag = entry.desc.id;
         self.sas_by_binding
-            .entry(entry.binding.clone())
+            .entry(Arc::clone(&entry.binding))
             .or_default()
             .insert(tag);
         let ranges: Vec<IpRange> = entry.desc.remote_ranges().collect();
@@ -953,23 +1156,23 @@ impl LatchTable {
                 St::Larval { .. } => {
                     let unanimous = self.covering_sas(&f).iter().all(|o| o.binding == e.binding);
                     if unanimous && self.sa_fits(l, e) == Ok(true) {
-                        let desc = e.desc.clone();
-                        self.establish(id, &desc, now);
+                        self.establish(id, tag, now);
                     }
                 }
                 St::Established(b) if b.binding.as_ref() != Some(&e.binding) => {
-                    let b = b.clone();
+                    let broken = BrokenBy {
+                        bound: (**b).clone(),
+                        conflicts: vec![tag],
+                    };
                     self.set_state(
                         id,
-                        St::Broken(b, vec![tag]),
+                        St::Broken(Box::new(broken)),
                         AlertReason::ConflictingSa(tag),
                     );
                 }
-                St::Broken(b, c) if b.binding.as_ref() != Some(&e.binding) => {
-                    let (b, mut c) = (b.clone(), c.clone());
-                    c.push(tag);
-                    if let Some(l) = self.latches.get_mut(&id) {
-                        l.state = St::Broken(b, c);
+                St::Broken(bb) if bb.bound.binding.as_ref() != Some(&e.binding) => {
+                    if let Some(St::Broken(bb)) = self.latches.get_mut(&id).map(|l| &mut l.state) {
+                        bb.conflicts.push(tag);
                     }
                 }
                 _ => {}
@@ -984,10 +1187,10 @@ impl LatchTable {
     /// until a matching SA comes (packet loss, R9).
     pub fn sa_removed(&mut self, tag: SaTag) -> Option<ChildSaDescriptor> {
         let e = self.sas.remove(&tag)?;
-        if let Some(set) = self.sas_by_binding.get_mut(&e.binding) {
+        if let Some(set) = self.sas_by_binding.get_mut(&*e.binding) {
             set.remove(&tag);
             if set.is_empty() {
-                self.sas_by_binding.remove(&e.binding);
+                self.sas_by_binding.remove(&*e.binding);
             }
         }
         self.bump();
@@ -996,15 +1199,15 @@ impl LatchTable {
             let Some(l) = self.latches.get_mut(&id) else {
                 continue;
             };
-            if let St::Broken(b, c) = &mut l.state {
-                c.retain(|s| *s != tag);
-                if c.is_empty() {
-                    let b = b.clone();
+            if let St::Broken(bb) = &mut l.state {
+                bb.conflicts.retain(|s| *s != tag);
+                if bb.conflicts.is_empty() {
+                    let b = Box::new(bb.bound.clone());
                     self.set_state(id, St::Established(b), AlertReason::ConflictResolved);
                 }
             }
         }
-        Some(e.desc)
+        Some(e.into_descriptor())
     }
 
     /// R13: judge a child-SA proposal of `peer` with protection `qop` and
@@ -1038,7 +1241,9 @@ impl LatchTable {
                 continue;
             }
             let conflict = match &l.state {
-                St::Established(b) | St::Broken(b, _) => b.binding.as_ref() != Some(&key),
+                St::Established(_) | St::Broken(_) => {
+                    l.state.bound().and_then(|b| b.binding.as_deref()) != Some(&key)
+                }
                 // A Larval latch may be bound by this SA only if it fits
                 // (protection, expected peer, R11); an SA that covers it
                 // without fitting would keep it from ever binding.
@@ -1098,7 +1303,7 @@ impl LatchTable {
                 if matches!(l.state, St::Closed(_)) {
                     continue;
                 }
-                let params = l.state.bound().map(|b| b.params.clone());
+                let params = l.state.bound().map(|b| Box::new(b.params.clone()));
                 self.set_state(id, St::Closed(params), AlertReason::KeyManagerRestart);
             }
         }
@@ -1136,16 +1341,24 @@ impl LatchTable {
 
     // ---- datapath ----
 
+    /// The per-packet check: one lookup in the 5-tuple map, whose value
+    /// holds the latch's state and binding (and, for a bound latch and a
+    /// protected packet, one in the SA map); the listener maps only when
+    /// the flow has no connection latch and listeners exist.
     fn check(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
-        let latch = match self.by_five.get(five) {
-            Some(id) => self.latches.get(id),
-            None => self
-                .by_three
-                .get(&five.three())
-                .or_else(|| self.by_three.get(&wildcard(&five.three())))
-                .and_then(|id| self.latches.get(id)),
-        };
-        let Some(l) = latch else {
+        if let Some(slot) = self.slot(five) {
+            return self.check_connection(slot, five, sa);
+        }
+        if self.by_three.is_empty() {
+            return Verdict::Pass(PassKind::NotLatched);
+        }
+        let three = five.three();
+        let Some(l) = self
+            .by_three
+            .get(&three)
+            .or_else(|| self.by_three.get(&wildcard(&three)))
+            .and_then(|id| self.latches.get(id))
+        else {
             return Verdict::Pass(PassKind::NotLatched);
         };
         let drop = |reason| Verdict::Drop {
@@ -1157,19 +1370,12 @@ impl LatchTable {
             St::Broken(..) => drop(DropReason::Broken),
             St::Failed => drop(DropReason::Failed),
             St::Closed(_) => drop(DropReason::Closed),
-            St::Established(b) => match (&b.binding, sa) {
-                (None, None) => Verdict::Pass(PassKind::Bypass(l.id)),
-                (None, Some(_)) => drop(DropReason::ProtectedOnBypass),
-                (Some(_), None) => drop(DropReason::Unprotected),
-                (Some(k), Some(s)) => match self.sas.get(&s) {
-                    None => drop(DropReason::UnknownSa),
-                    Some(e) if e.binding == *k && e.desc.covers(five) => {
-                        Verdict::Pass(PassKind::Latched(l.id))
-                    }
-                    Some(_) => drop(DropReason::SaMismatch),
-                },
+            // Listener latches are never bound; kept for a total match.
+            st @ St::Established(_) => match st.gate() {
+                Some(gate) => self.check_connection(&Slot { id: l.id, gate }, five, sa),
+                None => drop(DropReason::Closed),
             },
-            St::Listener => match (&l.requirement, sa) {
+            St::Listener => match (&l.req.requirement, sa) {
                 (Requirement::Bypass, None) => Verdict::Pass(PassKind::Listener(l.id)),
                 (Requirement::Bypass, Some(_)) => drop(DropReason::ProtectedOnBypass),
                 (Requirement::Protect(_), None) => drop(DropReason::Unprotected),
@@ -1180,6 +1386,30 @@ impl LatchTable {
                     }
                     Some(_) => drop(DropReason::SaMismatch),
                 },
+            },
+        }
+    }
+
+    /// R5, R6: a packet of a flow with a connection latch.
+    fn check_connection(&self, slot: &Slot, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        let drop = |reason| Verdict::Drop {
+            latch: slot.id,
+            reason,
+        };
+        match (&slot.gate, sa) {
+            (Gate::Larval, _) => drop(DropReason::NotEstablished),
+            (Gate::Broken, _) => drop(DropReason::Broken),
+            (Gate::Failed, _) => drop(DropReason::Failed),
+            (Gate::Closed, _) => drop(DropReason::Closed),
+            (Gate::Bypass, None) => Verdict::Pass(PassKind::Bypass(slot.id)),
+            (Gate::Bypass, Some(_)) => drop(DropReason::ProtectedOnBypass),
+            (Gate::Bound(_), None) => drop(DropReason::Unprotected),
+            (Gate::Bound(k), Some(s)) => match self.sas.get(&s) {
+                None => drop(DropReason::UnknownSa),
+                Some(e) if e.binding == *k && e.desc.covers(five) => {
+                    Verdict::Pass(PassKind::Latched(slot.id))
+                }
+                Some(_) => drop(DropReason::SaMismatch),
             },
         }
     }
@@ -1200,33 +1430,31 @@ impl LatchTable {
     /// latch (R6, R17). `Drop` with [`DropReason::NoMatchingSa`] means the
     /// caller should acquire one (the packet is lost: R9).
     pub fn select_outbound_sa(&self, five: &FiveTuple) -> Outbound {
-        let Some(l) = self.by_five.get(five).and_then(|id| self.latches.get(id)) else {
+        let Some(slot) = self.slot(five) else {
             return Outbound::NotLatched;
         };
         let drop = |reason| Outbound::Drop {
-            latch: l.id,
+            latch: slot.id,
             reason,
         };
-        match &l.state {
-            St::Established(b) => match &b.binding {
-                None => Outbound::Bypass(l.id),
-                Some(k) => self
-                    .sas_by_binding
-                    .get(k)
-                    .and_then(|set| {
-                        set.iter()
-                            .rev()
-                            .find(|s| self.sas.get(s).is_some_and(|e| e.desc.covers(five)))
-                    })
-                    .map_or(drop(DropReason::NoMatchingSa), |sa| Outbound::Use {
-                        latch: l.id,
-                        sa: *sa,
-                    }),
-            },
-            St::Larval { .. } => drop(DropReason::NotEstablished),
-            St::Broken(..) => drop(DropReason::Broken),
-            St::Failed => drop(DropReason::Failed),
-            _ => drop(DropReason::Closed),
+        match &slot.gate {
+            Gate::Bypass => Outbound::Bypass(slot.id),
+            Gate::Bound(k) => self
+                .sas_by_binding
+                .get(&**k)
+                .and_then(|set| {
+                    set.iter()
+                        .rev()
+                        .find(|s| self.sas.get(s).is_some_and(|e| e.desc.covers(five)))
+                })
+                .map_or(drop(DropReason::NoMatchingSa), |sa| Outbound::Use {
+                    latch: slot.id,
+                    sa: *sa,
+                }),
+            Gate::Larval => drop(DropReason::NotEstablished),
+            Gate::Broken => drop(DropReason::Broken),
+            Gate::Failed => drop(DropReason::Failed),
+            Gate::Closed => drop(DropReason::Closed),
         }
     }
 
@@ -1257,3 +1485,6 @@ impl LatchTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@ use core::fmt;
 use pad::{FiveTuple, IdPattern, Identity, KeyFingerprint, Mode, Protection, SaQop, ThreeTuple};
 use pad::{IpRange, TrafficSelector};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Serialize octets (DER, keys) as a hex string.
@@ -271,7 +272,10 @@ impl ChildSaDescriptor {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LatchedParams {
     qop: Option<SaQop>,
-    peer: Option<PeerIdentity>,
+    /// Shared with the SA's entry and every latch it bound: a peer's
+    /// certificate is held once, not once per latch.
+    #[serde(serialize_with = "shared_peer")]
+    peer: Option<Arc<PeerIdentity>>,
     nat: Option<NatInfo>,
     first_sa: Option<SaTag>,
     spis: Option<(u32, u32)>,
@@ -279,11 +283,21 @@ pub struct LatchedParams {
     established_at: Instant,
 }
 
+/// Serialize a shared peer as the peer itself.
+fn shared_peer<S: serde::Serializer>(
+    p: &Option<Arc<PeerIdentity>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&p.as_deref(), s)
+}
+
 impl LatchedParams {
-    pub(crate) fn from_sa(sa: &ChildSaDescriptor, now: Instant) -> Self {
+    /// The parameters of SA `sa`, whose peer is `peer` (the SA's own,
+    /// shared).
+    pub(crate) fn from_sa(sa: &ChildSaDescriptor, peer: Arc<PeerIdentity>, now: Instant) -> Self {
         Self {
             qop: Some(sa.protection),
-            peer: Some(sa.peer.clone()),
+            peer: Some(peer),
             nat: Some(sa.nat),
             first_sa: Some(sa.id),
             spis: Some((sa.spi_in, sa.spi_out)),
@@ -326,7 +340,7 @@ impl LatchedParams {
     /// The peer: asserted and authenticated IDs and how it authenticated,
     /// with its certificate and trust anchor or its key.
     pub fn peer(&self) -> Option<&PeerIdentity> {
-        self.peer.as_ref()
+        self.peer.as_deref()
     }
 
     /// NAT information about the peer.

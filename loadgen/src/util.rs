@@ -17,6 +17,14 @@ pub(crate) fn rss_bytes(pid: Option<u32>) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Time this thread has run on a CPU, in ns (`/proc/thread-self/schedstat`;
+/// updated at every scheduler tick, so only good over long loops). Unlike
+/// wall time it leaves out the time other processes had the CPU.
+pub(crate) fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The `q` quantile (0..=1) of sorted values, nearest rank.
 pub(crate) fn quantile(sorted: &[u32], q: f64) -> u32 {
     if sorted.is_empty() {

@@ -1,0 +1,454 @@
+//! The per-packet maps against the latches themselves: a long random
+//! sequence of operations, after each of which the 5-tuple maps' gates must
+//! equal their latches' states, and every per-packet answer must equal the
+//! one computed the slow way from the latch states (the check as it was
+//! before the gates existed).
+
+use super::*;
+use crate::{ConnectionRequest, ListenerRequest, NatInfo, PeerAuth, PeerIdentity};
+use pad::alg::Encr;
+use pad::{Identity, KeyFingerprint, Mode, PolicyConfig};
+
+const POLICY: &str = r#"
+[[peer]]
+name = "btns"
+id = "any"
+auth = ["null", "raw_public_key"]
+child_sa = ["10.0.0.0/16", "fd00::/64"]
+btns = true
+
+[[policy]]
+name = "web"
+proto = "tcp"
+local_port = 80
+action = "bypass"
+
+[[policy]]
+name = "default"
+action = "protect"
+"#;
+
+fn table() -> LatchTable {
+    let c = PolicyConfig::from_toml(POLICY, "policy.toml").unwrap();
+    LatchTable::new(c.pad, c.spd, LatchConfig::default())
+}
+
+fn peer(n: u8) -> PeerIdentity {
+    PeerIdentity {
+        asserted: Identity::Null,
+        authenticated: None,
+        auth: PeerAuth::Btns {
+            fingerprint: KeyFingerprint([n; 32]),
+            key_der: vec![0x30, n],
+        },
+        pad_entry: "btns".into(),
+    }
+}
+
+fn qop(bits: u16) -> SaQop {
+    SaQop {
+        mode: Mode::Transport,
+        encr: Some(if bits == 256 {
+            Encr::AesGcm16_256
+        } else {
+            Encr::AesGcm16_128
+        }),
+        integ: None,
+        esn: false,
+        replay_window: 64,
+    }
+}
+
+fn five(local: &str, remote: &str) -> FiveTuple {
+    FiveTuple::new(6, local.parse().unwrap(), remote.parse().unwrap())
+}
+
+fn flows() -> Vec<FiveTuple> {
+    vec![
+        five("10.0.0.1:443", "10.0.0.9:5000"),
+        five("10.0.0.1:443", "10.0.0.9:5001"),
+        five("10.0.0.1:443", "10.0.0.10:5000"),
+        five("10.0.0.1:80", "10.0.0.9:6000"),
+        five("10.0.0.2:443", "10.0.0.9:5000"),
+        five("[fd00::1]:443", "[fd00::9]:5000"),
+        five("[fd00::1]:80", "[fd00::9]:6000"),
+        FiveTuple::new(
+            17,
+            "10.0.0.1:443".parse().unwrap(),
+            "10.0.0.9:5000".parse().unwrap(),
+        ),
+    ]
+}
+
+/// SA `tag`: peer, protection and selectors chosen by the tag's bits.
+fn sa(tag: SaTag, r: u64) -> ChildSaDescriptor {
+    let v6 = r & 1 == 1;
+    let (local, remote) = match (v6, r >> 1 & 1 == 1) {
+        (false, false) => ("10.0.0.1", "10.0.0.9"),
+        (false, true) => ("10.0.0.0/24", "10.0.0.0/24"),
+        (true, false) => ("fd00::1", "fd00::9"),
+        (true, true) => ("fd00::/64", "fd00::/64"),
+    };
+    ChildSaDescriptor {
+        id: tag,
+        peer: peer(u8::from(r >> 2 & 1 == 1) + 1),
+        protection: qop(if r >> 3 & 1 == 1 { 256 } else { 128 }),
+        local_ts: vec![local.parse().unwrap()],
+        remote_ts: vec![remote.parse().unwrap()],
+        nat: NatInfo::default(),
+        spi_in: 1,
+        spi_out: 2,
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+impl LatchTable {
+    /// The connection latch of `five`, found by scanning every latch.
+    fn scan_five(&self, five: &FiveTuple) -> Option<&Latch> {
+        let mut found = self
+            .latches
+            .values()
+            .filter(|l| l.tuple == Tuple::Five(*five))
+            .map(|l| &**l);
+        let l = found.next();
+        assert!(found.next().is_none(), "one connection latch per 5-tuple");
+        l
+    }
+
+    /// The check computed from the latch states alone.
+    fn check_reference(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        let three = five.three();
+        let latch = self.scan_five(five).or_else(|| {
+            [three, wildcard(&three)]
+                .iter()
+                .find_map(|t| self.latches.values().find(|l| l.tuple == Tuple::Three(*t)))
+                .map(|l| &**l)
+        });
+        let Some(l) = latch else {
+            return Verdict::Pass(PassKind::NotLatched);
+        };
+        let drop = |reason| Verdict::Drop {
+            latch: l.id,
+            reason,
+        };
+        match &l.state {
+            St::Larval { .. } => drop(DropReason::NotEstablished),
+            St::Broken(..) => drop(DropReason::Broken),
+            St::Failed => drop(DropReason::Failed),
+            St::Closed(_) => drop(DropReason::Closed),
+            St::Established(b) => match (&b.binding, sa) {
+                (None, None) => Verdict::Pass(PassKind::Bypass(l.id)),
+                (None, Some(_)) => drop(DropReason::ProtectedOnBypass),
+                (Some(_), None) => drop(DropReason::Unprotected),
+                (Some(k), Some(s)) => match self.sas.get(&s) {
+                    None => drop(DropReason::UnknownSa),
+                    Some(e) if *e.binding == **k && e.desc.covers(five) => {
+                        Verdict::Pass(PassKind::Latched(l.id))
+                    }
+                    Some(_) => drop(DropReason::SaMismatch),
+                },
+            },
+            St::Listener => match (&l.req.requirement, sa) {
+                (Requirement::Bypass, None) => Verdict::Pass(PassKind::Listener(l.id)),
+                (Requirement::Bypass, Some(_)) => drop(DropReason::ProtectedOnBypass),
+                (Requirement::Protect(_), None) => drop(DropReason::Unprotected),
+                (Requirement::Protect(_), Some(s)) => match self.sas.get(&s) {
+                    None => drop(DropReason::UnknownSa),
+                    Some(e) if e.desc.covers(five) && self.sa_fits(l, e) == Ok(true) => {
+                        Verdict::Pass(PassKind::Listener(l.id))
+                    }
+                    Some(_) => drop(DropReason::SaMismatch),
+                },
+            },
+        }
+    }
+
+    /// `select_outbound_sa` computed from the latch states alone.
+    fn outbound_reference(&self, five: &FiveTuple) -> Outbound {
+        let Some(l) = self.scan_five(five) else {
+            return Outbound::NotLatched;
+        };
+        let drop = |reason| Outbound::Drop {
+            latch: l.id,
+            reason,
+        };
+        match &l.state {
+            St::Established(b) => match &b.binding {
+                None => Outbound::Bypass(l.id),
+                Some(k) => {
+                    let mut tags: Vec<SaTag> = self
+                        .sas
+                        .values()
+                        .filter(|e| *e.binding == **k && e.desc.covers(five))
+                        .map(|e| e.desc.id)
+                        .collect();
+                    tags.sort();
+                    tags.last()
+                        .map_or(drop(DropReason::NoMatchingSa), |sa| Outbound::Use {
+                            latch: l.id,
+                            sa: *sa,
+                        })
+                }
+            },
+            St::Larval { .. } => drop(DropReason::NotEstablished),
+            St::Broken(..) => drop(DropReason::Broken),
+            St::Failed => drop(DropReason::Failed),
+            _ => drop(DropReason::Closed),
+        }
+    }
+
+    /// The 5-tuple maps hold exactly the connection latches, each with the
+    /// gate of its state.
+    fn assert_consistent(&self) {
+        let mut fives = 0;
+        for (id, l) in &self.latches {
+            assert_eq!(*id, l.id);
+            let Tuple::Five(f) = l.tuple else { continue };
+            fives += 1;
+            let slot = self.slot(&f).unwrap();
+            assert_eq!(slot.id, l.id);
+            assert_eq!(Some(&slot.gate), l.state.gate().as_ref(), "{:?}", l.state);
+        }
+        assert_eq!(self.by_five4.len() + self.by_five6.len(), fives);
+    }
+}
+
+#[test]
+fn gates_follow_states_and_checks_match_the_reference() {
+    let mut t = table();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let start = Instant::now();
+    let mut now = start;
+    let flows = flows();
+    let listener = ThreeTuple::new(6, "10.0.0.1:443".parse().unwrap());
+    let mut seen = [0usize; 6];
+    for step in 0..4000 {
+        let f = flows[usize::try_from(rng.below(flows.len() as u64)).unwrap()];
+        let tag = 1 + rng.below(6);
+        let id = LatchId(1 + rng.below(t.next_id));
+        match rng.below(20) {
+            0..=4 => {
+                let mut req = ConnectionRequest::new(f);
+                match rng.below(4) {
+                    0 => {
+                        req.protection = RequestedProtection::Bypass;
+                        req.privileged = true;
+                    }
+                    1 => req.same_peer_as_existing = false,
+                    _ => {}
+                }
+                t.create_connection(req, now).ok();
+            }
+            5..=6 => {
+                t.destroy(id).ok();
+            }
+            7..=10 => {
+                t.sa_added(sa(tag, rng.next()), now).ok();
+            }
+            11..=13 => {
+                t.sa_removed(tag);
+            }
+            14..=15 => {
+                t.bind(id, tag, now).ok();
+            }
+            16 => {
+                now += Duration::from_secs(rng.below(20));
+                t.handle_timeout(now);
+            }
+            17 => t.key_manager_restarted(if rng.below(2) == 0 {
+                RestartPolicy::Reset
+            } else {
+                RestartPolicy::Survive
+            }),
+            18 => {
+                t.create_listener(ListenerRequest::new(listener), now).ok();
+            }
+            _ => {
+                let l = t.by_three.get(&listener).copied();
+                if let Some(l) = l {
+                    let sa = (rng.below(2) == 0).then_some(tag);
+                    t.accept(l, f, sa, now).ok();
+                }
+            }
+        }
+        while t.poll_alert().is_some() {}
+        t.assert_consistent();
+        for f in &flows {
+            for sa in [
+                None,
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6),
+                Some(99),
+            ] {
+                let v = t.check_inbound(f, sa);
+                assert_eq!(v, t.check_reference(f, sa), "step {step}: {f} {sa:?}");
+                assert_eq!(t.check_outbound(f, sa), v);
+                if let Some(older) = t.version().checked_sub(1) {
+                    let d = t.check_delivery(older, f, sa);
+                    assert_eq!(d == Delivery::Deliver, v.passes());
+                }
+                seen[match v {
+                    Verdict::Pass(PassKind::NotLatched) => 0,
+                    Verdict::Pass(PassKind::Latched(_)) => 1,
+                    Verdict::Pass(PassKind::Bypass(_)) => 2,
+                    Verdict::Pass(_) => 3,
+                    Verdict::Drop {
+                        reason: DropReason::NotEstablished,
+                        ..
+                    } => 4,
+                    Verdict::Drop { .. } => 5,
+                }] += 1;
+            }
+            assert_eq!(
+                t.select_outbound_sa(f),
+                t.outbound_reference(f),
+                "step {step}: {f}"
+            );
+        }
+    }
+    // The sequence reached every kind of answer.
+    assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
+}
+
+/// An SA removed and announced again gets a new binding allocation: the
+/// latch bound under the old one still accepts it (value equality), and
+/// rejects an SA of another peer.
+#[test]
+fn rebinding_allocation_compares_by_value() {
+    let mut t = table();
+    let now = Instant::now();
+    let f = five("10.0.0.1:443", "10.0.0.9:5000");
+    let id = t.create_connection(ConnectionRequest::new(f), now).unwrap();
+    t.sa_added(sa(1, 0), now).unwrap();
+    assert_eq!(
+        t.check_inbound(&f, Some(1)),
+        Verdict::Pass(PassKind::Latched(id))
+    );
+    t.sa_removed(1);
+    assert_eq!(
+        t.check_inbound(&f, Some(1)),
+        Verdict::Drop {
+            latch: id,
+            reason: DropReason::UnknownSa
+        }
+    );
+    t.sa_added(sa(2, 0), now).unwrap();
+    let Some(Gate::Bound(k)) = t.slot(&f).map(|s| s.gate.clone()) else {
+        panic!("bound")
+    };
+    assert!(!Arc::ptr_eq(&k, &t.sas[&2].binding));
+    assert_eq!(
+        t.check_inbound(&f, Some(2)),
+        Verdict::Pass(PassKind::Latched(id))
+    );
+    // Another peer (bit 2) covering the flow breaks the latch.
+    t.sa_added(sa(3, 0b100), now).unwrap();
+    assert_eq!(
+        t.check_inbound(&f, Some(2)),
+        Verdict::Drop {
+            latch: id,
+            reason: DropReason::Broken
+        }
+    );
+    t.sa_removed(3);
+    assert_eq!(
+        t.check_inbound(&f, Some(2)),
+        Verdict::Pass(PassKind::Latched(id))
+    );
+    t.assert_consistent();
+}
+
+/// An SA's entry holds its peer once, shared with the latches it binds,
+/// and `sa_removed` gives back the descriptor as it was announced.
+#[test]
+fn sa_peer_shared_and_given_back() {
+    let mut t = table();
+    let now = Instant::now();
+    let f = five("10.0.0.1:443", "10.0.0.9:5000");
+    let id = t.create_connection(ConnectionRequest::new(f), now).unwrap();
+    let announced = sa(1, 0b100);
+    t.sa_added(announced.clone(), now).unwrap();
+    let St::Established(b) = &t.latches[&id].state else {
+        panic!("established")
+    };
+    let peer = b.params.peer().unwrap();
+    assert!(std::ptr::eq(peer, &*t.sas[&1].peer));
+    assert_eq!(*peer, announced.peer);
+    assert_eq!(t.sa_removed(1), Some(announced.clone()));
+    // The latch keeps its latched peer (R8).
+    assert_eq!(
+        t.info(id).unwrap().params.unwrap().peer(),
+        Some(&announced.peer)
+    );
+    t.sa_added(announced.clone(), now).unwrap();
+    t.destroy(id).unwrap();
+    assert_eq!(t.sa_removed(1), Some(announced));
+}
+
+/// Equal requests share one record; different ones do not.
+#[test]
+fn requests_are_shared() {
+    let mut t = table();
+    let now = Instant::now();
+    let a = t
+        .create_connection(
+            ConnectionRequest::new(five("10.0.0.1:443", "10.0.0.9:5000")),
+            now,
+        )
+        .unwrap();
+    let b = t
+        .create_connection(
+            ConnectionRequest::new(five("10.0.0.1:443", "10.0.0.9:5001")),
+            now,
+        )
+        .unwrap();
+    let c = t
+        .create_connection(
+            ConnectionRequest::new(five("10.0.0.1:80", "10.0.0.9:5001")),
+            now,
+        )
+        .unwrap();
+    assert!(Arc::ptr_eq(&t.latches[&a].req, &t.latches[&b].req));
+    assert!(!Arc::ptr_eq(&t.latches[&a].req, &t.latches[&c].req));
+    assert_eq!(t.info(c).unwrap().spd_entry, "web");
+    assert_eq!(t.info(a).unwrap().spd_entry, "default");
+}
+
+/// The per-packet key separates everything the 5-tuple holds.
+#[test]
+fn key4_is_injective_on_the_fields() {
+    let base = five("10.0.0.1:443", "10.0.0.9:5000");
+    let variants = [
+        five("10.0.0.9:443", "10.0.0.1:5000"),
+        five("10.0.0.1:5000", "10.0.0.9:443"),
+        five("10.0.0.2:443", "10.0.0.9:5000"),
+        five("10.0.0.1:443", "10.0.0.8:5000"),
+        five("10.0.0.1:444", "10.0.0.9:5000"),
+        five("10.0.0.1:443", "10.0.0.9:5001"),
+        FiveTuple::new(17, base.local, base.remote),
+    ];
+    let k = Key4::of(&base).unwrap();
+    for v in variants {
+        assert_ne!(Key4::of(&v).unwrap(), k, "{v}");
+    }
+    assert!(Key4::of(&five("[fd00::1]:443", "[fd00::9]:5000")).is_none());
+    assert!(Key4::of(&five("10.0.0.1:443", "[fd00::9]:5000")).is_none());
+}
