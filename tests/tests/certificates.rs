@@ -148,3 +148,66 @@ async fn expired_certificate_is_refused_with_its_reason() {
         "AUTHENTICATION_FAILED expected: {err}"
     );
 }
+
+/// R7 end to end with certificates: a connection latch on the responder,
+/// bound when the certificate peer's child SA comes up, and its inquiry
+/// names the peer's end-entity certificate and the trust anchor it chained
+/// to (not only the channel's view of them).
+#[tokio::test]
+async fn r7_latch_inquiry_names_certificate_and_anchor() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+    let now = time::OffsetDateTime::now_utc();
+    let ca =
+        CertificateAuthority::root("latchkey test root", KeyAlgorithm::EcdsaP256, now, &mut rng)
+            .unwrap();
+    let left = ca
+        .issue(
+            &EndEntity::host("left.example"),
+            KeyAlgorithm::EcdsaP256,
+            now,
+            &mut rng,
+        )
+        .unwrap();
+    let left_cert = left.cert_der.clone();
+    let (l, r, lp) = setup(&ca, left.cert_der, left.key, &mut rng).await;
+    let five = endpoint::FiveTuple::new(
+        17,
+        "10.0.0.2:2000".parse().unwrap(),
+        "10.0.0.1:1000".parse().unwrap(),
+    );
+    let flow = r
+        .create_connection_latch(endpoint::ConnectionRequest::new(five))
+        .await
+        .unwrap();
+    assert_eq!(flow.inquire().unwrap().state, endpoint::LatchState::Larval);
+    let (ch, acc) = tokio::join!(l.connect(lp, r.ike_addr()), r.accept());
+    let _ch = ch.unwrap();
+    let _rch = acc.unwrap();
+    let info = flow.inquire().unwrap();
+    assert_eq!(info.state, endpoint::LatchState::Established);
+    let params = info.params.unwrap();
+    let peer = params.peer().unwrap();
+    // The endpoint's default policy: one PAD entry, `default`, that takes
+    // certificates validated to the peer configuration's anchors.
+    assert_eq!(peer.pad_entry, "default");
+    assert_eq!(peer.asserted.to_string(), "left.example");
+    match &peer.auth {
+        latch::PeerAuth::Certificate {
+            cert_der,
+            trust_anchor,
+        } => {
+            assert_eq!(cert_der, &left_cert, "the peer's end-entity certificate");
+            assert_eq!(trust_anchor.der, ca.cert_der(), "the anchor it chained to");
+        }
+        other => panic!("expected a certificate peer, got {other:?}"),
+    }
+    assert!(!peer.auth.is_unauthenticated());
+    // The JSON an application sees carries both, hex-encoded.
+    let json = serde_json::to_string(&peer.auth).unwrap();
+    assert!(json.contains("\"method\":\"certificate\""), "{json}");
+    assert!(json.contains(&hex_of(ca.cert_der())), "{json}");
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
