@@ -190,6 +190,8 @@ pub(crate) struct Driver {
     natt_gro: bool,
     /// Key export (opt-in): the keys of the SAs up now.
     keys: Option<crate::keys::KeyStore>,
+    /// The BTNS pin store's file, if the pins are kept on disk.
+    pin_file: Option<crate::pinfile::PinFile>,
 }
 
 fn hex64(x: u64) -> String {
@@ -293,6 +295,29 @@ impl Driver {
             esp_batch: esp_out::EspBatch::default(),
             natt_gro: false,
             keys: None,
+            pin_file: None,
+        }
+    }
+
+    /// Start from the pins read from `path`, and write them back there
+    /// when they change ([`crate::EndpointConfig::pin_file`]).
+    pub(crate) fn with_pin_file(
+        mut self,
+        path: std::path::PathBuf,
+        mut pins: ike::PinStore,
+    ) -> Self {
+        pins.policy = self.ike.pins().policy;
+        pins.max_entries = self.ike.pins().max_entries;
+        *self.ike.pins_mut() = pins;
+        self.pin_file = Some(crate::pinfile::PinFile::new(path));
+        self
+    }
+
+    /// Write the pin file if a pin was added and the last write is old
+    /// enough (or always, at shutdown).
+    fn flush_pins(&mut self, force: bool) {
+        if let Some(f) = &mut self.pin_file {
+            f.flush(self.ike.pins(), Instant::now(), force);
         }
     }
 
@@ -340,8 +365,10 @@ impl Driver {
             self.flush_esp();
             self.flush_tun_writes();
             self.flush().await;
+            self.flush_pins(false);
             if let Some((_, deadline)) = &shutdown {
                 if self.ike_sas.is_empty() || tokio::time::Instant::now() >= *deadline {
+                    self.flush_pins(true);
                     if let Some((reply, _)) = shutdown.take() {
                         let _ = reply.send(());
                     }
@@ -353,6 +380,9 @@ impl Driver {
                 self.ike.poll_timeout(),
                 latch_timeout,
                 self.tun_poll_timeout(),
+                self.pin_file
+                    .as_ref()
+                    .and_then(crate::pinfile::PinFile::deadline),
             ]
             .into_iter()
             .flatten()
@@ -444,7 +474,10 @@ impl Driver {
                         shutdown = Some((reply, tokio::time::Instant::now() + Duration::from_secs(2)));
                     }
                     Some(c) => self.on_command(c),
-                    None => return,
+                    None => {
+                        self.flush_pins(true);
+                        return;
+                    }
                 },
             }
         }
@@ -781,7 +814,11 @@ impl Driver {
     /// manager would (nothing is sent), start a fresh `ike::Ike`, and tell
     /// the latch table.
     fn restart_key_manager(&mut self, policy: RestartPolicy) {
+        // The pins are the user's trust memory (as `known_hosts`), not
+        // SA state: they survive the restart, as they would on disk.
+        let pins = self.ike.pins().clone();
         self.ike = new_ike(&self.ike_config, &self.shared);
+        *self.ike.pins_mut() = pins;
         for c in self.children.values() {
             self.sad.remove_inbound(c.inbound_spi);
             self.sad.remove_outbound(c.outbound_spi);
@@ -1094,6 +1131,16 @@ impl Driver {
                 tracing::debug!(sa = sa.0, %local, %remote, "peer address changed");
                 if let Some(k) = &mut self.keys {
                     k.moved(sa, local, remote);
+                }
+            }
+            ike::Event::PeerKeyPinned {
+                sa,
+                address,
+                fingerprint,
+            } => {
+                tracing::info!(sa = sa.0, %address, key = %fingerprint, "peer key pinned");
+                if let Some(f) = &mut self.pin_file {
+                    f.changed();
                 }
             }
             #[allow(unreachable_patterns, reason = "ike::Event is non_exhaustive")]

@@ -41,6 +41,7 @@ mod keys;
 mod latching;
 mod os;
 mod packet;
+mod pinfile;
 
 /// Entry points for the fuzz targets in `fuzz/` (not a stable API).
 #[doc(hidden)]
@@ -99,6 +100,7 @@ pub use latching::{default_policy, Direction, LatchDropCount};
 pub use pad::{
     AuthMethod, EspProposal, Identity, IkeProposal, Mode, PolicyConfig, TrafficSelector,
 };
+pub use pinfile::PinFileError;
 
 /// What went wrong, precisely enough for a CLI to say so.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +168,9 @@ pub enum Error {
     /// Keys cannot be exported (key export is off).
     #[error("key export: {0}")]
     KeyExport(String),
+    /// The pin file ([`EndpointConfig::pin_file`]) could not be read.
+    #[error(transparent)]
+    PinFile(#[from] PinFileError),
 }
 
 /// Where an endpoint listens.
@@ -202,6 +207,13 @@ pub struct EndpointConfig {
     /// default; turning it on hands SECRET keys to whoever can call the
     /// API (a warning is logged at bind and at every export).
     pub key_export: bool,
+    /// Where the BTNS pin store lives (SSH `known_hosts` style: one
+    /// `ADDRESS sha256:HEX` line per peer address whose key was pinned, for
+    /// peers with [`ike::Credentials::pinning`]). Read at bind (a missing
+    /// file is an empty store), rewritten atomically with mode 0600 when a
+    /// pin is added (at most once a second) and at shutdown. `None`: pins
+    /// live in memory only and are forgotten when the endpoint stops.
+    pub pin_file: Option<std::path::PathBuf>,
 }
 
 /// A TUN device for the OS-stack datapath.
@@ -272,6 +284,7 @@ impl EndpointConfig {
             misbehave: false,
             tun: None,
             key_export: false,
+            pin_file: None,
         }
     }
 }
@@ -775,6 +788,14 @@ impl Endpoint {
             config.misbehave,
             tun,
         );
+        let drv = match &config.pin_file {
+            Some(path) => {
+                let pins = pinfile::load(path, ike::PinPolicy::default())?;
+                tracing::info!(path = %path.display(), pins = pins.len(), "pin file read");
+                drv.with_pin_file(path.clone(), pins)
+            }
+            None => drv,
+        };
         let drv = if config.key_export {
             tracing::warn!(
                 "key export is ON: the keys of every SA can be read through Endpoint::session_keys"

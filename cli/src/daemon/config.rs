@@ -69,6 +69,9 @@ pub(crate) struct DaemonConfig {
     /// `allow_key_export`: the control socket's `keys` op hands out the
     /// SAs' SECRET keys (`latchkey keys --wireshark`).
     pub(crate) key_export: bool,
+    /// `pin_file`: where the BTNS pin store is kept across restarts
+    /// (relative to the configuration file's directory).
+    pub(crate) pin_file: Option<PathBuf>,
     /// The PAD and SPD (`None`: the endpoint's default policy).
     pub(crate) policy: Option<PolicyConfig>,
     /// The connections, in file order.
@@ -117,6 +120,9 @@ impl DaemonConfig {
         }
         if self.key_export != other.key_export {
             v.push("allow_key_export");
+        }
+        if self.pin_file != other.pin_file {
+            v.push("pin_file");
         }
         v
     }
@@ -186,6 +192,8 @@ struct RawDaemon {
     tun: Option<RawTun>,
     #[serde(default)]
     allow_key_export: Option<bool>,
+    #[serde(default)]
+    pin_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -533,17 +541,19 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         }
         listener_latches.push(three);
     }
+    let near = |c: &String| {
+        let p = Path::new(c);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            base.join(p)
+        }
+    };
     Ok(DaemonConfig {
         ike_addr,
         natt_port,
-        control: d.as_ref().and_then(|d| d.control.as_ref()).map(|c| {
-            let p = Path::new(c);
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p)
-            }
-        }),
+        control: d.as_ref().and_then(|d| d.control.as_ref()).map(near),
+        pin_file: d.as_ref().and_then(|d| d.pin_file.as_ref()).map(near),
         cookie_threshold: d.as_ref().and_then(|d| d.cookie_threshold).unwrap_or(64),
         max_half_open: d.as_ref().and_then(|d| d.max_half_open).unwrap_or(4096),
         connect_timeout,

@@ -696,6 +696,9 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
                 t.offload
             );
         }
+        if let Some(p) = &cfg.pin_file {
+            println!("  BTNS pins kept in {}", p.display());
+        }
         if cfg.key_export {
             println!("  WARNING: allow_key_export = true: SA keys can be read through the control socket");
         }
@@ -708,6 +711,7 @@ pub(crate) async fn run(a: DaemonArgs) -> Result<()> {
     ecfg.policy = cfg.policy.clone();
     ecfg.tun = cfg.tun.clone();
     ecfg.key_export = cfg.key_export;
+    ecfg.pin_file = cfg.pin_file.clone();
     if cfg.key_export {
         tracing::warn!(
             "{}: [daemon] allow_key_export = true: the SECRET keys of every SA are handed \

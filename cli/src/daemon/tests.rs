@@ -244,6 +244,17 @@ fn tun_datapath_fields_and_key_export() {
     );
     assert!(!ok("[daemon.tun]\noffload = false\n").tun.unwrap().offload);
     assert!(!ok("[daemon]\n").key_export);
+    assert_eq!(ok("[daemon]\n").pin_file, None);
+    let pins = ok("[daemon]\npin_file = \"pins\"\n").pin_file.unwrap();
+    assert!(
+        pins.ends_with("pins") && pins != Path::new("pins"),
+        "{}",
+        pins.display()
+    );
+    assert_eq!(
+        ok("[daemon]\npin_file = \"/var/lib/latchkey/pins\"\n").pin_file,
+        Some("/var/lib/latchkey/pins".into())
+    );
 
     let e = err("[daemon.tun]\nlatch_flows = true\nudp_idle = \"5q\"\n");
     assert_eq!(
