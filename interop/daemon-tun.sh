@@ -551,13 +551,26 @@ PYEOF
             fi
             keys_check strongswan/keys "${C}" "${R}/keys"
             grep -q '^fail strongswan/keys' "${RESULTS}" && fails=$((fails + 1))
-            # charon deletes only the child SA; the IKE SA stays; down
-            # still deletes it (the daemon holds no channel for it).
-            lk_swanctl right --terminate --child lk --timeout 10 >"${R}/terminate-child.out" 2>&1 || true
             childless() {
                 lkc status --json >"${R}/.st2.json" 2>/dev/null &&
                     [[ $(js "${R}/.st2.json" 'len(d["ike_sas"]) == 1 and d["ike_sas"][0]["child_sas"] == []') == True ]]
             }
+            # charon deletes only the child SA; `up` creates a new one
+            # under the IKE SA still up (CREATE_CHILD_SA): same IKE SPIs,
+            # no second IKE SA, charon INSTALLED it.
+            lkc status --json >"${R}/.st1.json" 2>/dev/null
+            ike_spi=$(js "${R}/.st1.json" 'd["ike_sas"][0]["spi_i"]')
+            lk_swanctl right --terminate --child lk --timeout 10 >"${R}/terminate-child0.out" 2>&1 || true
+            if eventually 5 childless && lkc up lk >"${R}/up-childless.out" 2>&1 && lk_wait_child right 10 &&
+                lkc status --json >"${R}/.st3.json" 2>/dev/null &&
+                [[ $(js "${R}/.st3.json" 'len(d["ike_sas"]) == 1 and len(d["ike_sas"][0]["child_sas"]) == 1 and d["ike_sas"][0]["spi_i"] == "'"${ike_spi}"'"') == True ]]; then
+                say up-childless pass "charon deleted only the child SA; up made a new one under IKE SA ${ike_spi}"
+            else
+                fail up-childless "$(tail -c 300 "${R}/up-childless.out"); status: $(head -c 300 "${R}/.st3.json" 2>/dev/null)"
+            fi
+            # Again; now down deletes the IKE SA left without a child SA
+            # (the daemon holds no channel for it).
+            lk_swanctl right --terminate --child lk --timeout 10 >"${R}/terminate-child.out" 2>&1 || true
             if eventually 5 childless; then
                 if lkc down lk >"${R}/down.out" 2>&1 && lk_sas_gone right 5 && [[ $(ike_count) == 0 ]]; then
                     say down-childless pass "charon deleted only the child SA; down deleted the IKE SA ($(head -n 1 "${R}/down.out")); charon lists no SA"

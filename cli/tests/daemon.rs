@@ -574,10 +574,11 @@ fn down_closes_an_ike_sa_whose_child_sa_the_peer_deleted() {
 }
 
 /// `close_action = "start"` and the peer deletes only the child SA: the
-/// daemon deletes the IKE SA left without children and brings the
-/// connection back, so the peer ends with one IKE SA (the new one), not two.
+/// daemon brings the connection back with a new child SA under the IKE SA
+/// that is still up (CREATE_CHILD_SA), so the peer ends with one IKE SA
+/// (the same one) and one child SA, never a second IKE SA.
 #[test]
-fn close_action_start_after_a_child_only_delete_leaves_no_childless_ike_sa() {
+fn close_action_start_after_a_child_only_delete_makes_a_child_under_the_same_ike_sa() {
     let dir = tempdir("childless-restart");
     write_psk(&dir);
     let ports = free_ports();
@@ -601,13 +602,14 @@ fn close_action_start_after_a_child_only_delete_leaves_no_childless_ike_sa() {
     let old = up["ike_sa"]["spi_i"].as_str().unwrap().to_owned();
     let ch = accept();
     rt.block_on(ch.close_child()).unwrap();
-    // The daemon brings the connection back: a new IKE SA and child SA.
+    // The daemon brings the connection back: a new child SA, same IKE SA.
+    let old_child = ch.child_sa().inbound_spi;
     let again = accept();
-    assert_ne!(again.ike_sa().spi_i, old, "a new IKE SA");
-    let new = again.ike_sa().spi_i.clone();
-    wait_for("the peer to hold only the new IKE SA", || {
+    assert_eq!(again.ike_sa().spi_i, old, "the same IKE SA");
+    assert_ne!(again.child_sa().inbound_spi, old_child, "a new child SA");
+    wait_for("the peer to hold one IKE SA with one child SA", || {
         let s = rt.block_on(ep.status()).unwrap();
-        s.ike_sas.len() == 1 && s.ike_sas[0].spi_i == new
+        s.ike_sas.len() == 1 && s.ike_sas[0].spi_i == old && s.child_sas.len() == 1
     });
     let s = json(&["status"], &sa);
     let i = ike_sas(&s);

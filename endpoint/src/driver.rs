@@ -46,6 +46,11 @@ pub(crate) enum Command {
         ike_sa: u64,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    ConnectChild {
+        ike_sa: u64,
+        child: Box<ike::ChildConfig>,
+        reply: oneshot::Sender<Result<Channel, Error>>,
+    },
     CloseChild {
         channel: u64,
         reply: oneshot::Sender<Result<(), Error>>,
@@ -756,6 +761,47 @@ impl Driver {
                     Ok(()) => self.pending_close.entry(ike_sa).or_default().push(reply),
                     Err(e) => {
                         let _ = reply.send(Err(Error::Send(e.to_string())));
+                    }
+                }
+            }
+            Command::ConnectChild {
+                ike_sa,
+                child,
+                reply,
+            } => {
+                let ike_sa = ike::IkeSaId(ike_sa);
+                let Some(remote) = self
+                    .ike
+                    .ike_sa(ike_sa)
+                    .filter(|i| i.established)
+                    .map(|i| i.remote)
+                else {
+                    let _ = reply.send(Err(Error::Send(format!(
+                        "no established IKE SA {} to create a child SA under",
+                        ike_sa.0
+                    ))));
+                    return;
+                };
+                if self.pending_connect.contains_key(&ike_sa) {
+                    let _ = reply.send(Err(Error::Send(format!(
+                        "IKE SA {} is already setting up a child SA for a connect",
+                        ike_sa.0
+                    ))));
+                    return;
+                }
+                // RFC 7296 1.3.1: CREATE_CHILD_SA under the IKE SA; the
+                // channel is handed over when the child SA is installed
+                // (`on_child_up`), the failure when it is refused
+                // (`ChildSaFailed`).
+                match self.ike.create_child(Instant::now(), ike_sa, *child) {
+                    Ok(()) => {
+                        self.pending_connect.insert(ike_sa, (remote, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Child {
+                            peer: remote,
+                            error: e,
+                        }));
                     }
                 }
             }

@@ -1007,6 +1007,29 @@ impl Endpoint {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Another child SA under the established IKE SA `ike_sa`
+    /// ([`IkeSummary::id`]): CREATE_CHILD_SA (RFC 7296 1.3.1) with `child`'s
+    /// proposals and selectors, as a new [`Channel`]. For an IKE SA whose
+    /// child SAs the peer deleted: no second IKE SA is needed. One such
+    /// request per IKE SA at a time; waits at most the connect timeout. A
+    /// child SA the peer happens to create under the same IKE SA while
+    /// this waits may be the one handed back.
+    pub async fn connect_child(&self, ike_sa: u64, child: ChildConfig) -> Result<Channel, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(driver::Command::ConnectChild {
+                ike_sa,
+                child: Box::new(child),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        match tokio::time::timeout(self.connect_timeout, rx).await {
+            Ok(r) => r.map_err(|_| Error::Closed)?,
+            Err(_) => Err(Error::Timeout(self.connect_timeout)),
+        }
+    }
+
     /// A snapshot of IKE SAs, child SAs and counters.
     pub async fn status(&self) -> Result<Status, Error> {
         let (tx, rx) = oneshot::channel();

@@ -169,3 +169,56 @@ async fn psk_channel_with_cbc_suites() {
         .unwrap();
     assert_eq!(d.data, b"cbc");
 }
+
+/// The peer deletes only the child SA: `connect_child` makes a new one
+/// under the IKE SA that is still up (CREATE_CHILD_SA, RFC 7296 1.3.1), no
+/// second IKE SA; it carries datagrams; an IKE SA that does not exist is a
+/// clear error.
+#[tokio::test]
+async fn child_sa_recreated_under_the_same_ike_sa() {
+    let (left, right, lp) = pair(
+        AuthMethod::Psk,
+        psk("a long enough pre-shared key"),
+        psk("a long enough pre-shared key"),
+        "aes128gcm16-prfsha256-x25519",
+        "aes128gcm16-prfsha256-x25519",
+    )
+    .await;
+    let child = lp.child.clone();
+    let (ch, acc) = tokio::join!(left.connect(lp, right.ike_addr()), right.accept());
+    let mut ch = ch.unwrap();
+    let rch = acc.unwrap();
+    let ike = ch.ike_sa().id;
+    let old_spi = ch.child_sa().inbound_spi;
+    rch.close_child().await.unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(5), ch.recv())
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "the channel ends with its child SA");
+    let st = left.status().await.unwrap();
+    assert_eq!(st.ike_sas.len(), 1);
+    assert!(st.child_sas.is_empty());
+
+    let (ch2, acc2) = tokio::join!(left.connect_child(ike, child.clone()), right.accept());
+    let mut ch2 = ch2.unwrap();
+    let rch2 = acc2.unwrap();
+    assert_eq!(ch2.ike_sa().id, ike, "under the same IKE SA");
+    assert_ne!(ch2.child_sa().inbound_spi, old_spi);
+    let a: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+    let b: SocketAddr = "10.0.0.2:2000".parse().unwrap();
+    rch2.send(b, a, b"again").await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), ch2.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.data, b"again");
+    let st = left.status().await.unwrap();
+    assert_eq!(st.ike_sas.len(), 1, "no second IKE SA");
+    assert_eq!(st.child_sas.len(), 1);
+    assert_eq!(right.status().await.unwrap().ike_sas.len(), 1);
+
+    let err = left.connect_child(ike + 1000, child).await.unwrap_err();
+    assert!(err.to_string().contains("no established IKE SA"), "{err}");
+    left.shutdown().await.unwrap();
+    right.shutdown().await.unwrap();
+}

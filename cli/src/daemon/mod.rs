@@ -30,8 +30,10 @@
 //! (the peer deleted it, DPD, the peer restarted), it is initiated again,
 //! retried 1 s, 2 s, ... 60 s apart until it is up; `down`, a reload that
 //! drops it, or SIGTERM stop that. A `down` during an `up` wins. If the
-//! peer deleted only the child SA, the IKE SA left without children is
-//! deleted before the connection is brought back (no second IKE SA).
+//! peer deleted only the child SA, a new child SA is created under the IKE
+//! SA that is still up (CREATE_CHILD_SA); only if the peer refuses it is
+//! that IKE SA deleted and the connection started over (never a second
+//! IKE SA beside it).
 //!
 //! SIGTERM/SIGINT: every IKE SA is deleted (the peers are told), then the
 //! process exits 0.
@@ -266,8 +268,31 @@ impl Daemon {
             c.connecting.insert(name.to_owned());
             c.downs(name)
         };
-        tracing::info!(connection = name, %remote, "initiating");
-        let r = self.ep.connect(conn.peer.clone(), remote).await;
+        // The peer deleted only the child SA: a new one under the IKE SA
+        // that is still up (CREATE_CHILD_SA, RFC 7296 1.3.1), rather than a
+        // second IKE SA. If the peer refuses it, that IKE SA goes and the
+        // connection starts over.
+        let r = match self.childless_ike_sa(name).await {
+            Some(ike_sa) => {
+                tracing::info!(
+                    connection = name,
+                    ike_sa,
+                    "creating a child SA under the IKE SA left without one"
+                );
+                match self.ep.connect_child(ike_sa, conn.peer.child.clone()).await {
+                    Ok(ch) => Ok(ch),
+                    Err(e) => {
+                        tracing::warn!(connection = name, ike_sa, error = %e, "no child SA under the existing IKE SA; starting over");
+                        self.close_childless(name).await;
+                        self.ep.connect(conn.peer.clone(), remote).await
+                    }
+                }
+            }
+            None => {
+                tracing::info!(connection = name, %remote, "initiating");
+                self.ep.connect(conn.peer.clone(), remote).await
+            }
+        };
         let downed = {
             let mut c = lock(&self.conns);
             c.connecting.remove(name);
@@ -363,6 +388,21 @@ impl Daemon {
         }
     }
 
+    /// An established IKE SA of connection `name` that we initiated and
+    /// that has no child SA left.
+    async fn childless_ike_sa(&self, name: &str) -> Option<u64> {
+        let s = self.ep.status().await.ok()?;
+        s.ike_sas
+            .iter()
+            .find(|i| {
+                i.name == name
+                    && i.established
+                    && i.initiator
+                    && !s.child_sas.iter().any(|(c, _)| c.ike_sa == i.id)
+            })
+            .map(|i| i.id)
+    }
+
     /// The established IKE SAs the endpoint files under connection `name`.
     async fn ike_sas_of(&self, name: &str) -> Result<Vec<u64>> {
         Ok(self
@@ -417,10 +457,8 @@ impl Daemon {
                 .connection(&name)
                 .is_some_and(|k| k.close_action == StartAction::Start);
             if again && close_start {
-                // The peer may have deleted only the child SA: the IKE SA
-                // left without children is deleted first, so that bringing
-                // the connection back does not leave it behind.
-                me.close_childless(&name).await;
+                // The peer may have deleted only the child SA: `up` then
+                // creates a new one under the IKE SA still up.
                 me.keep_up(name, RETRY_FIRST);
             }
         });
