@@ -335,7 +335,12 @@ impl ike::ChildSaPolicy for LatchPolicy {
             tsi: req.tsi.to_vec(),
             tsr: req.tsr.to_vec(),
         };
-        let peer = match s.peer_identity(req.ike_sa, req.peer_id, req.peer_auth, None) {
+        let peer = match s.peer_identity(
+            req.ike_sa,
+            req.peer_id,
+            req.peer_auth,
+            Some(req.peer_credential),
+        ) {
             PeerLookup::Peer(p) => p,
             PeerLookup::NotAllowed => {
                 tracing::warn!(peer = %req.peer_id, auth = %req.peer_auth, "no PAD entry allows this peer: child SA refused");

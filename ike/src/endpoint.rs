@@ -177,16 +177,38 @@ impl Ike {
 
     /// RFC 7296 2.4: INITIAL_CONTACT says the peer lost its state; its other
     /// IKE SAs (same authenticated identity, same address) go, without a
-    /// Delete. ID_NULL peers are indistinguishable and never matched.
+    /// Delete. ID_NULL peers are indistinguishable and never matched. A
+    /// raw public key (RFC 7670) or a BTNS peer (RFC 5386: any key is
+    /// accepted) does not authenticate the identity it asserts, only its
+    /// key, so there the key must match too: otherwise any host with an
+    /// acceptable key could end another peer's IKE SA by asserting its
+    /// identity.
     fn initial_contact(&mut self, keep: IkeSaId, peer_id: &pad::Identity, ip: std::net::IpAddr) {
         if *peer_id == pad::Identity::Null {
             return;
         }
+        let btns = |s: &IkeSa| {
+            matches!(s.peer_credential, crate::PeerCredential::RawPublicKey(_))
+                || s.peer
+                    .as_ref()
+                    .is_some_and(|p| p.credentials.accept_any_key)
+        };
+        let Some((new_key, new_btns)) = self
+            .sas
+            .get(&keep)
+            .map(|s| (s.peer_credential.spki_sha256(), btns(s)))
+        else {
+            return;
+        };
         let stale: Vec<IkeSaId> = self
             .sas
             .values()
             .filter(|s| {
-                s.id != keep && s.established() && s.peer_id == *peer_id && s.remote.ip() == ip
+                s.id != keep
+                    && s.established()
+                    && s.peer_id == *peer_id
+                    && s.remote.ip() == ip
+                    && (!(new_btns || btns(s)) || s.peer_credential.spki_sha256() == new_key)
             })
             .map(|s| s.id)
             .collect();

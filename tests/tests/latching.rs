@@ -745,24 +745,38 @@ async fn r7_btns_key_peer_latched_by_fingerprint() {
         }
         other => panic!("expected a BTNS key peer, got {other:?}"),
     }
-    // Mallory's key is only known to the driver once IKE_AUTH is done, so
-    // the SA negotiated inside IKE_AUTH cannot be narrowed in time: it is
-    // refused when installed (deleted; no channel on the responder) because
-    // it covers the flow latched to Alice (R13: "reject or narrow").
+    // Mallory's key is a BTNS peer of its own: the SA negotiated inside
+    // IKE_AUTH is narrowed there already (ike hands the policy hook the
+    // credential IKE_AUTH proved), around the flow latched to Alice (R13:
+    // "reject or narrow"). Mallory's channel cannot carry that flow; its
+    // other traffic passes.
     let m = initiator(false).await;
-    let _mch = m
+    let mch = m
         .connect(to_right(&mallory), right.ike_addr())
         .await
         .unwrap();
-    let accepted = tokio::time::timeout(Duration::from_millis(500), right.accept()).await;
-    assert!(accepted.is_err(), "no channel for Mallory's SA");
-    assert!(right
-        .status()
+    let rm = tokio::time::timeout(Duration::from_secs(5), right.accept())
         .await
-        .unwrap()
+        .expect("Mallory's narrowed SA is a channel")
+        .unwrap();
+    assert_eq!(rm.child_sa().inbound_spi, mch.child_sa().outbound_spi);
+    let err = mch
+        .send(addr(CLIENT), addr(SERVER), b"hijack")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("traffic selectors"), "{err}");
+    mch.send(addr("10.0.0.9:5001"), addr(SERVER), b"other flow")
+        .await
+        .unwrap();
+    // Alice's SA and latch are untouched (R8): Mallory asserted the same
+    // identity with INITIAL_CONTACT, but a BTNS identity proves nothing
+    // without its key (RFC 7296 2.4 with RFC 5386).
+    let st = right.status().await.unwrap();
+    assert_eq!(st.ike_sas.len(), 2, "Alice's IKE SA and Mallory's");
+    assert!(st
         .child_sas
         .iter()
-        .all(|(c, _)| c.id == params.first_sa().unwrap()));
+        .any(|(c, _)| c.id == params.first_sa().unwrap()));
     assert_eq!(flow.inquire().unwrap().params.unwrap(), params, "R8");
 }
 

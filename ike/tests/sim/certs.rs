@@ -809,6 +809,37 @@ fn btns_changed_key_with_warn_policy_is_accepted() {
     );
 }
 
+/// RFC 7296 2.4 with BTNS (RFC 5386): INITIAL_CONTACT from a host that
+/// asserts a BTNS peer's identity with another key does not end that
+/// peer's IKE SA (the identity proves nothing); from the same key it does.
+#[test]
+fn btns_initial_contact_needs_the_same_key() {
+    let (a, mut sim) = btns_responder(ike::PinPolicy::Warn);
+    let k1 = pki().hosts[2].1.clone();
+    let k2 = pki().hosts[3].1.clone();
+    let fresh_initiator = |sim: &mut Sim, seed: u64| {
+        // Another host (or the same one restarted): no IKE SA held, so its
+        // IKE_AUTH carries INITIAL_CONTACT.
+        sim.nodes[0].ike = Ike::new(config(vec![]), rng(seed), Box::new(AcceptAll));
+        sim.nodes[0].ike.set_wall_clock(sim.start, wall());
+        sim.nodes[0].events.clear();
+    };
+    sim.handshake(btns_initiator(&a, k1.clone(), None));
+    let first = sim.responder_sa();
+    fresh_initiator(&mut sim, 8601);
+    sim.handshake(btns_initiator(&a, k2, None));
+    assert!(
+        sim.nodes[1].ike.ike_sa(first).is_some(),
+        "another key's INITIAL_CONTACT must not end the first BTNS peer's IKE SA"
+    );
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 2);
+    // The first key restarts: its INITIAL_CONTACT ends its stale IKE SA.
+    fresh_initiator(&mut sim, 8602);
+    sim.handshake(btns_initiator(&a, k1, None));
+    assert!(sim.nodes[1].ike.ike_sa(first).is_none());
+    assert_eq!(sim.nodes[1].ike.ike_sa_count(), 2);
+}
+
 /// Records what the child SA policy hook is told about the peer.
 struct Recorder(Arc<std::sync::Mutex<Vec<Option<certs::SpkiFingerprint>>>>);
 
