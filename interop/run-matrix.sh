@@ -30,7 +30,10 @@
 #                   under traffic (1 datagram/s for 25 s): >= 2 child SAs
 #                   seen, every datagram echoed, latchkey on the last SPIs.
 #   rekey-child-fast  the same with rand_time 9 s: a rekey every 1..10 s
-#                   (about 5 in 25 s), so datagrams meet rekeys more often.
+#                   (about 5 in 25 s) and 10 datagrams/s (250), so datagrams
+#                   meet rekeys more often: latchkey, the rekey's responder,
+#                   must keep sending on the old SA until charon has the new
+#                   one (RFC 7296 2.8), or charon drops the echo.
 #   rekey-ike       charon rekeys the IKE SA every 12 s, same traffic.
 #   rekey-latchkey  latchkey rekeys (--child-rekey 8 --ike-rekey 14).
 #   delete-charon   charon deletes (swanctl --terminate --ike): latchkey
@@ -541,20 +544,22 @@ sc_bringup() { # auth-* : plain bring-up with C_AUTH
 }
 
 sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
-    local P=$1 role=$2 msg=$3 kind=$4 n=25 extra=() min_ike=1 min_child=1
+    local P=$1 role=$2 msg=$3 kind=$4 n=25 gap=1 extra=() min_ike=1 min_child=1
     # PFS on rekey: the child SA of IKE_AUTH has no D-H (AES_GCM_16-128), the
     # rekeyed ones show AES_GCM_16-128/CURVE_25519 (checked below).
     C_ESP=aes128gcm16-x25519
     case ${kind} in
     child) C_CHILD_REKEY=10 min_child=3 ;;
-    child-fast) C_CHILD_REKEY=10 C_CHILD_RAND=9 min_child=4 ;;
+    # 10 datagrams/s: one is more likely to leave latchkey just after it
+    # answered a rekey, before charon has the new SA (RFC 7296 2.8).
+    child-fast) C_CHILD_REKEY=10 C_CHILD_RAND=9 min_child=4 n=250 gap=0.1 ;;
     ike) C_IKE_REKEY=12 min_ike=2 ;;
     latchkey) extra=(--child-rekey 8 --ike-rekey 14) min_ike=2 min_child=3 ;;
     esac
     charon_conf || BAD+=("charon did not load the config: $(tail -n 2 "${R}/right/load-all.out")")
     if [[ ${role} == initiator ]]; then
         lk_poll_sas_start right "${P}-sas.txt"
-        connect_bg "${P}" "${msg}" "${n}" 1 2 "${extra[@]}"
+        connect_bg "${P}" "${msg}" "${n}" "${gap}" 2 "${extra[@]}"
         wait_pid "${CPID}" 120
         lk_poll_sas_stop
         ((RC == 0)) || BAD+=("latchkey connect exit ${RC}: $(grep -v '^\s*$' "${P}.stderr" | tail -n 2 | tr '\n' ' ')")
@@ -564,7 +569,7 @@ sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
     else
         listen_start "${P}" "${extra[@]}" || return 0
         if charon_initiate "${P}"; then
-            send_right "${P}" "${msg}" "${n}" 1 2
+            send_right "${P}" "${msg}" "${n}" "${gap}" 2
         fi
         lk_poll_sas_stop
         check_sas "${P}" --min-ike-sas "${min_ike}" --min-child-sas "${min_child}"

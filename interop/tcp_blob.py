@@ -6,16 +6,20 @@
       each are written to FILE (appended), then the socket is closed.
   tcp_blob.py send --to ADDR --port P --file FILE [--hold SECONDS]
       connect, send FILE, wait SECONDS (connection open), close; prints
-      the bytes sent and the time taken.
+      the bytes sent and the time until the peer acknowledged the last of
+      them (the hold is not part of it: it is printed apart).
   tcp_blob.py udp-send --to ADDR --port P --text TEXT [--sport P]
       send one UDP datagram.
   tcp_blob.py iperf-summary FILE
       one line from iperf3's JSON output: throughput and retransmits.
 """
 import argparse
+import fcntl
 import json
 import socket
+import struct
 import sys
+import termios
 import time
 
 
@@ -40,20 +44,34 @@ def serve(a):
     s.close()
 
 
+def unacked(s):
+    """Octets in the TCP send queue not yet acknowledged by the peer
+    (Linux SIOCOUTQ, the same number as TIOCOUTQ)."""
+    b = fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    return struct.unpack("i", b)[0]
+
+
 def send(a):
     data = open(a.file, "rb").read()
     s = socket.create_connection((a.to, a.port), timeout=a.timeout)
     t0 = time.monotonic()
     s.sendall(data)
+    # The transfer ends when the peer has acknowledged every byte, not when
+    # the connection closes: with --hold that is seconds later.
+    end = t0 + a.timeout
+    while unacked(s) > 0 and time.monotonic() < end:
+        time.sleep(0.001)
+    dt = time.monotonic() - t0
     if a.hold:
         time.sleep(a.hold)
     s.shutdown(socket.SHUT_WR)
     # Wait for the server's close: every byte was received.
     while s.recv(65536):
         pass
-    dt = time.monotonic() - t0
+    total = time.monotonic() - t0
     s.close()
-    print(f"sent {len(data)} bytes in {dt:.3f} s ({len(data) * 8 / dt / 1e6:.1f} Mbit/s)")
+    held = f"; held open {a.hold:g} s, closed after {total:.3f} s" if a.hold else ""
+    print(f"sent {len(data)} bytes in {dt:.3f} s ({len(data) * 8 / dt / 1e6:.1f} Mbit/s){held}")
 
 
 def udp_send(a):

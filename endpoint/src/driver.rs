@@ -174,6 +174,12 @@ pub(crate) struct Driver {
     /// (RFC 7296 1.3.3, 2.8), and a rekey collision (2.8.1) makes two
     /// children that replace the same one.
     child_channel: HashMap<ike::ChildSaId, u64>,
+    /// Child SAs a peer's rekey made whose outbound half we do not use
+    /// yet, and the SA they replaced, which still carries their packets
+    /// (RFC 7296 2.8, see `Driver::sending_sa`). Empty but for the moment
+    /// between a rekey we answered and the peer's first packet on the new
+    /// SA or its Delete of the old one.
+    outbound_held: HashMap<ike::ChildSaId, ike::ChildSaId>,
     /// Recently deleted child SAs and the channel they belonged to, so a
     /// child SA that replaces one already deleted (a collision's second
     /// child after a reordered Delete) still finds its channel.
@@ -290,6 +296,7 @@ impl Driver {
             children: HashMap::new(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
+            outbound_held: HashMap::new(),
             retired: std::collections::VecDeque::new(),
             next_channel: 1,
             drops: HashMap::new(),
@@ -605,6 +612,11 @@ impl Driver {
             }
         };
         let (tag, spi, next_header, len) = (d.tag, d.spi, d.next_header, d.payload.len());
+        if !self.outbound_held.is_empty() {
+            // RFC 7296 2.8 (1): an authenticated packet on a new SA of a
+            // rekey we answered: the peer has installed it, send on it.
+            self.release_held(ike::ChildSaId(tag), "first packet received on it");
+        }
         if next_header != 4 && next_header != 41 {
             self.drop_counted("ESP payload is not an inner IP packet");
             return;
@@ -875,6 +887,7 @@ impl Driver {
         self.children.clear();
         self.channels.clear();
         self.child_channel.clear();
+        self.outbound_held.clear();
         self.retired.clear();
         self.ike_sas.clear();
         if let Some(k) = &mut self.keys {
@@ -1219,6 +1232,20 @@ impl Driver {
     /// it has none: the Delete of an SA a rekey replaced (or of the loser
     /// of a rekey collision) leaves the channel alone.
     fn child_gone(&mut self, child: ike::ChildSaId) {
+        if !self.outbound_held.is_empty() {
+            // RFC 7296 2.8 (2): the SA a peer's rekey replaced is deleted
+            // (by the peer's Delete or by ours): its successors send now.
+            self.outbound_held.remove(&child);
+            let successors: Vec<_> = self
+                .outbound_held
+                .iter()
+                .filter(|&(_, old)| *old == child)
+                .map(|(new, _)| *new)
+                .collect();
+            for new in successors {
+                self.release_held(new, "the SA it replaced is deleted");
+            }
+        }
         let Some(ch) = self.child_channel.remove(&child) else {
             return;
         };
@@ -1244,6 +1271,45 @@ impl Driver {
                 self.channels.remove(&ch);
                 self.retired.retain(|(_, c)| *c != ch);
             }
+        }
+    }
+
+    /// The SA a packet for which `sa` was chosen leaves under (RFC 7296
+    /// 2.8). The channel, the TUN lookup and the latch table choose the
+    /// newest child SA; when that one comes from a rekey the peer initiated,
+    /// the peer may not have installed it yet ("The responder can be
+    /// assured that the initiator is prepared to receive messages on an SA
+    /// if either (1) it has received a cryptographically valid message on
+    /// the other half of the SA pair, or (2) the new SA rekeys an existing
+    /// SA and it receives an IKE request to close the replaced SA"), so
+    /// until then its packets leave under the SA it replaced, still
+    /// installed on both sides. strongSwan, as the responder of a rekey,
+    /// also installs the new outbound SA only then. Free when no rekey is
+    /// pending.
+    pub(super) fn sending_sa(&self, mut sa: ike::ChildSaId) -> ike::ChildSaId {
+        if self.outbound_held.is_empty() {
+            return sa;
+        }
+        // A chain (a held SA rekeyed again by the peer) is followed to the
+        // newest SA we may send on; bounded by the map's size.
+        for _ in 0..self.outbound_held.len() {
+            match self.outbound_held.get(&sa) {
+                Some(old) if self.children.contains_key(old) => sa = *old,
+                _ => break,
+            }
+        }
+        sa
+    }
+
+    /// The outbound half of `new` is used from now on.
+    fn release_held(&mut self, new: ike::ChildSaId, why: &'static str) {
+        if let Some(old) = self.outbound_held.remove(&new) {
+            tracing::debug!(
+                child = new.0,
+                old = old.0,
+                why,
+                "sending on the child SA the peer's rekey made"
+            );
         }
     }
 
@@ -1394,19 +1460,31 @@ impl Driver {
             suite = %esp_suite(info.encr, info.integ, info.pfs, info.esn),
             "child SA installed"
         );
-        let traffic = info
-            .replaces
-            .and_then(|old| self.children.get(&old))
-            .map(|c| c.traffic)
-            .unwrap_or_default();
+        let replaced = info.replaces.and_then(|old| self.children.get(&old));
+        let traffic = replaced.map(|c| c.traffic).unwrap_or_default();
+        // RFC 7296 2.8: the responder of a rekey keeps sending on the old
+        // SA until the peer shows it has the new one (`Self::sending_sa`);
+        // its initiator sends on the new one now. Only an SA the old one
+        // can stand in for is held: same protection, selectors and peer
+        // address (RFC 7296 2.8: a rekey SHOULD NOT change them).
+        if let Some(old) = replaced.filter(|o| !info.initiator && same_shape(o, &state)) {
+            tracing::debug!(
+                child = info.id.0,
+                old = old.id.0,
+                "rekey answered: sending on the old SA until the peer uses the new one or deletes the old"
+            );
+            self.outbound_held.insert(info.id, old.id);
+        }
         self.children
             .insert(info.id, ChildState { traffic, ..state });
         if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
             t.child_added(c);
         }
-        // A rekeyed child SA: the channel sends on the new SA (RFC 7296
-        // 2.8) and keeps receiving on the old one until its Delete: the
-        // peer may have sent on it before it saw the rekey complete.
+        // A rekeyed child SA: the channel moves to the new SA (RFC 7296
+        // 2.8; as the rekey's responder its packets still leave under the
+        // old SA for a while, `Self::sending_sa`) and keeps receiving on
+        // the old one until its Delete: the peer may have sent on it
+        // before it saw the rekey complete.
         if let Some(ch) = info.replaces.and_then(|old| self.channel_of(old)) {
             if let Some(c) = self.channels.get_mut(&ch) {
                 if c.child.0 < info.id.0 {
@@ -1471,6 +1549,20 @@ impl Driver {
             tracing::warn!(child = info.id.0, "accept queue full; channel dropped");
         }
     }
+}
+
+/// Whether child SA `a` can carry the packets chosen for `b`: the same
+/// protection (as the latch table sees it), selectors and peer address.
+fn same_shape(a: &ChildState, b: &ChildState) -> bool {
+    a.encr == b.encr
+        && a.integ == b.integ
+        && a.esn == b.esn
+        && a.mode == b.mode
+        && a.replay_window == b.replay_window
+        && a.remote == b.remote
+        && a.udp_encap == b.udp_encap
+        && a.local_ts == b.local_ts
+        && a.remote_ts == b.remote_ts
 }
 
 fn new_ike(config: &ike::Config, shared: &SharedRef) -> ike::Ike {

@@ -505,6 +505,13 @@ pub struct ChildSaInfo {
     pub id: ChildSaId,
     /// The child SA this one rekeyed.
     pub replaces: Option<ChildSaId>,
+    /// We initiated the exchange that created this child SA (for a rekey,
+    /// [`Self::replaces`] set: we initiated the rekey). RFC 7296 2.8: the
+    /// rekey's initiator may send on the new SA once it has the response;
+    /// its responder cannot know when that is, and keeps sending on the
+    /// old SA until it has received a valid packet on the new one or a
+    /// request to delete the old one.
+    pub initiator: bool,
     /// SPI of inbound packets (ours).
     pub inbound_spi: u32,
     /// SPI of outbound packets (the peer's).
@@ -553,6 +560,7 @@ impl fmt::Debug for ChildSaInfo {
             .field("ike_sa", &self.ike_sa)
             .field("id", &self.id)
             .field("replaces", &self.replaces)
+            .field("initiator", &self.initiator)
             .field("inbound_spi", &format_args!("{:08x}", self.inbound_spi))
             .field("outbound_spi", &format_args!("{:08x}", self.outbound_spi))
             .field("encr", &self.encr)

@@ -81,6 +81,7 @@ impl IkeSa {
         let child = Child {
             id,
             replaces: c.replaces,
+            initiator: c.initiator,
             inbound_spi: c.inbound_spi,
             outbound_spi: c.outbound_spi,
             suite: c.suite,

@@ -279,6 +279,8 @@ pub(crate) enum Op {
 pub(crate) struct Child {
     pub(crate) id: ChildSaId,
     pub(crate) replaces: Option<ChildSaId>,
+    /// We initiated the exchange that created it.
+    pub(crate) initiator: bool,
     pub(crate) inbound_spi: u32,
     pub(crate) outbound_spi: u32,
     pub(crate) suite: EspSuite,
@@ -581,6 +583,7 @@ impl IkeSa {
             ike_sa: self.id,
             id: c.id,
             replaces: c.replaces,
+            initiator: c.initiator,
             inbound_spi: c.inbound_spi,
             outbound_spi: c.outbound_spi,
             encr: c.suite.encr,

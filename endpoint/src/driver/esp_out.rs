@@ -152,6 +152,9 @@ impl Driver {
         pkt: &[u8],
         gather: bool,
     ) -> Result<(), EspOutError> {
+        // As the responder of a rekey, the old SA until the peer has the
+        // new one (RFC 7296 2.8).
+        let sa = self.sending_sa(sa);
         let Some(c) = self.children.get(&sa) else {
             return Err(EspOutError::ChildGone);
         };

@@ -280,7 +280,10 @@ impl Driver {
 
     /// The child SA that covers an outbound packet: the newest of those
     /// whose local selectors admit its source and remote selectors its
-    /// destination (after a rekey, the new SA). Cached per flow.
+    /// destination (after a rekey, the new SA). Cached per flow. After a
+    /// rekey the peer initiated, the packet still leaves under the old SA
+    /// until the peer uses the new one or deletes the old one
+    /// (`Driver::sending_sa` in `esp_out`, RFC 7296 2.8).
     fn tun_lookup(&mut self, info: &PacketInfo) -> Option<ike::ChildSaId> {
         let key = FlowKey {
             proto: info.proto,

@@ -70,6 +70,37 @@ fn child_rekey_replaces_and_deletes_old() {
     assert_eq!(sim.nodes[0].ike.child_sas(id).len(), 1);
 }
 
+/// `ChildSaInfo::initiator` says which side initiated the exchange that
+/// made the child SA: for a rekey, who initiated the rekey (the side that
+/// may send on it at once, RFC 7296 2.8). Both roles, both directions.
+#[test]
+fn rekey_initiator_flag_in_both_roles() {
+    let (mut sim, id) = up(60);
+    let rb = sim.responder_sa();
+    let (a0, b0) = (sim.children(0)[0].clone(), sim.children(1)[0].clone());
+    // IKE_AUTH's child SA: A initiated it.
+    assert!(a0.initiator && !b0.initiator);
+    // A rekeys: A is the rekey's initiator, B its responder.
+    sim.nodes[0].ike.rekey_child(sim.now, id, a0.id).unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let (a1, b1) = (sim.children(0)[1].clone(), sim.children(1)[1].clone());
+    assert_eq!((a1.replaces, b1.replaces), (Some(a0.id), Some(b0.id)));
+    assert!(a1.initiator, "A initiated the rekey: {a1:?}");
+    assert!(!b1.initiator, "B responded to the rekey: {b1:?}");
+    // B (the IKE SA's responder) rekeys: the roles swap.
+    sim.nodes[1].ike.rekey_child(sim.now, rb, b1.id).unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let (a2, b2) = (sim.children(0)[2].clone(), sim.children(1)[2].clone());
+    assert_eq!((a2.replaces, b2.replaces), (Some(a1.id), Some(b1.id)));
+    assert_pair(&a2, &b2);
+    assert!(!a2.initiator, "A responded to the rekey: {a2:?}");
+    assert!(b2.initiator, "B initiated the rekey: {b2:?}");
+    // The listing agrees with the events.
+    let listed = sim.nodes[0].ike.child_sas(id);
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id, listed[0].initiator), (a2.id, false));
+}
+
 #[test]
 fn child_rekey_timer() {
     let mut a = peer_a();
@@ -101,6 +132,8 @@ fn rekey_collision_keeps_exactly_one() {
         assert_eq!(lb.len(), 1, "seed {seed}: {:?}", sim.events(1));
         assert_pair(&la[0], &lb[0]);
         assert_ne!(la[0].id, ca.id);
+        // The survivor was initiated by exactly one side.
+        assert_ne!(la[0].initiator, lb[0].initiator, "seed {seed}");
         // Two new SAs were created on each side, three deleted
         // in total per side: the old one and the redundant one.
         assert_eq!(sim.children(0).len(), 3);
