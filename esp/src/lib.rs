@@ -33,10 +33,10 @@
 //!
 //! The packet paths ([`Sad::encapsulate`], [`Sad::decapsulate`]) take
 //! `&self`: outbound sequence numbers and counters are atomics; each inbound
-//! SA's replay window sits behind its own `Mutex`, held only for the
-//! pre-check and the update, never during cryptography. Installing and
-//! removing SAs takes `&mut self`, so the per-packet SPI lookup takes no
-//! lock.
+//! SA's replay window is read without a lock for the pre-check and takes
+//! its own `Mutex` once per authentic packet for the update (which also
+//! counts the packet), never during cryptography. Installing and removing
+//! SAs takes `&mut self`, so the per-packet SPI lookup takes no lock.
 #![forbid(unsafe_code)]
 
 mod cipher;

@@ -6,7 +6,6 @@ use core::ops::Range;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
 
 use pad::alg::{Encr, Integ};
 use pad::{Mode, TrafficSelector};
@@ -175,23 +174,6 @@ impl Hasher for SpiHasher {
 
 type SpiMap<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
 
-#[derive(Debug, Default)]
-struct Counters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
-    drops: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, bytes: usize) {
-        self.packets.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
-    }
-    fn drop(&self) {
-        self.drops.fetch_add(1, Relaxed);
-    }
-}
-
 /// An SA's traffic selectors on one side. Inline when there is one (what
 /// nearly every child SA has): no heap block per selector list, of which
 /// each SA pair had four (docs/performance.md, memory per SA).
@@ -233,7 +215,11 @@ struct SaCore {
     local_ts: Selectors,
     remote_ts: Selectors,
     transform: Transform,
-    counters: Counters,
+    /// Packets refused after the SPI lookup (inbound) or encapsulations
+    /// refused (outbound). The accepted packets are counted per direction
+    /// where it costs no extra atomic: from the sequence number
+    /// (outbound), under the replay window's writer lock (inbound).
+    drops: AtomicU64,
 }
 
 impl SaCore {
@@ -252,11 +238,15 @@ impl SaCore {
             local_ts: Selectors::new(cfg.local_ts),
             remote_ts: Selectors::new(cfg.remote_ts),
             transform,
-            counters: Counters::default(),
+            drops: AtomicU64::new(0),
         })
     }
 
-    fn info(&self, replay_window: u64, seq: u64) -> SaInfo {
+    fn drop(&self) {
+        self.drops.fetch_add(1, Relaxed);
+    }
+
+    fn info(&self, replay_window: u64, seq: u64, packets: u64, bytes: u64) -> SaInfo {
         SaInfo {
             spi: self.spi,
             tag: self.tag,
@@ -268,9 +258,9 @@ impl SaCore {
             local_ts: self.local_ts.as_slice().to_vec(),
             remote_ts: self.remote_ts.as_slice().to_vec(),
             stats: SaStats {
-                packets: self.counters.packets.load(Relaxed),
-                bytes: self.counters.bytes.load(Relaxed),
-                drops: self.counters.drops.load(Relaxed),
+                packets,
+                bytes,
+                drops: self.drops.load(Relaxed),
                 seq,
             },
         }
@@ -284,37 +274,34 @@ struct OutboundSa {
     seq: AtomicU64,
     /// Sequence numbers spent on failed seals (not expected to happen).
     burnt: AtomicU64,
+    /// Payload octets protected.
+    bytes: AtomicU64,
 }
 
 impl OutboundSa {
     fn info(&self) -> SaInfo {
         let seq = self.seq.load(Relaxed);
-        let mut i = self.core.info(0, seq);
         // Every sequence number used is a packet sent, but for failed seals.
-        i.stats.packets = seq.saturating_sub(self.burnt.load(Relaxed));
-        i
+        let packets = seq.saturating_sub(self.burnt.load(Relaxed));
+        self.core.info(0, seq, packets, self.bytes.load(Relaxed))
     }
 }
 
 #[derive(Debug)]
 struct InboundSa {
     core: SaCore,
-    /// Locked twice per packet, briefly: for the pre-check and, after the
-    /// ICV verified, for the update. Never held during cryptography, so
-    /// packets of one SA can be decrypted on several threads at once.
-    window: Mutex<ReplayWindow>,
+    /// The pre-check reads it without a lock; each authentic packet takes
+    /// its writer lock once, briefly, after the ICV verified (and counts
+    /// itself there). Never held during cryptography, so packets of one SA
+    /// can be decrypted on several threads at once.
+    window: ReplayWindow,
 }
 
 impl InboundSa {
     fn info(&self) -> SaInfo {
-        let w = self.window();
-        self.core.info(w.size(), w.top())
-    }
-
-    fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
-        // A panic cannot leave the window inconsistent (no code path here
-        // panics), so a poisoned lock is used as is.
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+        let w = &self.window;
+        let t = w.tally();
+        self.core.info(w.size(), w.top(), t.packets, t.bytes)
     }
 }
 
@@ -330,8 +317,9 @@ struct Retired {
 /// The Security Association Database and the ESP datapath.
 ///
 /// The packet paths take `&self`: outbound sequence numbers are atomics,
-/// per-SA counters are atomics and each inbound SA's replay window has its
-/// own `Mutex`, so one `Sad` serves packets from several threads at once.
+/// per-SA counters are atomics and each inbound SA's replay window is
+/// atomics with a writer `Mutex`, so one `Sad` serves packets from several
+/// threads at once.
 /// Adding and removing SAs takes `&mut self` (the key manager's task owns
 /// the `Sad`; a program that shares it between threads puts it in a
 /// `RwLock`), which keeps every lock off the per-packet lookup.
@@ -387,7 +375,7 @@ impl Sad {
     /// Install an inbound SA. The key schedules are built here, once.
     pub fn add_inbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
-        let window = Mutex::new(ReplayWindow::new(cfg.replay_window));
+        let window = ReplayWindow::new(cfg.replay_window);
         let spi = cfg.spi;
         let sa = InboundSa {
             core: SaCore::new(cfg)?,
@@ -409,6 +397,7 @@ impl Sad {
             core: SaCore::new(cfg)?,
             seq: AtomicU64::new(0),
             burnt: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         };
         if self.outbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
@@ -505,8 +494,9 @@ impl Sad {
             s.encapsulated_bytes += st.bytes;
         }
         for sa in self.inbound.values() {
-            s.decapsulated += sa.core.counters.packets.load(Relaxed);
-            s.decapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
+            let t = sa.window.tally();
+            s.decapsulated += t.packets;
+            s.decapsulated_bytes += t.bytes;
         }
         for (d, a) in s.drops.iter_mut().zip(&self.drops) {
             *d = a.load(Relaxed);
@@ -564,13 +554,13 @@ impl Sad {
             Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
         };
         if !nh_ok {
-            core.counters.drop();
+            core.drop();
             return Err(EncapError::BadNextHeader(next_header));
         }
         let t = &core.transform;
         let len = esp_len(t, payload.len());
         let Some(pkt) = out.get_mut(..len) else {
-            core.counters.drop();
+            core.drop();
             return Err(EncapError::BufferTooSmall { needed: len });
         };
         let max = if core.esn {
@@ -583,7 +573,7 @@ impl Sad {
             .seq
             .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
         else {
-            core.counters.drop();
+            core.drop();
             self.seq_exhausted.fetch_add(1, Relaxed);
             return Err(EncapError::SequenceExhausted);
         };
@@ -592,11 +582,11 @@ impl Sad {
         if t.seal(seq, core.esn, pkt).is_err() {
             // The sequence number is spent: count it out of `packets`.
             sa.burnt.fetch_add(1, Relaxed);
-            core.counters.drop();
+            core.drop();
             return Err(EncapError::Crypto);
         }
         // `packets` is derived from the sequence number: one atomic less.
-        core.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
+        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
         Ok(len)
     }
 
@@ -648,9 +638,8 @@ impl Sad {
         let seq_lo = be32(packet, 4);
         let sa = self.inbound.get(&spi).ok_or(DropReason::UnknownSpi)?;
         let r = sa.decap(seq_lo, packet);
-        match &r {
-            Ok((_, range)) => sa.core.counters.count(range.len()),
-            Err(_) => sa.core.counters.drop(),
+        if r.is_err() {
+            sa.core.drop();
         }
         r
     }
@@ -669,7 +658,7 @@ impl Sad {
     #[cfg(test)]
     pub(crate) fn set_inbound_top(&self, spi: u32, top: u64) {
         if let Some(sa) = self.inbound.get(&spi) {
-            sa.window().update(top).unwrap();
+            sa.window.accept(top, None).unwrap();
         }
     }
 
@@ -730,18 +719,33 @@ impl InboundSa {
         if ct_len % t.block_len() != 0 && t.block_len() == 16 {
             return Err(DropReason::BadLength);
         }
-        // Replay pre-check (RFC 4303 3.4.3), before spending time on the ICV.
-        let seq = {
-            let w = self.window();
-            let seq = w.infer(seq_lo, core.esn).ok_or(DropReason::TooOld)?;
-            w.check(seq)?;
-            seq
-        };
+        // Replay pre-check (RFC 4303 3.4.3), before spending time on the
+        // ICV; lock-free (see `ReplayWindow`).
+        let w = &self.window;
+        let seq = w.infer(seq_lo, core.esn).ok_or(DropReason::TooOld)?;
+        w.check(seq)?;
         let pt = t
             .open(seq, core.esn, packet)
             .map_err(|_| DropReason::IntegrityFailed)?;
-        // Authentic: now the window may move (RFC 4303 3.4.3).
-        self.window().update(seq)?;
+        // Authentic: the window moves (RFC 4303 3.4.3), whatever the checks
+        // of the plaintext below decide, and an accepted packet is counted
+        // in the same locked step. (A replay of an authentic packet that a
+        // later check refused is refused as a replay.)
+        let verdict = self.check_plaintext(seq, packet, pt);
+        w.accept(seq, verdict.as_ref().ok().map(|(_, r)| r.len()))?;
+        verdict
+    }
+
+    /// The checks after decryption: trailer and padding (RFC 4303 2.4-2.6),
+    /// next header, and in tunnel mode the inner packet against the SA's
+    /// selectors (RFC 4301 5.2 step 4).
+    fn check_plaintext(
+        &self,
+        seq: u64,
+        packet: &[u8],
+        pt: Range<usize>,
+    ) -> Result<(Meta, Range<usize>), DropReason> {
+        let core = &self.core;
         let plain = packet.get(pt.clone()).ok_or(DropReason::Truncated)?;
         let (payload_len, next_header) = check_trailer(plain)?;
         let payload = pt.start..pt.start + payload_len;

@@ -712,3 +712,29 @@ fn concurrent_decapsulation_of_one_sa() {
     let st = sad.inbound_stats(spi).unwrap();
     assert_eq!((st.packets, st.drops, st.seq), (4000, 4000, 4000));
 }
+
+/// An authentic packet that a check after decryption refuses still moves
+/// the replay window (its replay is refused as a replay) and is counted as
+/// a drop, not as accepted; accepted packets count their payload octets.
+#[test]
+fn refused_authentic_packets_move_the_window_but_are_not_counted() {
+    let spi = 0x7100;
+    let sad = looped(Encr::AesGcm16_128, None, Mode::Tunnel, false, spi);
+    let p4 = udp_packet("10.0.0.5:1000", "10.0.1.7:2000", b"ok");
+    let good = encap(&sad, spi, 4, &p4);
+    assert!(decap(&sad, &good).is_ok());
+    // UDP straight into a tunnel-mode SA: authentic, wrong next header.
+    let bad_nh = sad.seal_raw(spi, 5, &[1, 2, 0, 17]);
+    assert_eq!(decap(&sad, &bad_nh), Err(DropReason::BadNextHeader));
+    assert_eq!(decap(&sad, &bad_nh), Err(DropReason::Replayed));
+    let info = sad.inbound(spi).unwrap();
+    assert_eq!(info.stats.packets, 1);
+    assert_eq!(info.stats.bytes, p4.len() as u64);
+    assert_eq!(info.stats.drops, 2);
+    assert_eq!(info.stats.seq, 5);
+    let st = sad.stats();
+    assert_eq!(
+        (st.decapsulated, st.decapsulated_bytes),
+        (1, p4.len() as u64)
+    );
+}
