@@ -26,6 +26,7 @@
 //! number, which never repeats within an SA (RFC 4106 3.1, RFC 7634 2).
 
 use core::ops::Range;
+use std::sync::OnceLock;
 
 use aes::cipher::{
     block_padding::NoPadding, consts::U16, BlockCipher, BlockDecrypt, BlockDecryptMut,
@@ -54,14 +55,20 @@ pub(crate) enum CbcKey {
     Aes256(Aes256),
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per SA, built once and never moved on the packet path"
-)]
 pub(crate) enum Transform {
+    /// The AEAD key is expanded (ring's `LessSafeKey`: for AES-GCM the
+    /// round keys and the GHASH table, 544 octets) on the SA's first
+    /// packet, not at installation: an SA that never carries a packet (most
+    /// of the SAs a busy responder holds at any time) costs the raw key
+    /// only. The raw key and salt stay here, wiped on drop.
     Aead {
-        key: aead::LessSafeKey,
+        alg: &'static aead::Algorithm,
+        /// The key (its first `alg.key_len()` octets).
+        raw: Zeroizing<[u8; 32]>,
         salt: Zeroizing<[u8; 4]>,
+        /// `None` inside if ring refused the key (not expected: its
+        /// length was checked at installation).
+        key: OnceLock<Option<Box<aead::LessSafeKey>>>,
     },
     /// Boxed: the `aes` and HMAC key schedules are about 2 KiB, which every
     /// AEAD SA would otherwise carry too (the enum is as big as its
@@ -168,10 +175,16 @@ impl Transform {
                 .ok_or(SadError::Crypto)?;
             let mut salt = Zeroizing::new([0u8; 4]);
             salt.copy_from_slice(s);
-            let unbound = aead::UnboundKey::new(alg, k).map_err(|_| SadError::Crypto)?;
+            let mut raw = Zeroizing::new([0u8; 32]);
+            raw.get_mut(..k.len())
+                .filter(|_| k.len() == alg.key_len())
+                .ok_or(SadError::Crypto)?
+                .copy_from_slice(k);
             return Ok(Self::Aead {
-                key: aead::LessSafeKey::new(unbound),
+                alg,
+                raw,
                 salt,
+                key: OnceLock::new(),
             });
         }
         let integ = integ.ok_or(SadError::MissingInteg)?;
@@ -204,6 +217,30 @@ impl Transform {
             integ: Box::new(hmac::Key::new(hmac_alg, integ_key)),
             icv_len: integ.icv_len(),
         })
+    }
+
+    /// The expanded AEAD key, built on first use.
+    fn aead_key<'k>(
+        alg: &'static aead::Algorithm,
+        raw: &[u8; 32],
+        key: &'k OnceLock<Option<Box<aead::LessSafeKey>>>,
+    ) -> Result<&'k aead::LessSafeKey, CryptoError> {
+        key.get_or_init(|| {
+            let k = raw.get(..alg.key_len())?;
+            let unbound = aead::UnboundKey::new(alg, k).ok()?;
+            Some(Box::new(aead::LessSafeKey::new(unbound)))
+        })
+        .as_deref()
+        .ok_or(CryptoError)
+    }
+
+    /// Whether the AEAD key has been expanded (tests).
+    #[cfg(test)]
+    pub(crate) fn expanded(&self) -> bool {
+        match self {
+            Self::Aead { key, .. } => key.get().is_some(),
+            Self::Cbc { .. } => true,
+        }
     }
 
     /// Octets of IV in each packet.
@@ -262,9 +299,16 @@ impl Transform {
         esn: bool,
         pkt: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let Self::Aead { key, salt } = self else {
+        let Self::Aead {
+            alg,
+            raw,
+            salt,
+            key,
+        } = self
+        else {
             return Err(CryptoError);
         };
+        let key = Self::aead_key(alg, raw, key)?;
         let spi = be_u32(pkt, 0);
         let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
         let (_, iv_field) = head.split_at_mut(ESP_HEADER_LEN);
@@ -331,7 +375,13 @@ impl Transform {
     ) -> Result<Range<usize>, CryptoError> {
         let total = pkt.len();
         match self {
-            Self::Aead { key, salt } => {
+            Self::Aead {
+                alg,
+                raw,
+                salt,
+                key,
+            } => {
+                let key = Self::aead_key(alg, raw, key)?;
                 let spi = be_u32(pkt, 0);
                 let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
                 let mut nonce = [0u8; 12];

@@ -51,8 +51,8 @@ mod tests;
 
 pub use error::{DropReason, EncapError, SadError};
 pub use sad::{
-    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Stats, NEXT_HEADER_DUMMY, NEXT_HEADER_IPV4,
-    NEXT_HEADER_IPV6,
+    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Sealer, Stats, NEXT_HEADER_DUMMY,
+    NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
 };
 
 /// Octets of the ESP header (SPI and sequence number).

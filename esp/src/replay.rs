@@ -56,12 +56,13 @@ pub(crate) struct Tally {
 pub(crate) struct ReplayWindow {
     /// Highest sequence number accepted so far (0: none yet).
     top: AtomicU64,
-    /// Window size in packets (a multiple of 64).
-    size: u64,
+    /// Window size in packets (a multiple of 64, at most
+    /// [`crate::MAX_REPLAY_WINDOW`] rounded up).
+    size: u32,
     /// The bitmap holds `mask + 1` bits, a power of two at least `size`
     /// (equal for the default window), so that a bit's position is
     /// `seq & mask` rather than a division.
-    mask: u64,
+    mask: u32,
     bits: Bits,
     /// Serialises writers; holds the SA's tally of accepted packets.
     writer: Mutex<Tally>,
@@ -81,8 +82,8 @@ impl ReplayWindow {
         };
         Self {
             top: AtomicU64::new(0),
-            size: u64::from(words) * 64,
-            mask: u64::from(cap_words) * 64 - 1,
+            size: words.saturating_mul(64),
+            mask: cap_words.saturating_mul(64).saturating_sub(1),
             bits,
             writer: Mutex::new(Tally::default()),
         }
@@ -90,7 +91,7 @@ impl ReplayWindow {
 
     /// Window size in packets.
     pub(crate) fn size(&self) -> u64 {
-        self.size
+        u64::from(self.size)
     }
 
     /// Highest sequence number accepted so far (0 if none).
@@ -121,7 +122,7 @@ impl ReplayWindow {
         }
         let top = self.top();
         // The window size is at most MAX_REPLAY_WINDOW, far below 2^32.
-        let w_minus_1 = u32::try_from(self.size.saturating_sub(1)).unwrap_or(u32::MAX);
+        let w_minus_1 = self.size.saturating_sub(1);
         let tl = top as u32; // low-order 32 bits, truncation intended
         let th = (top >> 32) as u32;
         let seq_hi = if tl >= w_minus_1 {
@@ -143,7 +144,7 @@ impl ReplayWindow {
     }
 
     fn word(&self, seq: u64) -> (Option<&AtomicU64>, u64) {
-        let idx = seq & self.mask;
+        let idx = seq & u64::from(self.mask);
         // idx / 64 < the number of words, which fits in usize.
         let w = usize::try_from(idx / 64).unwrap_or(usize::MAX);
         (self.bits.words().get(w), 1u64 << (idx % 64))
@@ -157,7 +158,7 @@ impl ReplayWindow {
         if seq > top {
             return Ok(());
         }
-        if top - seq >= self.size {
+        if top - seq >= self.size() {
             return Err(DropReason::TooOld);
         }
         let (w, mask) = self.word(seq);
@@ -185,7 +186,7 @@ impl ReplayWindow {
         self.verdict(top, seq)?;
         if seq > top {
             let words = self.bits.words();
-            if seq - top > self.mask {
+            if seq - top > u64::from(self.mask) {
                 for w in words {
                     w.store(0, Relaxed);
                 }

@@ -47,10 +47,10 @@ pub struct SaConfig<'a> {
     /// Our side's traffic selectors (inbound tunnel mode: the inner
     /// destination must match one of them; an empty list matches nothing).
     /// Outbound packets are not checked here: choosing the SA is the SPD's
-    /// (and the latch's) job.
+    /// (and the latch's) job, so an outbound SA does not keep them.
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors (inbound tunnel mode: the inner source
-    /// must match one of them).
+    /// must match one of them; not kept by outbound SAs).
     pub remote_ts: Vec<TrafficSelector>,
     /// Opaque identifier chosen by the caller (the child SA id), reported
     /// with every decapsulated packet (R17).
@@ -91,9 +91,10 @@ pub struct SaInfo {
     pub esn: bool,
     /// Effective replay window in packets (inbound; 0 for outbound SAs).
     pub replay_window: u64,
-    /// Local traffic selectors.
+    /// Local traffic selectors (inbound SAs; empty for outbound SAs, which
+    /// do not keep them).
     pub local_ts: Vec<TrafficSelector>,
-    /// Remote traffic selectors.
+    /// Remote traffic selectors (inbound SAs; empty for outbound SAs).
     pub remote_ts: Vec<TrafficSelector>,
     /// Counters.
     pub stats: SaStats,
@@ -212,8 +213,6 @@ struct SaCore {
     encr: Encr,
     integ: Option<Integ>,
     esn: bool,
-    local_ts: Selectors,
-    remote_ts: Selectors,
     transform: Transform,
     /// Packets refused after the SPI lookup (inbound) or encapsulations
     /// refused (outbound). The accepted packets are counted per direction
@@ -235,8 +234,6 @@ impl SaCore {
             encr: cfg.encr,
             integ: cfg.integ,
             esn: cfg.esn,
-            local_ts: Selectors::new(cfg.local_ts),
-            remote_ts: Selectors::new(cfg.remote_ts),
             transform,
             drops: AtomicU64::new(0),
         })
@@ -247,6 +244,18 @@ impl SaCore {
     }
 
     fn info(&self, replay_window: u64, seq: u64, packets: u64, bytes: u64) -> SaInfo {
+        self.info_ts(replay_window, seq, packets, bytes, &[], &[])
+    }
+
+    fn info_ts(
+        &self,
+        replay_window: u64,
+        seq: u64,
+        packets: u64,
+        bytes: u64,
+        local_ts: &[TrafficSelector],
+        remote_ts: &[TrafficSelector],
+    ) -> SaInfo {
         SaInfo {
             spi: self.spi,
             tag: self.tag,
@@ -255,8 +264,8 @@ impl SaCore {
             integ: self.integ,
             esn: self.esn,
             replay_window,
-            local_ts: self.local_ts.as_slice().to_vec(),
-            remote_ts: self.remote_ts.as_slice().to_vec(),
+            local_ts: local_ts.to_vec(),
+            remote_ts: remote_ts.to_vec(),
             stats: SaStats {
                 packets,
                 bytes,
@@ -295,13 +304,22 @@ struct InboundSa {
     /// itself there). Never held during cryptography, so packets of one SA
     /// can be decrypted on several threads at once.
     window: ReplayWindow,
+    local_ts: Selectors,
+    remote_ts: Selectors,
 }
 
 impl InboundSa {
     fn info(&self) -> SaInfo {
         let w = &self.window;
         let t = w.tally();
-        self.core.info(w.size(), w.top(), t.packets, t.bytes)
+        self.core.info_ts(
+            w.size(),
+            w.top(),
+            t.packets,
+            t.bytes,
+            self.local_ts.as_slice(),
+            self.remote_ts.as_slice(),
+        )
     }
 }
 
@@ -373,13 +391,17 @@ impl Sad {
     }
 
     /// Install an inbound SA. The key schedules are built here, once.
-    pub fn add_inbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+    pub fn add_inbound(&mut self, mut cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let window = ReplayWindow::new(cfg.replay_window);
         let spi = cfg.spi;
+        let local_ts = Selectors::new(core::mem::take(&mut cfg.local_ts));
+        let remote_ts = Selectors::new(core::mem::take(&mut cfg.remote_ts));
         let sa = InboundSa {
             core: SaCore::new(cfg)?,
             window,
+            local_ts,
+            remote_ts,
         };
         if self.inbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
@@ -513,6 +535,22 @@ impl Sad {
         Ok(esp_len(&sa.core.transform, payload_len))
     }
 
+    /// The outbound SA with this SPI, looked up once, for a caller that
+    /// sizes its buffer before encapsulating into it
+    /// ([`Sealer::encapsulated_len`], then [`Sealer::encapsulate`]): one
+    /// SPI lookup where [`Sad::encapsulated_len`] and [`Sad::encapsulate`]
+    /// make two. An unknown SPI is counted as [`Sad::encapsulate`] counts
+    /// it.
+    pub fn sealer(&self, spi: u32) -> Result<Sealer<'_>, EncapError> {
+        match self.outbound.get(&spi) {
+            Some(sa) => Ok(Sealer { sad: self, sa }),
+            None => {
+                self.encap_unknown_spi.fetch_add(1, Relaxed);
+                Err(EncapError::UnknownSpi(spi))
+            }
+        }
+    }
+
     /// Protect one packet (RFC 4303 3.3): writes
     /// `SPI | seq (low 32 bits) | IV | ciphertext(payload | padding | pad
     /// length | next header) | ICV` into `out` and returns its length.
@@ -541,53 +579,7 @@ impl Sad {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapError> {
-        let Some(sa) = self.outbound.get(&spi) else {
-            self.encap_unknown_spi.fetch_add(1, Relaxed);
-            return Err(EncapError::UnknownSpi(spi));
-        };
-        let core = &sa.core;
-        let nh_ok = match core.mode {
-            Mode::Tunnel => matches!(
-                next_header,
-                NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 | NEXT_HEADER_DUMMY
-            ),
-            Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
-        };
-        if !nh_ok {
-            core.drop();
-            return Err(EncapError::BadNextHeader(next_header));
-        }
-        let t = &core.transform;
-        let len = esp_len(t, payload.len());
-        let Some(pkt) = out.get_mut(..len) else {
-            core.drop();
-            return Err(EncapError::BufferTooSmall { needed: len });
-        };
-        let max = if core.esn {
-            u64::MAX
-        } else {
-            u64::from(u32::MAX)
-        };
-        // RFC 4303 3.3.3: the counter must not cycle; refuse at the end.
-        let Ok(prev) = sa
-            .seq
-            .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
-        else {
-            core.drop();
-            self.seq_exhausted.fetch_add(1, Relaxed);
-            return Err(EncapError::SequenceExhausted);
-        };
-        let seq = prev + 1;
-        write_plaintext(t, spi, seq, next_header, payload, pkt);
-        if t.seal(seq, core.esn, pkt).is_err() {
-            // The sequence number is spent: count it out of `packets`.
-            sa.burnt.fetch_add(1, Relaxed);
-            core.drop();
-            return Err(EncapError::Crypto);
-        }
-        // `packets` is derived from the sequence number: one atomic less.
-        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
-        Ok(len)
+        self.sealer(spi)?.encapsulate(next_header, payload, out)
     }
 
     /// Verify and decrypt one packet in place (RFC 4303 3.4), in this
@@ -653,6 +645,16 @@ impl Sad {
         }
     }
 
+    /// Whether the SA's AEAD key is expanded yet (inbound or outbound).
+    #[cfg(test)]
+    pub(crate) fn key_expanded(&self, spi: u32, inbound: bool) -> Option<bool> {
+        if inbound {
+            self.inbound.get(&spi).map(|s| s.core.transform.expanded())
+        } else {
+            self.outbound.get(&spi).map(|s| s.core.transform.expanded())
+        }
+    }
+
     /// Move an inbound SA's replay window (tests of ESN inference far into
     /// the sequence space).
     #[cfg(test)]
@@ -694,6 +696,80 @@ impl Sad {
         write_plaintext(t, spi, seq, next_header, payload, &mut pkt);
         t.seal_with_iv(seq, iv, sa.core.esn, &mut pkt).unwrap();
         pkt
+    }
+}
+
+/// One outbound SA of a [`Sad`], looked up by [`Sad::sealer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sealer<'a> {
+    sad: &'a Sad,
+    sa: &'a OutboundSa,
+}
+
+impl Sealer<'_> {
+    /// The SA's SPI.
+    pub fn spi(&self) -> u32 {
+        self.sa.core.spi
+    }
+
+    /// Octets [`Self::encapsulate`] writes for a payload of `payload_len`
+    /// octets.
+    pub fn encapsulated_len(&self, payload_len: usize) -> usize {
+        esp_len(&self.sa.core.transform, payload_len)
+    }
+
+    /// [`Sad::encapsulate`] on this SA.
+    pub fn encapsulate(
+        &self,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, EncapError> {
+        let sa = self.sa;
+        let core = &sa.core;
+        let spi = core.spi;
+        let nh_ok = match core.mode {
+            Mode::Tunnel => matches!(
+                next_header,
+                NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 | NEXT_HEADER_DUMMY
+            ),
+            Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
+        };
+        if !nh_ok {
+            core.drop();
+            return Err(EncapError::BadNextHeader(next_header));
+        }
+        let t = &core.transform;
+        let len = esp_len(t, payload.len());
+        let Some(pkt) = out.get_mut(..len) else {
+            core.drop();
+            return Err(EncapError::BufferTooSmall { needed: len });
+        };
+        let max = if core.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        // RFC 4303 3.3.3: the counter must not cycle; refuse at the end.
+        let Ok(prev) = sa
+            .seq
+            .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
+        else {
+            core.drop();
+            self.sad.seq_exhausted.fetch_add(1, Relaxed);
+            return Err(EncapError::SequenceExhausted);
+        };
+        let seq = prev + 1;
+        write_plaintext(t, spi, seq, next_header, payload, pkt);
+        if t.seal(seq, core.esn, pkt).is_err() {
+            // The sequence number is spent: count it out of `packets`.
+            sa.burnt.fetch_add(1, Relaxed);
+            core.drop();
+            return Err(EncapError::Crypto);
+        }
+        // `packets` is derived from the sequence number: one atomic less.
+        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
+        Ok(len)
     }
 }
 
@@ -779,12 +855,12 @@ impl InboundSa {
                     L4Selector::None => (Some(0), Some(0)),
                     L4Selector::Opaque => (None, None),
                 };
-                let src_ok = core
+                let src_ok = self
                     .remote_ts
                     .as_slice()
                     .iter()
                     .any(|ts| ts_admits(ts, h.protocol, h.src, sport));
-                let dst_ok = core
+                let dst_ok = self
                     .local_ts
                     .as_slice()
                     .iter()
@@ -871,7 +947,7 @@ fn write_plaintext(
 
 #[cfg(test)]
 mod selectors_tests {
-    use super::Selectors;
+    use super::{InboundSa, OutboundSa, Selectors};
     use pad::TrafficSelector;
 
     fn ts(s: &str) -> TrafficSelector {
@@ -890,5 +966,17 @@ mod selectors_tests {
             ts("10.1.0.1[udp/53]"),
         ];
         assert_eq!(Selectors::new(list.clone()).as_slice(), list.as_slice());
+    }
+
+    /// The SA records stay small: the AEAD key is expanded on the first
+    /// packet (boxed), the outbound SA keeps no selectors and no window,
+    /// the default replay window is inline (docs/performance.md, ESP SA
+    /// memory).
+    #[test]
+    fn sa_records_stay_small() {
+        let (inb, out) = (size_of::<InboundSa>(), size_of::<OutboundSa>());
+        println!("InboundSa {inb} B, OutboundSa {out} B");
+        assert!(inb <= 360, "InboundSa is {inb} octets");
+        assert!(out <= 160, "OutboundSa is {out} octets");
     }
 }
