@@ -1,9 +1,10 @@
 //! Per-SA transforms: AEAD (AES-GCM-16, ChaCha20-Poly1305) through ring, and
 //! AES-CBC with HMAC-SHA-2 (RFC 3602, RFC 4868).
 //!
-//! Key schedules are built once, when the SA is installed. ring's key
-//! objects cannot be wiped (ring offers no zeroize); every copy of key
-//! material this crate makes itself (the AEAD salt, the CBC IV key) is kept
+//! Key schedules are built once: the CBC ones when the SA is installed, the
+//! AEAD ones (ring's) on the SA's first packet. ring's key objects cannot be
+//! wiped (ring offers no zeroize); every copy of key material this crate
+//! makes itself (the raw AEAD key and salt, the CBC IV key) is kept
 //! in `Zeroizing` or in a type that wipes itself on drop (the `aes` key
 //! schedules, built with its `zeroize` feature).
 //!

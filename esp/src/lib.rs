@@ -10,8 +10,10 @@
 //!   IVs come from a per-SA IV key, not from a random source (see
 //!   `cipher.rs` and [`Sad::encapsulate`]).
 //! - **No allocation per packet.** [`Sad::encapsulate`] writes into a
-//!   caller-supplied buffer, [`Sad::decapsulate`] decrypts in place. Key
-//!   schedules and replay windows are built when an SA is installed.
+//!   caller-supplied buffer, [`Sad::decapsulate`] decrypts in place. Replay
+//!   windows and the CBC key schedules are built when an SA is installed;
+//!   an AEAD key is expanded (one allocation) on the SA's first packet in
+//!   its direction, so that idle SAs hold only the raw key.
 //! - **Every inbound packet names its SA** (R17): [`Decapsulated`] carries
 //!   the SPI and the caller's `tag` (the child SA id) of the SA that
 //!   protected it.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use pad::alg::{Encr, Integ};
-use pad::{Mode, TrafficSelector};
+use pad::{addr_to_u128, Mode, TrafficSelector};
 
 use crate::cipher::Transform;
 use crate::inner::{self, L4Selector};
@@ -365,16 +365,27 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(w)
 }
 
-/// Whether a selector admits a packet. `port` is `None` when the packet
-/// carries no port information (a non-initial fragment): only selectors
-/// with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
-fn ts_admits(ts: &TrafficSelector, proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
-    (ts.ip_proto == 0 || ts.ip_proto == proto)
-        && ts.addr.contains(addr)
-        && match port {
-            Some(p) => ts.start_port <= p && p <= ts.end_port,
-            None => ts.start_port == 0 && ts.end_port == u16::MAX,
+/// Whether one of the selectors admits a packet. `port` is `None` when
+/// the packet carries no port information (a non-initial fragment): only
+/// selectors with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
+/// (`IpRange::contains` with the packet's address converted once.)
+fn ts_admit(list: &[TrafficSelector], proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
+    let v4 = addr.is_ipv4();
+    let a = addr_to_u128(addr);
+    for ts in list {
+        if (ts.ip_proto == 0 || ts.ip_proto == proto)
+            && ts.addr.is_ipv4() == v4
+            && addr_to_u128(ts.addr.start) <= a
+            && a <= addr_to_u128(ts.addr.end)
+            && match port {
+                Some(p) => ts.start_port <= p && p <= ts.end_port,
+                None => ts.start_port == 0 && ts.end_port == u16::MAX,
+            }
+        {
+            return true;
         }
+    }
+    false
 }
 
 impl Sad {
@@ -390,7 +401,8 @@ impl Sad {
         Ok(())
     }
 
-    /// Install an inbound SA. The key schedules are built here, once.
+    /// Install an inbound SA. CBC key schedules are built here, AEAD keys on
+    /// the first packet.
     pub fn add_inbound(&mut self, mut cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let window = ReplayWindow::new(cfg.replay_window);
@@ -855,17 +867,9 @@ impl InboundSa {
                     L4Selector::None => (Some(0), Some(0)),
                     L4Selector::Opaque => (None, None),
                 };
-                let src_ok = self
-                    .remote_ts
-                    .as_slice()
-                    .iter()
-                    .any(|ts| ts_admits(ts, h.protocol, h.src, sport));
-                let dst_ok = self
-                    .local_ts
-                    .as_slice()
-                    .iter()
-                    .any(|ts| ts_admits(ts, h.protocol, h.dst, dport));
-                if !(src_ok && dst_ok) {
+                if !(ts_admit(self.remote_ts.as_slice(), h.protocol, h.src, sport)
+                    && ts_admit(self.local_ts.as_slice(), h.protocol, h.dst, dport))
+                {
                     return Err(DropReason::SelectorMismatch);
                 }
                 Ok((meta, payload.start..payload.start + h.total_len))
@@ -966,6 +970,27 @@ mod selectors_tests {
             ts("10.1.0.1[udp/53]"),
         ];
         assert_eq!(Selectors::new(list.clone()).as_slice(), list.as_slice());
+    }
+
+    /// `ts_admit` agrees with `TrafficSelector` semantics: family,
+    /// protocol, address range, port range, OPAQUE.
+    #[test]
+    fn ts_admit_matches_selector_semantics() {
+        use super::ts_admit;
+        let list = [ts("10.0.0.0/24[udp/53]"), ts("2001:db8::/64")];
+        let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(ts_admit(&list, 17, v4("10.0.0.9"), Some(53)));
+        assert!(!ts_admit(&list, 6, v4("10.0.0.9"), Some(53)));
+        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), Some(54)));
+        assert!(!ts_admit(&list, 17, v4("10.0.1.9"), Some(53)));
+        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), None));
+        assert!(ts_admit(&list, 6, v4("2001:db8::5"), Some(80)));
+        assert!(ts_admit(&list, 6, v4("2001:db8::5"), None));
+        assert!(!ts_admit(&list, 6, v4("2001:db8:1::5"), Some(80)));
+        // An IPv4 address whose 128-bit value falls in an IPv6 range.
+        let low6 = [ts("::/96")];
+        assert!(!ts_admit(&low6, 6, v4("10.0.0.1"), Some(80)));
+        assert!(!ts_admit(&[], 6, v4("10.0.0.1"), Some(80)));
     }
 
     /// The SA records stay small: the AEAD key is expanded on the first
