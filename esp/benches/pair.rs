@@ -28,9 +28,10 @@
 //!   against it).
 //!
 //! Run: `cargo bench -p esp --bench pair` (options: `--rounds N`, `--batch
-//! N`, `--size N`, `--only open|seal|tunnel`, `--spin` to run only
-//! latchkey's seal and open for a profiler, transport mode or, with `--only
-//! tunnel`, tunnel mode). Benchmarks report; they do not assert.
+//! N`, `--size N`, `--only open|seal|tunnel`, `--markdown` for table rows,
+//! `--spin` to run only latchkey's seal and open for a profiler, transport
+//! mode or, with `--only tunnel`, tunnel mode). Benchmarks report; they do
+//! not assert.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -48,6 +49,7 @@ struct Opts {
     size: usize,
     only: Option<String>,
     spin: bool,
+    markdown: bool,
 }
 
 fn opts() -> Opts {
@@ -57,6 +59,7 @@ fn opts() -> Opts {
         size: 1400,
         only: None,
         spin: false,
+        markdown: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -67,6 +70,7 @@ fn opts() -> Opts {
             "--size" => o.size = num(o.size),
             "--only" => o.only = args.next(),
             "--spin" => o.spin = true,
+            "--markdown" => o.markdown = true,
             // `cargo bench` passes `--bench`; filters are not used.
             _ => {}
         }
@@ -167,8 +171,16 @@ fn report(name: &str, o: &Opts, lk: &[Duration], rg: &[Duration]) {
         .map(|(a, b)| b.as_secs_f64() / a.as_secs_f64())
         .collect();
     let (q1, med, q3) = summary(ratios);
+    if o.markdown {
+        println!(
+            "| {name} | {l:.1} ns | {r:.1} ns | {med:.3}x ({q1:.3} .. {q3:.3}) |",
+            l = per(lk),
+            r = per(rg),
+        );
+        return;
+    }
     println!(
-        "{name:<8} {size} B: latchkey {l:.1} ns, ring raw {r:.1} ns (medians per packet); \
+        "{name:<16} {size} B: latchkey {l:.1} ns, ring raw {r:.1} ns (medians per packet); \
          ratio ring/latchkey per round: median {med:.3}, quartiles {q1:.3} .. {q3:.3} ({n} rounds x {b} packets)",
         size = o.size,
         l = per(lk),
@@ -308,11 +320,18 @@ fn main() {
         return;
     }
     let want = |n: &str| o.only.as_deref().is_none_or(|x| x == n);
+    if o.markdown {
+        println!(
+            "| AES-128-GCM, {} B, {} rounds x {} packets | latchkey (median per packet) | ring raw, same bytes | ring time / latchkey time per round: median (quartiles) |",
+            o.size, o.rounds, o.batch
+        );
+        println!("|---|---|---|---|");
+    }
     if want("open") {
-        open_pairs(&o, Mode::Transport, "open");
+        open_pairs(&o, Mode::Transport, "open (transport)");
     }
     if want("tunnel") {
-        open_pairs(&o, Mode::Tunnel, "tunnel");
+        open_pairs(&o, Mode::Tunnel, "open (tunnel)");
     }
     if want("seal") {
         seal_pairs(&o);

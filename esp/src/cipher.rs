@@ -64,9 +64,11 @@ pub(crate) enum Transform {
     /// only. The raw key and salt stay here, wiped on drop.
     Aead {
         alg: &'static aead::Algorithm,
-        /// The key (its first `alg.key_len()` octets).
-        raw: Zeroizing<[u8; 32]>,
-        salt: Zeroizing<[u8; 4]>,
+        /// The encryption KEYMAT: key (`alg.key_len()` octets), then the
+        /// 4-octet salt. Boxed so that it is written once, on the heap, and
+        /// never moved (a move of an inline array would leave copies of the
+        /// key behind on the stack, which no drop wipes).
+        raw: Box<Zeroizing<[u8; 36]>>,
         /// `None` inside if ring refused the key (not expected: its
         /// length was checked at installation).
         key: OnceLock<Option<Box<aead::LessSafeKey>>>,
@@ -171,20 +173,15 @@ impl Transform {
             if integ.is_some() {
                 return Err(SadError::UnexpectedInteg);
             }
-            let (k, s) = encr_key
-                .split_at_checked(encr_key.len().saturating_sub(4))
-                .ok_or(SadError::Crypto)?;
-            let mut salt = Zeroizing::new([0u8; 4]);
-            salt.copy_from_slice(s);
-            let mut raw = Zeroizing::new([0u8; 32]);
-            raw.get_mut(..k.len())
-                .filter(|_| k.len() == alg.key_len())
+            // encr_key.len() == keymat_len() == key_len() + 4, checked above.
+            let mut raw = Box::new(Zeroizing::new([0u8; 36]));
+            raw.get_mut(..encr_key.len())
+                .filter(|_| encr_key.len() == alg.key_len() + 4)
                 .ok_or(SadError::Crypto)?
-                .copy_from_slice(k);
+                .copy_from_slice(encr_key);
             return Ok(Self::Aead {
                 alg,
                 raw,
-                salt,
                 key: OnceLock::new(),
             });
         }
@@ -223,7 +220,7 @@ impl Transform {
     /// The expanded AEAD key, built on first use.
     fn aead_key<'k>(
         alg: &'static aead::Algorithm,
-        raw: &[u8; 32],
+        raw: &[u8; 36],
         key: &'k OnceLock<Option<Box<aead::LessSafeKey>>>,
     ) -> Result<&'k aead::LessSafeKey, CryptoError> {
         key.get_or_init(|| {
@@ -300,16 +297,13 @@ impl Transform {
         esn: bool,
         pkt: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let Self::Aead {
-            alg,
-            raw,
-            salt,
-            key,
-        } = self
-        else {
+        let Self::Aead { alg, raw, key } = self else {
             return Err(CryptoError);
         };
         let key = Self::aead_key(alg, raw, key)?;
+        let salt = raw
+            .get(alg.key_len()..alg.key_len() + 4)
+            .ok_or(CryptoError)?;
         let spi = be_u32(pkt, 0);
         let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
         let (_, iv_field) = head.split_at_mut(ESP_HEADER_LEN);
@@ -319,7 +313,7 @@ impl Transform {
             .ok_or(CryptoError)?;
         let mut nonce = [0u8; 12];
         let (n_salt, n_iv) = nonce.split_at_mut(4);
-        n_salt.copy_from_slice(salt.as_ref());
+        n_salt.copy_from_slice(salt);
         n_iv.copy_from_slice(&iv);
         let (a, alen) = aad(spi, seq, esn);
         let tag = key
@@ -376,18 +370,16 @@ impl Transform {
     ) -> Result<Range<usize>, CryptoError> {
         let total = pkt.len();
         match self {
-            Self::Aead {
-                alg,
-                raw,
-                salt,
-                key,
-            } => {
+            Self::Aead { alg, raw, key } => {
                 let key = Self::aead_key(alg, raw, key)?;
+                let salt = raw
+                    .get(alg.key_len()..alg.key_len() + 4)
+                    .ok_or(CryptoError)?;
                 let spi = be_u32(pkt, 0);
                 let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
                 let mut nonce = [0u8; 12];
                 let (n_salt, n_iv) = nonce.split_at_mut(4);
-                n_salt.copy_from_slice(salt.as_ref());
+                n_salt.copy_from_slice(salt);
                 n_iv.copy_from_slice(head.get(ESP_HEADER_LEN..).ok_or(CryptoError)?);
                 let (a, alen) = aad(spi, seq, esn);
                 let pt = key
