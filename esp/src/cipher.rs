@@ -65,10 +65,11 @@ pub(crate) enum Transform {
     Aead {
         alg: &'static aead::Algorithm,
         /// The encryption KEYMAT: key (`alg.key_len()` octets), then the
-        /// 4-octet salt. Boxed so that it is written once, on the heap, and
-        /// never moved (a move of an inline array would leave copies of the
-        /// key behind on the stack, which no drop wipes).
-        raw: Box<Zeroizing<[u8; 36]>>,
+        /// 4-octet salt. Zero when built: the SAD writes it with
+        /// [`Transform::load_keymat`] once the SA sits in its box, where it
+        /// never moves again (moving a filled array would leave copies of
+        /// the key behind on the stack, which no drop wipes).
+        raw: Zeroizing<[u8; 36]>,
         /// `None` inside if ring refused the key (not expected: its
         /// length was checked at installation).
         key: OnceLock<Option<Box<aead::LessSafeKey>>>,
@@ -174,14 +175,12 @@ impl Transform {
                 return Err(SadError::UnexpectedInteg);
             }
             // encr_key.len() == keymat_len() == key_len() + 4, checked above.
-            let mut raw = Box::new(Zeroizing::new([0u8; 36]));
-            raw.get_mut(..encr_key.len())
-                .filter(|_| encr_key.len() == alg.key_len() + 4)
-                .ok_or(SadError::Crypto)?
-                .copy_from_slice(encr_key);
+            if encr_key.len() != alg.key_len() + 4 || encr_key.len() > 36 {
+                return Err(SadError::Crypto);
+            }
             return Ok(Self::Aead {
                 alg,
-                raw,
+                raw: Zeroizing::new([0u8; 36]),
                 key: OnceLock::new(),
             });
         }
@@ -215,6 +214,18 @@ impl Transform {
             integ: Box::new(hmac::Key::new(hmac_alg, integ_key)),
             icv_len: integ.icv_len(),
         })
+    }
+
+    /// Copy the AEAD KEYMAT in (see the `raw` field); `encr_key` is the one
+    /// [`Self::new`] checked. Nothing to do for CBC (its key schedules are
+    /// built in `new` and wipe themselves).
+    pub(crate) fn load_keymat(&mut self, encr_key: &[u8]) -> Result<(), SadError> {
+        if let Self::Aead { raw, .. } = self {
+            raw.get_mut(..encr_key.len())
+                .ok_or(SadError::Crypto)?
+                .copy_from_slice(encr_key);
+        }
+        Ok(())
     }
 
     /// The expanded AEAD key, built on first use.

@@ -409,16 +409,19 @@ impl Sad {
         let spi = cfg.spi;
         let local_ts = Selectors::new(core::mem::take(&mut cfg.local_ts));
         let remote_ts = Selectors::new(core::mem::take(&mut cfg.remote_ts));
-        let sa = InboundSa {
+        let encr_key = cfg.encr_key;
+        let mut sa = Box::new(InboundSa {
             core: SaCore::new(cfg)?,
             window,
             local_ts,
             remote_ts,
-        };
+        });
         if self.inbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.inbound.insert(spi, Box::new(sa));
+        // The key goes in where it stays (see `Transform::load_keymat`).
+        sa.core.transform.load_keymat(encr_key)?;
+        self.inbound.insert(spi, sa);
         self.generation += 1;
         Ok(())
     }
@@ -427,16 +430,18 @@ impl Sad {
     pub fn add_outbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let spi = cfg.spi;
-        let sa = OutboundSa {
+        let encr_key = cfg.encr_key;
+        let mut sa = Box::new(OutboundSa {
             core: SaCore::new(cfg)?,
             seq: AtomicU64::new(0),
             burnt: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-        };
+        });
         if self.outbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.outbound.insert(spi, Box::new(sa));
+        sa.core.transform.load_keymat(encr_key)?;
+        self.outbound.insert(spi, sa);
         self.generation += 1;
         Ok(())
     }
@@ -1001,7 +1006,7 @@ mod selectors_tests {
     fn sa_records_stay_small() {
         let (inb, out) = (size_of::<InboundSa>(), size_of::<OutboundSa>());
         println!("InboundSa {inb} B, OutboundSa {out} B");
-        assert!(inb <= 320, "InboundSa is {inb} octets");
-        assert!(out <= 88, "OutboundSa is {out} octets");
+        assert!(inb <= 344, "InboundSa is {inb} octets");
+        assert!(out <= 112, "OutboundSa is {out} octets");
     }
 }
