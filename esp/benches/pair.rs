@@ -54,7 +54,7 @@ struct Opts {
 
 fn opts() -> Opts {
     let mut o = Opts {
-        rounds: 4000,
+        rounds: 30000,
         batch: 32,
         size: 1400,
         only: None,

@@ -60,8 +60,8 @@ cargo bench -q -p esp --bench esp -- 'aes128gcm/.*/1400' "${CRIT[@]}" >"${OUT}/e
     note "ESP bench failed: see ${OUT}/esp.txt"
     exit 1
 }
-PAIR_ROUNDS=4000
-[[ ${QUICK} == 1 ]] && PAIR_ROUNDS=1000
+PAIR_ROUNDS=30000
+[[ ${QUICK} == 1 ]] && PAIR_ROUNDS=5000
 cargo bench -q -p esp --bench pair -- --markdown --rounds "${PAIR_ROUNDS}" >"${OUT}/esp-pair.txt" 2>&1 || {
     note "ESP pair bench failed: see ${OUT}/esp-pair.txt"
     exit 1
