@@ -1,9 +1,10 @@
 //! Per-SA transforms: AEAD (AES-GCM-16, ChaCha20-Poly1305) through ring, and
 //! AES-CBC with HMAC-SHA-2 (RFC 3602, RFC 4868).
 //!
-//! Key schedules are built once, when the SA is installed. ring's key
-//! objects cannot be wiped (ring offers no zeroize); every copy of key
-//! material this crate makes itself (the AEAD salt, the CBC IV key) is kept
+//! Key schedules are built once: the CBC ones when the SA is installed, the
+//! AEAD ones (ring's) on the SA's first packet. ring's key objects cannot be
+//! wiped (ring offers no zeroize); every copy of key material this crate
+//! makes itself (the raw AEAD key and salt, the CBC IV key) is kept
 //! in `Zeroizing` or in a type that wipes itself on drop (the `aes` key
 //! schedules, built with its `zeroize` feature).
 //!
@@ -26,6 +27,7 @@
 //! number, which never repeats within an SA (RFC 4106 3.1, RFC 7634 2).
 
 use core::ops::Range;
+use std::sync::OnceLock;
 
 use aes::cipher::{
     block_padding::NoPadding, consts::U16, BlockCipher, BlockDecrypt, BlockDecryptMut,
@@ -54,14 +56,23 @@ pub(crate) enum CbcKey {
     Aes256(Aes256),
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per SA, built once and never moved on the packet path"
-)]
 pub(crate) enum Transform {
+    /// The AEAD key is expanded (ring's `LessSafeKey`: for AES-GCM the
+    /// round keys and the GHASH table, 544 octets) on the SA's first
+    /// packet, not at installation: an SA that never carries a packet (most
+    /// of the SAs a busy responder holds at any time) costs the raw key
+    /// only. The raw key and salt stay here, wiped on drop.
     Aead {
-        key: aead::LessSafeKey,
-        salt: Zeroizing<[u8; 4]>,
+        alg: &'static aead::Algorithm,
+        /// The encryption KEYMAT: key (`alg.key_len()` octets), then the
+        /// 4-octet salt. Zero when built: the SAD writes it with
+        /// [`Transform::load_keymat`] once the SA sits in its box, where it
+        /// never moves again (moving a filled array would leave copies of
+        /// the key behind on the stack, which no drop wipes).
+        raw: Zeroizing<[u8; 36]>,
+        /// `None` inside if ring refused the key (not expected: its
+        /// length was checked at installation).
+        key: OnceLock<Option<Box<aead::LessSafeKey>>>,
     },
     /// Boxed: the `aes` and HMAC key schedules are about 2 KiB, which every
     /// AEAD SA would otherwise carry too (the enum is as big as its
@@ -163,15 +174,14 @@ impl Transform {
             if integ.is_some() {
                 return Err(SadError::UnexpectedInteg);
             }
-            let (k, s) = encr_key
-                .split_at_checked(encr_key.len().saturating_sub(4))
-                .ok_or(SadError::Crypto)?;
-            let mut salt = Zeroizing::new([0u8; 4]);
-            salt.copy_from_slice(s);
-            let unbound = aead::UnboundKey::new(alg, k).map_err(|_| SadError::Crypto)?;
+            // encr_key.len() == keymat_len() == key_len() + 4, checked above.
+            if encr_key.len() != alg.key_len() + 4 || encr_key.len() > 36 {
+                return Err(SadError::Crypto);
+            }
             return Ok(Self::Aead {
-                key: aead::LessSafeKey::new(unbound),
-                salt,
+                alg,
+                raw: Zeroizing::new([0u8; 36]),
+                key: OnceLock::new(),
             });
         }
         let integ = integ.ok_or(SadError::MissingInteg)?;
@@ -204,6 +214,42 @@ impl Transform {
             integ: Box::new(hmac::Key::new(hmac_alg, integ_key)),
             icv_len: integ.icv_len(),
         })
+    }
+
+    /// Copy the AEAD KEYMAT in (see the `raw` field); `encr_key` is the one
+    /// [`Self::new`] checked. Nothing to do for CBC (its key schedules are
+    /// built in `new` and wipe themselves).
+    pub(crate) fn load_keymat(&mut self, encr_key: &[u8]) -> Result<(), SadError> {
+        if let Self::Aead { raw, .. } = self {
+            raw.get_mut(..encr_key.len())
+                .ok_or(SadError::Crypto)?
+                .copy_from_slice(encr_key);
+        }
+        Ok(())
+    }
+
+    /// The expanded AEAD key, built on first use.
+    fn aead_key<'k>(
+        alg: &'static aead::Algorithm,
+        raw: &[u8; 36],
+        key: &'k OnceLock<Option<Box<aead::LessSafeKey>>>,
+    ) -> Result<&'k aead::LessSafeKey, CryptoError> {
+        key.get_or_init(|| {
+            let k = raw.get(..alg.key_len())?;
+            let unbound = aead::UnboundKey::new(alg, k).ok()?;
+            Some(Box::new(aead::LessSafeKey::new(unbound)))
+        })
+        .as_deref()
+        .ok_or(CryptoError)
+    }
+
+    /// Whether the AEAD key has been expanded (tests).
+    #[cfg(test)]
+    pub(crate) fn expanded(&self) -> bool {
+        match self {
+            Self::Aead { key, .. } => key.get().is_some(),
+            Self::Cbc { .. } => true,
+        }
     }
 
     /// Octets of IV in each packet.
@@ -262,9 +308,13 @@ impl Transform {
         esn: bool,
         pkt: &mut [u8],
     ) -> Result<(), CryptoError> {
-        let Self::Aead { key, salt } = self else {
+        let Self::Aead { alg, raw, key } = self else {
             return Err(CryptoError);
         };
+        let key = Self::aead_key(alg, raw, key)?;
+        let salt = raw
+            .get(alg.key_len()..alg.key_len() + 4)
+            .ok_or(CryptoError)?;
         let spi = be_u32(pkt, 0);
         let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
         let (_, iv_field) = head.split_at_mut(ESP_HEADER_LEN);
@@ -274,7 +324,7 @@ impl Transform {
             .ok_or(CryptoError)?;
         let mut nonce = [0u8; 12];
         let (n_salt, n_iv) = nonce.split_at_mut(4);
-        n_salt.copy_from_slice(salt.as_ref());
+        n_salt.copy_from_slice(salt);
         n_iv.copy_from_slice(&iv);
         let (a, alen) = aad(spi, seq, esn);
         let tag = key
@@ -331,12 +381,16 @@ impl Transform {
     ) -> Result<Range<usize>, CryptoError> {
         let total = pkt.len();
         match self {
-            Self::Aead { key, salt } => {
+            Self::Aead { alg, raw, key } => {
+                let key = Self::aead_key(alg, raw, key)?;
+                let salt = raw
+                    .get(alg.key_len()..alg.key_len() + 4)
+                    .ok_or(CryptoError)?;
                 let spi = be_u32(pkt, 0);
                 let (head, rest) = pkt.split_at_mut_checked(16).ok_or(CryptoError)?;
                 let mut nonce = [0u8; 12];
                 let (n_salt, n_iv) = nonce.split_at_mut(4);
-                n_salt.copy_from_slice(salt.as_ref());
+                n_salt.copy_from_slice(salt);
                 n_iv.copy_from_slice(head.get(ESP_HEADER_LEN..).ok_or(CryptoError)?);
                 let (a, alen) = aad(spi, seq, esn);
                 let pt = key

@@ -150,6 +150,10 @@ fn arr<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
 }
 
 /// Parse the IP header(s) of a packet.
+// Inlined: the decapsulation path reads a few fields of the result, and a
+// call returned the whole struct through memory (a store-forwarding stall
+// in the profile of the tunnel-mode open).
+#[inline(always)]
 pub(crate) fn headers(p: &[u8]) -> Result<Headers, InnerError> {
     let first = *p.first().ok_or(InnerError::Truncated)?;
     let (version, protocol, src, dst, header_len, total_len, fragment, initial) = match first >> 4 {

@@ -10,8 +10,10 @@
 //!   IVs come from a per-SA IV key, not from a random source (see
 //!   `cipher.rs` and [`Sad::encapsulate`]).
 //! - **No allocation per packet.** [`Sad::encapsulate`] writes into a
-//!   caller-supplied buffer, [`Sad::decapsulate`] decrypts in place. Key
-//!   schedules and replay windows are built when an SA is installed.
+//!   caller-supplied buffer, [`Sad::decapsulate`] decrypts in place. Replay
+//!   windows and the CBC key schedules are built when an SA is installed;
+//!   an AEAD key is expanded (one allocation) on the SA's first packet in
+//!   its direction, so that idle SAs hold only the raw key.
 //! - **Every inbound packet names its SA** (R17): [`Decapsulated`] carries
 //!   the SPI and the caller's `tag` (the child SA id) of the SA that
 //!   protected it.
@@ -33,10 +35,10 @@
 //!
 //! The packet paths ([`Sad::encapsulate`], [`Sad::decapsulate`]) take
 //! `&self`: outbound sequence numbers and counters are atomics; each inbound
-//! SA's replay window sits behind its own `Mutex`, held only for the
-//! pre-check and the update, never during cryptography. Installing and
-//! removing SAs takes `&mut self`, so the per-packet SPI lookup takes no
-//! lock.
+//! SA's replay window is read without a lock for the pre-check and takes
+//! its own `Mutex` once per authentic packet for the update (which also
+//! counts the packet), never during cryptography. Installing and removing
+//! SAs takes `&mut self`, so the per-packet SPI lookup takes no lock.
 #![forbid(unsafe_code)]
 
 mod cipher;
@@ -51,8 +53,8 @@ mod tests;
 
 pub use error::{DropReason, EncapError, SadError};
 pub use sad::{
-    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Stats, NEXT_HEADER_DUMMY, NEXT_HEADER_IPV4,
-    NEXT_HEADER_IPV6,
+    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Sealer, Stats, NEXT_HEADER_DUMMY,
+    NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
 };
 
 /// Octets of the ESP header (SPI and sequence number).

@@ -6,10 +6,9 @@ use core::ops::Range;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
 
 use pad::alg::{Encr, Integ};
-use pad::{Mode, TrafficSelector};
+use pad::{addr_to_u128, Mode, TrafficSelector};
 
 use crate::cipher::Transform;
 use crate::inner::{self, L4Selector};
@@ -48,10 +47,10 @@ pub struct SaConfig<'a> {
     /// Our side's traffic selectors (inbound tunnel mode: the inner
     /// destination must match one of them; an empty list matches nothing).
     /// Outbound packets are not checked here: choosing the SA is the SPD's
-    /// (and the latch's) job.
+    /// (and the latch's) job, so an outbound SA does not keep them.
     pub local_ts: Vec<TrafficSelector>,
     /// The peer's traffic selectors (inbound tunnel mode: the inner source
-    /// must match one of them).
+    /// must match one of them; not kept by outbound SAs).
     pub remote_ts: Vec<TrafficSelector>,
     /// Opaque identifier chosen by the caller (the child SA id), reported
     /// with every decapsulated packet (R17).
@@ -92,9 +91,10 @@ pub struct SaInfo {
     pub esn: bool,
     /// Effective replay window in packets (inbound; 0 for outbound SAs).
     pub replay_window: u64,
-    /// Local traffic selectors.
+    /// Local traffic selectors (inbound SAs; empty for outbound SAs, which
+    /// do not keep them).
     pub local_ts: Vec<TrafficSelector>,
-    /// Remote traffic selectors.
+    /// Remote traffic selectors (inbound SAs; empty for outbound SAs).
     pub remote_ts: Vec<TrafficSelector>,
     /// Counters.
     pub stats: SaStats,
@@ -175,23 +175,6 @@ impl Hasher for SpiHasher {
 
 type SpiMap<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
 
-#[derive(Debug, Default)]
-struct Counters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
-    drops: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, bytes: usize) {
-        self.packets.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(bytes as u64, Relaxed);
-    }
-    fn drop(&self) {
-        self.drops.fetch_add(1, Relaxed);
-    }
-}
-
 /// An SA's traffic selectors on one side. Inline when there is one (what
 /// nearly every child SA has): no heap block per selector list, of which
 /// each SA pair had four (docs/performance.md, memory per SA).
@@ -230,10 +213,12 @@ struct SaCore {
     encr: Encr,
     integ: Option<Integ>,
     esn: bool,
-    local_ts: Selectors,
-    remote_ts: Selectors,
     transform: Transform,
-    counters: Counters,
+    /// Packets refused after the SPI lookup (inbound) or encapsulations
+    /// refused (outbound). The accepted packets are counted per direction
+    /// where it costs no extra atomic: from the sequence number
+    /// (outbound), under the replay window's writer lock (inbound).
+    drops: AtomicU64,
 }
 
 impl SaCore {
@@ -249,14 +234,28 @@ impl SaCore {
             encr: cfg.encr,
             integ: cfg.integ,
             esn: cfg.esn,
-            local_ts: Selectors::new(cfg.local_ts),
-            remote_ts: Selectors::new(cfg.remote_ts),
             transform,
-            counters: Counters::default(),
+            drops: AtomicU64::new(0),
         })
     }
 
-    fn info(&self, replay_window: u64, seq: u64) -> SaInfo {
+    fn drop(&self) {
+        self.drops.fetch_add(1, Relaxed);
+    }
+
+    fn info(&self, replay_window: u64, seq: u64, packets: u64, bytes: u64) -> SaInfo {
+        self.info_ts(replay_window, seq, packets, bytes, &[], &[])
+    }
+
+    fn info_ts(
+        &self,
+        replay_window: u64,
+        seq: u64,
+        packets: u64,
+        bytes: u64,
+        local_ts: &[TrafficSelector],
+        remote_ts: &[TrafficSelector],
+    ) -> SaInfo {
         SaInfo {
             spi: self.spi,
             tag: self.tag,
@@ -265,12 +264,12 @@ impl SaCore {
             integ: self.integ,
             esn: self.esn,
             replay_window,
-            local_ts: self.local_ts.as_slice().to_vec(),
-            remote_ts: self.remote_ts.as_slice().to_vec(),
+            local_ts: local_ts.to_vec(),
+            remote_ts: remote_ts.to_vec(),
             stats: SaStats {
-                packets: self.counters.packets.load(Relaxed),
-                bytes: self.counters.bytes.load(Relaxed),
-                drops: self.counters.drops.load(Relaxed),
+                packets,
+                bytes,
+                drops: self.drops.load(Relaxed),
                 seq,
             },
         }
@@ -284,37 +283,43 @@ struct OutboundSa {
     seq: AtomicU64,
     /// Sequence numbers spent on failed seals (not expected to happen).
     burnt: AtomicU64,
+    /// Payload octets protected.
+    bytes: AtomicU64,
 }
 
 impl OutboundSa {
     fn info(&self) -> SaInfo {
         let seq = self.seq.load(Relaxed);
-        let mut i = self.core.info(0, seq);
         // Every sequence number used is a packet sent, but for failed seals.
-        i.stats.packets = seq.saturating_sub(self.burnt.load(Relaxed));
-        i
+        let packets = seq.saturating_sub(self.burnt.load(Relaxed));
+        self.core.info(0, seq, packets, self.bytes.load(Relaxed))
     }
 }
 
 #[derive(Debug)]
 struct InboundSa {
     core: SaCore,
-    /// Locked twice per packet, briefly: for the pre-check and, after the
-    /// ICV verified, for the update. Never held during cryptography, so
-    /// packets of one SA can be decrypted on several threads at once.
-    window: Mutex<ReplayWindow>,
+    /// The pre-check reads it without a lock; each authentic packet takes
+    /// its writer lock once, briefly, after the ICV verified (and counts
+    /// itself there). Never held during cryptography, so packets of one SA
+    /// can be decrypted on several threads at once.
+    window: ReplayWindow,
+    local_ts: Selectors,
+    remote_ts: Selectors,
 }
 
 impl InboundSa {
     fn info(&self) -> SaInfo {
-        let w = self.window();
-        self.core.info(w.size(), w.top())
-    }
-
-    fn window(&self) -> std::sync::MutexGuard<'_, ReplayWindow> {
-        // A panic cannot leave the window inconsistent (no code path here
-        // panics), so a poisoned lock is used as is.
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+        let w = &self.window;
+        let t = w.tally();
+        self.core.info_ts(
+            w.size(),
+            w.top(),
+            t.packets,
+            t.bytes,
+            self.local_ts.as_slice(),
+            self.remote_ts.as_slice(),
+        )
     }
 }
 
@@ -330,8 +335,9 @@ struct Retired {
 /// The Security Association Database and the ESP datapath.
 ///
 /// The packet paths take `&self`: outbound sequence numbers are atomics,
-/// per-SA counters are atomics and each inbound SA's replay window has its
-/// own `Mutex`, so one `Sad` serves packets from several threads at once.
+/// per-SA counters are atomics and each inbound SA's replay window is
+/// atomics with a writer `Mutex`, so one `Sad` serves packets from several
+/// threads at once.
 /// Adding and removing SAs takes `&mut self` (the key manager's task owns
 /// the `Sad`; a program that shares it between threads puts it in a
 /// `RwLock`), which keeps every lock off the per-packet lookup.
@@ -359,16 +365,27 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(w)
 }
 
-/// Whether a selector admits a packet. `port` is `None` when the packet
-/// carries no port information (a non-initial fragment): only selectors
-/// with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
-fn ts_admits(ts: &TrafficSelector, proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
-    (ts.ip_proto == 0 || ts.ip_proto == proto)
-        && ts.addr.contains(addr)
-        && match port {
-            Some(p) => ts.start_port <= p && p <= ts.end_port,
-            None => ts.start_port == 0 && ts.end_port == u16::MAX,
+/// Whether one of the selectors admits a packet. `port` is `None` when
+/// the packet carries no port information (a non-initial fragment): only
+/// selectors with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
+/// (`IpRange::contains` with the packet's address converted once.)
+fn ts_admit(list: &[TrafficSelector], proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
+    let v4 = addr.is_ipv4();
+    let a = addr_to_u128(addr);
+    for ts in list {
+        if (ts.ip_proto == 0 || ts.ip_proto == proto)
+            && ts.addr.is_ipv4() == v4
+            && addr_to_u128(ts.addr.start) <= a
+            && a <= addr_to_u128(ts.addr.end)
+            && match port {
+                Some(p) => ts.start_port <= p && p <= ts.end_port,
+                None => ts.start_port == 0 && ts.end_port == u16::MAX,
+            }
+        {
+            return true;
         }
+    }
+    false
 }
 
 impl Sad {
@@ -384,19 +401,27 @@ impl Sad {
         Ok(())
     }
 
-    /// Install an inbound SA. The key schedules are built here, once.
-    pub fn add_inbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
+    /// Install an inbound SA. CBC key schedules are built here, AEAD keys on
+    /// the first packet.
+    pub fn add_inbound(&mut self, mut cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
-        let window = Mutex::new(ReplayWindow::new(cfg.replay_window));
+        let window = ReplayWindow::new(cfg.replay_window);
         let spi = cfg.spi;
-        let sa = InboundSa {
+        let local_ts = Selectors::new(core::mem::take(&mut cfg.local_ts));
+        let remote_ts = Selectors::new(core::mem::take(&mut cfg.remote_ts));
+        let encr_key = cfg.encr_key;
+        let mut sa = Box::new(InboundSa {
             core: SaCore::new(cfg)?,
             window,
-        };
+            local_ts,
+            remote_ts,
+        });
         if self.inbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.inbound.insert(spi, Box::new(sa));
+        // The key goes in where it stays (see `Transform::load_keymat`).
+        sa.core.transform.load_keymat(encr_key)?;
+        self.inbound.insert(spi, sa);
         self.generation += 1;
         Ok(())
     }
@@ -405,15 +430,18 @@ impl Sad {
     pub fn add_outbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
         let spi = cfg.spi;
-        let sa = OutboundSa {
+        let encr_key = cfg.encr_key;
+        let mut sa = Box::new(OutboundSa {
             core: SaCore::new(cfg)?,
             seq: AtomicU64::new(0),
             burnt: AtomicU64::new(0),
-        };
+            bytes: AtomicU64::new(0),
+        });
         if self.outbound.contains_key(&spi) {
             return Err(SadError::DuplicateSpi(spi));
         }
-        self.outbound.insert(spi, Box::new(sa));
+        sa.core.transform.load_keymat(encr_key)?;
+        self.outbound.insert(spi, sa);
         self.generation += 1;
         Ok(())
     }
@@ -505,8 +533,9 @@ impl Sad {
             s.encapsulated_bytes += st.bytes;
         }
         for sa in self.inbound.values() {
-            s.decapsulated += sa.core.counters.packets.load(Relaxed);
-            s.decapsulated_bytes += sa.core.counters.bytes.load(Relaxed);
+            let t = sa.window.tally();
+            s.decapsulated += t.packets;
+            s.decapsulated_bytes += t.bytes;
         }
         for (d, a) in s.drops.iter_mut().zip(&self.drops) {
             *d = a.load(Relaxed);
@@ -521,6 +550,22 @@ impl Sad {
     pub fn encapsulated_len(&self, spi: u32, payload_len: usize) -> Result<usize, EncapError> {
         let sa = self.outbound.get(&spi).ok_or(EncapError::UnknownSpi(spi))?;
         Ok(esp_len(&sa.core.transform, payload_len))
+    }
+
+    /// The outbound SA with this SPI, looked up once, for a caller that
+    /// sizes its buffer before encapsulating into it
+    /// ([`Sealer::encapsulated_len`], then [`Sealer::encapsulate`]): one
+    /// SPI lookup where [`Sad::encapsulated_len`] and [`Sad::encapsulate`]
+    /// make two. An unknown SPI is counted as [`Sad::encapsulate`] counts
+    /// it.
+    pub fn sealer(&self, spi: u32) -> Result<Sealer<'_>, EncapError> {
+        match self.outbound.get(&spi) {
+            Some(sa) => Ok(Sealer { sad: self, sa }),
+            None => {
+                self.encap_unknown_spi.fetch_add(1, Relaxed);
+                Err(EncapError::UnknownSpi(spi))
+            }
+        }
     }
 
     /// Protect one packet (RFC 4303 3.3): writes
@@ -551,53 +596,7 @@ impl Sad {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapError> {
-        let Some(sa) = self.outbound.get(&spi) else {
-            self.encap_unknown_spi.fetch_add(1, Relaxed);
-            return Err(EncapError::UnknownSpi(spi));
-        };
-        let core = &sa.core;
-        let nh_ok = match core.mode {
-            Mode::Tunnel => matches!(
-                next_header,
-                NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 | NEXT_HEADER_DUMMY
-            ),
-            Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
-        };
-        if !nh_ok {
-            core.counters.drop();
-            return Err(EncapError::BadNextHeader(next_header));
-        }
-        let t = &core.transform;
-        let len = esp_len(t, payload.len());
-        let Some(pkt) = out.get_mut(..len) else {
-            core.counters.drop();
-            return Err(EncapError::BufferTooSmall { needed: len });
-        };
-        let max = if core.esn {
-            u64::MAX
-        } else {
-            u64::from(u32::MAX)
-        };
-        // RFC 4303 3.3.3: the counter must not cycle; refuse at the end.
-        let Ok(prev) = sa
-            .seq
-            .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
-        else {
-            core.counters.drop();
-            self.seq_exhausted.fetch_add(1, Relaxed);
-            return Err(EncapError::SequenceExhausted);
-        };
-        let seq = prev + 1;
-        write_plaintext(t, spi, seq, next_header, payload, pkt);
-        if t.seal(seq, core.esn, pkt).is_err() {
-            // The sequence number is spent: count it out of `packets`.
-            sa.burnt.fetch_add(1, Relaxed);
-            core.counters.drop();
-            return Err(EncapError::Crypto);
-        }
-        // `packets` is derived from the sequence number: one atomic less.
-        core.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
-        Ok(len)
+        self.sealer(spi)?.encapsulate(next_header, payload, out)
     }
 
     /// Verify and decrypt one packet in place (RFC 4303 3.4), in this
@@ -648,9 +647,8 @@ impl Sad {
         let seq_lo = be32(packet, 4);
         let sa = self.inbound.get(&spi).ok_or(DropReason::UnknownSpi)?;
         let r = sa.decap(seq_lo, packet);
-        match &r {
-            Ok((_, range)) => sa.core.counters.count(range.len()),
-            Err(_) => sa.core.counters.drop(),
+        if r.is_err() {
+            sa.core.drop();
         }
         r
     }
@@ -664,12 +662,22 @@ impl Sad {
         }
     }
 
+    /// Whether the SA's AEAD key is expanded yet (inbound or outbound).
+    #[cfg(test)]
+    pub(crate) fn key_expanded(&self, spi: u32, inbound: bool) -> Option<bool> {
+        if inbound {
+            self.inbound.get(&spi).map(|s| s.core.transform.expanded())
+        } else {
+            self.outbound.get(&spi).map(|s| s.core.transform.expanded())
+        }
+    }
+
     /// Move an inbound SA's replay window (tests of ESN inference far into
     /// the sequence space).
     #[cfg(test)]
     pub(crate) fn set_inbound_top(&self, spi: u32, top: u64) {
         if let Some(sa) = self.inbound.get(&spi) {
-            sa.window().update(top).unwrap();
+            sa.window.accept(top, None).unwrap();
         }
     }
 
@@ -708,6 +716,80 @@ impl Sad {
     }
 }
 
+/// One outbound SA of a [`Sad`], looked up by [`Sad::sealer`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sealer<'a> {
+    sad: &'a Sad,
+    sa: &'a OutboundSa,
+}
+
+impl Sealer<'_> {
+    /// The SA's SPI.
+    pub fn spi(&self) -> u32 {
+        self.sa.core.spi
+    }
+
+    /// Octets [`Self::encapsulate`] writes for a payload of `payload_len`
+    /// octets.
+    pub fn encapsulated_len(&self, payload_len: usize) -> usize {
+        esp_len(&self.sa.core.transform, payload_len)
+    }
+
+    /// [`Sad::encapsulate`] on this SA.
+    pub fn encapsulate(
+        &self,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, EncapError> {
+        let sa = self.sa;
+        let core = &sa.core;
+        let spi = core.spi;
+        let nh_ok = match core.mode {
+            Mode::Tunnel => matches!(
+                next_header,
+                NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 | NEXT_HEADER_DUMMY
+            ),
+            Mode::Transport => !matches!(next_header, NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6),
+        };
+        if !nh_ok {
+            core.drop();
+            return Err(EncapError::BadNextHeader(next_header));
+        }
+        let t = &core.transform;
+        let len = esp_len(t, payload.len());
+        let Some(pkt) = out.get_mut(..len) else {
+            core.drop();
+            return Err(EncapError::BufferTooSmall { needed: len });
+        };
+        let max = if core.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        // RFC 4303 3.3.3: the counter must not cycle; refuse at the end.
+        let Ok(prev) = sa
+            .seq
+            .fetch_update(Relaxed, Relaxed, |s| (s < max).then(|| s + 1))
+        else {
+            core.drop();
+            self.sad.seq_exhausted.fetch_add(1, Relaxed);
+            return Err(EncapError::SequenceExhausted);
+        };
+        let seq = prev + 1;
+        write_plaintext(t, spi, seq, next_header, payload, pkt);
+        if t.seal(seq, core.esn, pkt).is_err() {
+            // The sequence number is spent: count it out of `packets`.
+            sa.burnt.fetch_add(1, Relaxed);
+            core.drop();
+            return Err(EncapError::Crypto);
+        }
+        // `packets` is derived from the sequence number: one atomic less.
+        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
+        Ok(len)
+    }
+}
+
 struct Meta {
     spi: u32,
     tag: u64,
@@ -730,18 +812,33 @@ impl InboundSa {
         if ct_len % t.block_len() != 0 && t.block_len() == 16 {
             return Err(DropReason::BadLength);
         }
-        // Replay pre-check (RFC 4303 3.4.3), before spending time on the ICV.
-        let seq = {
-            let w = self.window();
-            let seq = w.infer(seq_lo, core.esn).ok_or(DropReason::TooOld)?;
-            w.check(seq)?;
-            seq
-        };
+        // Replay pre-check (RFC 4303 3.4.3), before spending time on the
+        // ICV; lock-free (see `ReplayWindow`).
+        let w = &self.window;
+        let seq = w.infer(seq_lo, core.esn).ok_or(DropReason::TooOld)?;
+        w.check(seq)?;
         let pt = t
             .open(seq, core.esn, packet)
             .map_err(|_| DropReason::IntegrityFailed)?;
-        // Authentic: now the window may move (RFC 4303 3.4.3).
-        self.window().update(seq)?;
+        // Authentic: the window moves (RFC 4303 3.4.3), whatever the checks
+        // of the plaintext below decide, and an accepted packet is counted
+        // in the same locked step. (A replay of an authentic packet that a
+        // later check refused is refused as a replay.)
+        let verdict = self.check_plaintext(seq, packet, pt);
+        w.accept(seq, verdict.as_ref().ok().map(|(_, r)| r.len()))?;
+        verdict
+    }
+
+    /// The checks after decryption: trailer and padding (RFC 4303 2.4-2.6),
+    /// next header, and in tunnel mode the inner packet against the SA's
+    /// selectors (RFC 4301 5.2 step 4).
+    fn check_plaintext(
+        &self,
+        seq: u64,
+        packet: &[u8],
+        pt: Range<usize>,
+    ) -> Result<(Meta, Range<usize>), DropReason> {
+        let core = &self.core;
         let plain = packet.get(pt.clone()).ok_or(DropReason::Truncated)?;
         let (payload_len, next_header) = check_trailer(plain)?;
         let payload = pt.start..pt.start + payload_len;
@@ -775,17 +872,9 @@ impl InboundSa {
                     L4Selector::None => (Some(0), Some(0)),
                     L4Selector::Opaque => (None, None),
                 };
-                let src_ok = core
-                    .remote_ts
-                    .as_slice()
-                    .iter()
-                    .any(|ts| ts_admits(ts, h.protocol, h.src, sport));
-                let dst_ok = core
-                    .local_ts
-                    .as_slice()
-                    .iter()
-                    .any(|ts| ts_admits(ts, h.protocol, h.dst, dport));
-                if !(src_ok && dst_ok) {
+                if !(ts_admit(self.remote_ts.as_slice(), h.protocol, h.src, sport)
+                    && ts_admit(self.local_ts.as_slice(), h.protocol, h.dst, dport))
+                {
                     return Err(DropReason::SelectorMismatch);
                 }
                 Ok((meta, payload.start..payload.start + h.total_len))
@@ -867,7 +956,7 @@ fn write_plaintext(
 
 #[cfg(test)]
 mod selectors_tests {
-    use super::Selectors;
+    use super::{InboundSa, OutboundSa, Selectors};
     use pad::TrafficSelector;
 
     fn ts(s: &str) -> TrafficSelector {
@@ -886,5 +975,38 @@ mod selectors_tests {
             ts("10.1.0.1[udp/53]"),
         ];
         assert_eq!(Selectors::new(list.clone()).as_slice(), list.as_slice());
+    }
+
+    /// `ts_admit` agrees with `TrafficSelector` semantics: family,
+    /// protocol, address range, port range, OPAQUE.
+    #[test]
+    fn ts_admit_matches_selector_semantics() {
+        use super::ts_admit;
+        let list = [ts("10.0.0.0/24[udp/53]"), ts("2001:db8::/64")];
+        let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(ts_admit(&list, 17, v4("10.0.0.9"), Some(53)));
+        assert!(!ts_admit(&list, 6, v4("10.0.0.9"), Some(53)));
+        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), Some(54)));
+        assert!(!ts_admit(&list, 17, v4("10.0.1.9"), Some(53)));
+        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), None));
+        assert!(ts_admit(&list, 6, v4("2001:db8::5"), Some(80)));
+        assert!(ts_admit(&list, 6, v4("2001:db8::5"), None));
+        assert!(!ts_admit(&list, 6, v4("2001:db8:1::5"), Some(80)));
+        // An IPv4 address whose 128-bit value falls in an IPv6 range.
+        let low6 = [ts("::/96")];
+        assert!(!ts_admit(&low6, 6, v4("10.0.0.1"), Some(80)));
+        assert!(!ts_admit(&[], 6, v4("10.0.0.1"), Some(80)));
+    }
+
+    /// The SA records stay small: the AEAD key is expanded on the first
+    /// packet (boxed), the outbound SA keeps no selectors and no window,
+    /// the default replay window is inline (docs/performance.md, ESP SA
+    /// memory).
+    #[test]
+    fn sa_records_stay_small() {
+        let (inb, out) = (size_of::<InboundSa>(), size_of::<OutboundSa>());
+        println!("InboundSa {inb} B, OutboundSa {out} B");
+        assert!(inb <= 344, "InboundSa is {inb} octets");
+        assert!(out <= 112, "OutboundSa is {out} octets");
     }
 }

@@ -3,8 +3,10 @@
 #
 #   interop/bench/all.sh [--quick]
 #
-# 1. ESP in memory: `cargo bench -p esp --bench esp` (AES-128-GCM, 1400 B),
-#    latchkey's seal/open against ring's raw AEAD in the same run;
+# 1. ESP in memory: `cargo bench -p esp --bench pair` (the verdict: latchkey's
+#    seal/open and ring's raw AEAD alternated round by round on the same
+#    bytes, AES-128-GCM, 1400 B) and `cargo bench -p esp --bench esp`
+#    (criterion, absolute times, separate runs);
 # 2. interop/bench/run.sh: handshakes/s, memory per SA, latches, the latch
 #    check's share of the packet cost and the IKE_SA_INIT flood, latchkey
 #    against charon;
@@ -58,6 +60,12 @@ cargo bench -q -p esp --bench esp -- 'aes128gcm/.*/1400' "${CRIT[@]}" >"${OUT}/e
     note "ESP bench failed: see ${OUT}/esp.txt"
     exit 1
 }
+PAIR_ROUNDS=30000
+[[ ${QUICK} == 1 ]] && PAIR_ROUNDS=5000
+cargo bench -q -p esp --bench pair -- --markdown --rounds "${PAIR_ROUNDS}" >"${OUT}/esp-pair.txt" 2>&1 || {
+    note "ESP pair bench failed: see ${OUT}/esp-pair.txt"
+    exit 1
+}
 ESP_TABLE=$(python3 - "${ROOT}/target/criterion/aes128gcm" <<'EOF'
 import json, os, sys
 base = sys.argv[1]
@@ -96,6 +104,10 @@ LATCHKEY=${ROOT}/target/release/latchkey "${BENCH_DIR}/throughput.sh" "${TP_ARGS
     echo
     echo "Run ${START} to $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')."
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r); load ${START_LOAD} at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+    echo
+    echo "## ESP in memory, paired with ring (cargo bench -p esp --bench pair)"
+    echo
+    grep '^|' "${OUT}/esp-pair.txt"
     echo
     echo "## ESP in memory (cargo bench -p esp --bench esp, medians)"
     echo

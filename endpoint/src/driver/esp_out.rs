@@ -14,9 +14,10 @@
 //! (`Status::gso_refused`); after [`MAX_GSO_REFUSALS`] refusals in a row
 //! segmentation is no longer tried.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::Driver;
+use super::{ChildState, Driver};
 use crate::os;
 
 /// Refusals of `UDP_SEGMENT` in a row after which every packet is sent on
@@ -139,12 +140,22 @@ impl EspBatch {
     }
 }
 
+/// What a flush of the batch touches besides the batch: fields of the
+/// driver, borrowed one by one so that the SAD may stay borrowed (by a
+/// [`esp::Sealer`]) while a full batch leaves.
+struct Flush<'a> {
+    sock: &'a tokio::net::UdpSocket,
+    children: &'a mut HashMap<ike::ChildSaId, ChildState>,
+    drops: &'a mut HashMap<&'static str, u64>,
+}
+
 impl Driver {
     /// RFC 4303 3.3: encapsulate `pkt` (next header `next_header`) under
     /// child SA `sa` and send it to the peer. With `gather`, an ESP-in-UDP
     /// packet may wait in the batch until [`Self::flush_esp`] (its send
     /// errors are then counted there); otherwise it is sent now and any
-    /// error returned.
+    /// error returned. The SA is looked up once ([`esp::Sad::sealer`]) for
+    /// sizing the slot and encapsulating into it.
     pub(super) fn esp_out(
         &mut self,
         sa: ike::ChildSaId,
@@ -159,19 +170,21 @@ impl Driver {
             return Err(EspOutError::ChildGone);
         };
         let (spi, remote, udp) = (c.outbound_spi, c.remote, c.udp_encap);
+        let sealer = self.sad.sealer(spi).map_err(EspOutError::Encap)?;
         if udp && gather && self.esp_batch.gso {
-            let len = self
-                .sad
-                .encapsulated_len(spi, pkt.len())
-                .map_err(EspOutError::Encap)?;
+            let len = sealer.encapsulated_len(pkt.len());
             if len <= os::GSO_MAX_BYTES {
                 if !self.esp_batch.fits(remote, sa, len) {
-                    self.flush_esp();
+                    Flush {
+                        sock: &self.natt_sock,
+                        children: &mut self.children,
+                        drops: &mut self.drops,
+                    }
+                    .batch(&mut self.esp_batch);
                 }
                 if let Some(slot) = self.esp_batch.slot(len) {
-                    let n = self
-                        .sad
-                        .encapsulate(spi, next_header, pkt, slot)
+                    let n = sealer
+                        .encapsulate(next_header, pkt, slot)
                         .map_err(EspOutError::Encap)?;
                     self.esp_batch.commit(remote, sa, n, pkt.len());
                     return Ok(());
@@ -179,10 +192,14 @@ impl Driver {
             }
         }
         // One packet, now: after whatever is gathered (same SA, in order).
-        self.flush_esp();
-        let n = self
-            .sad
-            .encapsulate(spi, next_header, pkt, &mut self.out)
+        let mut to = Flush {
+            sock: &self.natt_sock,
+            children: &mut self.children,
+            drops: &mut self.drops,
+        };
+        to.batch(&mut self.esp_batch);
+        let n = sealer
+            .encapsulate(next_header, pkt, &mut self.out)
             .map_err(EspOutError::Encap)?;
         let esp = self.out.get(..n).unwrap_or_default();
         let sent = if udp {
@@ -196,45 +213,60 @@ impl Driver {
             return Err(EspOutError::NoRawSocket);
         };
         sent.map_err(EspOutError::Io)?;
-        self.credit_out(sa, 1, pkt.len() as u64);
+        credit_out(&mut self.children, sa, 1, pkt.len() as u64);
         Ok(())
-    }
-
-    fn credit_out(&mut self, sa: ike::ChildSaId, packets: u64, bytes: u64) {
-        if let Some(c) = self.children.get_mut(&sa) {
-            c.traffic.packets_out += packets;
-            c.traffic.bytes_out += bytes;
-        }
-    }
-
-    fn drops_counted(&mut self, reason: &'static str, n: u64) {
-        *self.drops.entry(reason).or_default() += n;
-        tracing::debug!(reason, n, "datagrams dropped");
     }
 
     /// Send the gathered ESP-in-UDP packets: one GSO send, or one
     /// datagram alone; per datagram if the kernel refuses segmentation.
     pub(super) fn flush_esp(&mut self) {
-        if self.esp_batch.count == 0 {
+        Flush {
+            sock: &self.natt_sock,
+            children: &mut self.children,
+            drops: &mut self.drops,
+        }
+        .batch(&mut self.esp_batch);
+    }
+}
+
+fn credit_out(
+    children: &mut HashMap<ike::ChildSaId, ChildState>,
+    sa: ike::ChildSaId,
+    packets: u64,
+    bytes: u64,
+) {
+    if let Some(c) = children.get_mut(&sa) {
+        c.traffic.packets_out += packets;
+        c.traffic.bytes_out += bytes;
+    }
+}
+
+impl Flush<'_> {
+    fn drops_counted(&mut self, reason: &'static str, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
+        tracing::debug!(reason, n, "datagrams dropped");
+    }
+
+    /// Send the gathered packets of `b` and empty it.
+    fn batch(&mut self, b: &mut EspBatch) {
+        if b.count == 0 {
             return;
         }
-        let mut b = std::mem::take(&mut self.esp_batch);
         let data = b.buf.get(..b.len).unwrap_or_default();
         let Some(dest) = b.dest else {
             b.clear();
-            self.esp_batch = b;
             return;
         };
         let count = b.count as u64;
         let r = if b.count == 1 {
-            self.natt_sock.try_send_to(data, dest)
+            self.sock.try_send_to(data, dest)
         } else {
-            os::send_gso(&self.natt_sock, data, b.seg, dest)
+            os::send_gso(self.sock, data, b.seg, dest)
         };
         match r {
             Ok(_) => {
                 b.refusals_in_row = 0;
-                self.credit_out(b.child, count, b.inner_bytes);
+                credit_out(self.children, b.child, count, b.inner_bytes);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.drops_counted("TUN: ESP socket send buffer full", count);
@@ -255,7 +287,7 @@ impl Driver {
                 let mut inner_ok = 0u64;
                 let per = b.inner_bytes / count.max(1);
                 for d in data.chunks(b.seg.max(1)) {
-                    match self.natt_sock.try_send_to(d, dest) {
+                    match self.sock.try_send_to(d, dest) {
                         Ok(_) => {
                             ok += 1;
                             inner_ok += per;
@@ -264,7 +296,7 @@ impl Driver {
                         Err(_) => failed += 1,
                     }
                 }
-                self.credit_out(b.child, ok, inner_ok);
+                credit_out(self.children, b.child, ok, inner_ok);
                 if full > 0 {
                     self.drops_counted("TUN: ESP socket send buffer full", full);
                 }
@@ -278,7 +310,6 @@ impl Driver {
             }
         }
         b.clear();
-        self.esp_batch = b;
     }
 }
 

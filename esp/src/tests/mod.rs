@@ -712,3 +712,91 @@ fn concurrent_decapsulation_of_one_sa() {
     let st = sad.inbound_stats(spi).unwrap();
     assert_eq!((st.packets, st.drops, st.seq), (4000, 4000, 4000));
 }
+
+/// An authentic packet that a check after decryption refuses still moves
+/// the replay window (its replay is refused as a replay) and is counted as
+/// a drop, not as accepted; accepted packets count their payload octets.
+#[test]
+fn refused_authentic_packets_move_the_window_but_are_not_counted() {
+    let spi = 0x7100;
+    let sad = looped(Encr::AesGcm16_128, None, Mode::Tunnel, false, spi);
+    let p4 = udp_packet("10.0.0.5:1000", "10.0.1.7:2000", b"ok");
+    let good = encap(&sad, spi, 4, &p4);
+    assert!(decap(&sad, &good).is_ok());
+    // UDP straight into a tunnel-mode SA: authentic, wrong next header.
+    let bad_nh = sad.seal_raw(spi, 5, &[1, 2, 0, 17]);
+    assert_eq!(decap(&sad, &bad_nh), Err(DropReason::BadNextHeader));
+    assert_eq!(decap(&sad, &bad_nh), Err(DropReason::Replayed));
+    let info = sad.inbound(spi).unwrap();
+    assert_eq!(info.stats.packets, 1);
+    assert_eq!(info.stats.bytes, p4.len() as u64);
+    assert_eq!(info.stats.drops, 2);
+    assert_eq!(info.stats.seq, 5);
+    let st = sad.stats();
+    assert_eq!(
+        (st.decapsulated, st.decapsulated_bytes),
+        (1, p4.len() as u64)
+    );
+}
+
+/// `Sad::sealer`: one lookup that sizes and encapsulates; the same packets,
+/// sequence numbers and counters as `Sad::encapsulate`.
+#[test]
+fn sealer_sizes_and_encapsulates_like_sad() {
+    let spi = 0x3300;
+    for (encr, integ) in SUITES {
+        let sad = looped(encr, integ, Mode::Tunnel, false, spi);
+        let p4 = udp_packet("10.0.0.5:1000", "10.0.1.7:2000", b"sealer");
+        let s = sad.sealer(spi).unwrap();
+        assert_eq!(s.spi(), spi);
+        for n in [0, 1, 13, 100, 1400] {
+            assert_eq!(Ok(s.encapsulated_len(n)), sad.encapsulated_len(spi, n));
+        }
+        let mut out = vec![0u8; s.encapsulated_len(p4.len())];
+        let n = s.encapsulate(4, &p4, &mut out).unwrap();
+        assert_eq!(n, out.len());
+        // Interleaved with `Sad::encapsulate`: one sequence.
+        let second = encap(&sad, spi, 4, &p4);
+        assert_eq!(&out[4..8], &1u32.to_be_bytes());
+        assert_eq!(&second[4..8], &2u32.to_be_bytes());
+        let (seq, nh, payload, _) = decap(&sad, &out).unwrap();
+        assert_eq!((seq, nh, payload.as_slice()), (1, 4, p4.as_slice()));
+        assert_eq!(decap(&sad, &second).unwrap().0, 2);
+        assert_eq!(
+            s.encapsulate(17, &p4, &mut out),
+            Err(EncapError::BadNextHeader(17))
+        );
+        let mut small = [0u8; 8];
+        assert!(matches!(
+            s.encapsulate(4, &p4, &mut small),
+            Err(EncapError::BufferTooSmall { .. })
+        ));
+        let st = sad.outbound_stats(spi).unwrap();
+        assert_eq!(
+            (st.packets, st.bytes, st.drops),
+            (2, 2 * p4.len() as u64, 2)
+        );
+        assert_eq!(sad.sealer(99).unwrap_err(), EncapError::UnknownSpi(99));
+        assert_eq!(sad.stats().encap_unknown_spi, 1);
+    }
+}
+
+/// AEAD keys are expanded on an SA's first packet, in each direction on
+/// its own; a packet sealed before and after opens the same.
+#[test]
+fn aead_keys_expand_on_first_packet() {
+    for (i, (encr, integ)) in SUITES.into_iter().enumerate() {
+        let spi = 0x3400 + i as u32;
+        let sad = looped(encr, integ, Mode::Transport, false, spi);
+        let aead = integ.is_none();
+        assert_eq!(sad.key_expanded(spi, false), Some(!aead));
+        assert_eq!(sad.key_expanded(spi, true), Some(!aead));
+        let a = encap(&sad, spi, 17, b"first");
+        assert_eq!(sad.key_expanded(spi, false), Some(true));
+        assert_eq!(sad.key_expanded(spi, true), Some(!aead));
+        let b = encap(&sad, spi, 17, b"second");
+        assert_eq!(decap(&sad, &a).unwrap().2, b"first");
+        assert_eq!(sad.key_expanded(spi, true), Some(true));
+        assert_eq!(decap(&sad, &b).unwrap().2, b"second");
+    }
+}
