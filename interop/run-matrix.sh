@@ -30,7 +30,7 @@
 #                   under traffic (1 datagram/s for 25 s): >= 2 child SAs
 #                   seen, every datagram echoed, latchkey on the last SPIs.
 #   rekey-child-fast  the same with rand_time 9 s: a rekey every 1..10 s
-#                   (about 5 in 25 s) and 10 datagrams/s (250), so datagrams
+#                   (about 5 in 25 s) and 50 datagrams/s (1250), so datagrams
 #                   meet rekeys more often: latchkey, the rekey's responder,
 #                   must keep sending on the old SA until charon has the new
 #                   one (RFC 7296 2.8), or charon drops the echo.
@@ -550,9 +550,9 @@ sc_rekey() { # rekey-child / rekey-ike / rekey-latchkey
     C_ESP=aes128gcm16-x25519
     case ${kind} in
     child) C_CHILD_REKEY=10 min_child=3 ;;
-    # 10 datagrams/s: one is more likely to leave latchkey just after it
+    # 50 datagrams/s: one is more likely to leave latchkey just after it
     # answered a rekey, before charon has the new SA (RFC 7296 2.8).
-    child-fast) C_CHILD_REKEY=10 C_CHILD_RAND=9 min_child=4 n=250 gap=0.1 ;;
+    child-fast) C_CHILD_REKEY=10 C_CHILD_RAND=9 min_child=4 n=1250 gap=0.02 ;;
     ike) C_IKE_REKEY=12 min_ike=2 ;;
     latchkey) extra=(--child-rekey 8 --ike-rekey 14) min_ike=2 min_child=3 ;;
     esac
