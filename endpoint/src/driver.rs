@@ -140,8 +140,70 @@ struct ChannelState {
 
 /// How many deleted child SAs remember their channel (`Driver::retired`).
 const RETIRED_CHILDREN: usize = 64;
-/// Datagrams read from the IKE socket per wakeup (see `Driver::on_ike_burst`).
-const IKE_BURST: usize = 64;
+/// Batches of [`crate::os::IKE_BATCH`] datagrams read from the IKE socket
+/// per wakeup (see `Driver::on_ike_ready`): without cookies demanded, and
+/// while they are (RFC 7296 2.6: under an IKE_SA_INIT flood the driver
+/// keeps draining, ~1000 datagrams, before it polls again).
+const IKE_DRAIN_BATCHES: usize = 2;
+const IKE_DRAIN_BATCHES_FLOOD: usize = 32;
+
+/// The IKE socket's receive side (see `Driver::on_ike_ready`): a
+/// preallocated batch, one reused buffer for stateless COOKIE answers,
+/// and the share of new IKE_SA_INIT requests answered while the driver is
+/// behind the socket.
+struct IkeRx {
+    /// [`crate::os::IKE_BATCH`] slots of [`MAX_DATAGRAM`] octets (zeroed
+    /// by the allocator: only the pages datagrams reach become resident).
+    buf: Vec<u8>,
+    got: Vec<crate::os::Received>,
+    reply: Vec<u8>,
+    /// New IKE_SA_INIT requests answered per 1024 while behind.
+    share: u32,
+    credit: u32,
+}
+
+impl IkeRx {
+    const FULL: u32 = 1024;
+
+    fn new() -> Self {
+        Self {
+            buf: vec![0; crate::os::IKE_BATCH * MAX_DATAGRAM],
+            got: Vec::with_capacity(crate::os::IKE_BATCH),
+            reply: Vec::with_capacity(128),
+            share: Self::FULL,
+            credit: 0,
+        }
+    }
+
+    fn datagram(&self, r: crate::os::Received) -> &[u8] {
+        let start = r.slot * MAX_DATAGRAM;
+        self.buf.get(start..start + r.len).unwrap_or_default()
+    }
+
+    /// Whether to answer the next new IKE_SA_INIT request: `share` of
+    /// 1024 of them.
+    fn admit(&mut self) -> bool {
+        self.credit += self.share;
+        if self.credit >= Self::FULL {
+            self.credit -= Self::FULL;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a wakeup under cookies: one that did not drain the socket
+    /// within [`IKE_DRAIN_BATCHES_FLOOD`] batches (the flood outruns the
+    /// driver) cuts the share by an eighth, one that drained it raises
+    /// the share by 1/16 of all, up to all.
+    fn adapt(&mut self, drained: bool) {
+        self.share = if drained {
+            (self.share + Self::FULL / 16).min(Self::FULL)
+        } else {
+            (self.share - self.share / 8).max(Self::FULL / 64)
+        };
+    }
+}
 
 pub(crate) struct Driver {
     ike: ike::Ike,
@@ -318,7 +380,8 @@ impl Driver {
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         self.tune_sockets();
-        let mut ike_buf = vec![0u8; MAX_DATAGRAM];
+        crate::os::grow_ike_receive_buffer(&self.ike_sock);
+        let mut ike_rx = IkeRx::new();
         let tun_on = self.tun.is_some();
         let mut natt_buf = vec![
             0u8;
@@ -364,8 +427,8 @@ impl Driver {
                 (a, b) => a.or(b),
             };
             tokio::select! {
-                r = self.ike_sock.recv_from(&mut ike_buf) => match r {
-                    Ok((n, from)) => self.on_ike_burst(&mut ike_buf, n, from),
+                r = self.ike_sock.readable() => match r {
+                    Ok(()) => self.on_ike_ready(&mut ike_rx),
                     Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
                 },
                 r = self.natt_sock.readable() => match r {
@@ -450,22 +513,91 @@ impl Driver {
         }
     }
 
-    /// One datagram from the IKE socket, then whatever else is already
-    /// queued there, up to [`IKE_BURST`], before the loop polls again:
-    /// under an IKE_SA_INIT flood the socket is drained without a trip
-    /// through `select!`, the timers and the latch lock per datagram, and
-    /// the answers go out together in the next [`Driver::flush`].
-    fn on_ike_burst(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
-        let data = buf.get(..n).unwrap_or_default();
-        self.ike
-            .handle_datagram(Instant::now(), self.ike_addr, from, data);
-        for _ in 1..IKE_BURST {
-            let Ok((n, from)) = self.ike_sock.try_recv_from(buf) else {
-                break;
+    /// The IKE socket is readable: read it in batches (`recvmmsg`), up to
+    /// [`IKE_DRAIN_BATCHES`] of them, [`IKE_DRAIN_BATCHES_FLOOD`] while
+    /// cookies are demanded, before the loop polls again.
+    ///
+    /// Under an IKE_SA_INIT flood (RFC 7296 2.6, RFC 8019) the answers are
+    /// ordered so that a legitimate initiator gets through:
+    /// 1. first everything but new IKE_SA_INIT requests: requests that
+    ///    return a COOKIE (RFC 8019: the initiator has shown it
+    ///    receives at its address), and messages of existing SAs
+    ///    (IKE_AUTH);
+    /// 2. then the new requests, answered with a COOKIE from `ike`'s
+    ///    stateless path (no SA, no allocation: the answer is written into
+    ///    one reused buffer and sent at once) -- all of them while the
+    ///    driver keeps up with the socket; while it does not (a wakeup
+    ///    ends with datagrams still queued after
+    ///    [`IKE_DRAIN_BATCHES_FLOOD`] batches) only a share, cut on every
+    ///    such wakeup and raised on every one that drained the socket, so
+    ///    that the socket does not overflow and the datagrams of step 1
+    ///    are not dropped by the kernel before they are read. The others
+    ///    are dropped unanswered, as the kernel would have dropped them
+    ///    (counted).
+    fn on_ike_ready(&mut self, rx: &mut IkeRx) {
+        let mut batches = 0;
+        let mut flood = false;
+        let drained = loop {
+            let read =
+                match crate::os::recv_batch(&self.ike_sock, &mut rx.buf, MAX_DATAGRAM, &mut rx.got)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "IKE socket receive failed");
+                        break true;
+                    }
+                };
+            batches += 1;
+            let now = Instant::now();
+            let cookies = self.ike.cookies_on();
+            flood |= cookies;
+            for i in 0..rx.got.len() {
+                let Some(&r) = rx.got.get(i) else { break };
+                let data = rx.datagram(r);
+                if cookies && ike::Ike::is_plain_init(data) {
+                    continue;
+                }
+                self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+            }
+            if cookies {
+                for i in 0..rx.got.len() {
+                    let Some(&r) = rx.got.get(i) else { break };
+                    if !ike::Ike::is_plain_init(rx.datagram(r)) {
+                        continue;
+                    }
+                    if !rx.admit() {
+                        self.drop_counted("IKE_SA_INIT shed under flood");
+                        continue;
+                    }
+                    let start = r.slot * MAX_DATAGRAM;
+                    let data = rx.buf.get(start..start + r.len).unwrap_or_default();
+                    if self
+                        .ike
+                        .answer_with_cookie(now, r.from, data, &mut rx.reply)
+                    {
+                        if self.ike_sock.try_send_to(&rx.reply, r.from).is_err() {
+                            self.drop_counted("COOKIE answer not sent");
+                        }
+                    } else {
+                        self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+                    }
+                }
+            }
+            if read < crate::os::IKE_BATCH {
+                break true;
+            }
+            let max = if flood {
+                IKE_DRAIN_BATCHES_FLOOD
+            } else {
+                IKE_DRAIN_BATCHES
             };
-            let data = buf.get(..n).unwrap_or_default();
-            self.ike
-                .handle_datagram(Instant::now(), self.ike_addr, from, data);
+            if batches >= max {
+                break false;
+            }
+        };
+        if flood {
+            rx.adapt(drained);
         }
     }
 
