@@ -148,16 +148,13 @@ const IKE_DRAIN_BATCHES: usize = 2;
 const IKE_DRAIN_BATCHES_FLOOD: usize = 32;
 
 /// The IKE socket's receive side (see `Driver::on_ike_ready`): a
-/// preallocated batch, one reused buffer for stateless COOKIE answers,
-/// and the gate that decides which new IKE_SA_INIT requests are answered
-/// while the driver is behind the socket.
+/// preallocated batch and one reused buffer for stateless COOKIE answers.
 struct IkeRx {
     /// [`crate::os::IKE_BATCH`] slots of [`MAX_DATAGRAM`] octets (zeroed
     /// by the allocator: only the pages datagrams reach become resident).
     buf: Vec<u8>,
     got: Vec<crate::os::Received>,
     reply: Vec<u8>,
-    gate: Gate,
 }
 
 impl IkeRx {
@@ -166,91 +163,12 @@ impl IkeRx {
             buf: vec![0; crate::os::IKE_BATCH * MAX_DATAGRAM],
             got: Vec::with_capacity(crate::os::IKE_BATCH),
             reply: Vec::with_capacity(128),
-            gate: Gate::new(),
         }
     }
 
     fn datagram(&self, r: crate::os::Received) -> &[u8] {
         let start = r.slot * MAX_DATAGRAM;
         self.buf.get(start..start + r.len).unwrap_or_default()
-    }
-}
-
-/// Slots of `Gate::shed` (a power of two).
-const SHED_SLOTS: usize = 1 << 19;
-
-/// Which new IKE_SA_INIT requests are answered under a flood.
-struct Gate {
-    /// New requests answered per 1024 while the driver is behind.
-    share: u32,
-    credit: u32,
-    /// Tags of shed requests, by a keyed hash of SPIi and source: an
-    /// initiator's retransmission (RFC 7296 2.1: the same message again
-    /// after its timeout) of a shed request is answered whatever the
-    /// share. A flood of fresh spoofed requests never repeats, a
-    /// legitimate initiator does, so it waits one retransmission at most.
-    /// [`SHED_SLOTS`] slots of 2 octets (1 MiB, resident once a flood has
-    /// touched it): at 70k shed requests/s a slot survives 1 s with
-    /// probability e^(-70k/512k) = 0.87. A flooder repeating each request
-    /// gets each second copy answered: a COOKIE, what it gets anyway.
-    shed: Vec<u16>,
-    keys: std::collections::hash_map::RandomState,
-}
-
-impl Gate {
-    const FULL: u32 = 1024;
-
-    fn new() -> Self {
-        Self {
-            share: Self::FULL,
-            credit: 0,
-            shed: vec![0; SHED_SLOTS],
-            keys: std::collections::hash_map::RandomState::new(),
-        }
-    }
-
-    /// The slot and the (non-zero) tag of a request from `from`.
-    fn slot(&self, from: SocketAddr, data: &[u8]) -> (usize, u16) {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = self.keys.build_hasher();
-        data.get(..8).hash(&mut h);
-        from.hash(&mut h);
-        let v = h.finish();
-        ((v as usize) & (SHED_SLOTS - 1), ((v >> 48) as u16) | 1)
-    }
-
-    /// Whether to answer this new request: a retransmission of a shed one
-    /// always, else `share` of 1024 of them; a request not answered is
-    /// remembered.
-    fn admit(&mut self, from: SocketAddr, data: &[u8]) -> bool {
-        let (i, tag) = self.slot(from, data);
-        let Some(s) = self.shed.get_mut(i) else {
-            return true;
-        };
-        if *s == tag {
-            *s = 0;
-            return true;
-        }
-        self.credit += self.share;
-        if self.credit >= Self::FULL {
-            self.credit -= Self::FULL;
-            true
-        } else {
-            *s = tag;
-            false
-        }
-    }
-
-    /// After a wakeup under cookies: one that did not drain the socket
-    /// within [`IKE_DRAIN_BATCHES_FLOOD`] batches (the flood outruns the
-    /// driver) cuts the share by an eighth, one that drained it raises
-    /// the share by 1/16 of all, up to all.
-    fn adapt(&mut self, drained: bool) {
-        self.share = if drained {
-            (self.share + Self::FULL / 16).min(Self::FULL)
-        } else {
-            (self.share - self.share / 8).max(Self::FULL / 64)
-        };
     }
 }
 
@@ -569,32 +487,30 @@ impl Driver {
     /// Under an IKE_SA_INIT flood (RFC 7296 2.6, RFC 8019) the answers are
     /// ordered so that a legitimate initiator gets through:
     /// 1. first everything but new IKE_SA_INIT requests: requests that
-    ///    return a COOKIE (RFC 8019: the initiator has shown it
-    ///    receives at its address), and messages of existing SAs
-    ///    (IKE_AUTH);
-    /// 2. then the new requests, answered with a COOKIE from `ike`'s
+    ///    return a COOKIE (RFC 8019: the initiator has shown it receives
+    ///    at its address), and messages of existing SAs;
+    /// 2. then the new requests, each answered with a COOKIE from `ike`'s
     ///    stateless path (no SA, no allocation: the answer is written into
-    ///    one reused buffer and sent at once) -- all of them while the
-    ///    driver keeps up with the socket; while it does not (a wakeup
-    ///    ends with datagrams still queued after
-    ///    [`IKE_DRAIN_BATCHES_FLOOD`] batches) only a share, cut on every
-    ///    such wakeup and raised on every one that drained the socket, so
-    ///    that the socket does not overflow and the datagrams of step 1
-    ///    are not dropped by the kernel before they are read. The others
-    ///    are dropped unanswered, as the kernel would have dropped them
-    ///    (counted).
+    ///    one reused buffer and sent at once).
+    ///
+    /// Nothing is shed here: the kernel drops what overflows the socket.
+    /// (Shedding a share of the new requests in here, to keep the socket
+    /// from overflowing, was measured and reverted: it drops the
+    /// legitimate first request with the flood's probability, where the
+    /// full socket drops it only if it arrives while the socket is full;
+    /// see docs/performance.md, 2026-11-28 flood section.)
     fn on_ike_ready(&mut self, rx: &mut IkeRx) {
         let mut batches = 0;
         let mut flood = false;
-        let drained = loop {
+        loop {
             let read =
                 match crate::os::recv_batch(&self.ike_sock, &mut rx.buf, MAX_DATAGRAM, &mut rx.got)
                 {
                     Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "IKE socket receive failed");
-                        break true;
+                        return;
                     }
                 };
             batches += 1;
@@ -617,10 +533,6 @@ impl Driver {
                     }
                     let start = r.slot * MAX_DATAGRAM;
                     let data = rx.buf.get(start..start + r.len).unwrap_or_default();
-                    if !rx.gate.admit(r.from, data) {
-                        self.drop_counted("IKE_SA_INIT shed under flood");
-                        continue;
-                    }
                     if self
                         .ike
                         .answer_with_cookie(now, r.from, data, &mut rx.reply)
@@ -633,20 +545,14 @@ impl Driver {
                     }
                 }
             }
-            if read < crate::os::IKE_BATCH {
-                break true;
-            }
             let max = if flood {
                 IKE_DRAIN_BATCHES_FLOOD
             } else {
                 IKE_DRAIN_BATCHES
             };
-            if batches >= max {
-                break false;
+            if read < crate::os::IKE_BATCH || batches >= max {
+                return;
             }
-        };
-        if flood {
-            rx.gate.adapt(drained);
         }
     }
 
@@ -1591,47 +1497,5 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-    use super::*;
-
-    fn req(spi: u8) -> Vec<u8> {
-        let mut d = vec![0u8; 40];
-        d[7] = spi;
-        d
-    }
-
-    /// The flood gate: everything while the driver keeps up, a shrinking
-    /// share while it does not, and a shed request's retransmission always.
-    #[test]
-    fn gate_sheds_a_share_and_answers_retransmissions() {
-        let mut g = Gate::new();
-        let from: SocketAddr = "198.18.0.1:500".parse().unwrap();
-        assert!((0..100).all(|i| g.admit(from, &req(i))));
-        for _ in 0..40 {
-            g.adapt(false);
-        }
-        assert_eq!(g.share, Gate::FULL / 64);
-        let admitted: Vec<bool> = (0..=255u8).map(|i| g.admit(from, &req(i))).collect();
-        let n = admitted.iter().filter(|a| **a).count();
-        assert!((3..=5).contains(&n), "{n} of 256 at 1/64");
-        // Every request shed is answered when it comes again, once.
-        for (i, a) in (0..=255u8).zip(&admitted) {
-            if !a {
-                assert!(g.admit(from, &req(i)), "retransmission {i}");
-            }
-        }
-        // From another source it is another request.
-        let other: SocketAddr = "198.18.0.2:500".parse().unwrap();
-        let shed = (0..=255u8).filter(|i| !g.admit(other, &req(*i))).count();
-        assert!(shed > 240, "{shed}");
-        for _ in 0..16 {
-            g.adapt(true);
-        }
-        assert_eq!(g.share, Gate::FULL);
     }
 }

@@ -152,17 +152,16 @@ pub(crate) fn grow_socket_buffers(sock: &tokio::net::UdpSocket) {
     }
 }
 
-/// Receive buffer of the IKE socket. Under an IKE_SA_INIT flood the
-/// driver drains the socket in batches and sheds what it cannot answer
-/// (see `Driver::on_ike_ready`); this buffer covers the gaps in between,
-/// when the driver task is busy (a Diffie-Hellman computation of a real
-/// handshake, ~0.1 ms) or not scheduled at all (a time slice of another
-/// process, a few ms on a loaded machine): at ~1 KiB of kernel memory per
-/// small datagram, 4 MiB hold ~4000 datagrams, ~30 ms of a 136k/s flood,
-/// where the default 208 KiB hold ~1.5 ms. The kernel caps the request at
-/// `net.core.rmem_max` (4 MiB on the bench machine); memory is only
-/// charged for datagrams actually queued.
-pub(crate) const IKE_RECEIVE_BUFFER: usize = 4 << 20;
+/// Receive buffer of the IKE socket: 1 MiB, about 1000 small datagrams
+/// (~1 KiB of kernel memory each), where the default 208 KiB hold ~200.
+/// Under an IKE_SA_INIT flood it covers the gaps when the driver task is
+/// busy (a Diffie-Hellman computation of a real handshake) or not
+/// scheduled at all (another process's time slice, a few ms on a loaded
+/// machine: ~10 ms of a 100k/s flood); larger would add queueing delay to
+/// every legitimate message (at 30k answers/s a full 4 MiB buffer is
+/// ~130 ms). The kernel caps the request at `net.core.rmem_max`; memory is
+/// only charged for datagrams actually queued.
+pub(crate) const IKE_RECEIVE_BUFFER: usize = 1 << 20;
 
 /// Ask for [`IKE_RECEIVE_BUFFER`] on the IKE socket (best effort).
 pub(crate) fn grow_ike_receive_buffer(sock: &tokio::net::UdpSocket) {
