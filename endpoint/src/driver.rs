@@ -155,6 +155,10 @@ struct IkeRx {
     buf: Vec<u8>,
     got: Vec<crate::os::Received>,
     reply: Vec<u8>,
+    /// COOKIE answers the socket refused (`WouldBlock`: send buffer
+    /// full), sent by the run loop, which waits until it is writable; at
+    /// most one batch's worth.
+    backlog: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
 impl IkeRx {
@@ -163,6 +167,7 @@ impl IkeRx {
             buf: vec![0; crate::os::IKE_BATCH * MAX_DATAGRAM],
             got: Vec::with_capacity(crate::os::IKE_BATCH),
             reply: Vec::with_capacity(128),
+            backlog: std::collections::VecDeque::new(),
         }
     }
 
@@ -347,7 +352,6 @@ impl Driver {
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         self.tune_sockets();
-        crate::os::grow_ike_receive_buffer(&self.ike_sock);
         let mut ike_rx = IkeRx::new();
         let tun_on = self.tun.is_some();
         let mut natt_buf = vec![
@@ -369,6 +373,12 @@ impl Driver {
         loop {
             self.flush_esp();
             self.flush_tun_writes();
+            while let Some((to, answer)) = ike_rx.backlog.pop_front() {
+                if let Err(e) = self.ike_sock.send_to(&answer, to).await {
+                    tracing::debug!(error = %e, "COOKIE answer not sent");
+                    self.drop_counted("COOKIE answer not sent");
+                }
+            }
             self.flush().await;
             if let Some((_, deadline)) = &shutdown {
                 if self.ike_sas.is_empty() || tokio::time::Instant::now() >= *deadline {
@@ -537,8 +547,19 @@ impl Driver {
                         .ike
                         .answer_with_cookie(now, r.from, data, &mut rx.reply)
                     {
-                        if self.ike_sock.try_send_to(&rx.reply, r.from).is_err() {
-                            self.drop_counted("COOKIE answer not sent");
+                        if !rx.backlog.is_empty() {
+                            rx.backlog.push_back((r.from, rx.reply.clone()));
+                            continue;
+                        }
+                        match self.ike_sock.try_send_to(&rx.reply, r.from) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                rx.backlog.push_back((r.from, rx.reply.clone()));
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "COOKIE answer not sent");
+                                self.drop_counted("COOKIE answer not sent");
+                            }
                         }
                     } else {
                         self.ike.handle_datagram(now, self.ike_addr, r.from, data);
@@ -550,7 +571,9 @@ impl Driver {
             } else {
                 IKE_DRAIN_BATCHES
             };
-            if read < crate::os::IKE_BATCH || batches >= max {
+            // A full send buffer: stop reading until the backlog is out
+            // (the run loop waits for the socket to be writable).
+            if read < crate::os::IKE_BATCH || batches >= max || !rx.backlog.is_empty() {
                 return;
             }
         }

@@ -18,7 +18,9 @@
 //!   at a stride). Through `nix`'s safe `sendmsg`/`recvmsg` wrappers.
 //! - Batched receive on the IKE socket: [`recv_batch`] (`recvmmsg`, through
 //!   `nix`'s safe wrapper: up to [`IKE_BATCH`] datagrams per system call
-//!   under an IKE_SA_INIT flood) and [`grow_ike_receive_buffer`].
+//!   under an IKE_SA_INIT flood). The IKE socket keeps the default
+//!   buffer sizes: larger ones (1 MiB, 4 MiB) were measured and made the
+//!   legitimate handshake under a flood slower (docs/performance.md).
 //!
 //! Addresses, links and routes are set by running iproute2's `ip`
 //! (`ip address replace`, `ip link set`, `ip route replace/del`) rather
@@ -149,25 +151,6 @@ pub(crate) fn grow_socket_buffers(sock: &tokio::net::UdpSocket) {
     }
     if let Err(e) = s.set_send_buffer_size(DATAPATH_SOCKET_BUFFER) {
         tracing::debug!(error = %e, "cannot grow the send buffer");
-    }
-}
-
-/// Receive buffer of the IKE socket: 1 MiB, about 1000 small datagrams
-/// (~1 KiB of kernel memory each), where the default 208 KiB hold ~200.
-/// Under an IKE_SA_INIT flood it covers the gaps when the driver task is
-/// busy (a Diffie-Hellman computation of a real handshake) or not
-/// scheduled at all (another process's time slice, a few ms on a loaded
-/// machine: ~10 ms of a 100k/s flood); larger would add queueing delay to
-/// every legitimate message (at 30k answers/s a full 4 MiB buffer is
-/// ~130 ms). The kernel caps the request at `net.core.rmem_max`; memory is
-/// only charged for datagrams actually queued.
-pub(crate) const IKE_RECEIVE_BUFFER: usize = 1 << 20;
-
-/// Ask for [`IKE_RECEIVE_BUFFER`] on the IKE socket (best effort).
-pub(crate) fn grow_ike_receive_buffer(sock: &tokio::net::UdpSocket) {
-    let s = socket2::SockRef::from(sock);
-    if let Err(e) = s.set_recv_buffer_size(IKE_RECEIVE_BUFFER) {
-        tracing::debug!(error = %e, "cannot grow the IKE receive buffer");
     }
 }
 
