@@ -145,8 +145,42 @@ struct ChannelState {
 
 /// How many deleted child SAs remember their channel (`Driver::retired`).
 const RETIRED_CHILDREN: usize = 64;
-/// Datagrams read from the IKE socket per wakeup (see `Driver::on_ike_burst`).
-const IKE_BURST: usize = 64;
+/// Batches of [`crate::os::IKE_BATCH`] datagrams read from the IKE socket
+/// per wakeup (see `Driver::on_ike_ready`): without cookies demanded, and
+/// while they are (RFC 7296 2.6: under an IKE_SA_INIT flood the driver
+/// keeps draining, ~1000 datagrams, before it polls again).
+const IKE_DRAIN_BATCHES: usize = 2;
+const IKE_DRAIN_BATCHES_FLOOD: usize = 32;
+
+/// The IKE socket's receive side (see `Driver::on_ike_ready`): a
+/// preallocated batch and one reused buffer for stateless COOKIE answers.
+struct IkeRx {
+    /// [`crate::os::IKE_BATCH`] slots of [`MAX_DATAGRAM`] octets (zeroed
+    /// by the allocator: only the pages datagrams reach become resident).
+    buf: Vec<u8>,
+    got: Vec<crate::os::Received>,
+    reply: Vec<u8>,
+    /// COOKIE answers the socket refused (`WouldBlock`: send buffer
+    /// full), sent by the run loop, which waits until it is writable; at
+    /// most one batch's worth.
+    backlog: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl IkeRx {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; crate::os::IKE_BATCH * MAX_DATAGRAM],
+            got: Vec::with_capacity(crate::os::IKE_BATCH),
+            reply: Vec::with_capacity(128),
+            backlog: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn datagram(&self, r: crate::os::Received) -> &[u8] {
+        let start = r.slot * MAX_DATAGRAM;
+        self.buf.get(start..start + r.len).unwrap_or_default()
+    }
+}
 
 pub(crate) struct Driver {
     ike: ike::Ike,
@@ -355,7 +389,7 @@ impl Driver {
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         self.tune_sockets();
-        let mut ike_buf = vec![0u8; MAX_DATAGRAM];
+        let mut ike_rx = IkeRx::new();
         let tun_on = self.tun.is_some();
         let mut natt_buf = vec![
             0u8;
@@ -376,6 +410,12 @@ impl Driver {
         loop {
             self.flush_esp();
             self.flush_tun_writes();
+            while let Some((to, answer)) = ike_rx.backlog.pop_front() {
+                if let Err(e) = self.ike_sock.send_to(&answer, to).await {
+                    tracing::debug!(error = %e, "COOKIE answer not sent");
+                    self.drop_counted("COOKIE answer not sent");
+                }
+            }
             self.flush().await;
             self.flush_pins(false);
             if let Some((_, deadline)) = &shutdown {
@@ -406,8 +446,8 @@ impl Driver {
                 (a, b) => a.or(b),
             };
             tokio::select! {
-                r = self.ike_sock.recv_from(&mut ike_buf) => match r {
-                    Ok((n, from)) => self.on_ike_burst(&mut ike_buf, n, from),
+                r = self.ike_sock.readable() => match r {
+                    Ok(()) => self.on_ike_ready(&mut ike_rx),
                     Err(e) => tracing::warn!(error = %e, "IKE socket receive failed"),
                 },
                 r = self.natt_sock.readable() => match r {
@@ -495,22 +535,92 @@ impl Driver {
         }
     }
 
-    /// One datagram from the IKE socket, then whatever else is already
-    /// queued there, up to [`IKE_BURST`], before the loop polls again:
-    /// under an IKE_SA_INIT flood the socket is drained without a trip
-    /// through `select!`, the timers and the latch lock per datagram, and
-    /// the answers go out together in the next [`Driver::flush`].
-    fn on_ike_burst(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
-        let data = buf.get(..n).unwrap_or_default();
-        self.ike
-            .handle_datagram(Instant::now(), self.ike_addr, from, data);
-        for _ in 1..IKE_BURST {
-            let Ok((n, from)) = self.ike_sock.try_recv_from(buf) else {
-                break;
+    /// The IKE socket is readable: read it in batches (`recvmmsg`), up to
+    /// [`IKE_DRAIN_BATCHES`] of them, [`IKE_DRAIN_BATCHES_FLOOD`] while
+    /// cookies are demanded, before the loop polls again.
+    ///
+    /// Under an IKE_SA_INIT flood (RFC 7296 2.6, RFC 8019) the answers are
+    /// ordered so that a legitimate initiator gets through:
+    /// 1. first everything but new IKE_SA_INIT requests: requests that
+    ///    return a COOKIE (RFC 8019: the initiator has shown it receives
+    ///    at its address), and messages of existing SAs;
+    /// 2. then the new requests, each answered with a COOKIE from `ike`'s
+    ///    stateless path (no SA, no allocation: the answer is written into
+    ///    one reused buffer and sent at once).
+    ///
+    /// Nothing is shed here: the kernel drops what overflows the socket.
+    /// (Shedding a share of the new requests in here, to keep the socket
+    /// from overflowing, was measured and reverted: it drops the
+    /// legitimate first request with the flood's probability, where the
+    /// full socket drops it only if it arrives while the socket is full;
+    /// see docs/performance.md, 2026-11-28 flood section.)
+    fn on_ike_ready(&mut self, rx: &mut IkeRx) {
+        let mut batches = 0;
+        let mut flood = false;
+        loop {
+            let read =
+                match crate::os::recv_batch(&self.ike_sock, &mut rx.buf, MAX_DATAGRAM, &mut rx.got)
+                {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "IKE socket receive failed");
+                        return;
+                    }
+                };
+            batches += 1;
+            let now = Instant::now();
+            let cookies = self.ike.cookies_on();
+            flood |= cookies;
+            for i in 0..rx.got.len() {
+                let Some(&r) = rx.got.get(i) else { break };
+                let data = rx.datagram(r);
+                if cookies && ike::Ike::is_plain_init(data) {
+                    continue;
+                }
+                self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+            }
+            if cookies {
+                for i in 0..rx.got.len() {
+                    let Some(&r) = rx.got.get(i) else { break };
+                    if !ike::Ike::is_plain_init(rx.datagram(r)) {
+                        continue;
+                    }
+                    let start = r.slot * MAX_DATAGRAM;
+                    let data = rx.buf.get(start..start + r.len).unwrap_or_default();
+                    if self
+                        .ike
+                        .answer_with_cookie(now, r.from, data, &mut rx.reply)
+                    {
+                        if !rx.backlog.is_empty() {
+                            rx.backlog.push_back((r.from, rx.reply.clone()));
+                            continue;
+                        }
+                        match self.ike_sock.try_send_to(&rx.reply, r.from) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                rx.backlog.push_back((r.from, rx.reply.clone()));
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "COOKIE answer not sent");
+                                self.drop_counted("COOKIE answer not sent");
+                            }
+                        }
+                    } else {
+                        self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+                    }
+                }
+            }
+            let max = if flood {
+                IKE_DRAIN_BATCHES_FLOOD
+            } else {
+                IKE_DRAIN_BATCHES
             };
-            let data = buf.get(..n).unwrap_or_default();
-            self.ike
-                .handle_datagram(Instant::now(), self.ike_addr, from, data);
+            // A full send buffer: stop reading until the backlog is out
+            // (the run loop waits for the socket to be writable).
+            if read < crate::os::IKE_BATCH || batches >= max || !rx.backlog.is_empty() {
+                return;
+            }
         }
     }
 

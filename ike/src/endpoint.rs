@@ -249,6 +249,81 @@ impl Ike {
         self.sas.insert(id, sa);
     }
 
+    /// RFC 7296 2.6: change the cookie secret every [`COOKIE_ROTATION`].
+    fn rotate_cookies(&mut self, now: Instant) {
+        if self.cookie_rotate_at.is_none_or(|t| t <= now) {
+            if self.cookie_rotate_at.is_some() {
+                self.cookies.rotate(&mut *self.rng);
+            }
+            self.cookie_rotate_at = Some(later(now, COOKIE_ROTATION));
+        }
+    }
+
+    /// Whether cookies are demanded now: as many half-open IKE SAs as
+    /// `cookie_threshold` (RFC 7296 2.6), and room under `max_half_open`.
+    pub fn cookies_on(&self) -> bool {
+        let half_open = self.unauth.len();
+        half_open >= self.config.cookie_threshold && half_open < self.config.max_half_open
+    }
+
+    /// From the header and the first payload's only: whether `data` looks
+    /// like a first IKE_SA_INIT request (exchange IKE_SA_INIT, Initiator
+    /// flag, not a response, SPIr 0) without a COOKIE notify in front: what
+    /// a flood of spoofed requests consists of. A driver under a flood
+    /// handles everything else first (RFC 8019: an initiator that
+    /// returns a cookie has shown that it receives at its address, and
+    /// messages of existing SAs are not the flood) and may shed these.
+    pub fn is_plain_init(data: &[u8]) -> bool {
+        let Some(h) = data.get(..crate::wire::Header::LEN) else {
+            return false;
+        };
+        let (np, exch, fl) = (h[16], h[18], h[19]);
+        let spi_r_zero = h[8..16].iter().all(|b| *b == 0);
+        let cookie_first = np == crate::wire::payload_type::NOTIFY
+            && data.get(34..36) == Some(&crate::wire::notify::COOKIE.to_be_bytes()[..]);
+        exch == exchange::IKE_SA_INIT
+            && fl & crate::wire::flags::INITIATOR != 0
+            && fl & crate::wire::flags::RESPONSE == 0
+            && spi_r_zero
+            && !cookie_first
+    }
+
+    /// The stateless path of an IKE_SA_INIT flood (RFC 7296 2.6, RFC
+    /// 8019): when cookies are demanded ([`Ike::cookies_on`]) and `data`,
+    /// received from `remote`, is a new IKE_SA_INIT request without a
+    /// COOKIE, write the COOKIE answer into `out` (cleared first; the
+    /// caller sends it to `remote` from the socket it came in on) and
+    /// return true. Only the generic payload headers are read, nothing is
+    /// allocated, no SA is touched, and the answer is the same octets
+    /// [`Ike::handle_datagram`] would send through [`Ike::poll_transmit`].
+    ///
+    /// False, with `out` untouched and nothing counted, for everything
+    /// else (cookies off, a request carrying a COOKIE, a retransmission of
+    /// a half-open SA's request, anything that is not a well-formed
+    /// IKE_SA_INIT request): pass it to [`Ike::handle_datagram`].
+    pub fn answer_with_cookie(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if !self.cookies_on() {
+            return false;
+        }
+        let Some(req) = crate::init::scan_plain_init(data) else {
+            return false;
+        };
+        if self.init_index.contains_key(&(req.spi_i, remote)) {
+            return false;
+        }
+        self.out.stats.datagrams_in += 1;
+        self.rotate_cookies(now);
+        self.out.stats.cookies_sent += 1;
+        crate::init::write_cookie_reply(&self.cookies, req, remote.ip(), out);
+        true
+    }
+
     /// Handle one received IKE message (non-ESP marker already stripped).
     pub fn handle_datagram(
         &mut self,
@@ -258,12 +333,7 @@ impl Ike {
         data: &[u8],
     ) {
         self.out.stats.datagrams_in += 1;
-        if self.cookie_rotate_at.is_none_or(|t| t <= now) {
-            if self.cookie_rotate_at.is_some() {
-                self.cookies.rotate(&mut *self.rng);
-            }
-            self.cookie_rotate_at = Some(later(now, COOKIE_ROTATION));
-        }
+        self.rotate_cookies(now);
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {

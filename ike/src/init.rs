@@ -218,6 +218,121 @@ fn stateless_reply(
     ctx.out.send(local, remote, m.emit());
 }
 
+/// The parts of an IKE_SA_INIT request a stateless COOKIE answer needs
+/// (RFC 7296 2.6): found by [`scan_plain_init`] without parsing payload
+/// bodies or allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlainInit<'a> {
+    /// The initiator's SPI.
+    pub(crate) spi_i: u64,
+    /// The body of the (first) Nonce payload.
+    pub(crate) ni: &'a [u8],
+}
+
+/// Walk the generic payload headers of `buf` and return its SPIi and Ni
+/// if it is an IKE_SA_INIT request that [`respond_init`], with cookies
+/// demanded, would answer with a COOKIE: a valid header (version 2,
+/// length, message ID 0, Initiator flag, SPIr 0), a well-formed payload
+/// chain (at most [`crate::wire::MAX_PAYLOADS`] payloads, nothing after
+/// the last) without critical or encrypted payloads, SA, KE (with its
+/// 4-octet group header) and a nonce of 16 to 256 octets, and no COOKIE
+/// notify as the first payload (RFC 7296 2.6: that one must be checked).
+/// Anything else is `None` and goes the full way.
+///
+/// RFC 7296 2.6, RFC 8019: the point of the cookie is that the
+/// responder commits no state and little work before the initiator has
+/// shown it receives at its address, so the bodies of the SA, KE and
+/// notify payloads are not decoded here (a request whose SA payload is
+/// malformed gets a COOKIE; its retry with the cookie is parsed in full).
+pub(crate) fn scan_plain_init(buf: &[u8]) -> Option<PlainInit<'_>> {
+    let h = crate::wire::header_only(buf).ok()?;
+    if h.exchange != exchange::IKE_SA_INIT
+        || h.is_response()
+        || !h.is_initiator()
+        || h.spi_r != 0
+        || h.message_id != 0
+    {
+        return None;
+    }
+    let mut rest = buf.get(Header::LEN..)?;
+    let mut next = h.next_payload;
+    let (mut sa, mut ke, mut ni) = (false, false, None);
+    let mut count = 0;
+    while next != crate::wire::payload_type::NONE {
+        count += 1;
+        if count > crate::wire::MAX_PAYLOADS {
+            return None;
+        }
+        let (&[np, pflags, l0, l1], _) = rest.split_first_chunk::<4>()?;
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        if len < 4 || pflags & 0x80 != 0 {
+            return None;
+        }
+        let body = rest.get(4..len)?;
+        match next {
+            crate::wire::payload_type::SA => sa = true,
+            crate::wire::payload_type::KE => ke = ke || body.len() >= 4,
+            crate::wire::payload_type::NONCE => ni = ni.or(Some(body)),
+            crate::wire::payload_type::NOTIFY => {
+                // Protocol ID, SPI size, type: what the full parse needs.
+                let [_, spi_size, t0, t1, ..] = *body else {
+                    return None;
+                };
+                if body.len() < 4 + usize::from(spi_size) {
+                    return None;
+                }
+                if count == 1 && u16::from_be_bytes([t0, t1]) == n::COOKIE {
+                    return None;
+                }
+            }
+            crate::wire::payload_type::SK | crate::wire::payload_type::SKF => return None,
+            _ => {}
+        }
+        rest = rest.get(len..)?;
+        next = np;
+    }
+    if !rest.is_empty() || !sa || !ke {
+        return None;
+    }
+    let ni = ni.filter(|n| nonce_ok(n))?;
+    Some(PlainInit { spi_i: h.spi_i, ni })
+}
+
+/// Octets of the answer [`write_cookie_reply`] writes: header, Notify
+/// header (4 + 4) and the cookie.
+pub(crate) const COOKIE_REPLY_LEN: usize = Header::LEN + 8 + crypto::COOKIE_LEN;
+
+/// The stateless COOKIE answer to `req` (RFC 7296 2.6, 1.2: IKE_SA_INIT
+/// response, SPIr 0, one Notify of type COOKIE), the same octets
+/// `stateless_reply` emits, written into `out` (cleared first; no
+/// allocation when it has room).
+pub(crate) fn write_cookie_reply(
+    cookies: &CookieJar,
+    req: PlainInit<'_>,
+    remote: std::net::IpAddr,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let h = Header {
+        spi_i: req.spi_i,
+        spi_r: 0,
+        next_payload: crate::wire::payload_type::NOTIFY,
+        version: 0x20,
+        exchange: exchange::IKE_SA_INIT,
+        flags: flags::RESPONSE,
+        message_id: 0,
+        length: COOKIE_REPLY_LEN as u32,
+    };
+    out.extend_from_slice(&h.to_bytes());
+    let body = (8 + crypto::COOKIE_LEN) as u16;
+    out.extend_from_slice(&[crate::wire::payload_type::NONE, 0]);
+    out.extend_from_slice(&body.to_be_bytes());
+    // Protocol ID 0 and SPI size 0 (RFC 7296 3.10), then the type.
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&n::COOKIE.to_be_bytes());
+    cookies.make_into(req.ni, remote, req.spi_i, out);
+}
+
 fn init_request(ctx: &mut Ctx<'_>, sa: &IkeSa, st: &InitSent, peer: &PeerConfig) -> Vec<u8> {
     let mut payloads = Vec::new();
     if let Some(c) = &st.cookie {

@@ -4,10 +4,15 @@
 #   interop/bench/run.sh [--quick] [--only LIST] [--rounds N] [--duration S]
 #                        [--concurrency N] [--hold-sas N] [--flood-secs S]
 #                        [--charon-hold-secs S] [--base-latchkey PATH]
+#                        [--flood-rounds N]
 #
 # --base-latchkey: also measure memory per SA for another `latchkey` binary
 # (e.g. one built from an earlier commit), in the same run, before the
-# current one: a before/after ratio that the machine's load cannot skew.
+# current one: a before/after ratio that the machine's load cannot skew;
+# the flood part floods it too, each round (the legitimate initiator is
+# always the current `latchkey`).
+# --flood-rounds N: repeat the flood part N times (default 1), each round
+# base (if given), latchkey, charon back to back.
 #
 # LIST is a comma list of: handshakes, memory, latches, latchbench (the
 # criterion bench endpoint/benches/latch_check.rs, compiled on first use),
@@ -38,6 +43,7 @@ HOLD_SAS=100000
 FLOOD_SECS=10
 CHARON_HOLD_SECS=120
 BASE_LK=""
+FLOOD_ROUNDS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) ROUNDS=1 DURATION=4 HOLD_SAS=10000 FLOOD_SECS=5 ;;
@@ -49,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --flood-secs) FLOOD_SECS=$2; shift ;;
     --charon-hold-secs) CHARON_HOLD_SECS=$2; shift ;;
     --base-latchkey) BASE_LK=$2; shift ;;
+    --flood-rounds) FLOOD_ROUNDS=$2; shift ;;
     *) lk_die "unknown argument $1" ;;
     esac
     shift
@@ -248,6 +255,9 @@ flood_one() {
     if [[ ${who} == latchkey ]]; then
         lk_start 64 4096
         pid=${LK_PID}
+    elif [[ ${who} == base ]]; then
+        lk_start 64 4096 "${BASE_LK}"
+        pid=${LK_PID}
     else
         ch_start 64
         pid=${CH_PID}
@@ -282,19 +292,29 @@ flood_one() {
     FLOOD_CONNECT_MS=$(((t1 - t0) / 1000000))
     FLOOD_CONNECT=${ok}
     FLOOD_RSS="$((r0 / 1024)) KiB -> max $((rmax / 1024)) KiB"
-    if [[ ${who} == latchkey ]]; then lk_end; else ch_end; fi
+    if [[ ${who} == charon ]]; then ch_end; else lk_end; fi
 }
 if want flood; then
-    flood_one latchkey
-    row "IKE_SA_INIT flood held, latchkey (spoofed 198.18/15, cookie threshold 64): sent ${FLOOD_SENT}, answered ${FLOOD_COOKIES} cookies + ${FLOOD_FULL} full; RSS ${FLOOD_RSS}" \
-        "$(printf '%.0f' "${FLOOD_RATE}")/s" ""
-    row "legitimate latchkey connect during the flood, latchkey responder" "${FLOOD_CONNECT} in ${FLOOD_CONNECT_MS} ms" ""
-    lk_rate=${FLOOD_RATE} lk_conn=${FLOOD_CONNECT_MS}
-    flood_one charon
-    row "IKE_SA_INIT flood held, charon (same flood, cookie_threshold 64): sent ${FLOOD_SENT}, answered ${FLOOD_COOKIES} cookies + ${FLOOD_FULL} full; RSS ${FLOOD_RSS}" \
-        "$(printf '%.0f' "${FLOOD_RATE}")/s" "$(ratio "${lk_rate}" "${FLOOD_RATE}") (latchkey/charon)"
-    row "legitimate latchkey connect during the flood, charon responder" "${FLOOD_CONNECT} in ${FLOOD_CONNECT_MS} ms" \
-        "$(ratio "${FLOOD_CONNECT_MS}" "${lk_conn}") (charon/latchkey time)"
+    for ((fr = 1; fr <= FLOOD_ROUNDS; fr++)); do
+        tag=""
+        ((FLOOD_ROUNDS > 1)) && tag=" (round ${fr}, load $(load))"
+        if [[ -n ${BASE_LK} ]]; then
+            flood_one base
+            row "IKE_SA_INIT flood held, latchkey base ${BASE_LK}${tag}: sent ${FLOOD_SENT}, answered ${FLOOD_COOKIES} cookies + ${FLOOD_FULL} full; RSS ${FLOOD_RSS}" \
+                "$(printf '%.0f' "${FLOOD_RATE}")/s" ""
+            row "legitimate latchkey connect during the flood, base responder${tag}" "${FLOOD_CONNECT} in ${FLOOD_CONNECT_MS} ms" ""
+        fi
+        flood_one latchkey
+        row "IKE_SA_INIT flood held, latchkey (spoofed 198.18/15, cookie threshold 64)${tag}: sent ${FLOOD_SENT}, answered ${FLOOD_COOKIES} cookies + ${FLOOD_FULL} full; RSS ${FLOOD_RSS}" \
+            "$(printf '%.0f' "${FLOOD_RATE}")/s" ""
+        row "legitimate latchkey connect during the flood, latchkey responder${tag}" "${FLOOD_CONNECT} in ${FLOOD_CONNECT_MS} ms" ""
+        lk_rate=${FLOOD_RATE} lk_conn=${FLOOD_CONNECT_MS}
+        flood_one charon
+        row "IKE_SA_INIT flood held, charon (same flood, cookie_threshold 64)${tag}: sent ${FLOOD_SENT}, answered ${FLOOD_COOKIES} cookies + ${FLOOD_FULL} full; RSS ${FLOOD_RSS}" \
+            "$(printf '%.0f' "${FLOOD_RATE}")/s" "$(ratio "${lk_rate}" "${FLOOD_RATE}") (latchkey/charon)"
+        row "legitimate latchkey connect during the flood, charon responder${tag}" "${FLOOD_CONNECT} in ${FLOOD_CONNECT_MS} ms" \
+            "$(ratio "${FLOOD_CONNECT_MS}" "${lk_conn}") (charon/latchkey time)"
+    done
 fi
 
 # ---- table -----------------------------------------------------------------

@@ -277,6 +277,69 @@ fn cookie_round_trip() {
     assert_eq!(sim.nodes[1].ike.stats().cookies_sent, 1);
 }
 
+/// The stateless cookie path (`Ike::answer_with_cookie`) answers with the
+/// same octets as the full path (`handle_datagram` + `poll_transmit`) of a
+/// twin responder, leaves cookie-bearing retries, retransmissions and
+/// everything else to the full path, and the initiator completes with
+/// its cookie.
+#[test]
+fn stateless_cookie_answer_is_the_full_answer() {
+    let mut cb = config(vec![peer_b()]);
+    cb.cookie_threshold = 0;
+    let now = Instant::now();
+    let (la, lb) = (SocketAddr::new(A, IKE_PORT), SocketAddr::new(B, IKE_PORT));
+    let mut init = Ike::new(config(vec![]), rng(40), Box::new(AcceptAll));
+    let mut fast = Ike::new(cb.clone(), rng(41), Box::new(AcceptAll));
+    let mut full = Ike::new(cb, rng(41), Box::new(AcceptAll));
+    init.initiate(now, peer_a(), la, lb);
+    let req = init.poll_transmit().unwrap();
+    assert!(fast.cookies_on());
+
+    let mut out = vec![0xaa; 3];
+    assert!(fast.answer_with_cookie(now, la, &req.data, &mut out));
+    full.handle_datagram(now, lb, la, &req.data);
+    let t = full.poll_transmit().unwrap();
+    assert_eq!(out, t.data, "byte for byte the full path's answer");
+    assert!(
+        fast.poll_transmit().is_none(),
+        "nothing queued besides `out`"
+    );
+    assert_eq!(fast.stats().cookies_sent, 1);
+    assert_eq!(fast.stats().datagrams_in, 1);
+    assert_eq!(full.stats().cookies_sent, 1);
+    assert_eq!(fast.ike_sas().len(), 0, "no state");
+
+    // Another source address: another cookie.
+    let other = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)), IKE_PORT);
+    let mut out2 = Vec::new();
+    assert!(fast.answer_with_cookie(now, other, &req.data, &mut out2));
+    assert_ne!(out, out2);
+
+    // Not for the fast path: damaged requests, responses, the cookie retry.
+    let mut short = req.data.clone();
+    short.pop();
+    let mut resp = req.data.clone();
+    resp[19] |= 0x20;
+    let mut scratch = Vec::new();
+    for bad in [&short[..], &resp[..], &req.data[..27], &[][..]] {
+        assert!(!fast.answer_with_cookie(now, la, bad, &mut scratch));
+    }
+    assert!(scratch.is_empty());
+    init.handle_datagram(now, la, lb, &out);
+    let retry = init.poll_transmit().unwrap();
+    assert!(!fast.answer_with_cookie(now, la, &retry.data, &mut scratch));
+    fast.handle_datagram(now, lb, la, &retry.data);
+    let answer = fast.poll_transmit().unwrap();
+    let m = Message::parse(&answer.data).unwrap();
+    assert!(
+        matches!(m.payloads[0], ike::wire::Payload::Sa(_)),
+        "full answer"
+    );
+    // Its retransmission (now a half-open SA's) is not answered statelessly.
+    assert!(!fast.answer_with_cookie(now, la, &retry.data, &mut scratch));
+    assert!(scratch.is_empty());
+}
+
 #[test]
 fn nat_t_move_with_force_encap() {
     let mut a = peer_a();
