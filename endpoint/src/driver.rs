@@ -1297,9 +1297,24 @@ impl Driver {
                 }
             }
             ike::Event::PeerAddressChanged { sa, local, remote } => {
-                tracing::debug!(sa = sa.0, %local, %remote, "peer address changed");
+                tracing::info!(sa = sa.0, %local, %remote, "peer address changed");
                 if let Some(k) = &mut self.keys {
                     k.moved(sa, local, remote);
+                }
+                // RFC 7296 2.23: the ESP of the IKE SA's child SAs follows
+                // the peer's new address too (its NAT rebound the mapping);
+                // the TUN routes that keep the peer's outer address out of
+                // the tunnel move with it.
+                for c in self.children.values_mut() {
+                    if c.ike_sa == sa && c.remote != remote {
+                        if let Some(t) = self.tun.as_mut() {
+                            t.child_removed(c);
+                        }
+                        c.remote = remote;
+                        if let Some(t) = self.tun.as_mut() {
+                            t.child_added(c);
+                        }
+                    }
                 }
             }
             ike::Event::PeerKeyPinned {
