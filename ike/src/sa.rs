@@ -383,7 +383,11 @@ impl Children {
     pub(crate) fn insert(&mut self, c: Child) {
         match self.0.binary_search_by_key(&c.id, |x| x.id) {
             Ok(i) => self.0[i] = c,
-            Err(i) => self.0.insert(i, c),
+            Err(i) => {
+                // Exactly: a `Vec`'s first growth makes room for 4.
+                self.0.reserve_exact(1);
+                self.0.insert(i, c);
+            }
         }
     }
 
