@@ -714,8 +714,10 @@ async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
     loop {
         tokio::select! {
             ch = ep.accept() => {
-                let Some(ch) = ch else { return };
+                let Some(mut ch) = ch else { return };
                 print_channel(&ch, json);
+                // Printed: about 0.9 KiB per SA held less.
+                ch.forget_summaries();
                 waiting.push(next_datagram(ch));
             }
             Some((ch, d)) = waiting.next(), if !waiting.is_empty() => {

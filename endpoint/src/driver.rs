@@ -201,7 +201,8 @@ pub(crate) struct Driver {
     /// The IKE SAs up (their summaries come from `ike` when asked for: a
     /// copy of each here would cost about 0.5 KiB per SA held).
     ike_sas: std::collections::HashSet<ike::IkeSaId>,
-    children: HashMap<ike::ChildSaId, ChildState>,
+    /// Boxed: the map's spare slots hold a pointer, not a whole state.
+    children: HashMap<ike::ChildSaId, Box<ChildState>>,
     channels: HashMap<u64, ChannelState>,
     /// Every installed child SA of a channel, the ones a rekey replaced
     /// included: the peer may still send on an old SA until its Delete
@@ -1601,7 +1602,7 @@ impl Driver {
             self.outbound_held.insert(info.id, old.id);
         }
         self.children
-            .insert(info.id, ChildState { traffic, ..state });
+            .insert(info.id, Box::new(ChildState { traffic, ..state }));
         if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
             t.child_added(c);
         }
@@ -1645,7 +1646,7 @@ impl Driver {
             }
             return;
         };
-        let Some(summary) = self.children.get(&info.id).map(ChildState::summary) else {
+        let Some(summary) = self.children.get(&info.id).map(|c| c.summary()) else {
             return;
         };
         let Some(cmd) = self.cmd_tx.upgrade() else {
@@ -1659,11 +1660,11 @@ impl Driver {
         self.child_channel.insert(info.id, id);
         let channel = Channel {
             id,
-            info: Box::new(crate::ChannelInfo {
+            info: Some(Box::new(crate::ChannelInfo {
                 ike,
                 child: summary,
                 peer_credential: info.peer_credential.clone(),
-            }),
+            })),
             cmd,
             rx,
             shared: self.shared.clone(),

@@ -503,8 +503,9 @@ pub struct Channel {
     /// Boxed: read only through the getters, while the handle itself is
     /// kept (and moved into tasks and futures) once per peer: a responder
     /// holding many channels keeps a pointer, not about 0.4 KiB inline,
-    /// in each (docs/performance.md, memory per SA).
-    info: Box<ChannelInfo>,
+    /// in each (docs/performance.md, memory per SA). `None` after
+    /// [`Channel::forget_summaries`].
+    info: Option<Box<ChannelInfo>>,
     cmd: mpsc::Sender<driver::Command>,
     rx: inbox::Inbox<Box<Datagram>>,
     shared: latching::SharedRef,
@@ -518,22 +519,75 @@ pub(crate) struct ChannelInfo {
     pub(crate) peer_credential: PeerCredential,
 }
 
+/// What the getters of a [`Channel`] return after
+/// [`Channel::forget_summaries`]: ids 0, empty strings, unspecified
+/// addresses.
+static FORGOTTEN: std::sync::LazyLock<ChannelInfo> = std::sync::LazyLock::new(|| {
+    let nowhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    ChannelInfo {
+        ike: IkeSummary {
+            id: 0,
+            name: String::new(),
+            initiator: false,
+            spi_i: String::new(),
+            spi_r: String::new(),
+            local: nowhere,
+            remote: nowhere,
+            local_id: String::new(),
+            peer_id: String::new(),
+            peer_auth: AuthMethod::Null,
+            suite: String::new(),
+            nat_local: false,
+            nat_remote: false,
+            established: false,
+        },
+        child: ChildSummary {
+            id: 0,
+            ike_sa: 0,
+            inbound_spi: 0,
+            outbound_spi: 0,
+            suite: String::new(),
+            mode: Mode::Tunnel,
+            esn: false,
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            udp_encap: false,
+            replay_window: 0,
+        },
+        peer_credential: PeerCredential::default(),
+    }
+});
+
 impl Channel {
+    fn info(&self) -> &ChannelInfo {
+        self.info.as_deref().unwrap_or(&FORGOTTEN)
+    }
+
+    /// Frees the channel's summaries (what [`Channel::ike_sa`],
+    /// [`Channel::child_sa`] and [`Channel::peer_credential`] return, about
+    /// 0.9 KiB) for a responder that holds many channels and has shown them
+    /// already (`latchkey listen`: docs/performance.md, memory per SA).
+    /// Afterwards those getters return placeholders: ids 0, empty strings,
+    /// unspecified addresses. [`Endpoint::status`] still has the SAs.
+    pub fn forget_summaries(&mut self) {
+        self.info = None;
+    }
+
     /// The IKE SA this channel runs under, as negotiated.
     pub fn ike_sa(&self) -> &IkeSummary {
-        &self.info.ike
+        &self.info().ike
     }
 
     /// How the peer proved who it is (R7): anonymous (NULL), the shared
     /// key, its certificate with the trust anchor it chained to, or its raw
     /// public key.
     pub fn peer_credential(&self) -> &PeerCredential {
-        &self.info.peer_credential
+        &self.info().peer_credential
     }
 
     /// The child SA, as negotiated when the channel came up.
     pub fn child_sa(&self) -> &ChildSummary {
-        &self.info.child
+        &self.info().child
     }
 
     /// Send one UDP datagram from inner address `src` to inner address `dst`

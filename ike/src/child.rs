@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use pad::alg::DhGroup;
 use pad::{Mode, TrafficSelector};
 
-use crate::api::{ChildConfig, ChildSaDecision, ChildSaId, ChildSaRequest, Error, Event};
+use crate::api::{ChildSaDecision, ChildSaId, ChildSaRequest, Error, Event};
 use crate::crypto;
 use crate::init::{ke_of, nonce_of, sa_of};
 use crate::msg::{self, find_notify, notify};
-use crate::sa::{later, Child, ChildReq, Ctx, IkeSa, Op, PendingKind, MAX_CHILDREN};
+use crate::sa::{later, Child, ChildCfg, ChildReq, Ctx, IkeSa, Op, PendingKind, MAX_CHILDREN};
 use crate::select::{self, EspSuite, Refusal};
 use crate::wire::{exchange, notify as n, protocol, Notify, Payload};
 
@@ -56,7 +56,7 @@ struct NewChild {
     /// We initiated the exchange ("i" keys are our outbound ones).
     initiator: bool,
     replaces: Option<ChildSaId>,
-    cfg: ChildConfig,
+    cfg: ChildCfg,
 }
 
 impl IkeSa {
@@ -88,10 +88,6 @@ impl IkeSa {
             mode: c.mode,
             local_ts: c.local_ts,
             remote_ts: c.remote_ts,
-            in_e,
-            in_a,
-            out_e,
-            out_a,
             cfg: c.cfg,
             rekey_at,
             rekeying: false,
@@ -99,8 +95,12 @@ impl IkeSa {
             rekeyed: false,
             superseded: false,
         };
-        let info = self.child_info(&child);
-        self.children.insert(id, Box::new(child));
+        let mut info = self.child_info(&child);
+        info.inbound_encr_key = in_e;
+        info.inbound_integ_key = in_a;
+        info.outbound_encr_key = out_e;
+        info.outbound_integ_key = out_a;
+        self.children.insert(child);
         ctx.out.stats.child_sas_established += 1;
         tracing::debug!(
             sa = self.id.0,
@@ -160,7 +160,7 @@ impl IkeSa {
         ni: &[u8],
         nr: &[u8],
         ke: Option<(u16, &[u8])>,
-        cfg: &ChildConfig,
+        cfg: &ChildCfg,
         replaces: Option<ChildSaId>,
     ) -> Result<(Vec<Payload>, ChildSaId), ChildRefusal> {
         let Some(sa) = sa_of(p) else {
@@ -416,7 +416,7 @@ impl IkeSa {
             return;
         };
         o.rekeying = false;
-        match o.collision.take() {
+        match o.collision.take().map(|c| *c) {
             // RFC 7296 2.8.1: "The SA created with the lowest of the four
             // nonces SHOULD be deleted by the endpoint that created it."
             Some((theirs, _)) if mine < theirs => {
@@ -442,7 +442,7 @@ impl IkeSa {
         &mut self,
         ctx: &mut Ctx<'_>,
         now: Instant,
-        cfg: ChildConfig,
+        cfg: ChildCfg,
         rekeys: Option<ChildSaId>,
         group: Option<DhGroup>,
     ) {
@@ -591,7 +591,7 @@ impl IkeSa {
         // RFC 7296 1.3.3: REKEY_SA names the SA by the initiator's inbound
         // SPI, our outbound one.
         let mut replaces = None;
-        let mut cfg = peer.child.clone();
+        let mut cfg = ChildCfg::Peer(peer);
         if let Some(r) = find_notify(p, n::REKEY_SA) {
             let old = msg::spi32(&r.spi)
                 .and_then(|spi| self.children.values().find(|c| c.outbound_spi == spi));
@@ -626,7 +626,7 @@ impl IkeSa {
                     if o.rekeying {
                         // RFC 7296 2.8.1: a simultaneous rekey; decided
                         // when our own exchange completes.
-                        o.collision = Some((Ord::min(&ni[..], &nr[..]).to_vec(), new));
+                        o.collision = Some(Box::new((Ord::min(&ni[..], &nr[..]).to_vec(), new)));
                     } else {
                         o.superseded = true;
                     }

@@ -14,7 +14,7 @@ use crate::api::{
     PeerConfig, Stats, Transmit,
 };
 use crate::crypto::CookieJar;
-use crate::sa::{later, Ctx, IkeSa, Op, Out};
+use crate::sa::{later, ChildCfg, Ctx, IkeSa, Op, Out};
 use crate::wire::{exchange, Message};
 
 /// How often the cookie secret changes (RFC 7296 2.6).
@@ -30,7 +30,7 @@ pub struct Ike {
     x25519: crate::crypto::X25519Source,
     rng: Box<dyn CryptoRngCore + Send>,
     policy: Box<dyn ChildSaPolicy>,
-    sas: BTreeMap<IkeSaId, IkeSa>,
+    sas: BTreeMap<IkeSaId, Box<IkeSa>>,
     by_spi: HashMap<u64, IkeSaId>,
     /// Half-open responder SAs by (SPIi, initiator address): IKE_SA_INIT
     /// retransmissions (RFC 7296 2.1).
@@ -167,7 +167,7 @@ impl Ike {
         };
         self.file(sa);
         for b in born {
-            self.file(b);
+            self.file(Box::new(b));
         }
         if let Some((peer_id, ip)) = contact {
             self.initial_contact(id, &peer_id, ip);
@@ -218,7 +218,9 @@ impl Ike {
         }
     }
 
-    fn file(&mut self, sa: IkeSa) {
+    /// File an SA back (boxed: the map's nodes hold a pointer, not the
+    /// SA, so their spare slots cost little per SA held).
+    fn file(&mut self, sa: Box<IkeSa>) {
         let id = sa.id;
         if let Some(t) = self.deadlines.remove(&id) {
             self.timers.remove(&(t, id));
@@ -244,6 +246,16 @@ impl Ike {
             self.unauth.insert(id);
         } else {
             self.unauth.remove(&id);
+        }
+        // IKE_SA_INIT retransmissions (RFC 7296 2.1) come only before the
+        // initiator has the response, so before IKE_AUTH: the index goes
+        // once the SA is past half-open (two entries fewer per SA held).
+        if !sa.half_open() {
+            if let Some(k) = self.init_keys.remove(&id) {
+                if self.init_index.get(&k) == Some(&id) {
+                    self.init_index.remove(&k);
+                }
+            }
         }
         self.by_spi.insert(sa.our_spi(), id);
         self.sas.insert(id, sa);
@@ -388,7 +400,7 @@ impl Ike {
             if let Some(sa) = sa {
                 self.init_index.insert((h.spi_i, remote), sa.id);
                 self.init_keys.insert(sa.id, (h.spi_i, remote));
-                self.file(sa);
+                self.file(Box::new(sa));
             }
             return;
         }
@@ -456,7 +468,7 @@ impl Ike {
         let mut ctx = self.ctx();
         let sa = crate::init::initiate(&mut ctx, now, Arc::new(peer), local, remote, first);
         let id = sa.id;
-        self.file(sa);
+        self.file(Box::new(sa));
         id
     }
 
@@ -490,7 +502,12 @@ impl Ike {
         sa: IkeSaId,
         child: ChildConfig,
     ) -> Result<(), Error> {
-        self.queue_op(now, sa, None, Op::CreateChild(child))
+        self.queue_op(
+            now,
+            sa,
+            None,
+            Op::CreateChild(ChildCfg::Own(Arc::new(child))),
+        )
     }
 
     /// Rekey a child SA (RFC 7296 1.3.3).
@@ -561,7 +578,7 @@ impl Ike {
         self.sas
             .get(&sa)
             .filter(|s| !s.closing())
-            .and_then(IkeSa::info)
+            .and_then(|s| s.info())
     }
 
     /// The keys of one IKE SA (SPIs, SK_e*, SK_a*, algorithms), for an
@@ -572,16 +589,22 @@ impl Ike {
     pub fn export_keys(&self, sa: IkeSaId) -> Option<crate::IkeSaKeys> {
         let s = self.sas.get(&sa)?;
         let k = s.keyed()?;
+        // "i": initiator to responder, the original initiator's seal.
+        let (ci, cr) = if s.initiator {
+            (&k.seal, &k.open)
+        } else {
+            (&k.open, &k.seal)
+        };
         Some(crate::IkeSaKeys {
             spi_i: s.spi_i,
             spi_r: s.spi_r,
             encr: k.suite.encr,
             integ: k.suite.integ,
             prf: k.suite.prf,
-            sk_ei: k.keys.sk_ei.clone(),
-            sk_er: k.keys.sk_er.clone(),
-            sk_ai: k.keys.sk_ai.clone(),
-            sk_ar: k.keys.sk_ar.clone(),
+            sk_ei: ci.sk_e(),
+            sk_er: cr.sk_e(),
+            sk_ai: ci.sk_a(),
+            sk_ar: cr.sk_a(),
         })
     }
 
@@ -591,7 +614,7 @@ impl Ike {
         self.sas
             .values()
             .filter(|s| !s.closing())
-            .filter_map(IkeSa::info)
+            .filter_map(|s| s.info())
             .collect()
     }
 
@@ -601,7 +624,9 @@ impl Ike {
         self.sas.len()
     }
 
-    /// The child SAs of an IKE SA, as installed.
+    /// The child SAs of an IKE SA, as installed, without their keys (the
+    /// keys are empty here: they are handed out once, in
+    /// [`crate::Event::ChildSaEstablished`], and not kept).
     pub fn child_sas(&self, sa: IkeSaId) -> Vec<crate::api::ChildSaInfo> {
         self.sas
             .get(&sa)

@@ -12,7 +12,7 @@ use crate::api::{DropReason, Error, Event, PeerConfig, PeerCredential};
 use crate::crypto::{self, CookieJar, IkeKeys, IkeSuite, SkCipher};
 use crate::msg::{self, find_notify, notifies, notify};
 use crate::sa::{
-    later, AuthData, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State,
+    later, AuthData, ChildCfg, ChildReq, Ctx, IkeSa, InitSent, Keyed, PendingKind, Phase, State,
 };
 use crate::select::{self, Refusal};
 use crate::sig;
@@ -66,6 +66,13 @@ pub(crate) fn keyed(
     let cr = SkCipher::new(suite.encr, suite.integ, &keys.sk_er, &keys.sk_ar)
         .map_err(|e| Error::Crypto(e.to_string()))?;
     let (seal, open) = if initiator { (ci, cr) } else { (cr, ci) };
+    // The ciphers hold SK_e* and SK_a* now (and give them back for key
+    // export): no second copy per IKE SA (`keys`' are zeroized on drop).
+    let mut keys = crate::sa::KeptKeys::new(keys);
+    if matches!(phase, Phase::Established) {
+        // A rekeyed IKE SA: no AUTH payloads to key (RFC 7296 2.18).
+        keys.forget_auth();
+    }
     Ok(Keyed {
         suite,
         keys,
@@ -441,14 +448,14 @@ impl IkeSa {
             st.request.clone_from(&data);
         }
         ctx.out.send(self.local, self.remote, data.clone());
-        self.pending = Some(crate::sa::Pending {
+        self.pending = Some(Box::new(crate::sa::Pending {
             msg_id: 0,
             exchange: exchange::IKE_SA_INIT,
             data: vec![data],
             tries: 1,
             next_at: later(now, ctx.config.retransmit.timeout(1)),
             kind: PendingKind::Init,
-        });
+        }));
     }
 
     /// Initiator: the IKE_SA_INIT response.
@@ -606,16 +613,16 @@ impl IkeSa {
     }
 
     /// Initiator: IKE_AUTH request with the first child SA.
-    fn send_auth(&mut self, ctx: &mut Ctx<'_>, now: Instant, peer: &PeerConfig) {
+    fn send_auth(&mut self, ctx: &mut Ctx<'_>, now: Instant, peer: &Arc<PeerConfig>) {
         let Some(k) = self.keyed() else { return };
         let Phase::AuthSent(a) = &k.phase else { return };
         let body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
-        let signed = crypto::signed_octets(k.suite.prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
+        let signed = crypto::signed_octets(k.suite.prf, k.keys.sk_pi(), &a.init_i, &a.nr, &body);
         let auth = match auth_value(
             peer.local_auth,
             peer,
             k.suite.prf,
-            &k.keys.sk_pi,
+            k.keys.sk_pi(),
             &signed,
             self.peer_hashes.as_deref(),
         ) {
@@ -626,7 +633,7 @@ impl IkeSa {
             }
         };
         let inbound_spi = ctx.new_esp_spi();
-        let cfg = peer.child.clone();
+        let cfg = ChildCfg::Peer(Arc::clone(peer));
         let mut payloads = vec![msg::id_i(&peer.local_id)];
         payloads.extend(sig::cert_payloads(peer));
         if peer.remote_auth == AuthMethod::Certificate {
@@ -742,7 +749,7 @@ impl IkeSa {
         };
         let prf = k.suite.prf;
         let body = msg::id_body(id_type, id_data);
-        let signed = crypto::signed_octets(prf, &k.keys.sk_pi, &a.init_i, &a.nr, &body);
+        let signed = crypto::signed_octets(prf, k.keys.sk_pi(), &a.init_i, &a.nr, &body);
         let credential = match check_auth(
             ctx,
             now,
@@ -752,7 +759,7 @@ impl IkeSa {
             auth_data,
             p,
             prf,
-            &k.keys.sk_pi,
+            k.keys.sk_pi(),
             &signed,
         ) {
             Ok(c) => c,
@@ -763,12 +770,12 @@ impl IkeSa {
         }
         // Our own AUTH.
         let idr_body = msg::id_body(peer.local_id.id_type(), &peer.local_id.data());
-        let signed_r = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &idr_body);
+        let signed_r = crypto::signed_octets(prf, k.keys.sk_pr(), &a.init_r, &a.ni, &idr_body);
         let our_auth = match auth_value(
             peer.local_auth,
             &peer,
             prf,
-            &k.keys.sk_pr,
+            k.keys.sk_pr(),
             &signed_r,
             self.peer_hashes.as_deref(),
         ) {
@@ -804,7 +811,8 @@ impl IkeSa {
             method: our_auth.0,
             data: our_auth.1,
         });
-        match self.respond_child(ctx, now, p, &a.ni, &a.nr, None, &peer.child, None) {
+        let cfg = ChildCfg::Peer(Arc::clone(&peer));
+        match self.respond_child(ctx, now, p, &a.ni, &a.nr, None, &cfg, None) {
             Ok((mut c, _)) => out.append(&mut c),
             Err((e, pl)) => {
                 // RFC 7296 2.21.3: the IKE SA stays up.
@@ -864,7 +872,7 @@ impl IkeSa {
         let Some(k) = self.keyed() else { return };
         let prf = k.suite.prf;
         let body = msg::id_body(id_type, id_data);
-        let signed = crypto::signed_octets(prf, &k.keys.sk_pr, &a.init_r, &a.ni, &body);
+        let signed = crypto::signed_octets(prf, k.keys.sk_pr(), &a.init_r, &a.ni, &body);
         let credential = match check_auth(
             ctx,
             now,
@@ -874,7 +882,7 @@ impl IkeSa {
             auth_data,
             p,
             prf,
-            &k.keys.sk_pr,
+            k.keys.sk_pr(),
             &signed,
         ) {
             Ok(c) => c,
@@ -905,8 +913,7 @@ impl IkeSa {
     /// rather than kept for the SA's lifetime.
     fn forget_auth_keys(&mut self) {
         if let Some(k) = self.keyed_mut() {
-            k.keys.sk_pi = crypto::Secret::default();
-            k.keys.sk_pr = crypto::Secret::default();
+            k.keys.forget_auth();
         }
     }
 

@@ -2,7 +2,7 @@
 //! message layer (RFC 7296 2.1, 2.2: message IDs, window size 1,
 //! retransmission, the cached last response) and its timers.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -201,10 +201,45 @@ pub(crate) enum Phase {
     Closing,
 }
 
+/// The keys of RFC 7296 2.14 an IKE SA keeps besides its SK ciphers (which
+/// hold SK_e* and SK_a*): SK_d for its whole life, SK_pi and SK_pr until
+/// both AUTH payloads are checked (boxed, and gone after IKE_AUTH).
+pub(crate) struct KeptKeys {
+    pub(crate) sk_d: Secret,
+    auth: Option<Box<[Secret; 2]>>,
+}
+
+impl KeptKeys {
+    pub(crate) fn new(k: IkeKeys) -> Self {
+        let IkeKeys {
+            sk_d, sk_pi, sk_pr, ..
+        } = k;
+        Self {
+            sk_d,
+            auth: Some(Box::new([sk_pi, sk_pr])),
+        }
+    }
+
+    /// SK_pi (empty once forgotten).
+    pub(crate) fn sk_pi(&self) -> &[u8] {
+        self.auth.as_ref().map_or(&[], |a| &a[0][..])
+    }
+
+    /// SK_pr (empty once forgotten).
+    pub(crate) fn sk_pr(&self) -> &[u8] {
+        self.auth.as_ref().map_or(&[], |a| &a[1][..])
+    }
+
+    /// Drops (zeroizes) SK_pi and SK_pr.
+    pub(crate) fn forget_auth(&mut self) {
+        self.auth = None;
+    }
+}
+
 /// The IKE SA's keys and ciphers: exist only once IKE_SA_INIT completed.
 pub(crate) struct Keyed {
     pub(crate) suite: IkeSuite,
-    pub(crate) keys: IkeKeys,
+    pub(crate) keys: KeptKeys,
     pub(crate) seal: SkCipher,
     pub(crate) open: SkCipher,
     pub(crate) phase: Phase,
@@ -243,9 +278,29 @@ pub(crate) enum PendingKind {
     Notify,
 }
 
+/// A child SA's configuration, shared, not copied per child SA: the
+/// peer configuration's (IKE_AUTH) or the one given to `create_child`.
+#[derive(Clone)]
+pub(crate) enum ChildCfg {
+    /// `PeerConfig::child` of the SA's peer.
+    Peer(Arc<PeerConfig>),
+    /// Given to [`crate::Ike::create_child`].
+    Own(Arc<ChildConfig>),
+}
+
+impl std::ops::Deref for ChildCfg {
+    type Target = ChildConfig;
+    fn deref(&self) -> &ChildConfig {
+        match self {
+            Self::Peer(p) => &p.child,
+            Self::Own(c) => c,
+        }
+    }
+}
+
 /// A child SA we asked for.
 pub(crate) struct ChildReq {
-    pub(crate) cfg: ChildConfig,
+    pub(crate) cfg: ChildCfg,
     pub(crate) inbound_spi: u32,
     /// Our nonce in CREATE_CHILD_SA.
     pub(crate) ni: Option<Vec<u8>>,
@@ -265,7 +320,7 @@ pub(crate) struct IkeRekeyReq {
 
 /// Operations waiting for the request window.
 pub(crate) enum Op {
-    CreateChild(ChildConfig),
+    CreateChild(ChildCfg),
     RekeyChild(ChildSaId),
     RekeyIke,
     DeleteChild(ChildSaId),
@@ -287,21 +342,73 @@ pub(crate) struct Child {
     pub(crate) mode: Mode,
     pub(crate) local_ts: Vec<TrafficSelector>,
     pub(crate) remote_ts: Vec<TrafficSelector>,
-    pub(crate) in_e: Secret,
-    pub(crate) in_a: Secret,
-    pub(crate) out_e: Secret,
-    pub(crate) out_a: Secret,
-    pub(crate) cfg: ChildConfig,
+    // No keys: they go to the datapath once, in
+    // `Event::ChildSaEstablished`; the IKE SA derives nothing from them.
+    pub(crate) cfg: ChildCfg,
     pub(crate) rekey_at: Option<Instant>,
     /// A rekey of ours is queued or outstanding.
     pub(crate) rekeying: bool,
     /// The peer rekeyed this child while ours was outstanding (RFC 7296
     /// 2.8.1): the lowest nonce of its exchange and the child it created.
-    pub(crate) collision: Option<(Vec<u8>, ChildSaId)>,
+    /// Boxed: rare, and held by every child SA otherwise.
+    pub(crate) collision: Option<Box<(Vec<u8>, ChildSaId)>>,
     /// Replaced by a rekey; waiting for the Delete.
     pub(crate) rekeyed: bool,
     /// The peer rekeyed it before our queued rekey started: skip ours.
     pub(crate) superseded: bool,
+}
+
+/// An IKE SA's child SAs: a vector, not a map (one child SA is usual,
+/// [`MAX_CHILDREN`] the bound; a map's node would cost about 0.2 KiB per
+/// IKE SA held).
+#[derive(Default)]
+pub(crate) struct Children(Vec<Child>);
+
+impl Children {
+    fn pos(&self, id: &ChildSaId) -> Option<usize> {
+        self.0.iter().position(|c| c.id == *id)
+    }
+
+    pub(crate) fn get(&self, id: &ChildSaId) -> Option<&Child> {
+        self.0.iter().find(|c| c.id == *id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &ChildSaId) -> Option<&mut Child> {
+        self.0.iter_mut().find(|c| c.id == *id)
+    }
+
+    pub(crate) fn contains_key(&self, id: &ChildSaId) -> bool {
+        self.pos(id).is_some()
+    }
+
+    /// Adds (or replaces) the child SA with `c.id`, kept in id order.
+    pub(crate) fn insert(&mut self, c: Child) {
+        match self.0.binary_search_by_key(&c.id, |x| x.id) {
+            Ok(i) => self.0[i] = c,
+            Err(i) => {
+                // Exactly: a `Vec`'s first growth makes room for 4.
+                self.0.reserve_exact(1);
+                self.0.insert(i, c);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &ChildSaId) -> Option<Child> {
+        let i = self.pos(id)?;
+        let c = self.0.remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(c)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Child> {
+        self.0.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// One IKE SA.
@@ -319,9 +426,10 @@ pub(crate) struct IkeSa {
     pub(crate) nat_remote: bool,
     pub(crate) udp_encap: bool,
     pub(crate) state: State,
-    pub(crate) children: BTreeMap<ChildSaId, Box<Child>>,
+    pub(crate) children: Children,
     pub(crate) next_id: u32,
-    pub(crate) pending: Option<Pending>,
+    /// Boxed: none outstanding is the usual state of an SA held.
+    pub(crate) pending: Option<Box<Pending>>,
     pub(crate) queue: VecDeque<Op>,
     pub(crate) peer_next: u32,
     /// The last response sent: message ID, bytes, from, to.
@@ -451,14 +559,14 @@ impl IkeSa {
             return;
         };
         ctx.out.send_all(self.local, self.remote, &data);
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             msg_id,
             exchange,
             data,
             tries: 1,
             next_at: later(now, ctx.config.retransmit.timeout(1)),
             kind,
-        });
+        }));
     }
 
     /// Send (and cache) the response to the peer's request `msg_id`.
@@ -475,6 +583,12 @@ impl IkeSa {
         };
         ctx.out.send_all(to.0, to.1, &data);
         ctx.out.stats.exchanges += 1;
+        // Kept until the next request (RFC 7296 2.1): no spare capacity.
+        let mut data = data;
+        data.shrink_to_fit();
+        for d in &mut data {
+            d.shrink_to_fit();
+        }
         self.cached = Some((msg_id, data, to.0, to.1));
     }
 
@@ -517,7 +631,7 @@ impl IkeSa {
     }
 
     pub(crate) fn drop_children(&mut self, ctx: &mut Ctx<'_>) {
-        for (_, c) in std::mem::take(&mut self.children) {
+        for c in std::mem::take(&mut self.children).0 {
             ctx.out.event(Event::ChildSaDeleted {
                 ike_sa: self.id,
                 child: c.id,
@@ -578,6 +692,8 @@ impl IkeSa {
         })
     }
 
+    /// The child SA's description; its keys are empty (see
+    /// [`Child`]: only `install_child` hands them out).
     pub(crate) fn child_info(&self, c: &Child) -> ChildSaInfo {
         ChildSaInfo {
             ike_sa: self.id,
@@ -593,10 +709,10 @@ impl IkeSa {
             mode: c.mode,
             local_ts: c.local_ts.clone(),
             remote_ts: c.remote_ts.clone(),
-            inbound_encr_key: c.in_e.clone(),
-            inbound_integ_key: c.in_a.clone(),
-            outbound_encr_key: c.out_e.clone(),
-            outbound_integ_key: c.out_a.clone(),
+            inbound_encr_key: Secret::default(),
+            inbound_integ_key: Secret::default(),
+            outbound_encr_key: Secret::default(),
+            outbound_integ_key: Secret::default(),
             local: self.local,
             remote: self.remote,
             udp_encap: self.udp_encap,
@@ -764,7 +880,7 @@ impl IkeSa {
             nat_remote: false,
             udp_encap: false,
             state,
-            children: BTreeMap::new(),
+            children: Children::default(),
             next_id: 0,
             pending: None,
             queue: VecDeque::new(),

@@ -325,6 +325,22 @@ impl Sim {
             .collect()
     }
 
+    /// Child SA `id` of node `i` as installed (with its keys: `child_sas`
+    /// hands them out no more).
+    fn installed(&self, i: usize, id: ike::ChildSaId) -> ChildSaInfo {
+        let c = self
+            .children(i)
+            .into_iter()
+            .find(|c| c.id == id)
+            .expect("child SA established");
+        assert!(self.nodes[i]
+            .ike
+            .child_sas(c.ike_sa)
+            .iter()
+            .all(|k| k.outbound_encr_key.is_empty() && k.inbound_encr_key.is_empty()));
+        c
+    }
+
     fn failures(&self, i: usize) -> Vec<Error> {
         self.events(i)
             .iter()

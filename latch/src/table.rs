@@ -5,7 +5,8 @@ use crate::error::LatchError;
 use crate::narrow::{narrow_local, narrow_remote, product_covers};
 use crate::types::{
     Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
-    LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaTag, Tuple,
+    LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaDesc, SaTag,
+    Tuple,
 };
 use ahash::RandomState;
 use pad::TrafficSelector;
@@ -359,36 +360,26 @@ impl Latch {
 
 #[derive(Debug, Clone)]
 struct SaEntry {
-    /// The SA as announced, but with `peer` moved out into [`Self::peer`]
-    /// (`desc.peer` is a placeholder that holds nothing: never read it).
-    desc: ChildSaDescriptor,
+    /// The SA as announced, but its peer (in [`Self::peer`]).
+    desc: SaDesc,
     /// The SA's peer, shared with the latches it binds (held once).
     peer: Arc<crate::PeerIdentity>,
     binding: SharedBinding,
 }
 
 impl SaEntry {
-    fn new(mut desc: ChildSaDescriptor, binding: SharedBinding) -> Self {
-        let hollow = crate::PeerIdentity {
-            asserted: pad::Identity::Null,
-            authenticated: None,
-            auth: crate::PeerAuth::Null { anonymous_peer: 0 },
-            pad_entry: String::new(),
-        };
-        let peer = Arc::new(std::mem::replace(&mut desc.peer, hollow));
+    fn new(desc: ChildSaDescriptor, binding: SharedBinding) -> Self {
+        let (desc, peer) = SaDesc::split(desc);
         Self {
             desc,
-            peer,
+            peer: Arc::new(peer),
             binding,
         }
     }
 
     /// The SA as announced.
     fn into_descriptor(self) -> ChildSaDescriptor {
-        ChildSaDescriptor {
-            peer: Arc::unwrap_or_clone(self.peer),
-            ..self.desc
-        }
+        self.desc.join(Arc::unwrap_or_clone(self.peer))
     }
 }
 
@@ -458,7 +449,9 @@ pub struct LatchTable {
     by_five6: Map<FiveTuple, Slot>,
     by_three: Map<ThreeTuple, LatchId>,
     by_remote: BTreeMap<AddrKey, BTreeSet<LatchId>>,
-    sas: Map<SaTag, SaEntry>,
+    /// Boxed, like the latches: the map's spare slots (up to half of them
+    /// after a growth) hold a pointer, not a whole entry, per SA.
+    sas: Map<SaTag, Box<SaEntry>>,
     sas_by_binding: Map<SharedBinding, BTreeSet<SaTag>>,
     deadlines: BTreeSet<(Instant, LatchId)>,
     alerts: VecDeque<Alert>,
@@ -854,7 +847,12 @@ impl LatchTable {
     }
 
     fn covering_sas(&self, f: &FiveTuple) -> Vec<&SaEntry> {
-        let mut v: Vec<&SaEntry> = self.sas.values().filter(|e| e.desc.covers(f)).collect();
+        let mut v: Vec<&SaEntry> = self
+            .sas
+            .values()
+            .map(|e| &**e)
+            .filter(|e| e.desc.covers(f))
+            .collect();
         v.sort_by_key(|e| e.desc.id);
         v
     }
@@ -1142,7 +1140,7 @@ impl LatchTable {
             .or_default()
             .insert(tag);
         let ranges: Vec<IpRange> = entry.desc.remote_ranges().collect();
-        self.sas.insert(tag, entry);
+        self.sas.insert(tag, Box::new(entry));
         self.bump();
         for id in self.latches_in(ranges.iter()) {
             let (Some(l), Some(e)) = (self.latches.get(&id), self.sas.get(&tag)) else {
@@ -1186,7 +1184,7 @@ impl LatchTable {
     /// latch left without SA stays Established: its packets are dropped
     /// until a matching SA comes (packet loss, R9).
     pub fn sa_removed(&mut self, tag: SaTag) -> Option<ChildSaDescriptor> {
-        let e = self.sas.remove(&tag)?;
+        let e = *self.sas.remove(&tag)?;
         if let Some(set) = self.sas_by_binding.get_mut(&*e.binding) {
             set.remove(&tag);
             if set.is_empty() {

@@ -230,6 +230,70 @@ pub struct ChildSaDescriptor {
     pub spi_out: u32,
 }
 
+/// A [`ChildSaDescriptor`] without its peer: what the table keeps of an
+/// SA, the peer held once beside it (shared with the latches it binds), not
+/// a hollow copy inline in every SA's record.
+#[derive(Debug, Clone)]
+pub(crate) struct SaDesc {
+    pub(crate) id: SaTag,
+    pub(crate) protection: SaQop,
+    pub(crate) local_ts: Vec<TrafficSelector>,
+    pub(crate) remote_ts: Vec<TrafficSelector>,
+    pub(crate) nat: NatInfo,
+    pub(crate) spi_in: u32,
+    pub(crate) spi_out: u32,
+}
+
+impl SaDesc {
+    /// The descriptor's parts: the SA, its peer.
+    pub(crate) fn split(d: ChildSaDescriptor) -> (Self, PeerIdentity) {
+        let ChildSaDescriptor {
+            id,
+            peer,
+            protection,
+            local_ts,
+            remote_ts,
+            nat,
+            spi_in,
+            spi_out,
+        } = d;
+        let sa = Self {
+            id,
+            protection,
+            local_ts,
+            remote_ts,
+            nat,
+            spi_in,
+            spi_out,
+        };
+        (sa, peer)
+    }
+
+    /// The descriptor again.
+    pub(crate) fn join(self, peer: PeerIdentity) -> ChildSaDescriptor {
+        ChildSaDescriptor {
+            id: self.id,
+            peer,
+            protection: self.protection,
+            local_ts: self.local_ts,
+            remote_ts: self.remote_ts,
+            nat: self.nat,
+            spi_in: self.spi_in,
+            spi_out: self.spi_out,
+        }
+    }
+
+    /// As [`ChildSaDescriptor::covers`].
+    pub(crate) fn covers(&self, t: &FiveTuple) -> bool {
+        ts_side(&self.local_ts, t.proto, t.local) && ts_side(&self.remote_ts, t.proto, t.remote)
+    }
+
+    /// As [`ChildSaDescriptor::remote_ranges`].
+    pub(crate) fn remote_ranges(&self) -> impl Iterator<Item = IpRange> + '_ {
+        self.remote_ts.iter().map(|t| t.addr)
+    }
+}
+
 fn ts_side(ts: &[TrafficSelector], proto: u8, a: SocketAddr) -> bool {
     ts.iter().any(|t| t.matches(proto, a.ip(), a.port()))
 }
@@ -294,7 +358,7 @@ fn shared_peer<S: serde::Serializer>(
 impl LatchedParams {
     /// The parameters of SA `sa`, whose peer is `peer` (the SA's own,
     /// shared).
-    pub(crate) fn from_sa(sa: &ChildSaDescriptor, peer: Arc<PeerIdentity>, now: Instant) -> Self {
+    pub(crate) fn from_sa(sa: &SaDesc, peer: Arc<PeerIdentity>, now: Instant) -> Self {
         Self {
             qop: Some(sa.protection),
             peer: Some(peer),

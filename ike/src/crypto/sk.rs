@@ -65,6 +65,23 @@ fn integ_hmac(integ: Integ) -> Result<hmac::Algorithm, CryptoError> {
 }
 
 impl SkCipher {
+    /// SK_e as given to [`SkCipher::new`] (AEAD: key || salt), for key
+    /// export.
+    pub fn sk_e(&self) -> Secret {
+        // Sized up front: no reallocation leaves a key copy behind.
+        let mut v = Secret::new(Vec::with_capacity(self.enc_key.len() + SALT_LEN));
+        v.extend_from_slice(&self.enc_key);
+        if self.encr.is_aead() {
+            v.extend_from_slice(&self.salt[..]);
+        }
+        v
+    }
+
+    /// SK_a as given to [`SkCipher::new`] (empty for AEADs).
+    pub fn sk_a(&self) -> Secret {
+        self.integ_key.clone()
+    }
+
     /// Keys for one direction: `sk_e` is SK_ei or SK_er as produced by
     /// [`super::ike_keys`] (AEAD: key || 4-octet salt), `sk_a` SK_ai or SK_ar
     /// (empty for AEADs). Fails on a bad transform combination or key

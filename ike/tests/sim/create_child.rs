@@ -130,7 +130,7 @@ fn rekey_collision_keeps_exactly_one() {
         let lb = sim.nodes[1].ike.child_sas(rb);
         assert_eq!(la.len(), 1, "seed {seed}: {:?}", sim.events(0));
         assert_eq!(lb.len(), 1, "seed {seed}: {:?}", sim.events(1));
-        assert_pair(&la[0], &lb[0]);
+        assert_pair(&sim.installed(0, la[0].id), &sim.installed(1, lb[0].id));
         assert_ne!(la[0].id, ca.id);
         // The survivor was initiated by exactly one side.
         assert_ne!(la[0].initiator, lb[0].initiator, "seed {seed}");
@@ -181,7 +181,7 @@ fn ike_rekey_moves_children() {
     let la = sim.nodes[0].ike.child_sas(na);
     let lb = sim.nodes[1].ike.child_sas(nb);
     assert_eq!(la.len(), 1);
-    assert_pair(&la[0], &lb[0]);
+    assert_pair(&sim.installed(0, la[0].id), &sim.installed(1, lb[0].id));
     assert_eq!(sim.nodes[0].ike.ike_sa_count(), 1);
     assert_eq!(sim.nodes[1].ike.ike_sa_count(), 1);
 }
