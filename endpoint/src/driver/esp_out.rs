@@ -145,7 +145,7 @@ impl EspBatch {
 /// [`esp::Sealer`]) while a full batch leaves.
 struct Flush<'a> {
     sock: &'a tokio::net::UdpSocket,
-    children: &'a mut HashMap<ike::ChildSaId, ChildState>,
+    children: &'a mut HashMap<ike::ChildSaId, Box<ChildState>>,
     drops: &'a mut HashMap<&'static str, u64>,
 }
 
@@ -230,7 +230,7 @@ impl Driver {
 }
 
 fn credit_out(
-    children: &mut HashMap<ike::ChildSaId, ChildState>,
+    children: &mut HashMap<ike::ChildSaId, Box<ChildState>>,
     sa: ike::ChildSaId,
     packets: u64,
     bytes: u64,
