@@ -884,15 +884,22 @@ impl Endpoint {
     /// Set up an IKE SA and its first child SA with `remote` (the peer's IKE
     /// address) and return the channel once both are established.
     pub async fn connect(&self, peer: PeerConfig, remote: SocketAddr) -> Result<Channel, Error> {
+        self.ask_channel(|reply| driver::Command::Connect {
+            peer: Box::new(peer),
+            remote,
+            reply,
+        })
+        .await
+    }
+
+    /// Send the driver a command that answers with a channel, and wait for
+    /// it at most the connect timeout.
+    async fn ask_channel(
+        &self,
+        cmd: impl FnOnce(oneshot::Sender<Result<Channel, Error>>) -> driver::Command,
+    ) -> Result<Channel, Error> {
         let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(driver::Command::Connect {
-                peer: Box::new(peer),
-                remote,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.cmd.send(cmd(tx)).await.map_err(|_| Error::Closed)?;
         match tokio::time::timeout(self.connect_timeout, rx).await {
             Ok(r) => r.map_err(|_| Error::Closed)?,
             Err(_) => Err(Error::Timeout(self.connect_timeout)),
@@ -1069,19 +1076,12 @@ impl Endpoint {
     /// child SA the peer happens to create under the same IKE SA while
     /// this waits may be the one handed back.
     pub async fn connect_child(&self, ike_sa: u64, child: ChildConfig) -> Result<Channel, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(driver::Command::ConnectChild {
-                ike_sa,
-                child: Box::new(child),
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        match tokio::time::timeout(self.connect_timeout, rx).await {
-            Ok(r) => r.map_err(|_| Error::Closed)?,
-            Err(_) => Err(Error::Timeout(self.connect_timeout)),
-        }
+        self.ask_channel(|reply| driver::Command::ConnectChild {
+            ike_sa,
+            child: Box::new(child),
+            reply,
+        })
+        .await
     }
 
     /// A snapshot of IKE SAs, child SAs and counters.
