@@ -179,7 +179,7 @@ struct RawDaemon {
     #[serde(default)]
     natt_port: Option<Spanned<u16>>,
     #[serde(default)]
-    control: Option<String>,
+    control: Option<Spanned<String>>,
     #[serde(default)]
     cookie_threshold: Option<usize>,
     #[serde(default)]
@@ -193,7 +193,7 @@ struct RawDaemon {
     #[serde(default)]
     allow_key_export: Option<bool>,
     #[serde(default)]
-    pin_file: Option<String>,
+    pin_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -541,19 +541,17 @@ pub(crate) fn parse(src: &str, file: &str, base: &Path) -> Result<DaemonConfig, 
         }
         listener_latches.push(three);
     }
-    let near = |c: &String| {
-        let p = Path::new(c);
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }
-    };
     Ok(DaemonConfig {
         ike_addr,
         natt_port,
-        control: d.as_ref().and_then(|d| d.control.as_ref()).map(near),
-        pin_file: d.as_ref().and_then(|d| d.pin_file.as_ref()).map(near),
+        control: d
+            .as_ref()
+            .and_then(|d| d.control.as_ref())
+            .map(|v| cx.path(v)),
+        pin_file: d
+            .as_ref()
+            .and_then(|d| d.pin_file.as_ref())
+            .map(|v| cx.path(v)),
         cookie_threshold: d.as_ref().and_then(|d| d.cookie_threshold).unwrap_or(64),
         max_half_open: d.as_ref().and_then(|d| d.max_half_open).unwrap_or(4096),
         connect_timeout,
