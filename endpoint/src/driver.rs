@@ -1306,6 +1306,23 @@ impl Driver {
                 // the peer's new address too (its NAT rebound the mapping);
                 // the TUN routes that keep the peer's outer address out of
                 // the tunnel move with it.
+                // R7: the latch table's record of those child SAs says
+                // where the peer is now (an inquiry's `current_nat`); what
+                // latches were established with stays (R8).
+                let ike_info = self.ike.ike_sa(sa);
+                {
+                    let mut s = lock(&self.shared);
+                    for (id, _) in self.children.iter().filter(|(_, c)| c.ike_sa == sa) {
+                        if let Some(mut nat) = s.table.sa_nat(id.0) {
+                            nat.peer_outer = Some(remote);
+                            if let Some(i) = &ike_info {
+                                nat.peer_behind_nat = i.nat_remote;
+                                nat.local_behind_nat = i.nat_local;
+                            }
+                            s.table.sa_nat_changed(id.0, nat);
+                        }
+                    }
+                }
                 for c in self.children.values_mut() {
                     if c.ike_sa == sa && c.remote != remote {
                         if let Some(t) = self.tun.as_mut() {

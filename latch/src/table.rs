@@ -5,8 +5,8 @@ use crate::error::LatchError;
 use crate::narrow::{narrow_local, narrow_remote, product_covers};
 use crate::types::{
     Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,
-    LatchedParams, ListenerRequest, PeerKey, RequestedProtection, Requirement, SaDesc, SaTag,
-    Tuple,
+    LatchedParams, ListenerRequest, NatInfo, PeerKey, RequestedProtection, Requirement, SaDesc,
+    SaTag, Tuple,
 };
 use ahash::RandomState;
 use pad::TrafficSelector;
@@ -587,6 +587,10 @@ impl LatchTable {
             requirement: l.req.requirement.clone(),
             expected_peer: l.req.expected_peer.clone(),
             spd_entry: l.req.spd_entry.clone(),
+            current_nat: current_sas
+                .first()
+                .and_then(|t| self.sas.get(t))
+                .map(|e| e.desc.nat),
             current_sas,
             conflicting_sas,
             last_reason: l.last_reason,
@@ -1177,6 +1181,28 @@ impl LatchTable {
             }
         }
         Ok(())
+    }
+
+    /// NAT information of SA `tag` (as announced, or as last moved).
+    pub fn sa_nat(&self, tag: SaTag) -> Option<NatInfo> {
+        self.sas.get(&tag).map(|e| e.desc.nat)
+    }
+
+    /// The peer of SA `tag` moved (RFC 7296 2.23: its NAT rebound the
+    /// mapping, or it changed address): record its NAT information now, so
+    /// that an inquiry reports where the peer is (R7, [`LatchInfo::current_nat`]).
+    /// The parameters latched when a connection was established stay as
+    /// they were (R8). Nothing on the packet path changes: an SA is bound
+    /// by its peer and protection, not by the peer's outer address. False if
+    /// there is no such SA.
+    pub fn sa_nat_changed(&mut self, tag: SaTag, nat: NatInfo) -> bool {
+        match self.sas.get_mut(&tag) {
+            Some(e) => {
+                e.desc.nat = nat;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The key manager removed a child SA. Broken latches whose conflicts

@@ -649,6 +649,11 @@ pub struct LatchInfo {
     /// The SAs that currently match it (may change on rekey; the latched
     /// parameters do not).
     pub current_sas: Vec<SaTag>,
+    /// R7: NAT information of the first SA that matches it now, as it is
+    /// now: the peer's outer address follows a NAT rebinding (RFC 7296
+    /// 2.23), while [`LatchedParams::nat`] keeps what was latched (R8).
+    /// `None` when no SA matches it.
+    pub current_nat: Option<NatInfo>,
     /// Conflicting SAs (Broken).
     pub conflicting_sas: Vec<SaTag>,
     /// The last reason its state changed.

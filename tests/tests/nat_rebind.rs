@@ -125,6 +125,15 @@ async fn esp_follows_the_peers_new_nat_mapping() {
     assert_eq!(d.data, b"before");
     let ike = right.status().await.unwrap().ike_sas[0].clone();
     assert_eq!(ike.remote, nat_natt.outer_addr(), "the NAT's mapping");
+    // R7: a latched flow's inquiry says where the peer is.
+    let flow = rch.latch(b, a).await.unwrap();
+    let old_outer = nat_natt.outer_addr();
+    let info = flow.inquire().unwrap();
+    assert_eq!(info.current_nat.unwrap().peer_outer, Some(old_outer));
+    assert_eq!(
+        info.params.unwrap().nat().unwrap().peer_outer,
+        Some(old_outer)
+    );
 
     nat_natt.rebind().await;
     let new_outer = nat_natt.outer_addr();
@@ -148,4 +157,14 @@ async fn esp_follows_the_peers_new_nat_mapping() {
         .expect("the datagram must reach the new mapping")
         .unwrap();
     assert_eq!(d.data, b"after");
+    // R7: the inquiry follows the NAT; R8: the latched parameters do not
+    // change.
+    let info = flow.inquire().unwrap();
+    let now = info.current_nat.unwrap();
+    assert_eq!(now.peer_outer, Some(new_outer));
+    assert!(now.peer_behind_nat, "the initiator is behind a NAT");
+    assert_eq!(
+        info.params.unwrap().nat().unwrap().peer_outer,
+        Some(old_outer)
+    );
 }
