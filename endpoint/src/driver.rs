@@ -110,10 +110,30 @@ struct ChildState {
     udp_encap: bool,
     local_ts: Vec<pad::TrafficSelector>,
     remote_ts: Vec<pad::TrafficSelector>,
+    /// RFC 4301 5.1, 5.2: the SPD admits every packet the SA's selectors
+    /// allow (`Spd::admits_all_protected`), so its packets need no SPD
+    /// lookup of their own. Set at installation and on every policy change.
+    spd_clean: bool,
     traffic: Traffic,
 }
 
 impl ChildState {
+    /// The SA's quality of protection, as the SPD and latches see it.
+    fn qop(&self) -> pad::SaQop {
+        latching::qop(
+            self.mode,
+            self.encr,
+            self.integ,
+            self.esn,
+            self.replay_window,
+        )
+    }
+
+    /// Whether the SPD admits all the SA may carry (see `spd_clean`).
+    fn spd_admits_all(&self, spd: &pad::Spd) -> bool {
+        spd.admits_all_protected(&self.local_ts, &self.remote_ts, &self.qop())
+    }
+
     fn summary(&self) -> ChildSummary {
         ChildSummary {
             id: self.id.0,
@@ -755,6 +775,14 @@ impl Driver {
             return;
         };
         let child = ike::ChildSaId(tag);
+        // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
+        if latch.is_none() {
+            if let Some(reason) = self.spd_refuses(child, &five) {
+                tracing::debug!(%five, sa = tag, reason, "inbound packet dropped by the SPD");
+                self.drop_counted(reason);
+                return;
+            }
+        }
         if let Some(c) = self.children.get_mut(&child) {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += len as u64;
@@ -779,6 +807,25 @@ impl Driver {
         if ch.tx.try_send(Box::new(dg)).is_err() {
             self.drop_counted("channel receive queue full");
         }
+    }
+
+    /// RFC 4301 5.1 (outbound), 5.2 (inbound): the SPD's word on a packet
+    /// of `five` (local/remote orientation) under child SA `sa`, for flows
+    /// no latch decided (a latch was admitted by the SPD when it was made,
+    /// R3, and keeps its parameters across a policy change, R8): the reason
+    /// to drop it, or `None`. No lookup for an SA whose selectors the SPD
+    /// admits as a whole (`ChildState::spd_clean`, the usual case).
+    fn spd_refuses(&self, sa: ike::ChildSaId, five: &FiveTuple) -> Option<&'static str> {
+        let c = self.children.get(&sa)?;
+        if c.spd_clean {
+            return None;
+        }
+        let s = lock(&self.shared);
+        s.table
+            .spd()
+            .admits_protected(five, &c.qop())
+            .err()
+            .map(pad::SpdRefusal::reason)
     }
 
     /// R5, R6, R12, R17: the inbound latch check of a decapsulated packet
@@ -952,7 +999,13 @@ impl Driver {
             }
             Command::SetPolicy { policy, reply } => {
                 // R8: latches keep their state and parameters.
-                lock(&self.shared).table.set_policy(policy.pad, policy.spd);
+                let mut s = lock(&self.shared);
+                s.table.set_policy(policy.pad, policy.spd);
+                // The new SPD decides the installed SAs' packets too.
+                for c in self.children.values_mut() {
+                    c.spd_clean = c.spd_admits_all(s.table.spd());
+                }
+                drop(s);
                 let _ = reply.send(());
             }
             Command::Restart { policy, reply } => {
@@ -1029,8 +1082,8 @@ impl Driver {
             .channels
             .get(&channel)
             .ok_or_else(|| Error::Send("channel is closed".into()))?;
-        let sa = if self.ignore_ts {
-            ch.child
+        let (sa, spd_decides) = if self.ignore_ts {
+            (ch.child, false)
         } else {
             let five = FiveTuple::new(17, src, dst);
             match self.select_outbound(ch.child, five) {
@@ -1066,6 +1119,15 @@ impl Driver {
                 join(&child.remote_ts)
             )));
         }
+        if spd_decides {
+            if let Some(reason) = self.spd_refuses(sa, &FiveTuple::new(17, src, dst)) {
+                self.drop_counted(reason);
+                return Err(Error::Send(format!("{src} -> {dst}: {reason}")));
+            }
+        }
+        let Some(child) = self.children.get(&sa) else {
+            return Err(Error::Send("channel has no child SA".into()));
+        };
         let remote = child.remote;
         let inner_len = esp::inner::build_udp(src, dst, data, &mut self.scratch)
             .map_err(|e| Error::Send(format!("cannot build inner packet: {e}")))?;
@@ -1152,12 +1214,15 @@ impl Driver {
         &self,
         channel_sa: ike::ChildSaId,
         five: FiveTuple,
-    ) -> Result<ike::ChildSaId, Error> {
+    ) -> Result<(ike::ChildSaId, bool), Error> {
         let mut s = lock(&self.shared);
         let (latch, reason) = match s.table.select_outbound_sa(&five) {
-            Outbound::Use { sa, .. } => return Ok(ike::ChildSaId(sa)),
+            Outbound::Use { sa, .. } => return Ok((ike::ChildSaId(sa), false)),
             Outbound::NotLatched => match s.table.check_outbound(&five, Some(channel_sa.0)) {
-                Verdict::Pass(_) => return Ok(channel_sa),
+                // No latch decided: the SPD does (`spd_refuses`).
+                Verdict::Pass(kind) => {
+                    return Ok((channel_sa, matches!(kind, PassKind::NotLatched)))
+                }
                 Verdict::Drop { latch, reason } => (latch, reason),
                 _ => return Err(Error::Send(format!("{five}: no outbound decision"))),
             },
@@ -1594,7 +1659,12 @@ impl Driver {
             udp_encap: info.udp_encap,
             local_ts: info.local_ts.clone(),
             remote_ts: info.remote_ts.clone(),
+            spd_clean: false,
             traffic: Traffic::default(),
+        };
+        let state = ChildState {
+            spd_clean: state.spd_admits_all(lock(&self.shared).table.spd()),
+            ..state
         };
         tracing::info!(
             child = info.id.0,

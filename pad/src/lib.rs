@@ -26,7 +26,7 @@ pub use pad_db::{
 pub use proposal::{EspProposal, IkeProposal, ProposalError};
 pub use spd::{
     FiveTuple, PortRange, Protection, SaQop, Services, Shortfall, Spd, SpdAction, SpdEntry,
-    ThreeTuple,
+    SpdRefusal, ThreeTuple,
 };
 pub use ts::{addr_from_u128, addr_to_u128, IpRange, TrafficSelector, TsError};
 

@@ -11,7 +11,7 @@
 //! Invariants: no I/O; lookups are total.
 
 use crate::alg::{Encr, Integ};
-use crate::{IpRange, Mode};
+use crate::{IpRange, Mode, TrafficSelector};
 use core::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -469,6 +469,121 @@ impl Spd {
     pub fn lookup_listener(&self, t: &ThreeTuple) -> Option<&SpdEntry> {
         self.entries.iter().find(|e| e.matches_listener(t))
     }
+
+    /// RFC 4301 5.1, 5.2: may a packet of `t` (in the local/remote
+    /// orientation, either direction) travel under an SA of quality `q`?
+    /// Its entry must PROTECT with a protection `q` admits, or BYPASS (an
+    /// SA that happens to cover a BYPASS flow gives more than the policy
+    /// asks; this endpoint has no clear-text path). DISCARD, and no entry
+    /// at all (RFC 4301 4.4.1: the SPD decides every packet), refuse it.
+    pub fn admits_protected(&self, t: &FiveTuple, q: &SaQop) -> Result<(), SpdRefusal> {
+        match self.lookup(t).map(|e| &e.action) {
+            None => Err(SpdRefusal::NoEntry),
+            Some(SpdAction::Discard) => Err(SpdRefusal::Discard),
+            Some(SpdAction::Bypass) => Ok(()),
+            Some(SpdAction::Protect(min)) => min.admits(q).map_err(SpdRefusal::Protection),
+        }
+    }
+
+    /// Whether [`Spd::admits_protected`] admits every packet an SA with
+    /// these selectors (TSi/TSr as local/remote) and quality may carry, so
+    /// that its packets need no SPD lookup of their own. Conservative: for
+    /// every pair of selectors, the first entry that touches their space
+    /// must cover all of it and admit the SA; a space that several entries
+    /// share gives false (its packets are then looked up one by one).
+    pub fn admits_all_protected(
+        &self,
+        local: &[TrafficSelector],
+        remote: &[TrafficSelector],
+        q: &SaQop,
+    ) -> bool {
+        local.iter().all(|l| {
+            remote.iter().all(|r| {
+                let proto = match (l.ip_proto, r.ip_proto) {
+                    (0, p) | (p, 0) => p,
+                    (a, b) if a == b => a,
+                    // No packet fits both: nothing to admit.
+                    _ => return true,
+                };
+                let Some(e) = self.entries.iter().find(|e| e.touches(proto, l, r)) else {
+                    return false;
+                };
+                e.covers(proto, l, r)
+                    && match &e.action {
+                        SpdAction::Protect(min) => min.admits(q).is_ok(),
+                        SpdAction::Bypass => true,
+                        SpdAction::Discard => false,
+                    }
+            })
+        })
+    }
+}
+
+/// Why the SPD refuses a packet under an SA ([`Spd::admits_protected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpdRefusal {
+    /// No entry matches it: DISCARD (RFC 4301 4.4.1).
+    NoEntry,
+    /// Its entry DISCARDs it.
+    Discard,
+    /// Its entry asks for more protection than the SA gives.
+    Protection(Shortfall),
+}
+
+impl SpdRefusal {
+    /// A fixed text for drop counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoEntry => "SPD: no entry matches the packet (DISCARD)",
+            Self::Discard => "SPD: DISCARD",
+            Self::Protection(_) => "SPD: the SA is below the entry's protection",
+        }
+    }
+}
+
+impl fmt::Display for SpdRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Protection(s) => write!(f, "{}: {s}", self.reason()),
+            _ => f.write_str(self.reason()),
+        }
+    }
+}
+
+fn range_covers(outer: &[IpRange], inner: &IpRange) -> bool {
+    outer.is_empty()
+        || outer
+            .iter()
+            .any(|o| o.contains(inner.start) && o.contains(inner.end))
+}
+
+fn range_touches(outer: &[IpRange], inner: &IpRange) -> bool {
+    outer.is_empty() || outer.iter().any(|o| o.intersect(inner).is_some())
+}
+
+impl SpdEntry {
+    /// Whether some packet of protocol `proto` (0: any) from selector `l`
+    /// to selector `r` matches this entry.
+    fn touches(&self, proto: u8, l: &TrafficSelector, r: &TrafficSelector) -> bool {
+        (self.proto == 0 || proto == 0 || self.proto == proto)
+            && range_touches(&self.local, &l.addr)
+            && range_touches(&self.remote, &r.addr)
+            && self.local_ports.start <= l.end_port
+            && l.start_port <= self.local_ports.end
+            && self.remote_ports.start <= r.end_port
+            && r.start_port <= self.remote_ports.end
+    }
+
+    /// Whether every such packet matches this entry.
+    fn covers(&self, proto: u8, l: &TrafficSelector, r: &TrafficSelector) -> bool {
+        (self.proto == 0 || self.proto == proto)
+            && range_covers(&self.local, &l.addr)
+            && range_covers(&self.remote, &r.addr)
+            && self.local_ports.start <= l.start_port
+            && l.end_port <= self.local_ports.end
+            && self.remote_ports.start <= r.start_port
+            && r.end_port <= self.remote_ports.end
+    }
 }
 
 #[cfg(test)]
@@ -488,6 +603,61 @@ mod tests {
             esn: false,
             replay_window: 64,
         }
+    }
+
+    fn ts(s: &str) -> TrafficSelector {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn protected_packets_follow_the_spd() {
+        let gcm = qop(Some(Encr::AesGcm16_128), None);
+        let mut telnet = SpdEntry::any("telnet", SpdAction::Discard);
+        telnet.proto = 6;
+        telnet.remote_ports = "23".parse().unwrap();
+        let mut strong = SpdEntry::any(
+            "strong",
+            SpdAction::Protect(Protection {
+                min_key_bits: 256,
+                ..Protection::default()
+            }),
+        );
+        strong.remote = vec![ts("10.9.0.0/16").addr];
+        let mut lan = SpdEntry::any("lan", SpdAction::Protect(Protection::default()));
+        lan.remote = vec![ts("10.0.0.0/8").addr];
+        let spd = Spd::new(vec![telnet, strong, lan]);
+        assert_eq!(
+            spd.admits_protected(&five("10.0.0.1:5000 10.1.0.2:80"), &gcm),
+            Ok(())
+        );
+        assert_eq!(
+            spd.admits_protected(&five("10.0.0.1:5000 10.1.0.2:23"), &gcm),
+            Err(SpdRefusal::Discard)
+        );
+        assert_eq!(
+            spd.admits_protected(&five("10.0.0.1:5000 10.9.0.2:80"), &gcm),
+            Err(SpdRefusal::Protection(Shortfall::KeyLength))
+        );
+        assert_eq!(
+            spd.admits_protected(&five("10.0.0.1:5000 192.0.2.1:80"), &gcm),
+            Err(SpdRefusal::NoEntry)
+        );
+        // Which SAs need no per-packet lookup: none that telnet touches,
+        // none reaching into 10.9/16 or outside 10/8.
+        let any = [ts("0.0.0.0/0")];
+        assert!(!spd.admits_all_protected(&any, &[ts("10.1.0.0/16")], &gcm));
+        assert!(spd.admits_all_protected(&any, &[ts("10.1.0.0/16[udp]")], &gcm));
+        assert!(spd.admits_all_protected(&any, &[ts("10.1.0.0/16[tcp/80]")], &gcm));
+        assert!(!spd.admits_all_protected(&any, &[ts("10.9.0.0/24[udp]")], &gcm));
+        assert!(!spd.admits_all_protected(&any, &[ts("10.0.0.0/7[udp]")], &gcm));
+        // A protocol no packet can have on both sides admits nothing.
+        assert!(spd.admits_all_protected(&[ts("0.0.0.0/0[udp]")], &[ts("10.1.0.0/16[tcp]")], &gcm));
+        // The default policy: one PROTECT entry for everything.
+        let all = Spd::new(vec![SpdEntry::any(
+            "default",
+            SpdAction::Protect(Protection::default()),
+        )]);
+        assert!(all.admits_all_protected(&any, &any, &gcm));
     }
 
     #[test]

@@ -250,8 +250,8 @@ impl Driver {
             }
         }
         // R5, R6, R9: the latch decides which SA the packet may leave under.
-        let sa = if self.ignore_ts {
-            child
+        let (sa, spd_decides) = if self.ignore_ts {
+            (child, false)
         } else {
             match self.select_outbound(child, five) {
                 Ok(sa) => sa,
@@ -268,6 +268,16 @@ impl Driver {
                 }
             }
         };
+        // RFC 4301 5.1: a flow no latch decided is the SPD's to decide
+        // (DISCARD, or more protection than the SA gives); only SAs it does
+        // not admit as a whole pay a lookup.
+        if spd_decides {
+            if let Some(reason) = self.spd_refuses(sa, &five) {
+                tracing::debug!(%five, sa = sa.0, reason, "TUN packet dropped by the SPD");
+                self.drop_counted(reason);
+                return;
+            }
+        }
         let next_header = if info.version == 4 { 4 } else { 41 };
         if let Err(e) = self.esp_out(sa, next_header, pkt, true) {
             tracing::debug!(error = ?e, child = sa.0, "TUN packet not sent");
@@ -338,10 +348,18 @@ impl Driver {
             }
         }
         // R5, R6, R17: the latch check with the SA that protected it.
-        if self.inbound_latch_check(five, tag).is_none() {
+        let Some((latch, _)) = self.inbound_latch_check(five, tag) else {
             return;
-        }
+        };
         let child = ike::ChildSaId(tag);
+        // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
+        if latch.is_none() {
+            if let Some(reason) = self.spd_refuses(child, &five) {
+                tracing::debug!(%five, sa = tag, reason, "TUN packet dropped by the SPD");
+                self.drop_counted(reason);
+                return;
+            }
+        }
         if let Some(c) = self.children.get_mut(&child) {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += pkt.len() as u64;
