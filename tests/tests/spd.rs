@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use endpoint::{btns_peer, Endpoint, EndpointConfig};
+use endpoint::{btns_peer, Channel, Endpoint, EndpointConfig};
 
 fn ts(s: &str) -> pad::TrafficSelector {
     s.parse().unwrap()
@@ -59,6 +59,14 @@ fn policy(spd: &str) -> pad::PolicyConfig {
     pad::PolicyConfig::from_toml(&format!("{PEERS}{spd}"), "spd.toml").unwrap()
 }
 
+/// The next datagram, within 5 s.
+async fn next(ch: &mut Channel) -> endpoint::Datagram {
+    tokio::time::timeout(Duration::from_secs(5), ch.recv())
+        .await
+        .expect("a datagram within 5 s")
+        .expect("the channel is open")
+}
+
 async fn drops(ep: &Endpoint, reason: &str) -> u64 {
     let st = ep.status().await.unwrap();
     st.drops
@@ -100,10 +108,7 @@ async fn the_spd_decides_packets_under_a_covering_sa() {
     // Outbound: the flow the SPD allows leaves, the others are refused
     // with the SPD's reason, though the SA's selectors cover them all.
     rch.send(server, client, b"allowed").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), ch.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next(&mut ch).await;
     assert_eq!(d.data, b"allowed");
     let e = rch.send(server, blocked, b"x").await.unwrap_err();
     assert!(e.to_string().contains("DISCARD"), "{e}");
@@ -117,10 +122,7 @@ async fn the_spd_decides_packets_under_a_covering_sa() {
     // only the allowed one is delivered, the other is counted.
     ch.send(blocked, server, b"blocked").await.unwrap();
     ch.send(client, server, b"through").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), rch.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next(&mut rch).await;
     assert_eq!(d.data, b"through");
     assert_eq!(drops(&right, "SPD: DISCARD").await, 2, "one out, one in");
     assert_eq!(
@@ -131,15 +133,9 @@ async fn the_spd_decides_packets_under_a_covering_sa() {
     // A policy change applies to the SA already installed.
     right.set_policy(policy(OPEN)).await.unwrap();
     rch.send(server, blocked, b"now allowed").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), ch.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next(&mut ch).await;
     assert_eq!(d.data, b"now allowed");
     ch.send(blocked, server, b"in too").await.unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(5), rch.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let d = next(&mut rch).await;
     assert_eq!(d.data, b"in too");
 }
