@@ -28,9 +28,15 @@
 //!   1404-octet buffer with a 12-octet nonce and the 8-octet AAD, in place
 //!   (no copy of the payload: the copy is latchkey's and is counted
 //!   against it).
+//! - `seal (in place)`: latchkey `Sealer::encapsulate_in_place` (the SPI
+//!   looked up per packet) on a buffer that already holds the payload after
+//!   the ESP header and IV (where a TUN read into the send buffer puts it):
+//!   header, padding and trailer, sequence number, AEAD seal, no copy of the
+//!   payload. ring raw as for `seal`. Both seal whatever their buffer holds
+//!   from the previous round.
 //!
 //! Run: `cargo bench -p esp --bench pair` (options: `--rounds N`, `--batch
-//! N`, `--size N`, `--only open|seal|tunnel`, `--markdown` for table rows,
+//! N`, `--size N`, `--only open|tunnel|seal|seal-in-place`, `--markdown` for table rows,
 //! `--spin` to run only latchkey's seal and open for a profiler, transport
 //! mode or, with `--only tunnel`, tunnel mode). Benchmarks report; they do
 //! not assert.
@@ -249,7 +255,7 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
     report(name, o, &lk, &rg);
 }
 
-fn seal_pairs(o: &Opts) {
+fn seal_pairs(o: &Opts, in_place: bool) {
     let s = sad(Mode::Transport);
     let (key, salt) = ring_key();
     let p = payload(Mode::Transport, o.size);
@@ -258,6 +264,15 @@ fn seal_pairs(o: &Opts) {
     // trailer), in place.
     let ct_len = len - 8 - 8 - 16;
     let mut out = vec![0u8; len * o.batch];
+    if in_place {
+        // The payload where a TUN read into the send buffer would put it;
+        // from the second round on each packet seals the previous round's
+        // bytes in place, as ring raw does.
+        let off = s.sealer(SPI).expect("sealer").payload_offset();
+        for pkt in out.chunks_mut(len) {
+            pkt[off..off + p.len()].copy_from_slice(&p);
+        }
+    }
     let mut buf = vec![0xa5u8; ct_len * o.batch];
     let (mut lk, mut rg) = (Vec::new(), Vec::new());
     let warm = o.rounds / 10;
@@ -267,7 +282,14 @@ fn seal_pairs(o: &Opts) {
         let mut run_lk = || {
             let t = Instant::now();
             for pkt in out.chunks_mut(len) {
-                black_box(s.encapsulate(SPI, 17, &p, pkt).expect("seal"));
+                let n = if in_place {
+                    // The SPI looked up per packet, as `Sad::encapsulate` does.
+                    let sealer = s.sealer(SPI).expect("sealer");
+                    sealer.encapsulate_in_place(17, pkt, p.len())
+                } else {
+                    s.encapsulate(SPI, 17, &p, pkt)
+                };
+                black_box(n.expect("seal"));
             }
             t.elapsed()
         };
@@ -296,7 +318,12 @@ fn seal_pairs(o: &Opts) {
             rg.push(b);
         }
     }
-    report("seal", o, &lk, &rg);
+    report(
+        if in_place { "seal (in place)" } else { "seal" },
+        o,
+        &lk,
+        &rg,
+    );
 }
 
 /// Open only, forever-ish, for `perf record`.
@@ -340,6 +367,9 @@ fn main() {
         open_pairs(&o, Mode::Tunnel, "open (tunnel)");
     }
     if want("seal") {
-        seal_pairs(&o);
+        seal_pairs(&o, false);
+    }
+    if want("seal-in-place") {
+        seal_pairs(&o, true);
     }
 }

@@ -762,7 +762,9 @@ impl Sad {
         let sa = self.outbound.get(&spi).unwrap();
         let t = &sa.core.transform;
         let mut pkt = vec![0u8; esp_len(t, payload.len())];
-        write_plaintext(t, spi, seq, next_header, payload, &mut pkt);
+        write_plaintext(t, spi, seq, next_header, payload.len(), &mut pkt, |b| {
+            b.copy_from_slice(payload);
+        });
         t.seal_with_iv(seq, iv, sa.core.esn, &mut pkt).unwrap();
         pkt
     }
@@ -794,6 +796,49 @@ impl Sealer<'_> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapError> {
+        self.encap_with(next_header, payload.len(), out, |body| {
+            body.copy_from_slice(payload);
+        })
+    }
+
+    /// Where [`Self::encapsulate_in_place`] expects the payload in its
+    /// buffer: after the ESP header and the IV (16 octets for the AEADs,
+    /// 24 for AES-CBC).
+    pub fn payload_offset(&self) -> usize {
+        ESP_HEADER_LEN + self.sa.core.transform.iv_len()
+    }
+
+    /// [`Self::encapsulate`] without copying the payload: `buf` already
+    /// holds the `payload_len` octets of payload at [`Self::payload_offset`]
+    /// (a caller that reads the inner packet straight there, such as a TUN
+    /// read into the send buffer at that offset, saves the copy). The
+    /// header, IV, padding, trailer and ICV are written around it and the
+    /// payload is encrypted in place; the packet is `buf[..len]` for the
+    /// returned `len` (`buf` must be at least
+    /// [`Self::encapsulated_len`]`(payload_len)` long). The same checks,
+    /// counters, sequence number and bytes on the wire as
+    /// [`Self::encapsulate`]; on an error `buf` is unchanged except after a
+    /// failed seal ([`EncapError::Crypto`]).
+    pub fn encapsulate_in_place(
+        &self,
+        next_header: u8,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, EncapError> {
+        self.encap_with(next_header, payload_len, buf, |_| {})
+    }
+
+    /// The outbound path of both: checks, sequence number, then `fill`
+    /// puts the payload in place (or finds it there) before the trailer is
+    /// written and the packet sealed.
+    #[inline(always)]
+    fn encap_with(
+        &self,
+        next_header: u8,
+        payload_len: usize,
+        out: &mut [u8],
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, EncapError> {
         let sa = self.sa;
         let core = &sa.core;
         let spi = core.spi;
@@ -809,7 +854,7 @@ impl Sealer<'_> {
             return Err(EncapError::BadNextHeader(next_header));
         }
         let t = &core.transform;
-        let len = esp_len(t, payload.len());
+        let len = esp_len(t, payload_len);
         let Some(pkt) = out.get_mut(..len) else {
             core.drop();
             return Err(EncapError::BufferTooSmall { needed: len });
@@ -829,7 +874,7 @@ impl Sealer<'_> {
             return Err(EncapError::SequenceExhausted);
         };
         let seq = prev + 1;
-        write_plaintext(t, spi, seq, next_header, payload, pkt);
+        write_plaintext(t, spi, seq, next_header, payload_len, pkt, fill);
         if t.seal(seq, core.esn, pkt).is_err() {
             // The sequence number is spent: count it out of `packets`.
             sa.burnt.fetch_add(1, Relaxed);
@@ -837,7 +882,7 @@ impl Sealer<'_> {
             return Err(EncapError::Crypto);
         }
         // `packets` is derived from the sequence number: one atomic less.
-        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
+        sa.bytes.fetch_add(payload_len as u64, Relaxed);
         Ok(len)
     }
 }
@@ -968,15 +1013,17 @@ fn esp_len(t: &Transform, payload_len: usize) -> usize {
     t.overhead() + ct
 }
 
-/// Write header, payload, padding and trailer; the IV and ICV are left to
-/// the transform. `pkt` is exactly `esp_len` long.
+/// Write header, payload (through `fill`, given the payload's place),
+/// padding and trailer; the IV and ICV are left to the transform. `pkt` is
+/// exactly `esp_len(t, payload_len)` long.
 fn write_plaintext(
     t: &Transform,
     spi: u32,
     seq: u64,
     next_header: u8,
-    payload: &[u8],
+    payload_len: usize,
     pkt: &mut [u8],
+    fill: impl FnOnce(&mut [u8]),
 ) {
     let start = ESP_HEADER_LEN + t.iv_len();
     let end = pkt.len().saturating_sub(t.icv_len());
@@ -988,10 +1035,10 @@ fn write_plaintext(
     let Some(plain) = pkt.get_mut(start..end) else {
         return;
     };
-    let Some((body, trailer)) = plain.split_at_mut_checked(payload.len()) else {
+    let Some((body, trailer)) = plain.split_at_mut_checked(payload_len) else {
         return;
     };
-    body.copy_from_slice(payload);
+    fill(body);
     // trailer = padding (1, 2, 3, ...) | pad length | next header
     let pad_len = trailer.len().saturating_sub(2);
     let mut i = 1u8;
