@@ -18,17 +18,25 @@
 //!   header parse and the traffic-selector check). ring raw:
 //!   `LessSafeKey::open_in_place` of the same packet's ciphertext and ICV
 //!   with the same nonce (salt || IV) and AAD (its first 8 octets), nothing
-//!   else. Both work on their own fresh copy of the same sealed packets
-//!   (copied right before the round, untimed, so both are hot in cache).
+//!   else. Both work on their own fresh copy of the same sealed packets,
+//!   each copied (untimed) right before its own timed run, so both start
+//!   equally hot in cache (until 2026-11-28 05:00 both copies were made
+//!   before the round, which left ring's, made second, the hotter one).
 //! - `seal`: latchkey `Sad::encapsulate` of the payload into an output
 //!   buffer (header, a copy of the payload, padding and trailer, sequence
 //!   number, AEAD seal). ring raw: `seal_in_place_separate_tag` over a
 //!   1404-octet buffer with a 12-octet nonce and the 8-octet AAD, in place
 //!   (no copy of the payload: the copy is latchkey's and is counted
 //!   against it).
+//! - `seal (in place)`: latchkey `Sealer::encapsulate_in_place` (the SPI
+//!   looked up per packet) on a buffer that already holds the payload after
+//!   the ESP header and IV (where a TUN read into the send buffer puts it):
+//!   header, padding and trailer, sequence number, AEAD seal, no copy of the
+//!   payload. ring raw as for `seal`. Both seal whatever their buffer holds
+//!   from the previous round.
 //!
 //! Run: `cargo bench -p esp --bench pair` (options: `--rounds N`, `--batch
-//! N`, `--size N`, `--only open|seal|tunnel`, `--markdown` for table rows,
+//! N`, `--size N`, `--only open|tunnel|seal|seal-in-place`, `--markdown` for table rows,
 //! `--spin` to run only latchkey's seal and open for a profiler, transport
 //! mode or, with `--only tunnel`, tunnel mode). Benchmarks report; they do
 //! not assert.
@@ -208,9 +216,12 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
         for pkt in sealed.chunks_mut(len) {
             s.encapsulate(SPI, nh, &p, pkt).expect("seal");
         }
-        mine.copy_from_slice(&sealed);
-        theirs.copy_from_slice(&sealed);
+        // Each side copies its packets right before its own timed run, so
+        // both start equally hot: a batch (32 x 1440 octets) is larger than
+        // L1d, so copying both first left the later copy (ring's) hotter
+        // for whichever side ran first.
         let run_lk = |buf: &mut [u8]| {
+            buf.copy_from_slice(&sealed);
             let t = Instant::now();
             for pkt in buf.chunks_mut(len) {
                 let d = s.decapsulate(pkt).expect("open");
@@ -219,6 +230,7 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
             t.elapsed()
         };
         let run_ring = |buf: &mut [u8]| {
+            buf.copy_from_slice(&sealed);
             let t = Instant::now();
             for pkt in buf.chunks_mut(len) {
                 let (head, ct) = pkt.split_at_mut(16);
@@ -243,7 +255,7 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
     report(name, o, &lk, &rg);
 }
 
-fn seal_pairs(o: &Opts) {
+fn seal_pairs(o: &Opts, in_place: bool) {
     let s = sad(Mode::Transport);
     let (key, salt) = ring_key();
     let p = payload(Mode::Transport, o.size);
@@ -252,6 +264,15 @@ fn seal_pairs(o: &Opts) {
     // trailer), in place.
     let ct_len = len - 8 - 8 - 16;
     let mut out = vec![0u8; len * o.batch];
+    if in_place {
+        // The payload where a TUN read into the send buffer would put it;
+        // from the second round on each packet seals the previous round's
+        // bytes in place, as ring raw does.
+        let off = s.sealer(SPI).expect("sealer").payload_offset();
+        for pkt in out.chunks_mut(len) {
+            pkt[off..off + p.len()].copy_from_slice(&p);
+        }
+    }
     let mut buf = vec![0xa5u8; ct_len * o.batch];
     let (mut lk, mut rg) = (Vec::new(), Vec::new());
     let warm = o.rounds / 10;
@@ -261,7 +282,14 @@ fn seal_pairs(o: &Opts) {
         let mut run_lk = || {
             let t = Instant::now();
             for pkt in out.chunks_mut(len) {
-                black_box(s.encapsulate(SPI, 17, &p, pkt).expect("seal"));
+                let n = if in_place {
+                    // The SPI looked up per packet, as `Sad::encapsulate` does.
+                    let sealer = s.sealer(SPI).expect("sealer");
+                    sealer.encapsulate_in_place(17, pkt, p.len())
+                } else {
+                    s.encapsulate(SPI, 17, &p, pkt)
+                };
+                black_box(n.expect("seal"));
             }
             t.elapsed()
         };
@@ -290,7 +318,12 @@ fn seal_pairs(o: &Opts) {
             rg.push(b);
         }
     }
-    report("seal", o, &lk, &rg);
+    report(
+        if in_place { "seal (in place)" } else { "seal" },
+        o,
+        &lk,
+        &rg,
+    );
 }
 
 /// Open only, forever-ish, for `perf record`.
@@ -334,6 +367,9 @@ fn main() {
         open_pairs(&o, Mode::Tunnel, "open (tunnel)");
     }
     if want("seal") {
-        seal_pairs(&o);
+        seal_pairs(&o, false);
+    }
+    if want("seal-in-place") {
+        seal_pairs(&o, true);
     }
 }

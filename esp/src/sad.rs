@@ -4,11 +4,10 @@
 use core::hash::{BuildHasherDefault, Hasher};
 use core::ops::Range;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use pad::alg::{Encr, Integ};
-use pad::{addr_to_u128, Mode, TrafficSelector};
+use pad::{addr_from_u128, addr_to_u128, IpRange, Mode, TrafficSelector};
 
 use crate::cipher::Transform;
 use crate::inner::{self, L4Selector};
@@ -175,32 +174,108 @@ impl Hasher for SpiHasher {
 
 type SpiMap<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
 
-/// An SA's traffic selectors on one side. Inline when there is one (what
-/// nearly every child SA has): no heap block per selector list, of which
-/// each SA pair had four (docs/performance.md, memory per SA).
-#[derive(Debug)]
-enum Selectors {
-    One(TrafficSelector),
-    /// None or several (an empty boxed slice does not allocate).
-    Many(Box<[TrafficSelector]>),
+/// One traffic selector as the inbound check compares it: the address
+/// range as `addr_to_u128` numbers, converted once when the SA is installed
+/// rather than per packet, in 64-bit halves so that the record keeps an
+/// 8-octet alignment (40 octets, the size of a `TrafficSelector`). It
+/// converts back to the exact `TrafficSelector` it was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sel {
+    start: [u64; 2],
+    end: [u64; 2],
+    start_port: u16,
+    end_port: u16,
+    ip_proto: u8,
+    /// The range's family (that of its start, as `IpRange::is_ipv4`).
+    v4: bool,
+    /// The family of its end (the same for every valid selector; kept so
+    /// that the conversion back is exact for any input).
+    end_v4: bool,
 }
 
-impl Selectors {
-    fn new(mut ts: Vec<TrafficSelector>) -> Self {
-        match (ts.pop(), ts.is_empty()) {
-            (Some(one), true) => Self::One(one),
-            (Some(last), false) => {
-                ts.push(last);
-                Self::Many(ts.into_boxed_slice())
-            }
-            (None, _) => Self::Many(Box::default()),
+fn split(x: u128) -> [u64; 2] {
+    [(x >> 64) as u64, x as u64]
+}
+
+fn join([hi, lo]: [u64; 2]) -> u128 {
+    u128::from(hi) << 64 | u128::from(lo)
+}
+
+impl Sel {
+    fn new(ts: &TrafficSelector) -> Self {
+        Self {
+            start: split(addr_to_u128(ts.addr.start)),
+            end: split(addr_to_u128(ts.addr.end)),
+            start_port: ts.start_port,
+            end_port: ts.end_port,
+            ip_proto: ts.ip_proto,
+            v4: ts.addr.start.is_ipv4(),
+            end_v4: ts.addr.end.is_ipv4(),
         }
     }
 
-    fn as_slice(&self) -> &[TrafficSelector] {
+    fn to_ts(self) -> TrafficSelector {
+        TrafficSelector {
+            ip_proto: self.ip_proto,
+            start_port: self.start_port,
+            end_port: self.end_port,
+            addr: IpRange {
+                start: addr_from_u128(self.v4, join(self.start)),
+                end: addr_from_u128(self.end_v4, join(self.end)),
+            },
+        }
+    }
+
+    /// Whether the selector admits a packet of this protocol and family
+    /// with this address (as `addr_to_u128`) and port; `port` is `None`
+    /// when the packet carries no port information (a non-initial
+    /// fragment): only the full port range admits it (RFC 4301 4.4.1.1,
+    /// OPAQUE).
+    #[inline(always)]
+    fn admits(&self, proto: u8, v4: bool, a: u128, port: Option<u16>) -> bool {
+        (self.ip_proto == 0 || self.ip_proto == proto)
+            && self.v4 == v4
+            && join(self.start) <= a
+            && a <= join(self.end)
+            && match port {
+                Some(p) => self.start_port <= p && p <= self.end_port,
+                None => self.start_port == 0 && self.end_port == u16::MAX,
+            }
+    }
+}
+
+/// An SA's traffic selectors on one side. Inline when there is one (what
+/// nearly every child SA has): no heap block per selector list, of which
+/// each SA pair had four (docs/performance.md, memory per SA), and no loop
+/// on the per-packet check.
+#[derive(Debug)]
+enum Selectors {
+    One(Sel),
+    /// None or several (an empty boxed slice does not allocate).
+    Many(Box<[Sel]>),
+}
+
+impl Selectors {
+    fn new(ts: &[TrafficSelector]) -> Self {
+        match ts {
+            [one] => Self::One(Sel::new(one)),
+            _ => Self::Many(ts.iter().map(Sel::new).collect()),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<TrafficSelector> {
         match self {
-            Self::One(ts) => core::slice::from_ref(ts),
-            Self::Many(ts) => ts,
+            Self::One(s) => vec![s.to_ts()],
+            Self::Many(s) => s.iter().map(|s| s.to_ts()).collect(),
+        }
+    }
+
+    /// Whether one of the selectors admits the packet (see [`Sel::admits`]).
+    #[inline(always)]
+    fn admit(&self, proto: u8, v4: bool, a: u128, port: Option<u16>) -> bool {
+        match self {
+            Self::One(s) => s.admits(proto, v4, a, port),
+            Self::Many(list) => list.iter().any(|s| s.admits(proto, v4, a, port)),
         }
     }
 }
@@ -244,7 +319,7 @@ impl SaCore {
     }
 
     fn info(&self, replay_window: u64, seq: u64, packets: u64, bytes: u64) -> SaInfo {
-        self.info_ts(replay_window, seq, packets, bytes, &[], &[])
+        self.info_ts(replay_window, seq, packets, bytes, Vec::new(), Vec::new())
     }
 
     fn info_ts(
@@ -253,8 +328,8 @@ impl SaCore {
         seq: u64,
         packets: u64,
         bytes: u64,
-        local_ts: &[TrafficSelector],
-        remote_ts: &[TrafficSelector],
+        local_ts: Vec<TrafficSelector>,
+        remote_ts: Vec<TrafficSelector>,
     ) -> SaInfo {
         SaInfo {
             spi: self.spi,
@@ -264,8 +339,8 @@ impl SaCore {
             integ: self.integ,
             esn: self.esn,
             replay_window,
-            local_ts: local_ts.to_vec(),
-            remote_ts: remote_ts.to_vec(),
+            local_ts,
+            remote_ts,
             stats: SaStats {
                 packets,
                 bytes,
@@ -317,8 +392,8 @@ impl InboundSa {
             w.top(),
             t.packets,
             t.bytes,
-            self.local_ts.as_slice(),
-            self.remote_ts.as_slice(),
+            self.local_ts.to_vec(),
+            self.remote_ts.to_vec(),
         )
     }
 }
@@ -365,29 +440,6 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(w)
 }
 
-/// Whether one of the selectors admits a packet. `port` is `None` when
-/// the packet carries no port information (a non-initial fragment): only
-/// selectors with the full port range admit it (RFC 4301 4.4.1.1, OPAQUE).
-/// (`IpRange::contains` with the packet's address converted once.)
-fn ts_admit(list: &[TrafficSelector], proto: u8, addr: IpAddr, port: Option<u16>) -> bool {
-    let v4 = addr.is_ipv4();
-    let a = addr_to_u128(addr);
-    for ts in list {
-        if (ts.ip_proto == 0 || ts.ip_proto == proto)
-            && ts.addr.is_ipv4() == v4
-            && addr_to_u128(ts.addr.start) <= a
-            && a <= addr_to_u128(ts.addr.end)
-            && match port {
-                Some(p) => ts.start_port <= p && p <= ts.end_port,
-                None => ts.start_port == 0 && ts.end_port == u16::MAX,
-            }
-        {
-            return true;
-        }
-    }
-    false
-}
-
 impl Sad {
     /// An empty SAD.
     pub fn new() -> Self {
@@ -407,8 +459,8 @@ impl Sad {
         Self::check_replay_window(&cfg)?;
         let window = ReplayWindow::new(cfg.replay_window);
         let spi = cfg.spi;
-        let local_ts = Selectors::new(core::mem::take(&mut cfg.local_ts));
-        let remote_ts = Selectors::new(core::mem::take(&mut cfg.remote_ts));
+        let local_ts = Selectors::new(&core::mem::take(&mut cfg.local_ts));
+        let remote_ts = Selectors::new(&core::mem::take(&mut cfg.remote_ts));
         let encr_key = cfg.encr_key;
         let mut sa = Box::new(InboundSa {
             core: SaCore::new(cfg)?,
@@ -710,7 +762,9 @@ impl Sad {
         let sa = self.outbound.get(&spi).unwrap();
         let t = &sa.core.transform;
         let mut pkt = vec![0u8; esp_len(t, payload.len())];
-        write_plaintext(t, spi, seq, next_header, payload, &mut pkt);
+        write_plaintext(t, spi, seq, next_header, payload.len(), &mut pkt, |b| {
+            b.copy_from_slice(payload);
+        });
         t.seal_with_iv(seq, iv, sa.core.esn, &mut pkt).unwrap();
         pkt
     }
@@ -742,6 +796,49 @@ impl Sealer<'_> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, EncapError> {
+        self.encap_with(next_header, payload.len(), out, |body| {
+            body.copy_from_slice(payload);
+        })
+    }
+
+    /// Where [`Self::encapsulate_in_place`] expects the payload in its
+    /// buffer: after the ESP header and the IV (16 octets for the AEADs,
+    /// 24 for AES-CBC).
+    pub fn payload_offset(&self) -> usize {
+        ESP_HEADER_LEN + self.sa.core.transform.iv_len()
+    }
+
+    /// [`Self::encapsulate`] without copying the payload: `buf` already
+    /// holds the `payload_len` octets of payload at [`Self::payload_offset`]
+    /// (a caller that reads the inner packet straight there, such as a TUN
+    /// read into the send buffer at that offset, saves the copy). The
+    /// header, IV, padding, trailer and ICV are written around it and the
+    /// payload is encrypted in place; the packet is `buf[..len]` for the
+    /// returned `len` (`buf` must be at least
+    /// [`Self::encapsulated_len`]`(payload_len)` long). The same checks,
+    /// counters, sequence number and bytes on the wire as
+    /// [`Self::encapsulate`]; on an error `buf` is unchanged except after a
+    /// failed seal ([`EncapError::Crypto`]).
+    pub fn encapsulate_in_place(
+        &self,
+        next_header: u8,
+        buf: &mut [u8],
+        payload_len: usize,
+    ) -> Result<usize, EncapError> {
+        self.encap_with(next_header, payload_len, buf, |_| {})
+    }
+
+    /// The outbound path of both: checks, sequence number, then `fill`
+    /// puts the payload in place (or finds it there) before the trailer is
+    /// written and the packet sealed.
+    #[inline(always)]
+    fn encap_with(
+        &self,
+        next_header: u8,
+        payload_len: usize,
+        out: &mut [u8],
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, EncapError> {
         let sa = self.sa;
         let core = &sa.core;
         let spi = core.spi;
@@ -757,7 +854,7 @@ impl Sealer<'_> {
             return Err(EncapError::BadNextHeader(next_header));
         }
         let t = &core.transform;
-        let len = esp_len(t, payload.len());
+        let len = esp_len(t, payload_len);
         let Some(pkt) = out.get_mut(..len) else {
             core.drop();
             return Err(EncapError::BufferTooSmall { needed: len });
@@ -777,7 +874,7 @@ impl Sealer<'_> {
             return Err(EncapError::SequenceExhausted);
         };
         let seq = prev + 1;
-        write_plaintext(t, spi, seq, next_header, payload, pkt);
+        write_plaintext(t, spi, seq, next_header, payload_len, pkt, fill);
         if t.seal(seq, core.esn, pkt).is_err() {
             // The sequence number is spent: count it out of `packets`.
             sa.burnt.fetch_add(1, Relaxed);
@@ -785,7 +882,7 @@ impl Sealer<'_> {
             return Err(EncapError::Crypto);
         }
         // `packets` is derived from the sequence number: one atomic less.
-        sa.bytes.fetch_add(payload.len() as u64, Relaxed);
+        sa.bytes.fetch_add(payload_len as u64, Relaxed);
         Ok(len)
     }
 }
@@ -862,22 +959,24 @@ impl InboundSa {
                     _ => return Err(DropReason::BadNextHeader),
                 };
                 let inner_pkt = packet.get(payload.clone()).ok_or(DropReason::Truncated)?;
-                let h = inner::headers(inner_pkt).map_err(|_| DropReason::MalformedInner)?;
-                if h.src.is_ipv4() != want_v4 {
+                let k = inner::selector_key(inner_pkt).map_err(|_| DropReason::MalformedInner)?;
+                if k.v4 != want_v4 {
                     return Err(DropReason::MalformedInner);
                 }
-                let (sport, dport) = match h.l4 {
+                let (sport, dport) = match k.l4 {
                     L4Selector::Ports(s, d) => (Some(s), Some(d)),
                     L4Selector::Icmp(tc) => (Some(tc), Some(tc)),
                     L4Selector::None => (Some(0), Some(0)),
                     L4Selector::Opaque => (None, None),
                 };
-                if !(ts_admit(self.remote_ts.as_slice(), h.protocol, h.src, sport)
-                    && ts_admit(self.local_ts.as_slice(), h.protocol, h.dst, dport))
+                // RFC 4301 5.2 step 4: the inner source against the peer's
+                // selectors, the inner destination against ours.
+                if !(self.remote_ts.admit(k.protocol, k.v4, k.src, sport)
+                    && self.local_ts.admit(k.protocol, k.v4, k.dst, dport))
                 {
                     return Err(DropReason::SelectorMismatch);
                 }
-                Ok((meta, payload.start..payload.start + h.total_len))
+                Ok((meta, payload.start..payload.start + k.total_len))
             }
         }
     }
@@ -914,15 +1013,17 @@ fn esp_len(t: &Transform, payload_len: usize) -> usize {
     t.overhead() + ct
 }
 
-/// Write header, payload, padding and trailer; the IV and ICV are left to
-/// the transform. `pkt` is exactly `esp_len` long.
+/// Write header, payload (through `fill`, given the payload's place),
+/// padding and trailer; the IV and ICV are left to the transform. `pkt` is
+/// exactly `esp_len(t, payload_len)` long.
 fn write_plaintext(
     t: &Transform,
     spi: u32,
     seq: u64,
     next_header: u8,
-    payload: &[u8],
+    payload_len: usize,
     pkt: &mut [u8],
+    fill: impl FnOnce(&mut [u8]),
 ) {
     let start = ESP_HEADER_LEN + t.iv_len();
     let end = pkt.len().saturating_sub(t.icv_len());
@@ -934,10 +1035,10 @@ fn write_plaintext(
     let Some(plain) = pkt.get_mut(start..end) else {
         return;
     };
-    let Some((body, trailer)) = plain.split_at_mut_checked(payload.len()) else {
+    let Some((body, trailer)) = plain.split_at_mut_checked(payload_len) else {
         return;
     };
-    body.copy_from_slice(payload);
+    fill(body);
     // trailer = padding (1, 2, 3, ...) | pad length | next header
     let pad_len = trailer.len().saturating_sub(2);
     let mut i = 1u8;
@@ -957,7 +1058,8 @@ fn write_plaintext(
 #[cfg(test)]
 mod selectors_tests {
     use super::{InboundSa, OutboundSa, Selectors};
-    use pad::TrafficSelector;
+    use pad::{addr_to_u128, TrafficSelector};
+    use std::net::IpAddr;
 
     fn ts(s: &str) -> TrafficSelector {
         s.parse().unwrap()
@@ -965,37 +1067,73 @@ mod selectors_tests {
 
     #[test]
     fn selectors_keep_every_entry_in_order() {
-        assert!(Selectors::new(vec![]).as_slice().is_empty());
-        let one = Selectors::new(vec![ts("10.0.0.0/24")]);
+        assert!(Selectors::new(&[]).to_vec().is_empty());
+        let one = Selectors::new(&[ts("10.0.0.0/24")]);
         assert!(matches!(one, Selectors::One(_)));
-        assert_eq!(one.as_slice(), &[ts("10.0.0.0/24")]);
+        assert_eq!(one.to_vec(), vec![ts("10.0.0.0/24")]);
         let list = vec![
             ts("10.0.0.0/24"),
             ts("2001:db8::/64"),
             ts("10.1.0.1[udp/53]"),
+            ts("0.0.0.0/0[icmp/8]"),
+            ts("::/0"),
         ];
-        assert_eq!(Selectors::new(list.clone()).as_slice(), list.as_slice());
+        assert_eq!(Selectors::new(&list).to_vec(), list);
+        // Even a selector whose ends are of two families (not valid, but
+        // the fields are public) comes back as it went in.
+        let mut odd = ts("10.0.0.0/24");
+        odd.addr.end = "2001:db8::1".parse().unwrap();
+        assert_eq!(Selectors::new(&[odd]).to_vec(), vec![odd]);
     }
 
-    /// `ts_admit` agrees with `TrafficSelector` semantics: family,
-    /// protocol, address range, port range, OPAQUE.
+    /// The per-packet check agrees with `TrafficSelector` semantics:
+    /// family, protocol, address range, port range, OPAQUE; for one
+    /// selector and for a list.
     #[test]
-    fn ts_admit_matches_selector_semantics() {
-        use super::ts_admit;
+    fn admit_matches_selector_semantics() {
         let list = [ts("10.0.0.0/24[udp/53]"), ts("2001:db8::/64")];
-        let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        assert!(ts_admit(&list, 17, v4("10.0.0.9"), Some(53)));
-        assert!(!ts_admit(&list, 6, v4("10.0.0.9"), Some(53)));
-        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), Some(54)));
-        assert!(!ts_admit(&list, 17, v4("10.0.1.9"), Some(53)));
-        assert!(!ts_admit(&list, 17, v4("10.0.0.9"), None));
-        assert!(ts_admit(&list, 6, v4("2001:db8::5"), Some(80)));
-        assert!(ts_admit(&list, 6, v4("2001:db8::5"), None));
-        assert!(!ts_admit(&list, 6, v4("2001:db8:1::5"), Some(80)));
+        let many = Selectors::new(&list);
+        let one4 = Selectors::new(&list[..1]);
+        let one6 = Selectors::new(&list[1..]);
+        let ad = |s: &Selectors, proto: u8, a: &str, port: Option<u16>| {
+            let a: IpAddr = a.parse().unwrap();
+            s.admit(proto, a.is_ipv4(), addr_to_u128(a), port)
+        };
+        for s in [&many, &one4] {
+            assert!(ad(s, 17, "10.0.0.9", Some(53)));
+            assert!(ad(s, 17, "10.0.0.0", Some(53)));
+            assert!(ad(s, 17, "10.0.0.255", Some(53)));
+            assert!(!ad(s, 6, "10.0.0.9", Some(53)));
+            assert!(!ad(s, 17, "10.0.0.9", Some(54)));
+            assert!(!ad(s, 17, "10.0.1.9", Some(53)));
+            assert!(!ad(s, 17, "9.255.255.255", Some(53)));
+            assert!(!ad(s, 17, "10.0.0.9", None));
+        }
+        for s in [&many, &one6] {
+            assert!(ad(s, 6, "2001:db8::5", Some(80)));
+            assert!(ad(s, 6, "2001:db8::5", None));
+            assert!(ad(s, 6, "2001:db8::ffff:ffff:ffff:ffff", None));
+            assert!(!ad(s, 6, "2001:db8:0:1::", Some(80)));
+            assert!(!ad(
+                s,
+                6,
+                "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff",
+                Some(80)
+            ));
+        }
+        assert!(!ad(&one4, 6, "2001:db8::5", Some(80)));
+        assert!(!ad(&one6, 17, "10.0.0.9", Some(53)));
         // An IPv4 address whose 128-bit value falls in an IPv6 range.
-        let low6 = [ts("::/96")];
-        assert!(!ts_admit(&low6, 6, v4("10.0.0.1"), Some(80)));
-        assert!(!ts_admit(&[], 6, v4("10.0.0.1"), Some(80)));
+        let low6 = Selectors::new(&[ts("::/96")]);
+        assert!(!ad(&low6, 6, "10.0.0.1", Some(80)));
+        assert!(!ad(&Selectors::new(&[]), 6, "10.0.0.1", Some(80)));
+        // Agrees with `IpRange::contains` on a sweep around the edges.
+        let r = ts("192.168.4.0/22");
+        let s = Selectors::new(&[r]);
+        for x in 0xc0a8_0300u32..0xc0a8_0900 {
+            let a = IpAddr::V4(x.into());
+            assert_eq!(ad(&s, 6, &a.to_string(), Some(1)), r.addr.contains(a));
+        }
     }
 
     /// The SA records stay small: the AEAD key is expanded on the first
