@@ -38,6 +38,9 @@ const FLOW_CACHE_MAX: usize = 65_536;
 /// Consecutive failed reads after which the device is taken as gone and
 /// no longer read (instead of spinning on an error).
 const MAX_READ_ERRORS: u32 = 1000;
+/// Capacity of each offload write buffer: what tun-rs's GRO requires to
+/// coalesce up to the largest IP packet into it (`2 * header + 65 535`).
+const GRO_WRITE_CAPACITY: usize = 2 * tun_rs::VIRTIO_NET_HDR_LEN + u16::MAX as usize;
 /// Packets read from a ready device or socket in one go.
 pub(super) const BURST: usize = 64;
 
@@ -381,7 +384,13 @@ impl Driver {
             return false;
         };
         if t.writes.len() <= t.queued {
-            t.writes.push(Vec::new());
+            // tun-rs coalesces a segment into this buffer only if its
+            // capacity holds the whole coalesced packet (it never grows a
+            // buffer): room for the largest IP packet, 65 535 octets, and
+            // tun-rs's check of twice the header. No more: a larger
+            // capacity would let a coalesced packet outgrow the 16-bit IP
+            // length. Pages are touched only as far as packets fill them.
+            t.writes.push(Vec::with_capacity(GRO_WRITE_CAPACITY));
         }
         if let Some(b) = t.writes.get_mut(t.queued) {
             b.clear();
