@@ -95,6 +95,9 @@ pub(super) struct TunState {
     routes: Option<Routes>,
     watcher: Option<FlowWatcher>,
     cache: HashMap<FlowKey, ike::ChildSaId>,
+    /// The last lookup: the segments of one TSO read are one flow, so
+    /// most packets skip hashing (cleared with `cache`).
+    last: Option<(FlowKey, ike::ChildSaId)>,
     /// Reused for timed-out flows.
     actions: Vec<FlowAction>,
     /// IFF_VNET_HDR: every write starts with a virtio-net header.
@@ -117,6 +120,7 @@ impl TunState {
     /// device; lookups start afresh.
     pub(super) fn child_added(&mut self, c: &ChildState) {
         self.cache.clear();
+        self.last = None;
         if let Some(r) = self.routes.as_mut() {
             r.add(&c.remote_ts, c.remote.ip());
         }
@@ -126,6 +130,7 @@ impl TunState {
     /// the lookup cache.
     pub(super) fn child_removed(&mut self, c: &ChildState) {
         self.cache.clear();
+        self.last = None;
         if let Some(r) = self.routes.as_mut() {
             r.remove(&c.remote_ts, c.remote.ip());
         }
@@ -141,6 +146,7 @@ impl TunState {
             dev: setup.dev,
             raw: setup.raw.map(Arc::new),
             cache: HashMap::new(),
+            last: None,
             actions: Vec::new(),
             offload: setup.cfg.offload,
             mtu: setup.cfg.mtu,
@@ -295,7 +301,13 @@ impl Driver {
             ports: info.selector_ports,
         };
         let tun = self.tun.as_mut()?;
+        if let Some((k, c)) = tun.last {
+            if k == key {
+                return Some(c);
+            }
+        }
         if let Some(c) = tun.cache.get(&key) {
+            tun.last = Some((key, *c));
             return Some(*c);
         }
         let (sport, dport) = match info.selector_ports {
@@ -319,6 +331,7 @@ impl Driver {
             tun.cache.clear();
         }
         tun.cache.insert(key, found);
+        tun.last = Some((key, found));
         Some(found)
     }
 
