@@ -346,7 +346,7 @@ bo = ca["bytes_out"] - c1["bytes_out"]
 assert po > 1000 and pi > 30 and bo > 4 * 1024 * 1024, f"counters moved too little: +{po} packets out, +{pi} in, +{bo} bytes out"
 # What a sent and b took in may differ (ESP packets lost on the way, e.g.
 # a full socket buffer; TCP sends them again): reported, not checked.
-assert cb["packets_in"] > 1000 and cb["packets_out"] > 100, f"b's counters: {cb['packets_in']} in, {cb['packets_out']} out"
+assert cb["packets_in"] > 1000 and cb["packets_out"] > 30, f"b's counters: {cb['packets_in']} in, {cb['packets_out']} out"
 print(f"IKE {ia['spi_i']}_i {ia['spi_r']}_r {ia['suite']}; child a out {ca['spi_out']} = b in {cb['spi_in']}, {ca['suite']}; "
       f"the transfer moved a's counters by +{po} packets (+{bo} bytes) out, +{pi} in; "
       f"b: {cb['packets_in']} packets in (of a's {ca['packets_out']} out), {cb['packets_out']} out")
