@@ -340,10 +340,13 @@ assert ca["spi_out"] == cb["spi_in"] and ca["spi_in"] == cb["spi_out"], "child S
 assert ia["suite"] == ib["suite"] and ca["suite"] == cb["suite"], "suites differ"
 po, pi = ca["packets_out"] - c1["packets_out"], ca["packets_in"] - c1["packets_in"]
 bo = ca["bytes_out"] - c1["bytes_out"]
-assert po > 1000 and pi > 100 and bo > 4 * 1024 * 1024, f"counters moved too little: +{po} packets out, +{pi} in, +{bo} bytes out"
+# In: b's ACKs. The daemon's TUN offload writes coalesced segments (GRO,
+# up to 64 KiB a write) and b's TCP acknowledges per write: 4 MiB is at
+# least 64 writes, at least 32 ACKs with delayed ACKs.
+assert po > 1000 and pi > 30 and bo > 4 * 1024 * 1024, f"counters moved too little: +{po} packets out, +{pi} in, +{bo} bytes out"
 # What a sent and b took in may differ (ESP packets lost on the way, e.g.
 # a full socket buffer; TCP sends them again): reported, not checked.
-assert cb["packets_in"] > 1000 and cb["packets_out"] > 100, f"b's counters: {cb['packets_in']} in, {cb['packets_out']} out"
+assert cb["packets_in"] > 1000 and cb["packets_out"] > 30, f"b's counters: {cb['packets_in']} in, {cb['packets_out']} out"
 print(f"IKE {ia['spi_i']}_i {ia['spi_r']}_r {ia['suite']}; child a out {ca['spi_out']} = b in {cb['spi_in']}, {ca['suite']}; "
       f"the transfer moved a's counters by +{po} packets (+{bo} bytes) out, +{pi} in; "
       f"b: {cb['packets_in']} packets in (of a's {ca['packets_out']} out), {cb['packets_out']} out")

@@ -21,6 +21,8 @@
 #   PERF=1          also `perf record -g` the initiating latchkey daemon (and the
 #                   responding one: perf-b.*) during one extra lk-lk
 #                   client->server run (interop/run/throughput/perf*)
+#                   with `perf stat` syscall counts of both daemons (perf-stat*.txt)
+#                   and the busy share of all CPUs in that window (perf-cpu.txt)
 #   PERF_CFG=cfg    that run's configuration instead of lk-lk (e.g. lk-off)
 #
 # Namespaces lkp-a (198.51.100.1, inner 10.98.0.1) and lkp-b (198.51.100.2,
@@ -285,7 +287,26 @@ if [[ ${PERF:-0} == 1 ]] && command -v perf >/dev/null; then
             perf record -g -p "${DAEMON_B_PID}" -o "${RUN}/perf-b.data" -- sleep "${SECS}" >/dev/null 2>&1 &
             bp=$!
         fi
+        # Syscall counts of both daemons and the machine's CPU time over
+        # the same window (perf-stat*.txt, perf-cpu.txt).
+        ev=syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,context-switches,task-clock
+        sa=""
+        perf stat -e "${ev}" -p "${DAEMON_A_PID}" -o "${RUN}/perf-stat.txt" -- sleep "${SECS}" >/dev/null 2>&1 &
+        sa=$!
+        if [[ -n ${DAEMON_B_PID} ]]; then
+            perf stat -e "${ev}" -p "${DAEMON_B_PID}" -o "${RUN}/perf-stat-b.txt" -- sleep "${SECS}" >/dev/null 2>&1 &
+            sa="${sa} $!"
+        fi
+        cpu0=$(head -n 1 /proc/stat)
         perf record -g -p "${DAEMON_A_PID}" -o "${RUN}/perf.data" -- sleep "${SECS}" >/dev/null 2>&1 || true
+        cpu1=$(head -n 1 /proc/stat)
+        # user nice system idle iowait irq softirq: busy share of all CPUs
+        python3 -c 'import sys
+a=[int(x) for x in sys.argv[1].split()[1:8]]; b=[int(x) for x in sys.argv[2].split()[1:8]]
+d=[y-x for x,y in zip(a,b)]; t=sum(d)
+print(f"all CPUs over the perf window: busy {100*(t-d[3]-d[4])/t:.0f}% (user {100*d[0]/t:.0f}%, system {100*d[2]/t:.0f}%, softirq {100*d[6]/t:.0f}%, idle {100*d[3]/t:.0f}%)")' "${cpu0}" "${cpu1}" >"${RUN}/perf-cpu.txt" || true
+        # shellcheck disable=SC2086
+        wait ${sa} 2>/dev/null || true
         [[ -n ${bp} ]] && { wait "${bp}" 2>/dev/null || true; }
         wait "${cp}" "${sp}" 2>/dev/null || true
         for side in "" -b; do

@@ -38,6 +38,9 @@ const FLOW_CACHE_MAX: usize = 65_536;
 /// Consecutive failed reads after which the device is taken as gone and
 /// no longer read (instead of spinning on an error).
 const MAX_READ_ERRORS: u32 = 1000;
+/// Capacity of each offload write buffer: what tun-rs's GRO requires to
+/// coalesce up to the largest IP packet into it (`2 * header + 65 535`).
+const GRO_WRITE_CAPACITY: usize = 2 * tun_rs::VIRTIO_NET_HDR_LEN + u16::MAX as usize;
 /// Packets read from a ready device or socket in one go.
 pub(super) const BURST: usize = 64;
 
@@ -92,6 +95,9 @@ pub(super) struct TunState {
     routes: Option<Routes>,
     watcher: Option<FlowWatcher>,
     cache: HashMap<FlowKey, ike::ChildSaId>,
+    /// The last lookup: the segments of one TSO read are one flow, so
+    /// most packets skip hashing (cleared with `cache`).
+    last: Option<(FlowKey, ike::ChildSaId)>,
     /// Reused for timed-out flows.
     actions: Vec<FlowAction>,
     /// IFF_VNET_HDR: every write starts with a virtio-net header.
@@ -114,6 +120,7 @@ impl TunState {
     /// device; lookups start afresh.
     pub(super) fn child_added(&mut self, c: &ChildState) {
         self.cache.clear();
+        self.last = None;
         if let Some(r) = self.routes.as_mut() {
             r.add(&c.remote_ts, c.remote.ip());
         }
@@ -123,6 +130,7 @@ impl TunState {
     /// the lookup cache.
     pub(super) fn child_removed(&mut self, c: &ChildState) {
         self.cache.clear();
+        self.last = None;
         if let Some(r) = self.routes.as_mut() {
             r.remove(&c.remote_ts, c.remote.ip());
         }
@@ -138,6 +146,7 @@ impl TunState {
             dev: setup.dev,
             raw: setup.raw.map(Arc::new),
             cache: HashMap::new(),
+            last: None,
             actions: Vec::new(),
             offload: setup.cfg.offload,
             mtu: setup.cfg.mtu,
@@ -148,6 +157,14 @@ impl TunState {
             gro: tun_rs::GROTable::default(),
         }
     }
+}
+
+/// Put one packet into an offload write buffer, after room for the
+/// virtio-net header tun-rs writes in front.
+fn load_write_buffer(b: &mut Vec<u8>, pkt: &[u8]) {
+    b.clear();
+    b.resize(tun_rs::VIRTIO_NET_HDR_LEN, 0);
+    b.extend_from_slice(pkt);
 }
 
 /// Buffers for reading the device, owned by the driver's loop.
@@ -302,7 +319,13 @@ impl Driver {
             ports: info.selector_ports,
         };
         let tun = self.tun.as_mut()?;
+        if let Some((k, c)) = tun.last {
+            if k == key {
+                return Some(c);
+            }
+        }
         if let Some(c) = tun.cache.get(&key) {
+            tun.last = Some((key, *c));
             return Some(*c);
         }
         let (sport, dport) = match info.selector_ports {
@@ -326,6 +349,7 @@ impl Driver {
             tun.cache.clear();
         }
         tun.cache.insert(key, found);
+        tun.last = Some((key, found));
         Some(found)
     }
 
@@ -399,13 +423,16 @@ impl Driver {
             return false;
         };
         if t.writes.len() <= t.queued {
-            t.writes.push(Vec::new());
+            // tun-rs coalesces a segment into this buffer only if its
+            // capacity holds the whole coalesced packet (it never grows a
+            // buffer): room for the largest IP packet, 65 535 octets, and
+            // tun-rs's check of twice the header. No more: a larger
+            // capacity would let a coalesced packet outgrow the 16-bit IP
+            // length. Pages are touched only as far as packets fill them.
+            t.writes.push(Vec::with_capacity(GRO_WRITE_CAPACITY));
         }
         if let Some(b) = t.writes.get_mut(t.queued) {
-            b.clear();
-            // Room for the virtio-net header tun-rs writes in front.
-            b.resize(tun_rs::VIRTIO_NET_HDR_LEN, 0);
-            b.extend_from_slice(pkt);
+            load_write_buffer(b, pkt);
             t.queued += 1;
         }
         t.queued >= tun_rs::IDEAL_BATCH_SIZE
@@ -543,5 +570,112 @@ impl Driver {
         if let Some(t) = self.tun.as_mut() {
             t.actions = actions;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ones' complement sum (RFC 1071) folded, for building test packets.
+    fn sum(data: &[u8], mut acc: u32) -> u16 {
+        for c in data.chunks(2) {
+            let hi = u32::from(c.first().copied().unwrap_or(0)) << 8;
+            acc += hi | u32::from(c.get(1).copied().unwrap_or(0));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    /// An IPv4 TCP segment (ACK only) of flow 10.98.0.1:5000 ->
+    /// 10.99.0.1:5201 with `payload` octets at sequence number `seq`,
+    /// valid IP and TCP checksums.
+    fn segment(seq: u32, payload: usize) -> Vec<u8> {
+        let total = 20 + 20 + payload;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[6] = 0x40; // DF
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 98, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 99, 0, 1]);
+        let c = sum(&p[..20], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = 0x10; // ACK
+        p[34..36].copy_from_slice(&64000u16.to_be_bytes());
+        for (i, b) in p[40..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&p[12..20]);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&((total - 20) as u16).to_be_bytes());
+        let mut acc = 0u32;
+        for c in pseudo.chunks(2) {
+            acc += u32::from(c[0]) << 8 | u32::from(c[1]);
+        }
+        let c = sum(&p[20..], acc);
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// tun-rs's GRO over buffers made by `make`: which buffers it would
+    /// write, and their lengths.
+    fn gro(make: fn() -> Vec<u8>, segments: &[Vec<u8>]) -> Vec<usize> {
+        let mut bufs: Vec<Vec<u8>> = segments
+            .iter()
+            .map(|s| {
+                let mut b = make();
+                load_write_buffer(&mut b, s);
+                b
+            })
+            .collect();
+        let (mut tcp, mut udp, mut to_write) = (Default::default(), Default::default(), Vec::new());
+        tun_rs::handle_gro(
+            &mut bufs,
+            tun_rs::VIRTIO_NET_HDR_LEN,
+            &mut tcp,
+            &mut udp,
+            false,
+            &mut to_write,
+        )
+        .unwrap();
+        to_write.iter().map(|&i| bufs[i].len()).collect()
+    }
+
+    /// The write buffers let tun-rs coalesce the in-order segments of one
+    /// TSO burst into one write (they did not before 5e97635: the buffers
+    /// had the capacity of one packet, and every segment was a write).
+    #[test]
+    fn write_buffers_let_in_order_segments_coalesce() {
+        let mss = 1388;
+        let segs: Vec<_> = (0..45u32)
+            .map(|i| segment(1000 + i * mss as u32, mss))
+            .collect();
+        let hdr = tun_rs::VIRTIO_NET_HDR_LEN;
+        let fresh = || Vec::with_capacity(GRO_WRITE_CAPACITY);
+        assert_eq!(gro(fresh, &segs), vec![hdr + 40 + 45 * mss]);
+        // The old buffers (grown to one packet) coalesce nothing.
+        assert_eq!(gro(Vec::new, &segs).len(), 45);
+        // More than 64 KiB of segments: a second write, never an IP
+        // length over 65 535.
+        let many: Vec<_> = (0..60u32)
+            .map(|i| segment(1000 + i * mss as u32, mss))
+            .collect();
+        let lens = gro(fresh, &many);
+        assert_eq!(lens.len(), 2);
+        assert!(lens.iter().all(|&l| l - hdr <= usize::from(u16::MAX)));
+        assert_eq!(lens.iter().sum::<usize>(), 2 * (hdr + 40) + 60 * mss);
+        // A segment out of order is not merged into the run.
+        let mut gap = segs;
+        gap.swap(10, 30);
+        assert!(gro(fresh, &gap).len() > 1);
     }
 }
