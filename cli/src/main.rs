@@ -738,15 +738,21 @@ async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
 /// is handed back, `None` once it is closed.
 async fn next_datagram(mut ch: Channel, json: bool, echo: bool) -> Option<Channel> {
     let d = ch.recv().await?;
+    // Boxed: the datagram and the send's state live only while they are
+    // handled, not inline in every waiting channel's future (one per SA
+    // held).
+    Box::pin(deliver(&ch, d, json, echo)).await;
+    Some(ch)
+}
+
+/// Print a datagram and (`echo`) send it back.
+async fn deliver(ch: &Channel, d: endpoint::Datagram, json: bool, echo: bool) {
     print_datagram(&d, json);
     if echo {
-        // Boxed: the send's state lives only while it runs, not inline in
-        // every waiting channel's future.
-        if let Err(e) = Box::pin(ch.send(d.dst, d.src, &d.data)).await {
+        if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
             tracing::warn!(error = %e, "echo failed");
         }
     }
-    Some(ch)
 }
 
 fn print_channel(ch: &Channel, json: bool) {
