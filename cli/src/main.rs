@@ -708,6 +708,11 @@ async fn listen(a: ListenArgs) -> Result<()> {
 /// (docs/performance.md, memory per SA); here each waiting channel is one
 /// small future in a `FuturesUnordered`, woken on its own. Ends when the
 /// endpoint stops accepting.
+///
+/// The echo is sent inside the channel's own future, so the loop goes on
+/// accepting while the driver takes the send: awaited here, it held up
+/// `accept` while SAs kept coming, and the endpoint's accept queue
+/// overflowed (channels dropped, their datagrams never echoed).
 async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     let mut waiting = FuturesUnordered::new();
@@ -718,27 +723,36 @@ async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
                 print_channel(&ch, json);
                 // Printed: about 0.9 KiB per SA held less.
                 ch.forget_summaries();
-                waiting.push(next_datagram(ch));
+                waiting.push(next_datagram(ch, json, echo));
             }
-            Some((ch, d)) = waiting.next(), if !waiting.is_empty() => {
+            Some(ch) = waiting.next(), if !waiting.is_empty() => {
                 // `None`: the channel closed; dropping it is all there is to do.
-                let Some(d) = d else { continue };
-                print_datagram(&d, json);
-                if echo {
-                    if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
-                        tracing::warn!(error = %e, "echo failed");
-                    }
-                }
-                waiting.push(next_datagram(ch));
+                let Some(ch) = ch else { continue };
+                waiting.push(next_datagram(ch, json, echo));
             }
         }
     }
 }
 
-/// The channel's next datagram, with the channel handed back.
-async fn next_datagram(mut ch: Channel) -> (Channel, Option<endpoint::Datagram>) {
-    let d = ch.recv().await;
-    (ch, d)
+/// The channel's next datagram, printed and (`echo`) sent back; the channel
+/// is handed back, `None` once it is closed.
+async fn next_datagram(mut ch: Channel, json: bool, echo: bool) -> Option<Channel> {
+    let d = ch.recv().await?;
+    // Boxed: the datagram and the send's state live only while they are
+    // handled, not inline in every waiting channel's future (one per SA
+    // held).
+    Box::pin(deliver(&ch, d, json, echo)).await;
+    Some(ch)
+}
+
+/// Print a datagram and (`echo`) send it back.
+async fn deliver(ch: &Channel, d: endpoint::Datagram, json: bool, echo: bool) {
+    print_datagram(&d, json);
+    if echo {
+        if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
+            tracing::warn!(error = %e, "echo failed");
+        }
+    }
 }
 
 fn print_channel(ch: &Channel, json: bool) {

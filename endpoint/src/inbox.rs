@@ -35,6 +35,18 @@ impl<T> Shared<T> {
         // still a consistent queue.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The first item; the queue's buffer is given back once it is empty
+    /// again, so a channel that carried traffic and went quiet holds no
+    /// more than one that never did (one allocation per burst).
+    fn pop(&self) -> Option<T> {
+        let mut q = self.queue();
+        let item = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        item
+    }
 }
 
 /// A bounded queue of at most `cap` items.
@@ -104,12 +116,12 @@ impl<T> Inbox<T> {
     /// empty. Cancel-safe: an item is taken only when it is returned.
     pub(crate) async fn recv(&mut self) -> Option<T> {
         loop {
-            if let Some(item) = self.shared.queue().pop_front() {
+            if let Some(item) = self.shared.pop() {
                 return Some(item);
             }
             if self.shared.sender_gone.load(Ordering::Acquire) {
                 // Pushed before the sender went: still delivered.
-                return self.shared.queue().pop_front();
+                return self.shared.pop();
             }
             self.shared.notify.notified().await;
         }
@@ -174,6 +186,17 @@ mod tests {
             .is_err());
         tx.try_send(5).unwrap();
         assert_eq!(rx.recv().await, Some(5));
+    }
+
+    #[tokio::test]
+    async fn drained_queue_gives_its_buffer_back() {
+        let (tx, mut rx) = inbox(4);
+        tx.try_send(1u64).unwrap();
+        tx.try_send(2u64).unwrap();
+        assert_eq!(rx.recv().await, Some(1));
+        assert!(tx.shared.queue().capacity() > 0);
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(tx.shared.queue().capacity(), 0);
     }
 
     #[test]

@@ -824,7 +824,11 @@ impl Endpoint {
             fragmentation: Default::default(),
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-        let (accept_tx, accept_rx) = mpsc::channel(64);
+        // Channels of SAs the peers set up, not yet taken by `accept`: a
+        // responder taking in thousands of SAs a second (and echoing on
+        // them, `latchkey listen --echo`) fell behind 64 and dropped
+        // channels; the queue's blocks are allocated only as it fills.
+        let (accept_tx, accept_rx) = mpsc::channel(1024);
         let policy = config.policy.unwrap_or_else(default_policy);
         let table = latch::LatchTable::new(policy.pad, policy.spd, config.latching);
         let shared = Arc::new(Mutex::new(latching::Shared::new(table, !config.misbehave)));

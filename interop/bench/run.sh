@@ -91,11 +91,13 @@ lk_psk "${PSK}"
 
 # ---- responders -----------------------------------------------------------
 LK_PID=""
-lk_start() { # lk_start COOKIE_THRESHOLD MAX_HALF_OPEN [BINARY]
-    lk_bg latchkey ip netns exec "${LK_NS_RIGHT}" "${3:-${LK}}" listen \
+lk_start() { # lk_start COOKIE_THRESHOLD MAX_HALF_OPEN [BINARY [LISTEN_ARGS...]]
+    local ct=$1 ho=$2 bin=${3:-${LK}}
+    shift $(($# < 3 ? $# : 3))
+    lk_bg latchkey ip netns exec "${LK_NS_RIGHT}" "${bin}" listen \
         --ike "${RESP}:500" --natt "${RESP}:4500" --auth psk --psk-file "${PSK}" \
         --ike-proposal "${IKE_P}" --esp-proposal "${ESP_P}" \
-        --cookie-threshold "$1" --max-half-open "$2" --control "${OUT}/lk.sock" \
+        --cookie-threshold "${ct}" --max-half-open "${ho}" --control "${OUT}/lk.sock" "$@" \
         >"${OUT}/latchkey.out" 2>"${OUT}/latchkey.err"
     LK_PID=${LK_LAST_PID}
     local i
@@ -179,28 +181,42 @@ fi
 
 # ---- 2. memory per SA held ------------------------------------------------
 if want memory; then
-    # lk_hold NAME [BINARY]: hold HOLD_SAS on latchkey listen; sets held, per_sa.
+    # lk_hold NAME BINARY [LOADGEN_ARGS...]: hold HOLD_SAS on latchkey
+    # listen --echo; sets held, per_sa, answers, rss_span.
     lk_hold() {
-        lk_start 1000000 1000000 "${2:-}"
+        local name=$1 bin=$2
+        shift 2
+        lk_start 1000000 1000000 "${bin}" --echo
         sleep 0.5
         local before after
         before=$(rss "${LK_PID}")
-        lg_hs "${OUT}/hold-$1.json" --hold --count "${HOLD_SAS}" --concurrency "${CONCURRENCY}" --duration 600 --drain 10
+        lg_hs "${OUT}/hold-${name}.json" --hold --count "${HOLD_SAS}" --concurrency "${CONCURRENCY}" --duration 600 --drain 10 "$@"
         sleep 1
         after=$(rss "${LK_PID}")
-        held=$(jget "${OUT}/hold-$1.json" completed)
+        held=$(jget "${OUT}/hold-${name}.json" completed)
+        answers=$(jget "${OUT}/hold-${name}.json" answers)
         lk_end
         per_sa=$(( (after - before) / (held > 0 ? held : 1) ))
-        lk_log "$1 RSS ${before} -> ${after} for ${held} SAs"
-        ROWS_RSS+=("${before} -> ${after}")
+        rss_span="${before} -> ${after}"
+        lk_log "${name} RSS ${rss_span} for ${held} SAs, ${answers} answers"
     }
-    ROWS_RSS=()
+    # busy_note: the answers of a --ping hold against the SAs held.
+    busy_note() {
+        if [[ ${answers} == "${held}" ]]; then echo "all ${answers} answered"; else echo "ONLY ${answers} of ${held} answered"; fi
+    }
+    # Idle: the SAs held as set up. Busy (--ping): one datagram each way
+    # through every child SA (ESP in UDP, echoed by listen --echo), so
+    # both directions' ESP keys are expanded, as on SAs carrying traffic.
     if [[ -n ${BASE_LK} ]]; then
         lk_hold latchkey-base "${BASE_LK}"
-        held_base=${held} per_base=${per_sa}
+        held_base=${held} per_base=${per_sa} span_base=${rss_span}
+        lk_hold latchkey-base-busy "${BASE_LK}" --ping
+        held_base_busy=${held} per_base_busy=${per_sa} span_base_busy=${rss_span} note_base_busy=$(busy_note)
     fi
-    lk_hold latchkey
-    per_lk=${per_sa}
+    lk_hold latchkey "${LK}"
+    held_lk=${held} per_lk=${per_sa} span_lk=${rss_span}
+    lk_hold latchkey-busy "${LK}" --ping
+    held_busy=${held} per_busy=${per_sa} span_busy=${rss_span} note_busy=$(busy_note)
     # charon, same count: its daemon RSS per SA for comparison.
     ch_start 1000000
     sleep 0.5
@@ -214,11 +230,16 @@ if want memory; then
     ch_end
     per_ch=$(( (after - before) / (cheld > 0 ? cheld : 1) ))
     lk_log "charon RSS ${before} -> ${after} for ${cheld} SAs"
-    row "bytes of responder RSS per IKE SA + child SA, latchkey listen (${held} SAs held; RSS ${ROWS_RSS[-1]} B)" "${per_lk} B" \
+    cur_base() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "; current/baseline %.2f", a / b }'; }
+    row "bytes of responder RSS per IKE SA + child SA, latchkey listen, idle SAs (${held_lk} SAs held; RSS ${span_lk} B)" "${per_lk} B" \
         "$(ratio "${per_ch}" "${per_lk}") less"
+    row "same, SAs that carried one datagram each way (${held_busy} SAs held, ${note_busy}; RSS ${span_busy} B)" "${per_busy} B" \
+        "$(ratio "${per_ch}" "${per_busy}") less"
     if [[ -n ${BASE_LK} ]]; then
-        row "same, baseline latchkey ${BASE_LK} (${held_base} SAs held; RSS ${ROWS_RSS[0]} B)" "${per_base} B" \
-            "$(ratio "${per_ch}" "${per_base}") less; current/baseline $(awk -v a="${per_lk}" -v b="${per_base}" 'BEGIN { printf "%.2f", a / b }')"
+        row "same, baseline latchkey ${BASE_LK}, idle SAs (${held_base} SAs held; RSS ${span_base} B)" "${per_base} B" \
+            "$(ratio "${per_ch}" "${per_base}") less$(cur_base "${per_lk}" "${per_base}")"
+        row "same, baseline, SAs that carried one datagram each way (${held_base_busy} SAs held, ${note_base_busy}; RSS ${span_base_busy} B)" "${per_base_busy} B" \
+            "$(ratio "${per_ch}" "${per_base_busy}") less$(cur_base "${per_busy}" "${per_base_busy}")"
     fi
     row "bytes of responder RSS per IKE SA + child SA, charon (${cheld} SAs held after at most ${CHARON_HOLD_SECS} s)" "${per_ch} B" "1.0x"
 fi

@@ -52,6 +52,15 @@ pub(crate) struct Args {
     /// up). The SAs are left on the responder when the generator exits.
     #[arg(long)]
     hold: bool,
+    /// With --hold: once each child SA is up, send one UDP datagram
+    /// through it (ESP in UDP to the responder's NAT-T port, RFC 3948; this
+    /// asks for UDP encapsulation, `force_encap`) and count the answers
+    /// that come back through the SA, checked and decrypted (an echoing
+    /// responder such as `latchkey listen --echo` answers every one). The
+    /// SAs then hold both directions' expanded keys, as SAs carrying
+    /// traffic do.
+    #[arg(long, requires = "hold")]
+    ping: bool,
     /// Our address (default: the one the kernel picks toward --target).
     #[arg(long)]
     local: Option<IpAddr>,
@@ -110,6 +119,13 @@ struct Counts {
     deleted: u64,
     unroutable: u64,
     esp_in: u64,
+    /// --ping: datagrams sent, one per child SA.
+    pings: u64,
+    /// --ping: answers decrypted by the child SA's inbound SA, with the
+    /// payload sent.
+    answers: u64,
+    /// --ping: ESP that did not decapsulate, or an answer that was not ours.
+    bad_answers: u64,
     failures: BTreeMap<String, u64>,
     latencies_us: Vec<u32>,
 }
@@ -141,7 +157,7 @@ fn peer_config(a: &Args, shard: usize, psk: &certs::Psk) -> Result<PeerConfig> {
         },
         ike_rekey_after: None,
         dpd_interval: None,
-        force_encap: false,
+        force_encap: a.ping,
         remote_natt_port: a.remote_natt_port,
     })
 }
@@ -219,6 +235,12 @@ async fn drive(a: Args) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut last_completion = start;
+    // --ping: the children's SAs, each direction only as long as needed
+    // (outbound: one packet; inbound: until the answer).
+    let mut sad = esp::Sad::new();
+    let mut to_ping: Vec<ike::ChildSaInfo> = Vec::new();
+    let drain = Duration::from_secs_f64(a.drain);
+    let mut last_ping = start;
 
     loop {
         let now = Instant::now();
@@ -271,7 +293,7 @@ async fn drive(a: Args) -> Result<()> {
                 while let Some(ev) = s.ike.poll_event() {
                     progressed = true;
                     let before = c.completed;
-                    on_event(
+                    let held = on_event(
                         s,
                         ev,
                         now,
@@ -281,6 +303,9 @@ async fn drive(a: Args) -> Result<()> {
                         &mut in_flight,
                         &mut route,
                     );
+                    if let Some(info) = held.filter(|_| a.ping) {
+                        to_ping.push(info);
+                    }
                     if c.completed > before {
                         last_completion = now;
                     }
@@ -290,8 +315,28 @@ async fn drive(a: Args) -> Result<()> {
                 }
             }
         }
+        for info in to_ping.drain(..) {
+            match ping(&mut sad, &info, &mut out) {
+                Ok(()) => {
+                    c.pings += 1;
+                    last_ping = Instant::now();
+                    match natt_sock.try_send_to(&out, info.remote) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            let _ = natt_sock.send_to(&out, info.remote).await;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Err(e) => {
+                    *c.failures.entry(format!("ping: {e}")).or_default() += 1;
+                }
+            }
+        }
         let deleting: usize = shards.iter().map(|s| s.deleting.len()).sum();
-        if !starting && in_flight == 0 && deleting == 0 {
+        // --ping: answers still due, for at most --drain after the last ping.
+        let answering = c.pings > c.answers && now < last_ping + drain;
+        if !starting && in_flight == 0 && deleting == 0 && !answering {
             break;
         }
         if now >= hard_end {
@@ -305,6 +350,9 @@ async fn drive(a: Args) -> Result<()> {
         let mut deadline = hard_end;
         if starting {
             deadline = deadline.min(window_end);
+        }
+        if answering {
+            deadline = deadline.min(last_ping + drain);
         }
         for s in &shards {
             if let Some(t) = s.ike.poll_timeout() {
@@ -331,6 +379,15 @@ async fn drive(a: Args) -> Result<()> {
                         dispatch(&mut shards, &route, now, natt_addr, from, &d[4..], &mut c);
                     }
                     Some([0xff]) => {}
+                    Some(d) if a.ping => {
+                        c.esp_in += 1;
+                        let mut d = d.to_vec();
+                        if answer(&mut sad, &mut d) {
+                            c.answers += 1;
+                        } else {
+                            c.bad_answers += 1;
+                        }
+                    }
                     _ => c.esp_in += 1,
                 }
             }
@@ -378,7 +435,7 @@ fn on_event(
     c: &mut Counts,
     in_flight: &mut usize,
     route: &mut HashMap<u64, usize>,
-) {
+) -> Option<ike::ChildSaInfo> {
     match ev {
         Event::ChildSaEstablished(info) => {
             if let Some(t0) = s.pending.remove(&info.ike_sa) {
@@ -391,6 +448,9 @@ fn on_event(
                 c.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
                 if !hold && s.ike.delete_ike(now, info.ike_sa).is_ok() {
                     s.deleting.insert(info.ike_sa);
+                }
+                if hold {
+                    return Some(info);
                 }
             }
         }
@@ -416,6 +476,89 @@ fn on_event(
         }
         _ => {}
     }
+    None
+}
+
+/// The UDP payload of every ping (and, echoed, of every answer).
+const PING: &[u8] = b"latchkey-loadgen ping";
+
+/// The inner addresses of a ping: the first address and port of the first
+/// selector of each side (the answer comes back with them swapped).
+fn ping_ends(info: &ike::ChildSaInfo) -> Option<(SocketAddr, SocketAddr)> {
+    let l = info.local_ts.first()?;
+    let r = info.remote_ts.first()?;
+    let port = |t: &TrafficSelector| t.start_port.max(1).min(t.end_port);
+    Some((
+        SocketAddr::new(l.addr.start, port(l)),
+        SocketAddr::new(r.addr.start, port(r)),
+    ))
+}
+
+/// Encapsulate one ping into `out` through the child SA's outbound SA
+/// (installed for that packet and removed again), and install its inbound
+/// SA for the answer.
+fn ping(sad: &mut esp::Sad, info: &ike::ChildSaInfo, out: &mut Vec<u8>) -> Result<()> {
+    let (src, dst) = ping_ends(info).ok_or_else(|| anyhow!("child SA without selectors"))?;
+    let cfg = |inbound: bool| esp::SaConfig {
+        spi: if inbound {
+            info.inbound_spi
+        } else {
+            info.outbound_spi
+        },
+        encr: info.encr,
+        integ: info.integ,
+        encr_key: if inbound {
+            &info.inbound_encr_key
+        } else {
+            &info.outbound_encr_key
+        },
+        integ_key: if inbound {
+            &info.inbound_integ_key
+        } else {
+            &info.outbound_integ_key
+        },
+        esn: info.esn,
+        replay_window: info.replay_window,
+        mode: info.mode,
+        local_ts: info.local_ts.clone(),
+        remote_ts: info.remote_ts.clone(),
+        tag: info.id.0,
+    };
+    let mut inner = vec![0u8; esp::inner::udp_packet_len(src.is_ipv4(), PING.len())];
+    let n = esp::inner::build_udp(src, dst, PING, &mut inner)?;
+    let next_header = if src.is_ipv4() {
+        esp::NEXT_HEADER_IPV4
+    } else {
+        esp::NEXT_HEADER_IPV6
+    };
+    sad.add_outbound(cfg(false))?;
+    let sealed = sad.encapsulated_len(info.outbound_spi, n).and_then(|len| {
+        out.clear();
+        out.resize(len, 0);
+        sad.encapsulate(info.outbound_spi, next_header, &inner[..n], out)
+    });
+    sad.remove_outbound(info.outbound_spi);
+    out.truncate(sealed?);
+    sad.add_inbound(cfg(true))?;
+    Ok(())
+}
+
+/// One ESP datagram from the responder: an answer if its SA decrypts it
+/// and it carries the ping back (UDP, ends swapped); the SA is then
+/// removed (one answer per SA).
+fn answer(sad: &mut esp::Sad, packet: &mut [u8]) -> bool {
+    let Ok(d) = sad.decapsulate(packet) else {
+        return false;
+    };
+    let spi = d.spi;
+    let ok = esp::inner::parse(d.payload)
+        .ok()
+        .and_then(|p| p.udp_payload(d.payload).map(|u| u == PING))
+        .unwrap_or(false);
+    if ok {
+        sad.remove_inbound(spi);
+    }
+    ok
 }
 
 fn fail(
@@ -471,6 +614,10 @@ fn report(
             "held": if a.hold { held } else { 0 },
             "retransmits": retransmits,
             "unroutable": c.unroutable,
+            "pings": c.pings,
+            "answers": c.answers,
+            "bad_answers": c.bad_answers,
+            "esp_in": c.esp_in,
             "latency_ms": {
                 "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": ms(1.0)
             },
@@ -498,6 +645,12 @@ fn report(
             if a.hold { held } else { 0 },
             retransmits
         );
+        if a.ping {
+            println!(
+                "pings {}  answers {}  bad answers {}",
+                c.pings, c.answers, c.bad_answers
+            );
+        }
         for (why, n) in &c.failures {
             println!("  failure x{n}: {why}");
         }
