@@ -1043,7 +1043,7 @@ impl Driver {
         *self.ike.pins_mut() = pins;
         for c in self.children.values() {
             self.sad.remove_inbound(c.inbound_spi);
-            self.sad.remove_outbound(c.outbound_spi);
+            self.sad.remove_outbound(c.inbound_spi);
             if let Some(t) = self.tun.as_mut() {
                 t.child_removed(c);
             }
@@ -1301,7 +1301,8 @@ impl Driver {
                     "child SA deleted"
                 );
                 self.sad.remove_inbound(inbound_spi);
-                self.sad.remove_outbound(outbound_spi);
+                // Filed under the inbound SPI (`on_child_up`).
+                self.sad.remove_outbound(inbound_spi);
                 if let Some(c) = self.children.remove(&child) {
                     if let Some(t) = self.tun.as_mut() {
                         t.child_removed(&c);
@@ -1425,7 +1426,7 @@ impl Driver {
         for id in gone {
             if let Some(c) = self.children.remove(&id) {
                 self.sad.remove_inbound(c.inbound_spi);
-                self.sad.remove_outbound(c.outbound_spi);
+                self.sad.remove_outbound(c.inbound_spi);
                 if let Some(t) = self.tun.as_mut() {
                     t.child_removed(&c);
                 }
@@ -1617,7 +1618,11 @@ impl Driver {
             if inbound {
                 sad.add_inbound(cfg)
             } else {
-                sad.add_outbound(cfg)
+                // The peer chose the outbound SPI; another peer may have
+                // chosen the same one (RFC 4301 4.1). The outbound SA is
+                // filed under our inbound SPI of the same child SA, unique
+                // here: the driver finds it by that (`esp_out`).
+                sad.add_outbound_keyed(info.inbound_spi, cfg)
             }
         };
         if let Err(e) = install(&mut self.sad, true).and_then(|()| install(&mut self.sad, false)) {
@@ -1631,7 +1636,7 @@ impl Driver {
         }
         if !self.latch_sa_added(info) {
             self.sad.remove_inbound(info.inbound_spi);
-            self.sad.remove_outbound(info.outbound_spi);
+            self.sad.remove_outbound(info.inbound_spi);
             let _ = self.ike.delete_child(Instant::now(), info.ike_sa, info.id);
             if let Some((peer, reply)) = self.pending_connect.remove(&info.ike_sa) {
                 let _ = reply.send(Err(Error::Child {

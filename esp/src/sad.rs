@@ -479,9 +479,26 @@ impl Sad {
     }
 
     /// Install an outbound SA; its first packet carries sequence number 1.
+    /// It is filed under its SPI: [`Sad::encapsulate`] and the other
+    /// outbound calls find it by `cfg.spi`. A program with SAs to several
+    /// peers uses [`Sad::add_outbound_keyed`] instead.
     pub fn add_outbound(&mut self, cfg: SaConfig<'_>) -> Result<(), SadError> {
-        Self::check_replay_window(&cfg)?;
         let spi = cfg.spi;
+        self.add_outbound_keyed(spi, cfg)
+    }
+
+    /// Install an outbound SA filed under `key`, a value of the caller's
+    /// choosing that the outbound calls ([`Sad::encapsulate`],
+    /// [`Sad::sealer`], [`Sad::remove_outbound`], ...) then take in place
+    /// of the SPI. An outbound SPI is chosen by the peer (RFC 4301 4.1: it
+    /// is unique only together with the peer's address), so two peers may
+    /// pick the same one: a responder with many peers files each outbound
+    /// SA under a key unique on this host (latchkey's endpoint uses the
+    /// inbound SPI of the same child SA, which it chose itself). The packets
+    /// carry `cfg.spi`.
+    pub fn add_outbound_keyed(&mut self, key: u32, cfg: SaConfig<'_>) -> Result<(), SadError> {
+        Self::check_replay_window(&cfg)?;
+        let spi = key;
         let encr_key = cfg.encr_key;
         let mut sa = Box::new(OutboundSa {
             core: SaCore::new(cfg)?,
@@ -518,7 +535,8 @@ impl Sad {
         Some(stats)
     }
 
-    /// Remove an outbound SA; returns its final counters.
+    /// Remove an outbound SA (by its SPI, or the key it was filed under
+    /// with [`Sad::add_outbound_keyed`]); returns its final counters.
     pub fn remove_outbound(&mut self, spi: u32) -> Option<SaStats> {
         let sa = self.outbound.remove(&spi)?;
         self.generation += 1;
@@ -532,7 +550,7 @@ impl Sad {
         self.inbound.get(&spi).map(|s| s.info())
     }
 
-    /// The outbound SA with this SPI.
+    /// The outbound SA with this SPI (or key, [`Sad::add_outbound_keyed`]).
     pub fn outbound(&self, spi: u32) -> Option<SaInfo> {
         self.outbound.get(&spi).map(|s| s.info())
     }
@@ -548,7 +566,8 @@ impl Sad {
         self.inbound.keys().copied().collect()
     }
 
-    /// SPIs of all outbound SAs (in no particular order).
+    /// SPIs (or keys, [`Sad::add_outbound_keyed`]) of all outbound SAs (in
+    /// no particular order).
     pub fn outbound_spis(&self) -> Vec<u32> {
         self.outbound.keys().copied().collect()
     }

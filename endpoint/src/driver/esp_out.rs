@@ -169,8 +169,10 @@ impl Driver {
         let Some(c) = self.children.get(&sa) else {
             return Err(EspOutError::ChildGone);
         };
-        let (spi, remote, udp) = (c.outbound_spi, c.remote, c.udp_encap);
-        let sealer = self.sad.sealer(spi).map_err(EspOutError::Encap)?;
+        // The outbound SA is filed under the child's inbound SPI
+        // (`on_child_up`: outbound SPIs of different peers may be equal).
+        let (key, remote, udp) = (c.inbound_spi, c.remote, c.udp_encap);
+        let sealer = self.sad.sealer(key).map_err(EspOutError::Encap)?;
         if udp && gather && self.esp_batch.gso {
             let len = sealer.encapsulated_len(pkt.len());
             if len <= os::GSO_MAX_BYTES {

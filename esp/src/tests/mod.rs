@@ -864,3 +864,66 @@ fn aead_keys_expand_on_first_packet() {
         assert_eq!(decap(&sad, &b).unwrap().2, b"second");
     }
 }
+
+/// RFC 4301 4.1: two peers may choose the same SPI for the SAs we send
+/// them on. Filed under keys of our own (`add_outbound_keyed`), both SAs
+/// live side by side, each seals with its own keys and carries the SPI
+/// its peer chose; plain `add_outbound` refuses the second.
+#[test]
+fn outbound_sas_with_the_same_spi_to_two_peers() {
+    const SPI: u32 = 0x4242_4242;
+    fn cfg(ek: &[u8], tag: u64) -> SaConfig<'_> {
+        SaConfig {
+            spi: SPI,
+            encr: Encr::AesGcm16_128,
+            integ: None,
+            encr_key: ek,
+            integ_key: &[],
+            esn: false,
+            replay_window: 64,
+            mode: Mode::Transport,
+            local_ts: vec![ts("10.0.0.0/24")],
+            remote_ts: vec![ts("10.0.1.0/24")],
+            tag,
+        }
+    }
+    let (ek1, _) = keys(Encr::AesGcm16_128, None, 1);
+    let (ek2, _) = keys(Encr::AesGcm16_128, None, 2);
+    let mut ours = Sad::new();
+    ours.add_outbound_keyed(1, cfg(&ek1, 1)).unwrap();
+    ours.add_outbound_keyed(2, cfg(&ek2, 2)).unwrap();
+    let mut plain = Sad::new();
+    plain.add_outbound(cfg(&ek1, 1)).unwrap();
+    assert!(matches!(
+        plain.add_outbound(cfg(&ek2, 2)),
+        Err(SadError::DuplicateSpi(SPI))
+    ));
+    // Each peer's inbound SA (its own SAD) opens only what was sealed for it.
+    let peer = |ek: &[u8], tag: u64| {
+        let mut s = Sad::new();
+        s.add_inbound(SaConfig {
+            local_ts: vec![ts("10.0.1.0/24")],
+            remote_ts: vec![ts("10.0.0.0/24")],
+            ..cfg(ek, tag)
+        })
+        .unwrap();
+        s
+    };
+    let (p1, p2) = (peer(&ek1, 1), peer(&ek2, 2));
+    let to1 = encap(&ours, 1, 17, b"to peer 1");
+    let to2 = encap(&ours, 2, 17, b"to peer 2");
+    assert_eq!(to1[..4], SPI.to_be_bytes());
+    assert_eq!(to2[..4], SPI.to_be_bytes());
+    assert_eq!(decap(&p1, &to1).unwrap().2, b"to peer 1");
+    assert_eq!(decap(&p2, &to2).unwrap().2, b"to peer 2");
+    assert!(
+        decap(&p1, &to2).is_err(),
+        "peer 1 cannot open peer 2's packet"
+    );
+    assert_eq!(ours.outbound(2).map(|i| i.spi), Some(SPI));
+    assert!(ours.remove_outbound(1).is_some());
+    assert_eq!(
+        decap(&p2, &encap(&ours, 2, 17, b"still")).unwrap().2,
+        b"still"
+    );
+}
