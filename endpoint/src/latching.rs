@@ -15,7 +15,7 @@
 
 use std::borrow::{Borrow, BorrowMut};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latch::{
@@ -139,14 +139,23 @@ pub(crate) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
 pub struct BurstLatch<'a, T> {
     mutex: &'a Mutex<T>,
     guard: Option<MutexGuard<'a, T>>,
-    last: Option<(FiveTuple, Option<u64>, Verdict)>,
+    /// The last check (5-tuple, SA tag, verdict), kept only while `remembered`
+    /// (separate fields, not an `Option` of a tuple: written one by one, the
+    /// verdict is not read back through a wider copy of it).
+    remembered: bool,
+    last_five: FiveTuple,
+    last_sa: Option<u64>,
+    last_verdict: Verdict,
 }
 
 impl<T> std::fmt::Debug for BurstLatch<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BurstLatch")
             .field("held", &self.guard.is_some())
-            .field("last", &self.last)
+            .field("remembered", &self.remembered)
+            .field("last_five", &self.last_five)
+            .field("last_sa", &self.last_sa)
+            .field("last_verdict", &self.last_verdict)
             .finish()
     }
 }
@@ -157,7 +166,14 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
         Self {
             mutex,
             guard: None,
-            last: None,
+            remembered: false,
+            last_five: FiveTuple::new(
+                0,
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            ),
+            last_sa: None,
+            last_verdict: Verdict::Pass(PassKind::NotLatched),
         }
     }
 
@@ -171,9 +187,9 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     /// version at the check. Takes the lock if not held.
     #[inline]
     pub fn check_inbound(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
-        if let (Some(g), Some((f, s, v))) = (&self.guard, &self.last) {
-            if *s == sa && f == five {
-                return (*v, (**g).borrow().version());
+        if let (Some(g), true) = (&self.guard, self.remembered) {
+            if self.last_sa == sa && self.last_five == *five {
+                return (self.last_verdict, (**g).borrow().version());
             }
         }
         self.look_up(five, sa)
@@ -185,10 +201,10 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
         let table: &LatchTable = (**self.guard()).borrow();
         let version = table.version();
         let v = table.check_inbound(five, sa);
-        self.last = match v {
-            Verdict::Pass(PassKind::Listener(_)) => None,
-            v => Some((*five, sa, v)),
-        };
+        self.remembered = !matches!(v, Verdict::Pass(PassKind::Listener(_)));
+        self.last_five = *five;
+        self.last_sa = sa;
+        self.last_verdict = v;
         (v, version)
     }
 
@@ -197,13 +213,13 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     where
         T: BorrowMut<LatchTable>,
     {
-        self.last = None;
+        self.remembered = false;
         self.guard()
     }
 
     /// Release the lock (if held) and forget the last verdict.
     pub fn release(&mut self) {
-        self.last = None;
+        self.remembered = false;
         self.guard = None;
     }
 
@@ -503,7 +519,6 @@ impl ike::ChildSaPolicy for LatchPolicy {
 mod tests {
     use super::*;
     use latch::{ConnectionRequest, LatchConfig, ListenerRequest, ThreeTuple};
-    use std::net::SocketAddr;
     use std::time::Instant;
 
     fn five(port: u16) -> FiveTuple {
@@ -611,7 +626,7 @@ mod tests {
             held.check_inbound(&five(1), None).0,
             Verdict::Pass(PassKind::Listener(l))
         );
-        assert!(held.last.is_none(), "a listener verdict is not kept");
+        assert!(!held.remembered, "a listener verdict is not kept");
         let c = held
             .get_mut()
             .table
@@ -621,6 +636,6 @@ mod tests {
             held.check_inbound(&five(1), None).0,
             Verdict::Pass(PassKind::Bypass(c))
         );
-        assert!(held.last.is_some());
+        assert!(held.remembered);
     }
 }
