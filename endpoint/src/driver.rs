@@ -17,7 +17,7 @@ use latch::{
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::latching::{self, lock, Direction, LatchPolicy, SharedRef};
+use crate::latching::{self, lock, BurstLatch, Direction, LatchPolicy, Shared, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
@@ -132,6 +132,17 @@ impl ChildState {
     /// Whether the SPD admits all the SA may carry (see `spd_clean`).
     fn spd_admits_all(&self, spd: &pad::Spd) -> bool {
         spd.admits_all_protected(&self.local_ts, &self.remote_ts, &self.qop())
+    }
+
+    /// RFC 4301 5.1, 5.2: why `spd` refuses a packet of `five` under this
+    /// SA, if it does; no lookup when the SA is `spd_clean`.
+    fn spd_refusal(&self, spd: &pad::Spd, five: &FiveTuple) -> Option<&'static str> {
+        if self.spd_clean {
+            return None;
+        }
+        spd.admits_protected(five, &self.qop())
+            .err()
+            .map(pad::SpdRefusal::reason)
     }
 
     fn summary(&self) -> ChildSummary {
@@ -428,6 +439,8 @@ impl Driver {
             Vec::new()
         };
         let mut shutdown: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
+        // The latch table (never replaced), for the receive bursts' locks.
+        let shared = self.shared.clone();
         loop {
             self.flush_esp();
             self.flush_tun_writes();
@@ -474,7 +487,9 @@ impl Driver {
                 r = self.natt_sock.readable() => match r {
                     // TUN mode: drain a burst of ESP before polling again.
                     Ok(()) => {
-                        self.drain_natt(&mut natt_buf, &mut natt_cmsg, if tun_on { tun::BURST } else { 1 });
+                        let mut held = BurstLatch::new(&shared);
+                        self.drain_natt(&mut natt_buf, &mut natt_cmsg, if tun_on { tun::BURST } else { 1 }, &mut held);
+                        held.release();
                         self.flush_tun_writes();
                     }
                     Err(e) => tracing::warn!(error = %e, "NAT-T socket receive failed"),
@@ -507,11 +522,13 @@ impl Driver {
                 r = tun::raw_recv(self.tun.as_ref().and_then(|t| t.raw.as_deref()), &mut raw_buf) => {
                     let mut r = r;
                     let raw = self.tun.as_ref().and_then(|t| t.raw.clone());
+                    // One lock of the latch table for the burst's checks.
+                    let mut held = BurstLatch::new(&shared);
                     for _ in 0..tun::BURST {
                         match r {
                             Ok((range, _src)) => {
                                 if let Some(esp) = raw_buf.get_mut(range) {
-                                    self.on_esp(esp);
+                                    self.on_esp(esp, &mut held);
                                 }
                             }
                             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -527,6 +544,7 @@ impl Driver {
                         let Some(raw) = raw.as_ref() else { break };
                         r = raw.try_recv(&mut raw_buf);
                     }
+                    held.release();
                     self.flush_tun_writes();
                 },
                 () = sleep_until(wake) => {
@@ -678,8 +696,18 @@ impl Driver {
     }
 
     /// Read up to `max` times from the ready NAT-T socket (a read may hold
-    /// several datagrams with UDP GRO) and handle every datagram.
-    fn drain_natt(&mut self, buf: &mut [u8], cmsg: &mut [u8], max: usize) {
+    /// several datagrams with UDP GRO) and handle every datagram; the ESP
+    /// packets' latch checks share the lock `held` (the reads are
+    /// non-blocking, so it is held for at most one burst of reads and
+    /// decapsulations; it is released before anything that takes it or
+    /// writes).
+    fn drain_natt(
+        &mut self,
+        buf: &mut [u8],
+        cmsg: &mut [u8],
+        max: usize,
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
         for _ in 0..max {
             let r = if self.natt_gro {
                 crate::os::recv_gro(&self.natt_sock, buf, cmsg)
@@ -696,7 +724,7 @@ impl Driver {
                 Ok(read) => {
                     let data = buf.get_mut(..read.len).unwrap_or_default();
                     for datagram in data.chunks_mut(read.stride.max(1)) {
-                        self.on_natt(datagram, read.from);
+                        self.on_natt(datagram, read.from, held);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -712,16 +740,23 @@ impl Driver {
         }
     }
 
-    fn on_natt(&mut self, datagram: &mut [u8], from: SocketAddr) {
+    fn on_natt(
+        &mut self,
+        datagram: &mut [u8],
+        from: SocketAddr,
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
         match esp::udp::classify(datagram) {
             esp::udp::Natt::Keepalive => {}
             esp::udp::Natt::Invalid => self.drop_counted("invalid NAT-T datagram"),
             esp::udp::Natt::Ike(msg) => {
+                // IKE's child-SA policy hook takes the lock.
+                held.release();
                 let msg = msg.to_vec();
                 self.ike
                     .handle_datagram(Instant::now(), self.natt_addr, from, &msg);
             }
-            esp::udp::Natt::Esp(_) => self.on_esp(datagram),
+            esp::udp::Natt::Esp(_) => self.on_esp(datagram, held),
         }
     }
 
@@ -734,7 +769,8 @@ impl Driver {
         }
     }
 
-    fn on_esp(&mut self, packet: &mut [u8]) {
+    /// One ESP packet; its latch check runs under the burst's lock `held`.
+    fn on_esp(&mut self, packet: &mut [u8], held: &mut BurstLatch<'_, Shared>) {
         let d = match self.sad.decapsulate(packet) {
             Ok(d) => d,
             Err(reason) => {
@@ -754,7 +790,7 @@ impl Driver {
         }
         if self.tun.is_some() {
             // TUN mode: every inner packet goes to the OS stack.
-            self.on_esp_tun(tag, d.payload);
+            self.on_esp_tun(tag, d.payload, held);
             return;
         }
         let Ok(inner) = esp::inner::parse(d.payload) else {
@@ -771,13 +807,13 @@ impl Driver {
         // tag of the SA that protected the packet; the version it was
         // checked at travels with it to delivery (R16).
         let five = FiveTuple::new(inner.protocol, dst, src);
-        let Some((latch, latch_version)) = self.inbound_latch_check(five, tag) else {
+        let Some((latch, latch_version)) = Self::inbound_latch_check(held, five, tag) else {
             return;
         };
         let child = ike::ChildSaId(tag);
         // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
         if latch.is_none() {
-            if let Some(reason) = self.spd_refuses(child, &five) {
+            if let Some(reason) = self.spd_refuses_held(held, child, &five) {
                 tracing::debug!(%five, sa = tag, reason, "inbound packet dropped by the SPD");
                 self.drop_counted(reason);
                 return;
@@ -815,50 +851,67 @@ impl Driver {
     /// R3, and keeps its parameters across a policy change, R8): the reason
     /// to drop it, or `None`. No lookup for an SA whose selectors the SPD
     /// admits as a whole (`ChildState::spd_clean`, the usual case).
+    /// Takes the table's lock (when a lookup is needed): not for a receive
+    /// burst that holds it (`spd_refuses_held`).
     fn spd_refuses(&self, sa: ike::ChildSaId, five: &FiveTuple) -> Option<&'static str> {
         let c = self.children.get(&sa)?;
         if c.spd_clean {
             return None;
         }
-        let s = lock(&self.shared);
-        s.table
-            .spd()
-            .admits_protected(five, &c.qop())
-            .err()
-            .map(pad::SpdRefusal::reason)
+        c.spd_refusal(lock(&self.shared).table.spd(), five)
+    }
+
+    /// [`Self::spd_refuses`] under a receive burst's lock.
+    fn spd_refuses_held(
+        &self,
+        held: &mut BurstLatch<'_, Shared>,
+        sa: ike::ChildSaId,
+        five: &FiveTuple,
+    ) -> Option<&'static str> {
+        let c = self.children.get(&sa)?;
+        if c.spd_clean {
+            return None;
+        }
+        c.spd_refusal(held.table().spd(), five)
     }
 
     /// R5, R6, R12, R17: the inbound latch check of a decapsulated packet
-    /// of `five` under the SA tagged `tag`; a packet opening a connection
-    /// under a listener latch creates and binds that connection's latch.
-    /// `None`: dropped (counted). Otherwise the latch the flow is latched
-    /// to, if any, and the table version the check ran at (R16).
-    fn inbound_latch_check(&mut self, five: FiveTuple, tag: u64) -> Option<(Option<LatchId>, u64)> {
-        let mut s = lock(&self.shared);
-        let latch = match s.table.check_inbound(&five, Some(tag)) {
+    /// of `five` under the SA tagged `tag`, under the burst's lock `held`
+    /// (taken here if not held yet); a packet opening a connection under a
+    /// listener latch creates and binds that connection's latch. `None`:
+    /// dropped (counted). Otherwise the latch the flow is latched to, if
+    /// any, and the table version the check ran at (R16).
+    fn inbound_latch_check(
+        held: &mut BurstLatch<'_, Shared>,
+        five: FiveTuple,
+        tag: u64,
+    ) -> Option<(Option<LatchId>, u64)> {
+        let (verdict, version) = held.check_inbound(&five, Some(tag));
+        let latch = match verdict {
             Verdict::Pass(PassKind::Latched(id)) => Some(id),
             Verdict::Pass(PassKind::Listener(l)) => {
                 // R12, R15: the first packet of a connection under a
                 // listener latch creates (and binds) its connection
                 // latch; if that fails the packet is dropped.
-                match s.table.accept(l, five, Some(tag), Instant::now()) {
-                    Ok(id) => Some(id),
+                let s = held.get_mut();
+                return match s.table.accept(l, five, Some(tag), Instant::now()) {
+                    Ok(id) => Some((Some(id), s.table.version())),
                     Err(e) => {
                         tracing::debug!(%five, error = %e, "listener latch refused the connection");
                         s.count(Direction::Inbound, latch::DropReason::SaMismatch);
-                        return None;
+                        None
                     }
-                }
+                };
             }
             Verdict::Pass(_) => None,
             Verdict::Drop { latch, reason } => {
-                s.count(Direction::Inbound, reason);
+                held.get_mut().count(Direction::Inbound, reason);
                 tracing::debug!(%five, %latch, ?reason, sa = tag, "inbound packet dropped by latch");
                 return None;
             }
             _ => return None,
         };
-        Some((latch, s.table.version()))
+        Some((latch, version))
     }
 
     fn on_command(&mut self, c: Command) {

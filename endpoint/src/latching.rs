@@ -10,14 +10,17 @@
 //!   one synchronous stretch of the driver (`handle_datagram`, then the
 //!   event flush). `sa_added` re-checks the final SA under the same lock as
 //!   a second line of defence.
-//! - Per-packet work is one lock and O(1) hash lookups.
+//! - Per-packet work is O(1) hash lookups under a lock taken once per
+//!   receive burst ([`BurstLatch`]), not once per packet.
 
+use std::borrow::{Borrow, BorrowMut};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latch::{
-    ChildSaDescriptor, ChildSaVerdict, DropReason, LatchTable, NatInfo, PeerAuth, PeerIdentity,
+    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, LatchTable, NatInfo, PassKind,
+    PeerAuth, PeerIdentity, Verdict,
 };
 use pad::{
     AuthKind, IdPattern, IpRange, KeyFingerprint, Pad, PadAuth, PadEntry, Protection, SaQop, Spd,
@@ -115,6 +118,133 @@ pub(crate) type SharedRef = Arc<Mutex<Shared>>;
 /// datapath).
 pub(crate) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The latch table's lock held over one receive burst, for the inbound
+/// checks of its packets (R5, R6, R17): taken at the first check, kept
+/// across the burst's packets, released by [`release`](Self::release)
+/// (before anything that may take the lock again on this thread, or write
+/// to a device or socket) or when dropped.
+///
+/// While the guard is held, nobody else can change the table, and this
+/// holder changes it only through [`get_mut`](Self::get_mut). So the
+/// verdict of the last check is remembered: the next packet of the same
+/// flow under the same SA (a bulk transfer's burst) gets it without a
+/// lookup. The memory is forgotten whenever the guard is released or the
+/// table handed out mutably, and never holds a listener verdict (the
+/// caller creates a latch on it). The version returned with a verdict is
+/// the table's at the check (R16).
+///
+/// `T` is the endpoint's shared state, or a bare table (benches).
+pub struct BurstLatch<'a, T> {
+    mutex: &'a Mutex<T>,
+    guard: Option<MutexGuard<'a, T>>,
+    /// The last check (5-tuple, SA tag, verdict), kept only while `remembered`
+    /// (separate fields, not an `Option` of a tuple: written one by one, the
+    /// verdict is not read back through a wider copy of it).
+    remembered: bool,
+    last_five: FiveTuple,
+    last_sa: Option<u64>,
+    last_verdict: Verdict,
+}
+
+impl<T> std::fmt::Debug for BurstLatch<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BurstLatch")
+            .field("held", &self.guard.is_some())
+            .field("remembered", &self.remembered)
+            .field("last_five", &self.last_five)
+            .field("last_sa", &self.last_sa)
+            .field("last_verdict", &self.last_verdict)
+            .finish()
+    }
+}
+
+impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
+    /// Nothing locked yet.
+    pub fn new(mutex: &'a Mutex<T>) -> Self {
+        Self {
+            mutex,
+            guard: None,
+            remembered: false,
+            last_five: FiveTuple::new(
+                0,
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            ),
+            last_sa: None,
+            last_verdict: Verdict::Pass(PassKind::NotLatched),
+        }
+    }
+
+    fn guard(&mut self) -> &mut MutexGuard<'a, T> {
+        let mutex = self.mutex;
+        self.guard
+            .get_or_insert_with(|| mutex.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `LatchTable::check_inbound` of `five` under SA `sa`, and the table's
+    /// version at the check. Takes the lock if not held.
+    #[inline]
+    pub fn check_inbound(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
+        if let (Some(g), true) = (&self.guard, self.remembered) {
+            if self.last_sa == sa && self.last_five == *five {
+                return (self.last_verdict, (**g).borrow().version());
+            }
+        }
+        self.look_up(five, sa)
+    }
+
+    /// The check that is not the remembered one: a table lookup.
+    #[inline(never)]
+    fn look_up(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
+        let table: &LatchTable = (**self.guard()).borrow();
+        let version = table.version();
+        let v = table.check_inbound(five, sa);
+        self.remembered = !matches!(v, Verdict::Pass(PassKind::Listener(_)));
+        self.last_five = *five;
+        self.last_sa = sa;
+        self.last_verdict = v;
+        (v, version)
+    }
+
+    /// The locked state, to change it: forgets the last verdict.
+    pub fn get_mut(&mut self) -> &mut T
+    where
+        T: BorrowMut<LatchTable>,
+    {
+        self.remembered = false;
+        self.guard()
+    }
+
+    /// The locked table, to read it (the SPD, say): takes the lock if not
+    /// held; the last verdict stays remembered (nothing changes).
+    pub fn table(&mut self) -> &LatchTable {
+        (**self.guard()).borrow()
+    }
+
+    /// Release the lock (if held) and forget the last verdict.
+    pub fn release(&mut self) {
+        self.remembered = false;
+        self.guard = None;
+    }
+
+    /// Whether the lock is held.
+    pub fn is_held(&self) -> bool {
+        self.guard.is_some()
+    }
+}
+
+impl Borrow<LatchTable> for Shared {
+    fn borrow(&self) -> &LatchTable {
+        &self.table
+    }
+}
+
+impl BorrowMut<LatchTable> for Shared {
+    fn borrow_mut(&mut self) -> &mut LatchTable {
+        &mut self.table
+    }
 }
 
 fn reason_name(r: DropReason) -> &'static str {
@@ -388,5 +518,130 @@ impl ike::ChildSaPolicy for LatchPolicy {
             }
             _ => ike::ChildSaDecision::Refuse,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latch::{ConnectionRequest, LatchConfig, ListenerRequest, ThreeTuple};
+    use std::time::Instant;
+
+    fn five(port: u16) -> FiveTuple {
+        FiveTuple::new(
+            17,
+            "10.0.0.1:7000".parse().unwrap(),
+            SocketAddr::from(([10, 0, 0, 9], port)),
+        )
+    }
+
+    fn shared(policy: pad::PolicyConfig) -> Mutex<Shared> {
+        let table = LatchTable::new(policy.pad, policy.spd, LatchConfig::default());
+        Mutex::new(Shared::new(table, true))
+    }
+
+    #[test]
+    fn burst_holds_the_lock_until_released() {
+        let m = shared(default_policy());
+        let mut held = BurstLatch::new(&m);
+        assert!(!held.is_held());
+        assert!(
+            m.try_lock().is_ok(),
+            "nothing locked before the first check"
+        );
+        let (v, _) = held.check_inbound(&five(1), Some(7));
+        assert_eq!(v, Verdict::Pass(PassKind::NotLatched));
+        assert!(held.is_held());
+        assert!(m.try_lock().is_err(), "held across the burst");
+        held.check_inbound(&five(2), Some(7));
+        assert!(m.try_lock().is_err());
+        held.release();
+        assert!(!held.is_held());
+        assert!(m.try_lock().is_ok(), "released");
+        held.check_inbound(&five(1), Some(7));
+        drop(held);
+        assert!(m.try_lock().is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn remembered_verdict_is_forgotten_when_the_table_changes() {
+        let m = shared(default_policy());
+        let id = m
+            .lock()
+            .unwrap()
+            .table
+            .create_connection(ConnectionRequest::new(five(1)), Instant::now())
+            .unwrap();
+        let mut held = BurstLatch::new(&m);
+        let (v, version) = held.check_inbound(&five(1), Some(7));
+        assert_eq!(
+            v,
+            Verdict::Drop {
+                latch: id,
+                reason: DropReason::NotEstablished
+            }
+        );
+        // The same flow and SA again: the same verdict and version.
+        assert_eq!(held.check_inbound(&five(1), Some(7)), (v, version));
+        // Another SA or another flow is looked up, not taken from memory.
+        assert_eq!(
+            held.check_inbound(&five(2), Some(7)).0,
+            Verdict::Pass(PassKind::NotLatched)
+        );
+        held.check_inbound(&five(1), Some(7));
+        // A change through the holder: the next check sees it (R16: at
+        // the new version).
+        held.get_mut().table.destroy(id).unwrap();
+        let (v2, version2) = held.check_inbound(&five(1), Some(7));
+        assert_eq!(v2, Verdict::Pass(PassKind::NotLatched));
+        assert!(version2 > version);
+        // A change by someone else after a release.
+        held.release();
+        let id2 = m
+            .lock()
+            .unwrap()
+            .table
+            .create_connection(ConnectionRequest::new(five(1)), Instant::now())
+            .unwrap();
+        assert_eq!(
+            held.check_inbound(&five(1), Some(7)).0,
+            Verdict::Drop {
+                latch: id2,
+                reason: DropReason::NotEstablished
+            }
+        );
+    }
+
+    #[test]
+    fn listener_verdicts_are_not_remembered() {
+        let policy = pad::PolicyConfig::from_toml(
+            "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let m = shared(policy);
+        let three = ThreeTuple::new(17, "10.0.0.1:7000".parse().unwrap());
+        let l = m
+            .lock()
+            .unwrap()
+            .table
+            .create_listener(ListenerRequest::new(three), Instant::now())
+            .unwrap();
+        let mut held = BurstLatch::new(&m);
+        assert_eq!(
+            held.check_inbound(&five(1), None).0,
+            Verdict::Pass(PassKind::Listener(l))
+        );
+        assert!(!held.remembered, "a listener verdict is not kept");
+        let c = held
+            .get_mut()
+            .table
+            .accept(l, five(1), None, Instant::now())
+            .unwrap();
+        assert_eq!(
+            held.check_inbound(&five(1), None).0,
+            Verdict::Pass(PassKind::Bypass(c))
+        );
+        assert!(held.remembered);
     }
 }

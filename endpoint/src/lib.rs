@@ -79,6 +79,12 @@ pub mod fuzzing {
     }
 }
 
+/// What the benches need of the datapath (not a stable API).
+#[doc(hidden)]
+pub mod benching {
+    pub use crate::latching::BurstLatch;
+}
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -28,7 +28,7 @@ use latch::{ConnectionRequest, FiveTuple, LatchId};
 
 use super::{ChildState, Driver};
 use crate::flows::{FlowAction, FlowWatcher, Way};
-use crate::latching::lock;
+use crate::latching::{lock, BurstLatch, Shared};
 use crate::os::{self, RawEsp, Routes};
 use crate::packet::{self, ts_admits, PacketInfo};
 use crate::{Error, TunConfig};
@@ -354,8 +354,14 @@ impl Driver {
     }
 
     /// The TUN half of `on_esp`: one decapsulated inner packet, protected
-    /// by the SA tagged `tag`.
-    pub(super) fn on_esp_tun(&mut self, tag: u64, payload: &[u8]) {
+    /// by the SA tagged `tag`; the latch check runs under the burst's lock
+    /// `held`, released before a latch change or a device write.
+    pub(super) fn on_esp_tun(
+        &mut self,
+        tag: u64,
+        payload: &[u8],
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
         let info = match packet::parse(payload) {
             Ok(i) => i,
             Err(e) => {
@@ -367,18 +373,19 @@ impl Driver {
         let five = info.inbound_five();
         let action = self.watch(Way::In, &info, five);
         if let Some(FlowAction::Latch(f)) = action {
+            held.release();
             if !self.flow_latch(f, tag) {
                 return;
             }
         }
         // R5, R6, R17: the latch check with the SA that protected it.
-        let Some((latch, _)) = self.inbound_latch_check(five, tag) else {
+        let Some((latch, _)) = Self::inbound_latch_check(held, five, tag) else {
             return;
         };
         let child = ike::ChildSaId(tag);
         // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
         if latch.is_none() {
-            if let Some(reason) = self.spd_refuses(child, &five) {
+            if let Some(reason) = self.spd_refuses_held(held, child, &five) {
                 tracing::debug!(%five, sa = tag, reason, "TUN packet dropped by the SPD");
                 self.drop_counted(reason);
                 return;
@@ -392,9 +399,11 @@ impl Driver {
         if offload {
             // Written with the rest of the burst (`flush_tun_writes`).
             if self.queue_tun_write(pkt) {
+                held.release();
                 self.flush_tun_writes();
             }
             if let Some(FlowAction::Release(f, id)) = action {
+                held.release();
                 self.flow_release(f, id);
             }
             return;
@@ -412,6 +421,7 @@ impl Driver {
             None => {}
         }
         if let Some(FlowAction::Release(f, id)) = action {
+            held.release();
             self.flow_release(f, id);
         }
     }
