@@ -260,12 +260,21 @@ if want latchbench; then
     (cd "${ROOT}" && cargo bench -q -p endpoint --bench latch_check -- --warm-up-time 1 --measurement-time 3) \
         >"${OUT}/latch_check.txt" 2>&1 || lk_die "latch_check bench failed"
     crit() { awk -v n="$1" '$1 == n { getline; for (i = 1; i <= NF; i++) if ($i == "time:") { v = $(i + 3); u = $(i + 4); if (u == "µs") v *= 1000; print v } }' "${OUT}/latch_check.txt"; }
-    dec=$(crit latch_check/decapsulate_only)
-    dp=$(crit latch_check/decapsulate_parse)
-    c1m=$(crit latch_check/decapsulate_parse_check_inbound/1000000)
-    share=$(awk -v a="${c1m}" -v b="${dp}" -v d="${dec}" 'BEGIN { printf "%.0f%%", 100 * (a - b) / d }')
-    row "latch check at 1M latches (criterion: ${c1m} ns with it, ${dp} ns without; decapsulation ${dec} ns)" \
-        "$(awk -v a="${c1m}" -v b="${dp}" 'BEGIN { printf "%.0f ns", a - b }')" "${share} of decapsulation (target < 5%)"
+    # Per packet: criterion's time for a burst of 64, divided by 64 (the
+    # driver holds the table's lock once per receive burst, BurstLatch).
+    per() { awk -v t="$(crit "$1")" 'BEGIN { printf "%.1f", t / 64 }'; }
+    dec=$(per latch_check/decapsulate_only/64)
+    same=$(per latch_check/check_same_flow/1000000/64)
+    two=$(per latch_check/check_two_flows/1000000/64)
+    dp=$(per latch_check/decapsulate_parse/64)
+    c1m=$(per latch_check/decapsulate_parse_check/1000000/64)
+    pct() { awk -v a="$1" -v d="${dec}" 'BEGIN { printf "%.1f%%", 100 * a / d }'; }
+    row "latch check at 1M latches, bursts of 64 packets of one flow (criterion latch_check, per packet; decapsulation ${dec} ns)" \
+        "${same} ns" "$(pct "${same}") of decapsulation (target < 5%)"
+    row "latch check at 1M latches, bursts of 64 packets of two flows alternating (every check a table lookup)" \
+        "${two} ns" "$(pct "${two}") of decapsulation (target < 5%)"
+    row "whole path at 1M latches: decapsulate, parse and check, per packet (without the check: ${dp} ns; noisy, see docs/performance.md)" \
+        "${c1m} ns" ""
 fi
 
 # ---- 4. IKE_SA_INIT flood from spoofed sources -----------------------------
