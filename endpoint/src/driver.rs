@@ -208,8 +208,14 @@ impl IkeRx {
     }
 
     fn datagram(&self, r: crate::os::Received) -> &[u8] {
+        Self::slot(&self.buf, r)
+    }
+
+    /// Datagram `r` of the batch in `buf` (a borrow of the buffer alone,
+    /// for a caller that writes `reply` meanwhile).
+    fn slot(buf: &[u8], r: crate::os::Received) -> &[u8] {
         let start = r.slot * MAX_DATAGRAM;
-        self.buf.get(start..start + r.len).unwrap_or_default()
+        buf.get(start..start + r.len).unwrap_or_default()
     }
 }
 
@@ -625,8 +631,7 @@ impl Driver {
                     if !ike::Ike::is_plain_init(rx.datagram(r)) {
                         continue;
                     }
-                    let start = r.slot * MAX_DATAGRAM;
-                    let data = rx.buf.get(start..start + r.len).unwrap_or_default();
+                    let data = IkeRx::slot(&rx.buf, r);
                     if self
                         .ike
                         .answer_with_cookie(now, r.from, data, &mut rx.reply)
@@ -1151,6 +1156,13 @@ impl Driver {
                 }
             }
         };
+        // RFC 4301 5.1: a flow no latch decided is the SPD's to decide.
+        if spd_decides {
+            if let Some(reason) = self.spd_refuses(sa, &FiveTuple::new(17, src, dst)) {
+                self.drop_counted(reason);
+                return Err(Error::Send(format!("{src} -> {dst}: {reason}")));
+            }
+        }
         let child = self
             .children
             .get(&sa)
@@ -1172,15 +1184,6 @@ impl Driver {
                 join(&child.remote_ts)
             )));
         }
-        if spd_decides {
-            if let Some(reason) = self.spd_refuses(sa, &FiveTuple::new(17, src, dst)) {
-                self.drop_counted(reason);
-                return Err(Error::Send(format!("{src} -> {dst}: {reason}")));
-            }
-        }
-        let Some(child) = self.children.get(&sa) else {
-            return Err(Error::Send("channel has no child SA".into()));
-        };
         let remote = child.remote;
         let inner_len = esp::inner::build_udp(src, dst, data, &mut self.scratch)
             .map_err(|e| Error::Send(format!("cannot build inner packet: {e}")))?;
@@ -1432,13 +1435,12 @@ impl Driver {
                 {
                     let mut s = lock(&self.shared);
                     for (id, _) in self.children.iter().filter(|(_, c)| c.ike_sa == sa) {
-                        if let Some(mut nat) = s.table.sa_nat(id.0) {
+                        if let Some(nat) = s.table.sa_nat_mut(id.0) {
                             nat.peer_outer = Some(remote);
                             if let Some(i) = &ike_info {
                                 nat.peer_behind_nat = i.nat_remote;
                                 nat.local_behind_nat = i.nat_local;
                             }
-                            s.table.sa_nat_changed(id.0, nat);
                         }
                     }
                 }
@@ -1702,7 +1704,7 @@ impl Driver {
         if let Some(k) = &mut self.keys {
             k.child_up(info);
         }
-        let state = ChildState {
+        let mut state = ChildState {
             id: info.id,
             encr: info.encr,
             integ: info.integ,
@@ -1720,10 +1722,7 @@ impl Driver {
             spd_clean: false,
             traffic: Traffic::default(),
         };
-        let state = ChildState {
-            spd_clean: state.spd_admits_all(lock(&self.shared).table.spd()),
-            ..state
-        };
+        state.spd_clean = state.spd_admits_all(lock(&self.shared).table.spd());
         tracing::info!(
             child = info.id.0,
             inbound_spi = format_args!("{:08x}", info.inbound_spi),

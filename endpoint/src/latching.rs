@@ -198,7 +198,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     /// The check that is not the remembered one: a table lookup.
     #[inline(never)]
     fn look_up(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
-        let table: &LatchTable = (**self.guard()).borrow();
+        let table = self.table();
         let version = table.version();
         let v = table.check_inbound(five, sa);
         self.remembered = !matches!(v, Verdict::Pass(PassKind::Listener(_)));

@@ -498,7 +498,6 @@ impl Sad {
     /// carry `cfg.spi`.
     pub fn add_outbound_keyed(&mut self, key: u32, cfg: SaConfig<'_>) -> Result<(), SadError> {
         Self::check_replay_window(&cfg)?;
-        let spi = key;
         let encr_key = cfg.encr_key;
         let mut sa = Box::new(OutboundSa {
             core: SaCore::new(cfg)?,
@@ -506,11 +505,11 @@ impl Sad {
             burnt: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         });
-        if self.outbound.contains_key(&spi) {
-            return Err(SadError::DuplicateSpi(spi));
+        if self.outbound.contains_key(&key) {
+            return Err(SadError::DuplicateSpi(key));
         }
         sa.core.transform.load_keymat(encr_key)?;
-        self.outbound.insert(spi, sa);
+        self.outbound.insert(key, sa);
         self.generation += 1;
         Ok(())
     }

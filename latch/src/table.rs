@@ -1183,26 +1183,15 @@ impl LatchTable {
         Ok(())
     }
 
-    /// NAT information of SA `tag` (as announced, or as last moved).
-    pub fn sa_nat(&self, tag: SaTag) -> Option<NatInfo> {
-        self.sas.get(&tag).map(|e| e.desc.nat)
-    }
-
-    /// The peer of SA `tag` moved (RFC 7296 2.23: its NAT rebound the
-    /// mapping, or it changed address): record its NAT information now, so
-    /// that an inquiry reports where the peer is (R7, [`LatchInfo::current_nat`]).
-    /// The parameters latched when a connection was established stay as
-    /// they were (R8). Nothing on the packet path changes: an SA is bound
-    /// by its peer and protection, not by the peer's outer address. False if
-    /// there is no such SA.
-    pub fn sa_nat_changed(&mut self, tag: SaTag, nat: NatInfo) -> bool {
-        match self.sas.get_mut(&tag) {
-            Some(e) => {
-                e.desc.nat = nat;
-                true
-            }
-            None => false,
-        }
+    /// NAT information of SA `tag` (as announced), to update when its peer
+    /// moved (RFC 7296 2.23: its NAT rebound the mapping, or it changed
+    /// address), so that an inquiry reports where the peer is now (R7,
+    /// [`LatchInfo::current_nat`]). The parameters latched when a
+    /// connection was established stay as they were (R8). Nothing on the
+    /// packet path reads it: an SA is bound by its peer and protection, not
+    /// by the peer's outer address. `None` if there is no such SA.
+    pub fn sa_nat_mut(&mut self, tag: SaTag) -> Option<&mut NatInfo> {
+        self.sas.get_mut(&tag).map(|e| &mut e.desc.nat)
     }
 
     /// The key manager removed a child SA. Broken latches whose conflicts
