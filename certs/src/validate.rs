@@ -284,7 +284,85 @@ const KU_KEY_CERT_SIGN: u16 = 1 << 5;
 /// id-kp-ipsecIKE (RFC 4945 5.1.3.12).
 const OID_KP_IPSEC_IKE: &str = "1.3.6.1.5.5.7.3.17";
 
+/// One DER TLV at the start of `buf`: its tag, its contents, the whole TLV,
+/// and what follows. Definite lengths in their shortest form only (X.690
+/// 10.1), at most four length octets; single-octet tags only (all that a
+/// certificate's outer frame uses).
+struct Tlv<'a> {
+    tag: u8,
+    contents: &'a [u8],
+    whole: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn der_tlv(buf: &[u8]) -> Option<Tlv<'_>> {
+    let (&tag, after_tag) = buf.split_first()?;
+    let (&first, after_first) = after_tag.split_first()?;
+    let (len, body) = if first < 0x80 {
+        (usize::from(first), after_first)
+    } else {
+        // 0x80 is the indefinite form (BER only); more than four length
+        // octets do not fit any datagram.
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || after_first.len() < n {
+            return None;
+        }
+        let (octets, body) = after_first.split_at(n);
+        let len = octets
+            .iter()
+            .fold(0usize, |acc, &o| (acc << 8) | usize::from(o));
+        // Shortest form: no leading zero octet, long form only from 128.
+        if octets.first() == Some(&0) || len < 0x80 {
+            return None;
+        }
+        (len, body)
+    };
+    if body.len() < len {
+        return None;
+    }
+    let header = buf.len() - body.len();
+    Some(Tlv {
+        tag,
+        contents: &body[..len],
+        whole: &buf[..header + len],
+        rest: &body[len..],
+    })
+}
+
+/// The certificate's outer frame, strictly DER (RFC 5280 4.1: `Certificate
+/// ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`).
+/// The parts outside the signed `tbsCertificate` are the ones a third party
+/// can alter without breaking the signature, so they must be in their one
+/// DER form; x509-parser alone accepts, for instance, another tag class on
+/// the outer SEQUENCE (found by the `peer_certs` fuzz target). Checked: the
+/// outer and the tbsCertificate tags are SEQUENCE, every length of the frame
+/// is in shortest form, nothing trails, signatureAlgorithm is octet for
+/// octet the tbsCertificate's `signature` field (RFC 5280 4.1.1.2), and the
+/// signature BIT STRING has no unused bits.
+fn strict_frame(der: &[u8]) -> Option<()> {
+    const SEQUENCE: u8 = 0x30;
+    const BIT_STRING: u8 = 0x03;
+    const INTEGER: u8 = 0x02;
+    const VERSION: u8 = 0xa0;
+    let cert = der_tlv(der).filter(|t| t.tag == SEQUENCE && t.rest.is_empty())?;
+    let tbs = der_tlv(cert.contents).filter(|t| t.tag == SEQUENCE)?;
+    let alg = der_tlv(tbs.rest).filter(|t| t.tag == SEQUENCE)?;
+    der_tlv(alg.rest)
+        .filter(|t| t.tag == BIT_STRING && t.contents.first() == Some(&0) && t.rest.is_empty())?;
+    // tbsCertificate: [0] version (optional), serialNumber, signature.
+    let mut field = der_tlv(tbs.contents)?;
+    if field.tag == VERSION {
+        field = der_tlv(field.rest)?;
+    }
+    if field.tag != INTEGER {
+        return None;
+    }
+    let inner_alg = der_tlv(field.rest)?;
+    (inner_alg.whole == alg.whole).then_some(())
+}
+
 fn parse(der: &[u8]) -> Result<Cert<'_>, ValidationError> {
+    strict_frame(der).ok_or(ValidationError::Malformed)?;
     let (rest, x) = X509Certificate::from_der(der).map_err(|_| ValidationError::Malformed)?;
     if !rest.is_empty() {
         return Err(ValidationError::Malformed);

@@ -334,3 +334,67 @@ fn eku_policy_lenient_and_strict() {
         assert_eq!(certs::eku_allows_ike(&leaf.cert_der, true), Ok(strict_ok));
     }
 }
+
+/// The frame outside the signed tbsCertificate must be strict DER: a third
+/// party can change it without breaking the signature. x509-parser alone
+/// accepted the outer SEQUENCE under another tag class (0x30 -> 0x50 or
+/// 0xb0: found by the `peer_certs` fuzz target); each variant below is the
+/// same signed certificate in another encoding, and each is refused.
+#[test]
+fn only_the_der_frame_of_a_certificate_is_accepted() {
+    let now = now();
+    let mut rng = rng(210);
+    let pki = Pki::new(KeyAlgorithm::EcdsaP256, now, &mut rng);
+    let anchors = pki.anchors();
+    let leaf = pki
+        .inter
+        .issue(
+            &EndEntity::host("vpn.example.org"),
+            KeyAlgorithm::EcdsaP256,
+            now,
+            &mut rng,
+        )
+        .unwrap()
+        .cert_der;
+    let inters = [pki.inter.cert_der()];
+    let policy = ValidationPolicy::for_id(Identity::Fqdn("vpn.example.org".into()));
+    let check = |der: &[u8]| validate(der, &inters, &anchors, now, &policy).map(|_| ());
+    assert_eq!(check(&leaf), Ok(()), "the DER original validates");
+
+    // The outer SEQUENCE under other tag classes.
+    for tag in [0x50u8, 0x70, 0x90, 0xb0, 0xf0] {
+        let mut v = leaf.clone();
+        v[0] = tag;
+        assert_eq!(
+            check(&v),
+            Err(ValidationError::Malformed),
+            "outer tag {tag:#04x}"
+        );
+    }
+    // The outer length in a longer form than needed (0x82 LL LL -> 0x83 00 LL LL).
+    assert_eq!(leaf[1], 0x82, "a certificate of 256 to 65535 octets");
+    let mut longer = vec![0x30, 0x83, 0x00];
+    longer.extend_from_slice(&leaf[2..]);
+    assert_eq!(
+        check(&longer),
+        Err(ValidationError::Malformed),
+        "long-form length"
+    );
+    // Octets after the certificate.
+    let mut trailing = leaf.clone();
+    trailing.push(0);
+    assert_eq!(
+        check(&trailing),
+        Err(ValidationError::Malformed),
+        "trailing octet"
+    );
+    // A certificate that is not the end entity is held to it as well: the
+    // intermediate under another outer tag class does not make a path.
+    let mut inter = pki.inter.cert_der().to_vec();
+    inter[0] = 0xb0;
+    assert!(validate(&leaf, &[&inter], &anchors, now, &policy).is_err());
+    // And as a trust anchor.
+    let mut root = pki.root.cert_der().to_vec();
+    root[0] = 0x50;
+    assert!(TrustAnchor::from_der(&root).is_err());
+}
