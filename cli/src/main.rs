@@ -641,6 +641,7 @@ async fn listen(a: ListenArgs) -> Result<()> {
     cfg.cookie_threshold = a.cookie_threshold;
     cfg.max_half_open = a.max_half_open;
     cfg.key_export = a.allow_key_export;
+    cfg.shared_receive = true;
     if let Some(f) = &a.policy {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -702,54 +703,34 @@ async fn listen(a: ListenArgs) -> Result<()> {
     Ok(())
 }
 
-/// `listen`'s one task for all its channels: accepts them, prints their
-/// datagrams and echoes them (`--echo`). One task, not one per channel: a
-/// task per channel cost about 1.3 KiB per SA held
-/// (docs/performance.md, memory per SA); here each waiting channel is one
-/// small future in a `FuturesUnordered`, woken on its own. Ends when the
-/// endpoint stops accepting.
-///
-/// The echo is sent inside the channel's own future, so the loop goes on
-/// accepting while the driver takes the send: awaited here, it held up
-/// `accept` while SAs kept coming, and the endpoint's accept queue
-/// overflowed (channels dropped, their datagrams never echoed).
+/// `listen`'s service of its channels, with the endpoint's one receive
+/// queue (`EndpointConfig::shared_receive`): one loop accepts channels and
+/// prints them (the handle is dropped then: the endpoint keeps the SA), the
+/// other prints the datagrams of all channels and echoes them
+/// (`--echo`). Nothing is kept per channel here: a future and a queue per
+/// channel cost about 0.4 KiB per SA held (docs/performance.md, memory per
+/// SA). The two loops run side by side, so an echo waiting for the driver
+/// never holds up `accept` (whose queue would overflow while SAs keep
+/// coming). Ends when the endpoint stops.
 async fn serve_channels(ep: &Endpoint, json: bool, echo: bool) {
-    use futures_util::stream::{FuturesUnordered, StreamExt};
-    let mut waiting = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            ch = ep.accept() => {
-                let Some(mut ch) = ch else { return };
-                print_channel(&ch, json);
-                // Printed: about 0.9 KiB per SA held less.
-                ch.forget_summaries();
-                waiting.push(next_datagram(ch, json, echo));
-            }
-            Some(ch) = waiting.next(), if !waiting.is_empty() => {
-                // `None`: the channel closed; dropping it is all there is to do.
-                let Some(ch) = ch else { continue };
-                waiting.push(next_datagram(ch, json, echo));
-            }
+    let accepting = async {
+        while let Some(ch) = ep.accept().await {
+            print_channel(&ch, json);
         }
-    }
-}
-
-/// The channel's next datagram, printed and (`echo`) sent back; the channel
-/// is handed back, `None` once it is closed.
-async fn next_datagram(mut ch: Channel, json: bool, echo: bool) -> Option<Channel> {
-    let d = ch.recv().await?;
-    // Boxed: the datagram and the send's state live only while they are
-    // handled, not inline in every waiting channel's future (one per SA
-    // held).
-    Box::pin(deliver(&ch, d, json, echo)).await;
-    Some(ch)
+    };
+    let receiving = async {
+        while let Some(d) = ep.recv_any().await {
+            deliver(ep, d, json, echo).await;
+        }
+    };
+    tokio::join!(accepting, receiving);
 }
 
 /// Print a datagram and (`echo`) send it back.
-async fn deliver(ch: &Channel, d: endpoint::Datagram, json: bool, echo: bool) {
+async fn deliver(ep: &Endpoint, d: endpoint::Datagram, json: bool, echo: bool) {
     print_datagram(&d, json);
     if echo {
-        if let Err(e) = ch.send(d.dst, d.src, &d.data).await {
+        if let Err(e) = ep.send_on(d.channel, d.dst, d.src, &d.data).await {
             tracing::warn!(error = %e, "echo failed");
         }
     }
@@ -781,7 +762,7 @@ fn print_datagram(d: &endpoint::Datagram, json: bool) {
         println!(
             "{}",
             serde_json::json!({"event": "datagram", "src": d.src, "dst": d.dst,
-            "spi": format!("{:08x}", d.spi), "latch": d.latch,
+            "spi": format!("{:08x}", d.spi), "latch": d.latch, "channel": d.channel,
             "data": String::from_utf8_lossy(&d.data)})
         );
     } else {

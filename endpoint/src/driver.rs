@@ -170,8 +170,9 @@ struct ChannelState {
     child: ike::ChildSaId,
     /// Boxed datagrams in a queue that allocates nothing before the first
     /// one (`crate::inbox`): one queue per SA held (docs/performance.md,
-    /// memory per SA).
-    tx: crate::inbox::InboxSender<Box<Datagram>>,
+    /// memory per SA). `None`: the endpoint's one queue
+    /// (`Driver::shared_receive`).
+    tx: Option<crate::inbox::InboxSender<Box<Datagram>>>,
 }
 
 /// How many deleted child SAs remember their channel (`Driver::retired`).
@@ -246,6 +247,8 @@ pub(crate) struct Driver {
     /// (RFC 7296 1.3.3, 2.8), and a rekey collision (2.8.1) makes two
     /// children that replace the same one.
     child_channel: HashMap<ike::ChildSaId, u64>,
+    /// `EndpointConfig::shared_receive`: every channel's datagrams go here.
+    shared_receive: Option<crate::inbox::InboxSender<Box<Datagram>>>,
     /// Child SAs a peer's rekey made whose outbound half we do not use
     /// yet, and the SA they replaced, which still carries their packets
     /// (RFC 7296 2.8, see `Driver::sending_sa`). Empty but for the moment
@@ -368,6 +371,7 @@ impl Driver {
             children: HashMap::new(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
+            shared_receive: None,
             outbound_held: HashMap::new(),
             retired: std::collections::VecDeque::new(),
             next_channel: 1,
@@ -403,6 +407,16 @@ impl Driver {
         if let Some(f) = &mut self.pin_file {
             f.flush(self.ike.pins(), Instant::now(), force);
         }
+    }
+
+    /// Deliver every channel's datagrams to one queue
+    /// (`EndpointConfig::shared_receive`).
+    pub(crate) fn with_shared_receive(
+        mut self,
+        tx: crate::inbox::InboxSender<Box<Datagram>>,
+    ) -> Self {
+        self.shared_receive = Some(tx);
+        self
     }
 
     /// Keep the SAs' keys for [`crate::Endpoint::session_keys`].
@@ -828,24 +842,29 @@ impl Driver {
             c.traffic.packets_in += 1;
             c.traffic.bytes_in += len as u64;
         }
+        let Some((&channel, ch)) = self
+            .child_channel
+            .get(&child)
+            .and_then(|id| self.channels.get_key_value(id))
+        else {
+            self.drop_counted("no channel for child SA");
+            return;
+        };
+        let Some(tx) = ch.tx.as_ref().or(self.shared_receive.as_ref()) else {
+            self.drop_counted("no channel for child SA");
+            return;
+        };
         let dg = Datagram {
             src,
             dst,
             data: data.to_vec(),
             spi,
             sa: tag,
+            channel,
             latch,
             latch_version,
         };
-        let Some(ch) = self
-            .child_channel
-            .get(&child)
-            .and_then(|id| self.channels.get(id))
-        else {
-            self.drop_counted("no channel for child SA");
-            return;
-        };
-        if ch.tx.try_send(Box::new(dg)).is_err() {
+        if tx.try_send(Box::new(dg)).is_err() {
             self.drop_counted("channel receive queue full");
         }
     }
@@ -1796,7 +1815,12 @@ impl Driver {
         let Some(cmd) = self.cmd_tx.upgrade() else {
             return;
         };
-        let (tx, rx) = crate::inbox::inbox(1024);
+        let (tx, rx) = if self.shared_receive.is_some() {
+            (None, None)
+        } else {
+            let (tx, rx) = crate::inbox::inbox(1024);
+            (Some(tx), Some(rx))
+        };
         let id = self.next_channel;
         self.next_channel += 1;
         self.channels

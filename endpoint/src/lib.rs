@@ -220,6 +220,15 @@ pub struct EndpointConfig {
     /// pin is added (at most once a second) and at shutdown. `None`: pins
     /// live in memory only and are forgotten when the endpoint stops.
     pub pin_file: Option<std::path::PathBuf>,
+    /// One receive queue for the whole endpoint: the datagrams of every
+    /// channel arrive through [`Endpoint::recv_any`] (each names its
+    /// channel, [`Datagram::channel`]), answers go out with
+    /// [`Endpoint::send_on`], and [`Channel::recv`] returns `None` at once.
+    /// For a server with many peers: it keeps no task, future or queue per
+    /// channel (about 0.4 KiB per SA held; docs/performance.md, memory
+    /// per SA), and it need not even keep the [`Channel`] handles. Off by
+    /// default.
+    pub shared_receive: bool,
 }
 
 /// A TUN device for the OS-stack datapath.
@@ -291,9 +300,14 @@ impl EndpointConfig {
             tun: None,
             key_export: false,
             pin_file: None,
+            shared_receive: false,
         }
     }
 }
+
+/// Datagrams the one receive queue of [`EndpointConfig::shared_receive`]
+/// holds before it drops (a channel's own queue holds 1024).
+const SHARED_RECEIVE_QUEUE: usize = 16 * 1024;
 
 /// A peer as the endpoint sees it: IKE's peer configuration.
 pub type PeerConfig = ike::PeerConfig;
@@ -353,6 +367,9 @@ pub struct Datagram {
     pub spi: u32,
     /// Tag of that SA in the SAD (our child SA id).
     pub sa: u64,
+    /// The channel it came through ([`Channel::channel_id`]; what
+    /// [`Endpoint::send_on`] takes to answer).
+    pub channel: u64,
     /// The connection latch the datagram's flow is latched to, if any: the
     /// SA above matched it (R6, R17).
     pub latch: Option<LatchId>,
@@ -513,7 +530,9 @@ pub struct Channel {
     /// [`Channel::forget_summaries`].
     info: Option<Box<ChannelInfo>>,
     cmd: mpsc::Sender<driver::Command>,
-    rx: inbox::Inbox<Box<Datagram>>,
+    /// `None` with [`EndpointConfig::shared_receive`]: the datagrams go to
+    /// the endpoint's one queue.
+    rx: Option<inbox::Inbox<Box<Datagram>>>,
     shared: latching::SharedRef,
 }
 
@@ -601,45 +620,29 @@ impl Channel {
     /// in ESP). Fails if the addresses are outside the negotiated traffic
     /// selectors or the SA cannot send.
     pub async fn send(&self, src: SocketAddr, dst: SocketAddr, data: &[u8]) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(driver::Command::Send {
-                channel: self.id,
-                src,
-                dst,
-                data: data.to_vec(),
-                reply: tx,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        send_on(&self.cmd, self.id, src, dst, data).await
+    }
+
+    /// The channel's id: what [`Datagram::channel`] names and
+    /// [`Endpoint::send_on`] takes.
+    pub fn channel_id(&self) -> u64 {
+        self.id
     }
 
     /// The next datagram that arrived through the channel; `None` once the
-    /// channel is closed.
+    /// channel is closed, and always with
+    /// [`EndpointConfig::shared_receive`] (use [`Endpoint::recv_any`]).
     ///
     /// R16: each datagram was checked against the latch table at
     /// decapsulation; if the table changed since (its version moved), it is
     /// checked again here and dropped (counted as [`Direction::Delivery`])
     /// if its latch no longer admits it.
     pub async fn recv(&mut self) -> Option<Datagram> {
+        let rx = self.rx.as_mut()?;
         loop {
-            let dg = self.rx.recv().await?;
-            let verdict = {
-                let mut s = latching::lock(&self.shared);
-                let d = s
-                    .table
-                    .check_delivery(dg.latch_version, &dg.five_tuple(), Some(dg.sa));
-                if let latch::Delivery::Drop { reason, .. } = d {
-                    s.count(Direction::Delivery, reason);
-                }
-                d
-            };
-            match verdict {
-                latch::Delivery::Deliver => return Some(*dg),
-                other => {
-                    tracing::debug!(five = %dg.five_tuple(), ?other, "datagram dropped at delivery (R16)");
-                }
+            let dg = rx.recv().await?;
+            if deliverable(&self.shared, &dg) {
+                return Some(*dg);
             }
         }
     }
@@ -765,6 +768,50 @@ impl Drop for LatchedFlow {
     }
 }
 
+/// Send one datagram through channel `channel` (see [`Channel::send`]).
+async fn send_on(
+    cmd: &mpsc::Sender<driver::Command>,
+    channel: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: &[u8],
+) -> Result<(), Error> {
+    let (tx, rx) = oneshot::channel();
+    cmd.send(driver::Command::Send {
+        channel,
+        src,
+        dst,
+        data: data.to_vec(),
+        reply: tx,
+    })
+    .await
+    .map_err(|_| Error::Closed)?;
+    rx.await.map_err(|_| Error::Closed)?
+}
+
+/// R16: a datagram checked at decapsulation under table version
+/// `dg.latch_version` is checked again if the table changed since; a drop
+/// is counted as [`Direction::Delivery`].
+fn deliverable(shared: &latching::SharedRef, dg: &Datagram) -> bool {
+    let verdict = {
+        let mut s = latching::lock(shared);
+        let d = s
+            .table
+            .check_delivery(dg.latch_version, &dg.five_tuple(), Some(dg.sa));
+        if let latch::Delivery::Drop { reason, .. } = d {
+            s.count(Direction::Delivery, reason);
+        }
+        d
+    };
+    match verdict {
+        latch::Delivery::Deliver => true,
+        other => {
+            tracing::debug!(five = %dg.five_tuple(), ?other, "datagram dropped at delivery (R16)");
+            false
+        }
+    }
+}
+
 async fn release(cmd: &mpsc::Sender<driver::Command>, id: LatchId) -> Result<(), Error> {
     let (tx, rx) = oneshot::channel();
     cmd.send(driver::Command::Release {
@@ -782,6 +829,8 @@ async fn release(cmd: &mpsc::Sender<driver::Command>, id: LatchId) -> Result<(),
 pub struct Endpoint {
     cmd: mpsc::Sender<driver::Command>,
     accept: tokio::sync::Mutex<mpsc::Receiver<Channel>>,
+    /// The one receive queue ([`EndpointConfig::shared_receive`]).
+    any: Option<tokio::sync::Mutex<inbox::Inbox<Box<Datagram>>>>,
     ike_addr: SocketAddr,
     natt_addr: SocketAddr,
     connect_timeout: Duration,
@@ -860,6 +909,18 @@ impl Endpoint {
             }
             None => drv,
         };
+        // Bounded like a channel's own queue, for the endpoint as a whole:
+        // what the application has not read yet when it is full is
+        // dropped and counted ("channel receive queue full").
+        let (drv, any) = if config.shared_receive {
+            let (tx, rx) = inbox::inbox(SHARED_RECEIVE_QUEUE);
+            (
+                drv.with_shared_receive(tx),
+                Some(tokio::sync::Mutex::new(rx)),
+            )
+        } else {
+            (drv, None)
+        };
         let drv = if config.key_export {
             tracing::warn!(
                 "key export is ON: the keys of every SA can be read through Endpoint::session_keys"
@@ -873,6 +934,7 @@ impl Endpoint {
         Ok(Self {
             cmd: cmd_tx,
             accept: tokio::sync::Mutex::new(accept_rx),
+            any,
             ike_addr,
             natt_addr,
             connect_timeout: config.connect_timeout,
@@ -919,6 +981,35 @@ impl Endpoint {
     /// The next channel a peer set up with us (responder role).
     pub async fn accept(&self) -> Option<Channel> {
         self.accept.lock().await.recv().await
+    }
+
+    /// With [`EndpointConfig::shared_receive`]: the next datagram of any
+    /// channel ([`Datagram::channel`] says which), R16-checked like
+    /// [`Channel::recv`]. `None` once the endpoint stopped, and always
+    /// without `shared_receive`. Channels that close are not announced
+    /// here: their datagrams just stop.
+    pub async fn recv_any(&self) -> Option<Datagram> {
+        let mut rx = self.any.as_ref()?.lock().await;
+        loop {
+            let dg = rx.recv().await?;
+            if deliverable(&self.shared, &dg) {
+                return Some(*dg);
+            }
+        }
+    }
+
+    /// Send one datagram through the channel with id `channel`
+    /// ([`Channel::channel_id`], [`Datagram::channel`]): what
+    /// [`Channel::send`] does, for an application that keeps ids rather
+    /// than [`Channel`] handles.
+    pub async fn send_on(
+        &self,
+        channel: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        send_on(&self.cmd, channel, src, dst, data).await
     }
 
     /// [`Endpoint::connect`] for a latched connection (R12, R15, R5): the

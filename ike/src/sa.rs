@@ -2,7 +2,7 @@
 //! message layer (RFC 7296 2.1, 2.2: message IDs, window size 1,
 //! retransmission, the cached last response) and its timers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,13 @@ pub(crate) struct Out {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// The inbound ESP SPIs of every installed child SA (announced by
+    /// [`Event::ChildSaEstablished`], gone with [`Event::ChildSaDeleted`]):
+    /// a new SPI must be none of them (RFC 4301 4.1: the SPI names one SA
+    /// at its receiver). Random 32-bit SPIs meet a live one about once per
+    /// 100 000 SAs held (birthday bound), and the SA then failed to
+    /// install ("duplicate SPI").
+    pub(crate) live_esp_spis: HashSet<u32>,
 }
 
 impl Out {
@@ -67,6 +74,16 @@ impl Out {
     }
 
     pub(crate) fn event(&mut self, e: Event) {
+        // Kept whether or not the event itself fits the queue below.
+        match &e {
+            Event::ChildSaEstablished(info) => {
+                self.live_esp_spis.insert(info.inbound_spi);
+            }
+            Event::ChildSaDeleted { inbound_spi, .. } => {
+                self.live_esp_spis.remove(inbound_spi);
+            }
+            _ => {}
+        }
         if self.events.len() >= MAX_QUEUE {
             self.stats.events_dropped += 1;
             tracing::debug!("event queue full, event dropped");
@@ -129,11 +146,12 @@ impl Ctx<'_> {
         }
     }
 
-    /// A fresh ESP SPI (RFC 4303 2.1: values 1-255 are reserved).
+    /// A fresh ESP SPI (RFC 4303 2.1: values 1-255 are reserved), none of
+    /// the installed child SAs' inbound SPIs (`Out::live_esp_spis`).
     pub(crate) fn new_esp_spi(&mut self) -> u32 {
         loop {
             let s = self.rng.next_u32();
-            if s > 255 {
+            if s > 255 && !self.out.live_esp_spis.contains(&s) {
                 return s;
             }
         }

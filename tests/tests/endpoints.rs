@@ -222,3 +222,89 @@ async fn child_sa_recreated_under_the_same_ike_sa() {
     left.shutdown().await.unwrap();
     right.shutdown().await.unwrap();
 }
+
+/// `EndpointConfig::shared_receive`: a responder serving two peers reads
+/// both channels' datagrams from its one queue, each naming its channel,
+/// and answers by channel id; the channel handles can be dropped (the SAs
+/// stay), and a handle's own `recv` has nothing.
+#[tokio::test]
+async fn one_receive_queue_serves_every_channel() {
+    let mut rp = peer_config(
+        "any",
+        AuthMethod::Null,
+        None,
+        ts("10.0.0.0/24"),
+        ts("10.0.0.0/24"),
+    );
+    rp.ike_proposals = IkeProposal::parse_list("aes128gcm16-prfsha256-x25519").unwrap();
+    let mut rcfg = EndpointConfig::loopback();
+    rcfg.shared_receive = true;
+    let right = Endpoint::bind(rcfg, vec![rp]).await.unwrap();
+    let mut lefts = Vec::new();
+    for i in 1..=2u8 {
+        let mut cfg = EndpointConfig::loopback();
+        cfg.connect_timeout = Duration::from_secs(20);
+        let left = Endpoint::bind(cfg, vec![]).await.unwrap();
+        let mut lp = peer_config(
+            "right",
+            AuthMethod::Null,
+            None,
+            ts(&format!("10.0.0.{i}/32")),
+            ts("10.0.0.100/32"),
+        );
+        lp.remote_natt_port = right.natt_addr().port();
+        let (ch, acc) = tokio::join!(
+            left.connect(lp, right.ike_addr()),
+            tokio::time::timeout(Duration::from_secs(20), right.accept())
+        );
+        let mut acc = acc.unwrap().unwrap();
+        assert_eq!(acc.child_sa().remote_ts, vec![format!("10.0.0.{i}")]);
+        // The handle's own queue is not used.
+        assert!(tokio::time::timeout(Duration::from_millis(50), acc.recv())
+            .await
+            .unwrap()
+            .is_none());
+        let id = acc.channel_id();
+        drop(acc);
+        lefts.push((left, ch.unwrap(), id));
+    }
+    assert_ne!(lefts[0].2, lefts[1].2);
+    let server: SocketAddr = "10.0.0.100:7".parse().unwrap();
+    for round in 0..5 {
+        for (i, (_, ch, _)) in lefts.iter().enumerate() {
+            let me: SocketAddr = format!("10.0.0.{}:5000", i + 1).parse().unwrap();
+            ch.send(me, server, format!("{round} from {i}").as_bytes())
+                .await
+                .unwrap();
+        }
+        for _ in 0..2 {
+            let d = tokio::time::timeout(Duration::from_secs(5), right.recv_any())
+                .await
+                .unwrap()
+                .unwrap();
+            let i = usize::from(d.src.ip().to_string().ends_with(".2"));
+            assert_eq!(d.channel, lefts[i].2, "the datagram names its channel");
+            assert_eq!(d.data, format!("{round} from {i}").as_bytes());
+            right
+                .send_on(d.channel, d.dst, d.src, &d.data)
+                .await
+                .unwrap();
+        }
+        for (i, (_, ch, _)) in lefts.iter_mut().enumerate() {
+            let e = tokio::time::timeout(Duration::from_secs(5), ch.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(e.data, format!("{round} from {i}").as_bytes());
+        }
+    }
+    // A channel id that does not exist.
+    assert!(right.send_on(999, server, server, b"x").await.is_err());
+    // Without shared_receive there is no shared queue.
+    assert!(lefts[0].0.recv_any().await.is_none());
+    for (left, ch, _) in lefts {
+        ch.close().await.unwrap();
+        left.shutdown().await.unwrap();
+    }
+    right.shutdown().await.unwrap();
+}
