@@ -349,7 +349,10 @@ impl St {
         Some(match self {
             Self::Listener => return None,
             Self::Larval { .. } => Gate::Larval,
-            Self::Established(b) => b.binding.clone().map_or(Gate::Bypass, Gate::Bound),
+            Self::Established(b) => b
+                .binding
+                .clone()
+                .map_or(Gate::Bypass, |k| Gate::Bound(k, None)),
             Self::Broken(_) => Gate::Broken,
             Self::Failed => Gate::Failed,
             Self::Closed(_) => Gate::Closed,
@@ -370,8 +373,13 @@ enum Gate {
     Larval,
     /// Established, latched to BYPASS.
     Bypass,
-    /// Established under this binding.
-    Bound(SharedBinding),
+    /// Established under this binding; and an SA known to pass: in the
+    /// table, of this binding, covering the latch's 5-tuple (set when the
+    /// SA binds the latch or is added beside its binding; cleared when that
+    /// SA is removed, and whenever the gate is rebuilt from the state). A
+    /// packet under that SA passes on one compare, without the SA map and
+    /// the selectors; under any other SA it is checked in full (R6, R12).
+    Bound(SharedBinding, Option<SaTag>),
     Broken,
     Failed,
     Closed,
@@ -1125,6 +1133,40 @@ impl LatchTable {
             binding: Some(Arc::clone(&e.binding)),
         };
         self.set_state(id, St::Established(Box::new(bound)), AlertReason::Bound(sa));
+        self.set_known_sa(id, sa);
+    }
+
+    /// Gate of latch `id`: SA `sa` passes (it is in the table, of the
+    /// latch's binding, and covers its 5-tuple: the caller checked).
+    fn set_known_sa(&mut self, id: LatchId, sa: SaTag) {
+        let Some(f) = self.latches.get(&id).and_then(|l| l.five()) else {
+            return;
+        };
+        if let Some(Slot {
+            id: sid,
+            gate: Gate::Bound(_, known),
+        }) = self.slot_mut(&f)
+        {
+            if *sid == id {
+                *known = Some(sa);
+            }
+        }
+    }
+
+    /// Gate of latch `id`: forget SA `sa` (removed) if it was the known one.
+    fn forget_known_sa(&mut self, id: LatchId, sa: SaTag) {
+        let Some(f) = self.latches.get(&id).and_then(|l| l.five()) else {
+            return;
+        };
+        if let Some(Slot {
+            gate: Gate::Bound(_, known),
+            ..
+        }) = self.slot_mut(&f)
+        {
+            if *known == Some(sa) {
+                *known = None;
+            }
+        }
     }
 
     /// A connection arrived at a listener (e.g. a TCP SYN under SA `sa`):
@@ -1289,6 +1331,9 @@ impl LatchTable {
                         bb.conflicts.push(tag);
                     }
                 }
+                // Same binding, covering (checked above): the newest SA
+                // (a rekey's) is the one the packets will come under.
+                St::Established(_) => self.set_known_sa(id, tag),
                 _ => {}
             }
         }
@@ -1321,6 +1366,9 @@ impl LatchTable {
         self.bump();
         let ranges: Vec<IpRange> = e.desc.remote_ranges().collect();
         for id in self.latches_in(ranges.iter()) {
+            // Every latch it could be known to covers a 5-tuple the SA
+            // covers, so its remote address is in these ranges.
+            self.forget_known_sa(id, tag);
             let Some(l) = self.latches.get_mut(&id) else {
                 continue;
             };
@@ -1542,8 +1590,11 @@ impl LatchTable {
             (Gate::Closed, _) => drop(DropReason::Closed),
             (Gate::Bypass, None) => Verdict::Pass(PassKind::Bypass(slot.id)),
             (Gate::Bypass, Some(_)) => drop(DropReason::ProtectedOnBypass),
-            (Gate::Bound(_), None) => drop(DropReason::Unprotected),
-            (Gate::Bound(k), Some(s)) => match self.sas.get(&s) {
+            (Gate::Bound(_, _), None) => drop(DropReason::Unprotected),
+            (Gate::Bound(_, Some(known)), Some(s)) if *known == s => {
+                Verdict::Pass(PassKind::Latched(slot.id))
+            }
+            (Gate::Bound(k, _), Some(s)) => match self.sas.get(&s) {
                 None => drop(DropReason::UnknownSa),
                 Some(e) if e.binding == *k && covers(&e.desc, five, key) => {
                     Verdict::Pass(PassKind::Latched(slot.id))
@@ -1578,7 +1629,7 @@ impl LatchTable {
         };
         match &slot.gate {
             Gate::Bypass => Outbound::Bypass(slot.id),
-            Gate::Bound(k) => self
+            Gate::Bound(k, _) => self
                 .sas_by_binding
                 .get(&**k)
                 .and_then(|set| {

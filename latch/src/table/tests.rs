@@ -221,7 +221,18 @@ impl LatchTable {
             fives += 1;
             let slot = self.slot(&f).unwrap();
             assert_eq!(slot.id, l.id);
-            assert_eq!(Some(&slot.gate), l.state.gate().as_ref(), "{:?}", l.state);
+            let (gate, known) = match &slot.gate {
+                Gate::Bound(k, known) => (Gate::Bound(Arc::clone(k), None), *known),
+                g => (g.clone(), None),
+            };
+            assert_eq!(Some(gate), l.state.gate(), "{:?}", l.state);
+            // The SA a gate knows passes: in the table, of the latch's
+            // binding, covering its 5-tuple.
+            if let (Some(s), Gate::Bound(k, _)) = (known, &slot.gate) {
+                let e = self.sas.get(&s).expect("a known SA is in the table");
+                assert_eq!(e.binding, *k);
+                assert!(e.desc.covers(&f));
+            }
         }
         assert_eq!(self.by_five4.len() + self.by_five6.len(), fives);
     }
@@ -351,7 +362,7 @@ fn rebinding_allocation_compares_by_value() {
         }
     );
     t.sa_added(sa(2, 0), now).unwrap();
-    let Some(Gate::Bound(k)) = t.slot(&f).map(|s| s.gate.clone()) else {
+    let Some(Gate::Bound(k, _)) = t.slot(&f).map(|s| s.gate.clone()) else {
         panic!("bound")
     };
     assert!(!Arc::ptr_eq(&k, &t.sas[&2].binding));
