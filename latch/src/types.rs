@@ -288,6 +288,13 @@ impl SaDesc {
         ts_side(&self.local_ts, t.proto, t.local) && ts_side(&self.remote_ts, t.proto, t.remote)
     }
 
+    /// [`Self::covers`] of the 5-tuple `proto`, `local` (address, port),
+    /// `remote` between two IPv4 addresses, on integers: the per-packet
+    /// check's form (no `SocketAddr`/`IpAddr` conversions per selector).
+    pub(crate) fn covers_v4(&self, proto: u8, local: (u32, u16), remote: (u32, u16)) -> bool {
+        ts_side_v4(&self.local_ts, proto, local) && ts_side_v4(&self.remote_ts, proto, remote)
+    }
+
     /// As [`ChildSaDescriptor::remote_ranges`].
     pub(crate) fn remote_ranges(&self) -> impl Iterator<Item = IpRange> + '_ {
         self.remote_ts.iter().map(|t| t.addr)
@@ -296,6 +303,24 @@ impl SaDesc {
 
 fn ts_side(ts: &[TrafficSelector], proto: u8, a: SocketAddr) -> bool {
     ts.iter().any(|t| t.matches(proto, a.ip(), a.port()))
+}
+
+/// `ts_side` for an IPv4 address `a` and `port`: exactly
+/// [`TrafficSelector::matches`] (a range is IPv4 when its start is, and
+/// compares as integers, its end included).
+fn ts_side_v4(ts: &[TrafficSelector], proto: u8, (a, port): (u32, u16)) -> bool {
+    ts.iter().any(|t| {
+        (t.ip_proto == 0 || t.ip_proto == proto)
+            && t.start_port <= port
+            && port <= t.end_port
+            && match (t.addr.start, t.addr.end) {
+                (IpAddr::V4(s), IpAddr::V4(e)) => u32::from(s) <= a && a <= u32::from(e),
+                (IpAddr::V4(s), IpAddr::V6(e)) => {
+                    u32::from(s) <= a && u128::from(a) <= u128::from(e)
+                }
+                (IpAddr::V6(_), _) => false,
+            }
+    })
 }
 
 impl ChildSaDescriptor {

@@ -221,7 +221,18 @@ impl LatchTable {
             fives += 1;
             let slot = self.slot(&f).unwrap();
             assert_eq!(slot.id, l.id);
-            assert_eq!(Some(&slot.gate), l.state.gate().as_ref(), "{:?}", l.state);
+            let (gate, known) = match &slot.gate {
+                Gate::Bound(k, known) => (Gate::Bound(Arc::clone(k), None), *known),
+                g => (g.clone(), None),
+            };
+            assert_eq!(Some(gate), l.state.gate(), "{:?}", l.state);
+            // The SA a gate knows passes: in the table, of the latch's
+            // binding, covering its 5-tuple.
+            if let (Some(s), Gate::Bound(k, _)) = (known, &slot.gate) {
+                let e = self.sas.get(&s).expect("a known SA is in the table");
+                assert_eq!(e.binding, *k);
+                assert!(e.desc.covers(&f));
+            }
         }
         assert_eq!(self.by_five4.len() + self.by_five6.len(), fives);
     }
@@ -351,7 +362,7 @@ fn rebinding_allocation_compares_by_value() {
         }
     );
     t.sa_added(sa(2, 0), now).unwrap();
-    let Some(Gate::Bound(k)) = t.slot(&f).map(|s| s.gate.clone()) else {
+    let Some(Gate::Bound(k, _)) = t.slot(&f).map(|s| s.gate.clone()) else {
         panic!("bound")
     };
     assert!(!Arc::ptr_eq(&k, &t.sas[&2].binding));
@@ -451,4 +462,96 @@ fn key4_is_injective_on_the_fields() {
     }
     assert!(Key4::of(&five("[fd00::1]:443", "[fd00::9]:5000")).is_none());
     assert!(Key4::of(&five("10.0.0.1:443", "[fd00::9]:5000")).is_none());
+}
+
+/// The packed key gives back the fields it was made of.
+#[test]
+fn key4_unpacks_to_its_fields() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for _ in 0..1000 {
+        let (la, ra) = (rng.next() as u32, rng.next() as u32);
+        let (lp, rp, proto) = (rng.next() as u16, rng.next() as u16, rng.next() as u8);
+        let f = FiveTuple::new(
+            proto,
+            SocketAddr::new(Ipv4Addr::from(la).into(), lp),
+            SocketAddr::new(Ipv4Addr::from(ra).into(), rp),
+        );
+        let k = Key4::of(&f).unwrap();
+        assert_eq!(
+            (k.proto(), k.local(), k.remote()),
+            (proto, (la, lp), (ra, rp))
+        );
+    }
+}
+
+/// The per-packet selector check on integers is `SaDesc::covers`, for
+/// IPv4 and IPv6 selectors, ranges ending in either family, any protocol
+/// and port range, and 5-tuples inside, at and outside their edges.
+#[test]
+fn covers_v4_is_covers() {
+    let mut rng = Rng(0x0fed_cba9_8765_4321);
+    let addr4 = |rng: &mut Rng| Ipv4Addr::from(0x0a00_0000 | (rng.below(8) as u32));
+    let selector = |rng: &mut Rng| {
+        let start: IpAddr = if rng.below(5) == 0 {
+            Ipv6Addr::from(rng.below(8) as u128).into()
+        } else {
+            addr4(rng).into()
+        };
+        let end: IpAddr = match rng.below(6) {
+            0 => Ipv6Addr::from(u128::from(u32::MAX) + rng.below(3) as u128 - 1).into(),
+            1 => Ipv6Addr::from(rng.below(8) as u128).into(),
+            _ => addr4(rng).into(),
+        };
+        let (a, b) = (rng.below(6) as u16, rng.below(6) as u16);
+        TrafficSelector {
+            ip_proto: [0, 6, 17][rng.below(3) as usize],
+            start_port: a.min(b),
+            end_port: a.max(b),
+            addr: IpRange { start, end },
+        }
+    };
+    let mut seen = [0usize; 2];
+    for _ in 0..20_000 {
+        let mut d = sa(1, rng.next());
+        d.local_ts = (0..=rng.below(2)).map(|_| selector(&mut rng)).collect();
+        d.remote_ts = (0..=rng.below(2)).map(|_| selector(&mut rng)).collect();
+        let (desc, _) = SaDesc::split(d);
+        let f = FiveTuple::new(
+            [6, 17][rng.below(2) as usize],
+            SocketAddr::new(addr4(&mut rng).into(), rng.below(6) as u16),
+            SocketAddr::new(addr4(&mut rng).into(), rng.below(6) as u16),
+        );
+        let k = Key4::of(&f).unwrap();
+        let want = desc.covers(&f);
+        assert_eq!(covers(&desc, &f, Some(k)), want, "{f} {desc:?}");
+        seen[usize::from(want)] += 1;
+    }
+    assert!(
+        seen[0] > 100 && seen[1] > 100,
+        "both outcomes tried: {seen:?}"
+    );
+}
+
+/// The per-packet maps' hash depends on the map's random key, and spreads
+/// neighbouring 5-tuples over the buckets and the control byte.
+#[test]
+fn mix_hash_is_keyed_and_spreads() {
+    use std::hash::BuildHasher;
+    let (a, b) = (MixState::new(), MixState::new());
+    let k = Key4::of(&five("10.0.0.1:443", "10.0.0.9:5000")).unwrap();
+    assert_ne!(a.hash_one(k), b.hash_one(k), "keyed per map");
+    let mut low = std::collections::HashSet::new();
+    let mut top = std::collections::HashSet::new();
+    for port in 0..4096u16 {
+        let f = FiveTuple::new(
+            6,
+            "10.0.0.1:443".parse().unwrap(),
+            SocketAddr::new(Ipv4Addr::new(10, 0, 0, 9).into(), port),
+        );
+        let h = a.hash_one(Key4::of(&f).unwrap());
+        low.insert(h & 0xfff);
+        top.insert(h >> 57);
+    }
+    assert!(low.len() > 2400, "low bits spread: {}", low.len());
+    assert_eq!(top.len(), 128, "every control byte value");
 }
