@@ -26,89 +26,16 @@ fn map<K, V>() -> Map<K, V> {
     HashMap::with_hasher(RandomState::new())
 }
 
-/// The maps the per-packet check reads (IPv4 5-tuples, SA tags): keys that
-/// are one or two `u64`s, hashed by [`MixState`].
+/// The maps the per-packet check reads (IPv4 5-tuples packed into two
+/// `u64`s, SA tags): foldhash (a multiply-mix hash, the default of
+/// hashbrown), with a random seed per map, so it stays keyed against
+/// HashDoS (the 5-tuples are partly chosen by the peers); about three times
+/// cheaper than aHash's generic path for these keys.
+type MixState = foldhash::fast::RandomState;
 type FastMap<K, V> = HashMap<K, V, MixState>;
 
 fn fast_map<K, V>() -> FastMap<K, V> {
-    HashMap::with_hasher(MixState::new())
-}
-
-/// A keyed multiply-mix hash for keys of whole `u64` words (a 5-tuple
-/// packed into two, an SA tag): each word is XORed into the state and the
-/// state folded through a 64x64->128-bit multiply by a per-map random odd
-/// key (the construction of foldhash and aHash's fallback). Keyed at random
-/// per map, like [`RandomState`], because the 5-tuples are partly chosen by
-/// the peers; about three times cheaper than aHash's generic path for these
-/// keys. Not a MAC: a hash-table hash.
-#[derive(Debug, Clone)]
-struct MixState {
-    seed: u64,
-    key: u64,
-}
-
-impl MixState {
-    /// Keys drawn from aHash's per-process random source.
-    fn new() -> Self {
-        let r = RandomState::new();
-        Self {
-            seed: r.hash_one(0x5eed_u64),
-            key: r.hash_one(0x006b_6579_u64) | 1,
-        }
-    }
-}
-
-impl std::hash::BuildHasher for MixState {
-    type Hasher = Mix;
-    #[inline]
-    fn build_hasher(&self) -> Mix {
-        Mix {
-            h: self.seed,
-            key: self.key,
-        }
-    }
-}
-
-/// [`MixState`]'s hasher.
-#[derive(Debug, Clone)]
-struct Mix {
-    h: u64,
-    key: u64,
-}
-
-impl Mix {
-    #[inline]
-    fn fold(a: u64, b: u64) -> u64 {
-        let m = u128::from(a) * u128::from(b);
-        // The high and low halves of the 128-bit product (truncating casts).
-        let (hi, lo) = ((m >> 64) as u64, m as u64);
-        hi ^ lo
-    }
-}
-
-impl Hasher for Mix {
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.h = Self::fold(self.h ^ x, self.key);
-    }
-
-    /// Other inputs (none of the keys this map holds write them): eight
-    /// octets at a time, the last chunk zero-padded, then the length.
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        self.write_u64(bytes.len() as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // One more fold so that the last word reaches hashbrown's top bits
-        // (control byte) and low bits (bucket) alike.
-        Self::fold(self.h, self.key.rotate_left(32) | 1)
-    }
+    HashMap::with_hasher(MixState::default())
 }
 
 /// Switches of the table.

@@ -537,7 +537,7 @@ fn covers_v4_is_covers() {
 #[test]
 fn mix_hash_is_keyed_and_spreads() {
     use std::hash::BuildHasher;
-    let (a, b) = (MixState::new(), MixState::new());
+    let (a, b) = (MixState::default(), MixState::default());
     let k = Key4::of(&five("10.0.0.1:443", "10.0.0.9:5000")).unwrap();
     assert_ne!(a.hash_one(k), b.hash_one(k), "keyed per map");
     let mut low = std::collections::HashSet::new();
