@@ -361,7 +361,7 @@ impl Ike {
                 self.with_sa(id, |sa, ctx| match &sa.cached {
                     Some((0, data, from, to)) if sa.half_open() => {
                         ctx.out.stats.cached_responses += 1;
-                        ctx.out.send_all(*from, *to, data);
+                        data.resend(ctx.out, *from, *to);
                     }
                     _ => ctx
                         .out

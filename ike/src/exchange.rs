@@ -169,7 +169,7 @@ impl IkeSa {
             if fragment.is_none_or(|n| n == 1) {
                 if let Some((_, data, from, to)) = &self.cached {
                     ctx.out.stats.cached_responses += 1;
-                    ctx.out.send_all(*from, *to, data);
+                    data.resend(ctx.out, *from, *to);
                 }
             }
             return;

@@ -1220,7 +1220,12 @@ pub(crate) fn respond_init(
     sa.peer_next = 1;
     sa.frag = frag;
     sa.peer_hashes = peer_hashes;
-    sa.cached = Some((0, vec![response.clone()], local, remote));
+    sa.cached = Some((
+        0,
+        crate::sa::Datagrams::One(response.clone().into_boxed_slice()),
+        local,
+        remote,
+    ));
     sa.expire_at = Some(later(now, HALF_OPEN_TIMEOUT));
     ctx.out.stats.exchanges += 1;
     ctx.out.send(local, remote, response);

@@ -97,6 +97,41 @@ impl Out {
     }
 }
 
+/// A message's datagrams as a responder keeps them for retransmission
+/// (RFC 7296 2.1) until the next request: one datagram (the usual case)
+/// without a list around it, or the fragments (RFC 7383); no spare
+/// capacity either way. One IKE SA keeps one such response while it lives
+/// (docs/performance.md, memory per SA).
+#[derive(Debug)]
+pub(crate) enum Datagrams {
+    One(Box<[u8]>),
+    Fragments(Box<[Box<[u8]>]>),
+}
+
+impl Datagrams {
+    pub(crate) fn keep(mut data: Vec<Vec<u8>>) -> Self {
+        match data.len() {
+            1 => Self::One(data.swap_remove(0).into_boxed_slice()),
+            _ => Self::Fragments(data.into_iter().map(Vec::into_boxed_slice).collect()),
+        }
+    }
+
+    /// Send them again, from `from` to `to`.
+    pub(crate) fn resend(&self, out: &mut Out, from: SocketAddr, to: SocketAddr) {
+        match self {
+            Self::One(d) => out.send(from, to, d.to_vec()),
+            Self::Fragments(f) => {
+                if f.len() > 1 {
+                    out.stats.fragments_out += f.len() as u64;
+                }
+                for d in f {
+                    out.send(from, to, d.to_vec());
+                }
+            }
+        }
+    }
+}
+
 /// Everything an IKE SA may touch besides itself.
 pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
@@ -451,7 +486,7 @@ pub(crate) struct IkeSa {
     pub(crate) queue: VecDeque<Op>,
     pub(crate) peer_next: u32,
     /// The last response sent: message ID, bytes, from, to.
-    pub(crate) cached: Option<(u32, Vec<Vec<u8>>, SocketAddr, SocketAddr)>,
+    pub(crate) cached: Option<(u32, Datagrams, SocketAddr, SocketAddr)>,
     pub(crate) last_heard: Instant,
     /// Half-open expiry, or the end of a closing SA's linger.
     pub(crate) expire_at: Option<Instant>,
@@ -601,13 +636,8 @@ impl IkeSa {
         };
         ctx.out.send_all(to.0, to.1, &data);
         ctx.out.stats.exchanges += 1;
-        // Kept until the next request (RFC 7296 2.1): no spare capacity.
-        let mut data = data;
-        data.shrink_to_fit();
-        for d in &mut data {
-            d.shrink_to_fit();
-        }
-        self.cached = Some((msg_id, data, to.0, to.1));
+        // Kept until the next request (RFC 7296 2.1).
+        self.cached = Some((msg_id, Datagrams::keep(data), to.0, to.1));
     }
 
     /// The response to a request completed: free the window.
