@@ -284,49 +284,9 @@ const KU_KEY_CERT_SIGN: u16 = 1 << 5;
 /// id-kp-ipsecIKE (RFC 4945 5.1.3.12).
 const OID_KP_IPSEC_IKE: &str = "1.3.6.1.5.5.7.3.17";
 
-/// One DER TLV at the start of `buf`: its tag, its contents, the whole TLV,
-/// and what follows. Definite lengths in their shortest form only (X.690
-/// 10.1), at most four length octets; single-octet tags only (all that a
-/// certificate's outer frame uses).
-struct Tlv<'a> {
-    tag: u8,
-    contents: &'a [u8],
-    whole: &'a [u8],
-    rest: &'a [u8],
-}
-
-fn der_tlv(buf: &[u8]) -> Option<Tlv<'_>> {
-    let (&tag, after_tag) = buf.split_first()?;
-    let (&first, after_first) = after_tag.split_first()?;
-    let (len, body) = if first < 0x80 {
-        (usize::from(first), after_first)
-    } else {
-        // 0x80 is the indefinite form (BER only); more than four length
-        // octets do not fit any datagram.
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || after_first.len() < n {
-            return None;
-        }
-        let (octets, body) = after_first.split_at(n);
-        let len = octets
-            .iter()
-            .fold(0usize, |acc, &o| (acc << 8) | usize::from(o));
-        // Shortest form: no leading zero octet, long form only from 128.
-        if octets.first() == Some(&0) || len < 0x80 {
-            return None;
-        }
-        (len, body)
-    };
-    if body.len() < len {
-        return None;
-    }
-    let header = buf.len() - body.len();
-    Some(Tlv {
-        tag,
-        contents: &body[..len],
-        whole: &buf[..header + len],
-        rest: &body[len..],
-    })
+/// One TLV of the certificate's outer frame, its length in shortest form.
+fn der_tlv(buf: &[u8]) -> Option<pad::der::Tlv<'_>> {
+    pad::der::tlv(buf).filter(|t| t.shortest)
 }
 
 /// The certificate's outer frame, strictly DER (RFC 5280 4.1: `Certificate

@@ -1222,7 +1222,7 @@ pub(crate) fn respond_init(
     sa.peer_hashes = peer_hashes;
     sa.cached = Some((
         0,
-        crate::sa::Datagrams::One(response.clone().into_boxed_slice()),
+        crate::sa::Datagrams::keep(vec![response.clone()]),
         local,
         remote,
     ));

@@ -64,12 +64,17 @@ impl Out {
     }
 
     /// Send a message's datagrams (one, or its fragments).
-    pub(crate) fn send_all(&mut self, local: SocketAddr, remote: SocketAddr, data: &[Vec<u8>]) {
+    pub(crate) fn send_all<D: AsRef<[u8]>>(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[D],
+    ) {
         if data.len() > 1 {
             self.stats.fragments_out += data.len() as u64;
         }
         for d in data {
-            self.send(local, remote, d.clone());
+            self.send(local, remote, d.as_ref().to_vec());
         }
     }
 
@@ -120,14 +125,7 @@ impl Datagrams {
     pub(crate) fn resend(&self, out: &mut Out, from: SocketAddr, to: SocketAddr) {
         match self {
             Self::One(d) => out.send(from, to, d.to_vec()),
-            Self::Fragments(f) => {
-                if f.len() > 1 {
-                    out.stats.fragments_out += f.len() as u64;
-                }
-                for d in f {
-                    out.send(from, to, d.to_vec());
-                }
-            }
+            Self::Fragments(f) => out.send_all(from, to, f),
         }
     }
 }

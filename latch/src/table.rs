@@ -1065,36 +1065,30 @@ impl LatchTable {
         self.set_known_sa(id, sa);
     }
 
+    /// The known SA of latch `id`'s gate (`Gate::Bound`), to set or clear.
+    fn known_sa_mut(&mut self, id: LatchId) -> Option<&mut Option<SaTag>> {
+        let f = self.latches.get(&id)?.five()?;
+        match self.slot_mut(&f)? {
+            Slot {
+                id: sid,
+                gate: Gate::Bound(_, known),
+            } if *sid == id => Some(known),
+            _ => None,
+        }
+    }
+
     /// Gate of latch `id`: SA `sa` passes (it is in the table, of the
     /// latch's binding, and covers its 5-tuple: the caller checked).
     fn set_known_sa(&mut self, id: LatchId, sa: SaTag) {
-        let Some(f) = self.latches.get(&id).and_then(|l| l.five()) else {
-            return;
-        };
-        if let Some(Slot {
-            id: sid,
-            gate: Gate::Bound(_, known),
-        }) = self.slot_mut(&f)
-        {
-            if *sid == id {
-                *known = Some(sa);
-            }
+        if let Some(known) = self.known_sa_mut(id) {
+            *known = Some(sa);
         }
     }
 
     /// Gate of latch `id`: forget SA `sa` (removed) if it was the known one.
     fn forget_known_sa(&mut self, id: LatchId, sa: SaTag) {
-        let Some(f) = self.latches.get(&id).and_then(|l| l.five()) else {
-            return;
-        };
-        if let Some(Slot {
-            gate: Gate::Bound(_, known),
-            ..
-        }) = self.slot_mut(&f)
-        {
-            if *known == Some(sa) {
-                *known = None;
-            }
+        if let Some(known) = self.known_sa_mut(id).filter(|k| **k == Some(sa)) {
+            *known = None;
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod alg;
 pub mod config;
+pub mod der;
 mod identity;
 pub mod pad_db;
 mod proposal;

@@ -146,26 +146,10 @@ impl fmt::Display for DnPattern {
     }
 }
 
-/// Read one DER TLV: (tag, contents, rest). Never panics.
+/// One DER TLV: (tag, contents, rest) (`crate::der::tlv`; lengths not
+/// in their shortest form are read as they are).
 fn der_tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, d) = d.split_first()?;
-    let (&l0, mut d) = d.split_first()?;
-    let len = if l0 < 0x80 {
-        usize::from(l0)
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n == 0 || n > 4 || d.len() < n {
-            return None;
-        }
-        let (lb, rest) = d.split_at(n);
-        d = rest;
-        lb.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
-    };
-    if d.len() < len {
-        return None;
-    }
-    let (c, rest) = d.split_at(len);
-    Some((tag, c, rest))
+    crate::der::tlv(d).map(|t| (t.tag, t.contents, t.rest))
 }
 
 fn oid_name(oid: &[u8]) -> String {
