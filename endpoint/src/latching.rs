@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latch::{
-    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, LatchTable, NatInfo, PassKind,
-    PeerAuth, PeerIdentity, Verdict,
+    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, LatchTable, NatInfo, PackedV4,
+    PassKind, PeerAuth, PeerIdentity, Verdict,
 };
 use pad::{
     AuthKind, IdPattern, IpRange, KeyFingerprint, Pad, PadAuth, PadEntry, Protection, SaQop, Spd,
@@ -128,30 +128,45 @@ pub(crate) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
 ///
 /// While the guard is held, nobody else can change the table, and this
 /// holder changes it only through [`get_mut`](Self::get_mut). So the
-/// verdict of the last check is remembered: the next packet of the same
-/// flow under the same SA (a bulk transfer's burst) gets it without a
-/// lookup. The memory is forgotten whenever the guard is released or the
-/// table handed out mutably, and never holds a listener verdict (the
-/// caller creates a latch on it). The version returned with a verdict is
-/// the table's at the check (R16).
+/// verdicts of the last [`MEMO`] IPv4 flows checked (5-tuple packed into
+/// two words, SA tag) are remembered, and of the last other flow: the next
+/// packet of one of them under the same SA (a burst of a few bulk
+/// transfers) gets its verdict on a compare, without a table lookup. The
+/// memory is forgotten whenever the guard is released or the table handed
+/// out mutably, and never holds a listener verdict (the caller creates a
+/// latch on it). The version returned with a verdict is the table's at the
+/// check (R16).
 ///
 /// `T` is the endpoint's shared state, or a bare table (benches).
 pub struct BurstLatch<'a, T> {
     mutex: &'a Mutex<T>,
     guard: Option<MutexGuard<'a, T>>,
-    /// The last check (5-tuple, SA tag, verdict), kept only while `remembered`
-    /// (separate fields, not an `Option` of a tuple: written one by one, the
-    /// verdict is not read back through a wider copy of it).
+    /// IPv4 flows checked under the guard: the first `memo_len` entries of
+    /// `memo_flows` (packed 5-tuple, SA tag) and `memo_verdicts` (separate
+    /// arrays, so a compare reads only keys); `memo_next` is replaced next.
+    memo_flows: [(PackedV4, Option<u64>); MEMO],
+    memo_verdicts: [Verdict; MEMO],
+    memo_len: usize,
+    memo_next: usize,
+    /// The last other (IPv6 or mixed) flow's check, kept only while
+    /// `remembered` (separate fields, not an `Option` of a tuple: written
+    /// one by one, the verdict is not read back through a wider copy).
     remembered: bool,
     last_five: FiveTuple,
     last_sa: Option<u64>,
     last_verdict: Verdict,
 }
 
+/// How many IPv4 flows' verdicts a [`BurstLatch`] remembers: a burst of a
+/// few interleaved bulk flows checks each packet on compares, not lookups.
+pub const MEMO: usize = 4;
+
 impl<T> std::fmt::Debug for BurstLatch<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BurstLatch")
             .field("held", &self.guard.is_some())
+            .field("memo_flows", &&self.memo_flows[..self.memo_len])
+            .field("memo_verdicts", &&self.memo_verdicts[..self.memo_len])
             .field("remembered", &self.remembered)
             .field("last_five", &self.last_five)
             .field("last_sa", &self.last_sa)
@@ -163,9 +178,14 @@ impl<T> std::fmt::Debug for BurstLatch<'_, T> {
 impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     /// Nothing locked yet.
     pub fn new(mutex: &'a Mutex<T>) -> Self {
+        let nothing = Verdict::Pass(PassKind::NotLatched);
         Self {
             mutex,
             guard: None,
+            memo_flows: [(PackedV4::default(), None); MEMO],
+            memo_verdicts: [nothing; MEMO],
+            memo_len: 0,
+            memo_next: 0,
             remembered: false,
             last_five: FiveTuple::new(
                 0,
@@ -173,7 +193,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
                 SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             ),
             last_sa: None,
-            last_verdict: Verdict::Pass(PassKind::NotLatched),
+            last_verdict: nothing,
         }
     }
 
@@ -187,25 +207,63 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     /// version at the check. Takes the lock if not held.
     #[inline]
     pub fn check_inbound(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
-        if let (Some(g), true) = (&self.guard, self.remembered) {
-            if self.last_sa == sa && self.last_five == *five {
-                return (self.last_verdict, (**g).borrow().version());
+        let packed = PackedV4::of(five);
+        if let Some(g) = &self.guard {
+            let version = (**g).borrow().version();
+            match packed {
+                Some(k) => {
+                    let flows = &self.memo_flows[..self.memo_len];
+                    if let Some(i) = flows.iter().position(|m| *m == (k, sa)) {
+                        return (self.memo_verdicts[i], version);
+                    }
+                }
+                None => {
+                    if self.remembered && self.last_sa == sa && self.last_five == *five {
+                        return (self.last_verdict, version);
+                    }
+                }
             }
         }
-        self.look_up(five, sa)
+        self.look_up(five, packed, sa)
     }
 
-    /// The check that is not the remembered one: a table lookup.
+    /// The check that is not a remembered one: a table lookup.
     #[inline(never)]
-    fn look_up(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
+    fn look_up(
+        &mut self,
+        five: &FiveTuple,
+        packed: Option<PackedV4>,
+        sa: Option<u64>,
+    ) -> (Verdict, u64) {
         let table = self.table();
         let version = table.version();
         let v = table.check_inbound(five, sa);
-        self.remembered = !matches!(v, Verdict::Pass(PassKind::Listener(_)));
-        self.last_five = *five;
-        self.last_sa = sa;
-        self.last_verdict = v;
+        if matches!(v, Verdict::Pass(PassKind::Listener(_))) {
+            return (v, version);
+        }
+        match packed {
+            Some(k) => {
+                let i = self.memo_next;
+                self.memo_flows[i] = (k, sa);
+                self.memo_verdicts[i] = v;
+                self.memo_next = (i + 1) % MEMO;
+                self.memo_len = (self.memo_len + 1).min(MEMO);
+            }
+            None => {
+                self.remembered = true;
+                self.last_five = *five;
+                self.last_sa = sa;
+                self.last_verdict = v;
+            }
+        }
         (v, version)
+    }
+
+    /// Forget every remembered verdict.
+    fn forget(&mut self) {
+        self.memo_len = 0;
+        self.memo_next = 0;
+        self.remembered = false;
     }
 
     /// The locked state, to change it: forgets the last verdict.
@@ -213,7 +271,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     where
         T: BorrowMut<LatchTable>,
     {
-        self.remembered = false;
+        self.forget();
         self.guard()
     }
 
@@ -225,7 +283,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
 
     /// Release the lock (if held) and forget the last verdict.
     pub fn release(&mut self) {
-        self.remembered = false;
+        self.forget();
         self.guard = None;
     }
 
@@ -613,6 +671,67 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_flows_each_get_their_own_verdict() {
+        let m = shared(default_policy());
+        // Flows 1..=MEMO+2: the odd ones latched (Larval: dropped), the
+        // even ones not latched; each checked under two SAs, interleaved,
+        // more flows than the memory holds, three times over.
+        let mut ids = BTreeMap::new();
+        for i in (1..=MEMO as u16 + 2).filter(|i| i % 2 == 1) {
+            let id = m
+                .lock()
+                .unwrap()
+                .table
+                .create_connection(ConnectionRequest::new(five(i)), Instant::now())
+                .unwrap();
+            ids.insert(i, id);
+        }
+        let mut held = BurstLatch::new(&m);
+        for _ in 0..3 {
+            for i in 1..=MEMO as u16 + 2 {
+                for sa in [Some(7), None] {
+                    let want = match ids.get(&i) {
+                        Some(&latch) => Verdict::Drop {
+                            latch,
+                            reason: DropReason::NotEstablished,
+                        },
+                        None => Verdict::Pass(PassKind::NotLatched),
+                    };
+                    assert_eq!(held.check_inbound(&five(i), sa).0, want, "flow {i}");
+                }
+            }
+            // The last MEMO checks are remembered, and give the same.
+            for i in (MEMO as u16 / 2 + 3)..=MEMO as u16 + 2 {
+                let (v, _) = held.check_inbound(&five(i), Some(7));
+                assert_eq!(v.passes(), !ids.contains_key(&i), "flow {i}");
+            }
+        }
+        assert_eq!(held.memo_len, MEMO);
+        // An IPv6 flow: its last check is kept beside the IPv4 ones.
+        let v6 = FiveTuple::new(
+            17,
+            "[fd00::1]:7000".parse().unwrap(),
+            "[fd00::9]:1".parse().unwrap(),
+        );
+        let id6 = held
+            .get_mut()
+            .table
+            .create_connection(ConnectionRequest::new(v6), Instant::now())
+            .unwrap();
+        let dropped = Verdict::Drop {
+            latch: id6,
+            reason: DropReason::NotEstablished,
+        };
+        assert_eq!(held.check_inbound(&v6, Some(7)).0, dropped);
+        assert!(held.remembered);
+        assert_eq!(
+            held.check_inbound(&five(2), Some(7)).0,
+            Verdict::Pass(PassKind::NotLatched)
+        );
+        assert_eq!(held.check_inbound(&v6, Some(7)).0, dropped);
+    }
+
+    #[test]
     fn listener_verdicts_are_not_remembered() {
         let policy = pad::PolicyConfig::from_toml(
             "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
@@ -632,7 +751,10 @@ mod tests {
             held.check_inbound(&five(1), None).0,
             Verdict::Pass(PassKind::Listener(l))
         );
-        assert!(!held.remembered, "a listener verdict is not kept");
+        assert!(
+            !held.remembered && held.memo_len == 0,
+            "a listener verdict is not kept"
+        );
         let c = held
             .get_mut()
             .table
@@ -642,6 +764,6 @@ mod tests {
             held.check_inbound(&five(1), None).0,
             Verdict::Pass(PassKind::Bypass(c))
         );
-        assert!(held.remembered);
+        assert_eq!(held.memo_len, 1);
     }
 }

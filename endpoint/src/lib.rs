@@ -82,7 +82,7 @@ pub mod fuzzing {
 /// What the benches need of the datapath (not a stable API).
 #[doc(hidden)]
 pub mod benching {
-    pub use crate::latching::BurstLatch;
+    pub use crate::latching::{BurstLatch, MEMO};
 }
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

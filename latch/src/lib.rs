@@ -124,7 +124,7 @@ mod types;
 pub use error::LatchError;
 pub use pad::{FiveTuple, ThreeTuple};
 pub use table::{
-    ChildSaVerdict, Delivery, DropReason, LatchConfig, LatchTable, Outbound, PassKind,
+    ChildSaVerdict, Delivery, DropReason, LatchConfig, LatchTable, Outbound, PackedV4, PassKind,
     RestartPolicy, Verdict,
 };
 pub use types::{

@@ -324,18 +324,19 @@ struct Slot {
 /// A 5-tuple between two IPv4 addresses packed into two words (local and
 /// remote address; local port, remote port and protocol): the key of the
 /// IPv4 5-tuple map, one 16-octet hash input and compare. Injective, so
-/// equal keys are equal 5-tuples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key4(u64, u64);
+/// equal keys are equal 5-tuples: callers may compare these instead of
+/// whole [`FiveTuple`]s (the driver's per-burst memory of verdicts does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackedV4(u64, u64);
 
-impl Hash for Key4 {
+impl Hash for PackedV4 {
     fn hash<H: Hasher>(&self, h: &mut H) {
         h.write_u64(self.0);
         h.write_u64(self.1);
     }
 }
 
-impl Key4 {
+impl PackedV4 {
     /// The local address and port.
     #[inline]
     fn local(self) -> (u32, u16) {
@@ -354,7 +355,9 @@ impl Key4 {
         self.1 as u8
     }
 
-    fn of(f: &FiveTuple) -> Option<Self> {
+    /// `f` packed, if both its addresses are IPv4.
+    #[inline]
+    pub fn of(f: &FiveTuple) -> Option<Self> {
         match (f.local, f.remote) {
             (SocketAddr::V4(l), SocketAddr::V4(r)) => Some(Self(
                 (u64::from(u32::from(*l.ip())) << 32) | u64::from(u32::from(*r.ip())),
@@ -425,7 +428,7 @@ impl SaEntry {
 
 /// Whether SA `d` covers the flow `five`, packed as `key` if IPv4.
 #[inline]
-fn covers(d: &SaDesc, five: &FiveTuple, key: Option<Key4>) -> bool {
+fn covers(d: &SaDesc, five: &FiveTuple, key: Option<PackedV4>) -> bool {
     match key {
         Some(k) => d.covers_v4(k.proto(), k.local(), k.remote()),
         None => d.covers(five),
@@ -493,7 +496,7 @@ pub struct LatchTable {
     latches: Map<LatchId, Box<Latch>>,
     /// Connection latches between IPv4 addresses, by 5-tuple, with what the
     /// per-packet check needs.
-    by_five4: FastMap<Key4, Slot>,
+    by_five4: FastMap<PackedV4, Slot>,
     /// The other connection latches (IPv6, or mixed families).
     by_five6: Map<FiveTuple, Slot>,
     by_three: Map<ThreeTuple, LatchId>,
@@ -534,28 +537,28 @@ impl LatchTable {
     // ---- the 5-tuple maps ----
 
     fn slot(&self, f: &FiveTuple) -> Option<&Slot> {
-        match Key4::of(f) {
+        match PackedV4::of(f) {
             Some(k) => self.by_five4.get(&k),
             None => self.by_five6.get(f),
         }
     }
 
     fn slot_mut(&mut self, f: &FiveTuple) -> Option<&mut Slot> {
-        match Key4::of(f) {
+        match PackedV4::of(f) {
             Some(k) => self.by_five4.get_mut(&k),
             None => self.by_five6.get_mut(f),
         }
     }
 
     fn slot_insert(&mut self, f: FiveTuple, slot: Slot) {
-        match Key4::of(&f) {
+        match PackedV4::of(&f) {
             Some(k) => self.by_five4.insert(k, slot),
             None => self.by_five6.insert(f, slot),
         };
     }
 
     fn slot_remove(&mut self, f: &FiveTuple) {
-        match Key4::of(f) {
+        match PackedV4::of(f) {
             Some(k) => self.by_five4.remove(&k),
             None => self.by_five6.remove(f),
         };
@@ -1441,9 +1444,10 @@ impl LatchTable {
     /// holds the latch's state and binding (and, for a bound latch and a
     /// protected packet, one in the SA map); the listener maps only when
     /// the flow has no connection latch and listeners exist.
+    #[inline(always)]
     fn check(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
         // The packed key is computed once, for the map and the selectors.
-        let key = Key4::of(five);
+        let key = PackedV4::of(five);
         let slot = match key {
             Some(k) => self.by_five4.get(&k),
             None => self.by_five6.get(five),
@@ -1495,11 +1499,12 @@ impl LatchTable {
     /// R5, R6: a packet of a flow with a connection latch.
     /// `key`: the 5-tuple packed, if between IPv4 addresses (`None` checks
     /// the selectors on `five` instead).
+    #[inline(always)]
     fn check_connection(
         &self,
         slot: &Slot,
         five: &FiveTuple,
-        key: Option<Key4>,
+        key: Option<PackedV4>,
         sa: Option<SaTag>,
     ) -> Verdict {
         let drop = |reason| Verdict::Drop {
@@ -1529,6 +1534,7 @@ impl LatchTable {
 
     /// R5, R6: may an inbound packet of `five`, protected by SA `sa` (or in
     /// the clear), be accepted? O(1) in the number of latches.
+    #[inline]
     pub fn check_inbound(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
         self.check(five, sa)
     }

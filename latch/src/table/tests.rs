@@ -456,12 +456,12 @@ fn key4_is_injective_on_the_fields() {
         five("10.0.0.1:443", "10.0.0.9:5001"),
         FiveTuple::new(17, base.local, base.remote),
     ];
-    let k = Key4::of(&base).unwrap();
+    let k = PackedV4::of(&base).unwrap();
     for v in variants {
-        assert_ne!(Key4::of(&v).unwrap(), k, "{v}");
+        assert_ne!(PackedV4::of(&v).unwrap(), k, "{v}");
     }
-    assert!(Key4::of(&five("[fd00::1]:443", "[fd00::9]:5000")).is_none());
-    assert!(Key4::of(&five("10.0.0.1:443", "[fd00::9]:5000")).is_none());
+    assert!(PackedV4::of(&five("[fd00::1]:443", "[fd00::9]:5000")).is_none());
+    assert!(PackedV4::of(&five("10.0.0.1:443", "[fd00::9]:5000")).is_none());
 }
 
 /// The packed key gives back the fields it was made of.
@@ -476,7 +476,7 @@ fn key4_unpacks_to_its_fields() {
             SocketAddr::new(Ipv4Addr::from(la).into(), lp),
             SocketAddr::new(Ipv4Addr::from(ra).into(), rp),
         );
-        let k = Key4::of(&f).unwrap();
+        let k = PackedV4::of(&f).unwrap();
         assert_eq!(
             (k.proto(), k.local(), k.remote()),
             (proto, (la, lp), (ra, rp))
@@ -521,7 +521,7 @@ fn covers_v4_is_covers() {
             SocketAddr::new(addr4(&mut rng).into(), rng.below(6) as u16),
             SocketAddr::new(addr4(&mut rng).into(), rng.below(6) as u16),
         );
-        let k = Key4::of(&f).unwrap();
+        let k = PackedV4::of(&f).unwrap();
         let want = desc.covers(&f);
         assert_eq!(covers(&desc, &f, Some(k)), want, "{f} {desc:?}");
         seen[usize::from(want)] += 1;
@@ -538,7 +538,7 @@ fn covers_v4_is_covers() {
 fn mix_hash_is_keyed_and_spreads() {
     use std::hash::BuildHasher;
     let (a, b) = (MixState::default(), MixState::default());
-    let k = Key4::of(&five("10.0.0.1:443", "10.0.0.9:5000")).unwrap();
+    let k = PackedV4::of(&five("10.0.0.1:443", "10.0.0.9:5000")).unwrap();
     assert_ne!(a.hash_one(k), b.hash_one(k), "keyed per map");
     let mut low = std::collections::HashSet::new();
     let mut top = std::collections::HashSet::new();
@@ -548,7 +548,7 @@ fn mix_hash_is_keyed_and_spreads() {
             "10.0.0.1:443".parse().unwrap(),
             SocketAddr::new(Ipv4Addr::new(10, 0, 0, 9).into(), port),
         );
-        let h = a.hash_one(Key4::of(&f).unwrap());
+        let h = a.hash_one(PackedV4::of(&f).unwrap());
         low.insert(h & 0xfff);
         top.insert(h >> 57);
     }
