@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latch::{
-    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, LatchTable, NatInfo, PackedV4,
+    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, Flow, LatchTable, NatInfo, PackedV4,
     PassKind, PeerAuth, PeerIdentity, Verdict,
 };
 use pad::{
@@ -141,12 +141,12 @@ pub(crate) fn lock(s: &SharedRef) -> MutexGuard<'_, Shared> {
 pub struct BurstLatch<'a, T> {
     mutex: &'a Mutex<T>,
     guard: Option<MutexGuard<'a, T>>,
-    /// IPv4 flows checked under the guard: the first `memo_len` entries of
-    /// `memo_flows` (packed 5-tuple, SA tag) and `memo_verdicts` (separate
-    /// arrays, so a compare reads only keys); `memo_next` is replaced next.
+    /// IPv4 flows checked under the guard: `memo_flows` (packed 5-tuple,
+    /// SA tag; [`PackedV4::NONE`] in an empty entry, which no flow
+    /// matches) and their `memo_verdicts` (separate arrays, so a compare
+    /// reads only keys); `memo_next` is replaced next.
     memo_flows: [(PackedV4, Option<u64>); MEMO],
     memo_verdicts: [Verdict; MEMO],
-    memo_len: usize,
     memo_next: usize,
     /// The last other (IPv6 or mixed) flow's check, kept only while
     /// `remembered` (separate fields, not an `Option` of a tuple: written
@@ -165,8 +165,8 @@ impl<T> std::fmt::Debug for BurstLatch<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BurstLatch")
             .field("held", &self.guard.is_some())
-            .field("memo_flows", &&self.memo_flows[..self.memo_len])
-            .field("memo_verdicts", &&self.memo_verdicts[..self.memo_len])
+            .field("memo_flows", &self.memo_flows)
+            .field("memo_verdicts", &self.memo_verdicts)
             .field("remembered", &self.remembered)
             .field("last_five", &self.last_five)
             .field("last_sa", &self.last_sa)
@@ -182,9 +182,8 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
         Self {
             mutex,
             guard: None,
-            memo_flows: [(PackedV4::default(), None); MEMO],
+            memo_flows: [(PackedV4::NONE, None); MEMO],
             memo_verdicts: [nothing; MEMO],
-            memo_len: 0,
             memo_next: 0,
             remembered: false,
             last_five: FiveTuple::new(
@@ -207,13 +206,14 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     /// version at the check. Takes the lock if not held.
     #[inline]
     pub fn check_inbound(&mut self, five: &FiveTuple, sa: Option<u64>) -> (Verdict, u64) {
-        let packed = PackedV4::of(five);
+        let flow = Flow::new(five);
         if let Some(g) = &self.guard {
             let version = (**g).borrow().version();
-            match packed {
+            match flow.packed() {
                 Some(k) => {
-                    let flows = &self.memo_flows[..self.memo_len];
-                    if let Some(i) = flows.iter().position(|m| *m == (k, sa)) {
+                    // Every entry compared (empty ones never match): no
+                    // count to check, a loop the compiler unrolls.
+                    if let Some(i) = self.memo_flows.iter().position(|m| *m == (k, sa)) {
                         return (self.memo_verdicts[i], version);
                     }
                 }
@@ -224,34 +224,28 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
                 }
             }
         }
-        self.look_up(five, packed, sa)
+        self.look_up(flow, sa)
     }
 
     /// The check that is not a remembered one: a table lookup.
     #[inline(never)]
-    fn look_up(
-        &mut self,
-        five: &FiveTuple,
-        packed: Option<PackedV4>,
-        sa: Option<u64>,
-    ) -> (Verdict, u64) {
+    fn look_up(&mut self, flow: Flow<'_>, sa: Option<u64>) -> (Verdict, u64) {
         let table = self.table();
         let version = table.version();
-        let v = table.check_inbound(five, sa);
+        let v = table.check_inbound_flow(flow, sa);
         if matches!(v, Verdict::Pass(PassKind::Listener(_))) {
             return (v, version);
         }
-        match packed {
+        match flow.packed() {
             Some(k) => {
                 let i = self.memo_next;
                 self.memo_flows[i] = (k, sa);
                 self.memo_verdicts[i] = v;
                 self.memo_next = (i + 1) % MEMO;
-                self.memo_len = (self.memo_len + 1).min(MEMO);
             }
             None => {
                 self.remembered = true;
-                self.last_five = *five;
+                self.last_five = *flow.five();
                 self.last_sa = sa;
                 self.last_verdict = v;
             }
@@ -261,7 +255,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
 
     /// Forget every remembered verdict.
     fn forget(&mut self) {
-        self.memo_len = 0;
+        self.memo_flows = [(PackedV4::NONE, None); MEMO];
         self.memo_next = 0;
         self.remembered = false;
     }
@@ -706,7 +700,7 @@ mod tests {
                 assert_eq!(v.passes(), !ids.contains_key(&i), "flow {i}");
             }
         }
-        assert_eq!(held.memo_len, MEMO);
+        assert!(held.memo_flows.iter().all(|m| m.0 != PackedV4::NONE));
         // An IPv6 flow: its last check is kept beside the IPv4 ones.
         let v6 = FiveTuple::new(
             17,
@@ -752,7 +746,7 @@ mod tests {
             Verdict::Pass(PassKind::Listener(l))
         );
         assert!(
-            !held.remembered && held.memo_len == 0,
+            !held.remembered && held.memo_flows.iter().all(|m| m.0 == PackedV4::NONE),
             "a listener verdict is not kept"
         );
         let c = held
@@ -764,6 +758,7 @@ mod tests {
             held.check_inbound(&five(1), None).0,
             Verdict::Pass(PassKind::Bypass(c))
         );
-        assert_eq!(held.memo_len, 1);
+        let kept = held.memo_flows.iter().filter(|m| m.0 != PackedV4::NONE);
+        assert_eq!(kept.count(), 1);
     }
 }

@@ -24,6 +24,8 @@
 #                   with `perf stat` syscall counts of both daemons (perf-stat*.txt)
 #                   and the busy share of all CPUs in that window (perf-cpu.txt)
 #   PERF_CFG=cfg    that run's configuration instead of lk-lk (e.g. lk-off)
+#   MTU=bytes       the veth's MTU (default 1500, the kernel's); latchkey's TUN
+#                   then gets MTU - 100 (room for ESP in UDP: default 1400)
 #
 # Namespaces lkp-a (198.51.100.1, inner 10.98.0.1) and lkp-b (198.51.100.2,
 # inner 10.99.0.1), made here and deleted on exit. Output: a markdown table
@@ -98,8 +100,10 @@ ip link add lkp-va netns "${NS_A}" type veth peer name lkp-vb netns "${NS_B}"
 for ns in "${NS_A}" "${NS_B}"; do ip -n "${ns}" link set lo up; done
 ip -n "${NS_A}" addr add "${OUT_A}/24" dev lkp-va
 ip -n "${NS_B}" addr add "${OUT_B}/24" dev lkp-vb
-ip -n "${NS_A}" link set lkp-va up
-ip -n "${NS_B}" link set lkp-vb up
+MTU=${MTU:-1500}
+TUN_MTU=$((MTU - 100))
+ip -n "${NS_A}" link set lkp-va mtu "${MTU}" up
+ip -n "${NS_B}" link set lkp-vb mtu "${MTU}" up
 for ((i = 0; i < 30; i++)); do
     ip netns exec "${NS_A}" ping -c1 -W1 "${OUT_B}" >/dev/null 2>&1 && break
     sleep 0.2
@@ -150,7 +154,7 @@ daemon() {
     local name=$1 ns=$2 listen=$3 remote=$4 lts=$5 rts=$6 addr=$7 xt=$8 xc=$9 f=${RUN}/$1.toml
     {
         printf '[daemon]\nlisten = "%s"\ncontrol = "%s"\n\n' "${listen}" "${RUN}/${name}.sock"
-        printf '[daemon.tun]\nname = "lkp0"\naddresses = ["%s/24"]\n%b\n' "${addr}" "${xt}"
+        printf '[daemon.tun]\nname = "lkp0"\nmtu = %d\naddresses = ["%s/24"]\n%b\n' "${TUN_MTU}" "${addr}" "${xt}"
         printf '[[connection]]\nname = "c"\n'
         [[ -n ${remote} ]] && printf 'remote = "%s"\n' "${remote}"
         printf 'auth = "psk"\npsk_file = "psk"\nlocal_id = "%s"\nremote_id = "%s"\n' "${listen}" \

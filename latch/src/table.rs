@@ -326,7 +326,7 @@ struct Slot {
 /// IPv4 5-tuple map, one 16-octet hash input and compare. Injective, so
 /// equal keys are equal 5-tuples: callers may compare these instead of
 /// whole [`FiveTuple`]s (the driver's per-burst memory of verdicts does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackedV4(u64, u64);
 
 impl Hash for PackedV4 {
@@ -337,6 +337,10 @@ impl Hash for PackedV4 {
 }
 
 impl PackedV4 {
+    /// A value no 5-tuple packs to (the second word's top 24 bits, above
+    /// the ports, are set): marks an empty slot in a table of packed keys.
+    pub const NONE: Self = Self(0, u64::MAX);
+
     /// The local address and port.
     #[inline]
     fn local(self) -> (u32, u16) {
@@ -365,6 +369,37 @@ impl PackedV4 {
             )),
             _ => None,
         }
+    }
+}
+
+/// A 5-tuple and its [`PackedV4`] (if IPv4), computed once: built only by
+/// [`Flow::new`], so the two always agree.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow<'a> {
+    five: &'a FiveTuple,
+    packed: Option<PackedV4>,
+}
+
+impl<'a> Flow<'a> {
+    /// `five`, packed if IPv4.
+    #[inline]
+    pub fn new(five: &'a FiveTuple) -> Self {
+        Self {
+            five,
+            packed: PackedV4::of(five),
+        }
+    }
+
+    /// The 5-tuple.
+    #[inline]
+    pub fn five(&self) -> &'a FiveTuple {
+        self.five
+    }
+
+    /// Its packing, if both addresses are IPv4.
+    #[inline]
+    pub fn packed(&self) -> Option<PackedV4> {
+        self.packed
     }
 }
 
@@ -1446,8 +1481,14 @@ impl LatchTable {
     /// the flow has no connection latch and listeners exist.
     #[inline(always)]
     fn check(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
+        self.check_flow(Flow::new(five), sa)
+    }
+
+    /// [`Self::check`] of a flow packed already.
+    #[inline(always)]
+    fn check_flow(&self, flow: Flow<'_>, sa: Option<SaTag>) -> Verdict {
         // The packed key is computed once, for the map and the selectors.
-        let key = PackedV4::of(five);
+        let (five, key) = (flow.five, flow.packed);
         let slot = match key {
             Some(k) => self.by_five4.get(&k),
             None => self.by_five6.get(five),
@@ -1537,6 +1578,14 @@ impl LatchTable {
     #[inline]
     pub fn check_inbound(&self, five: &FiveTuple, sa: Option<SaTag>) -> Verdict {
         self.check(five, sa)
+    }
+
+    /// [`check_inbound`](Self::check_inbound) of a flow whose IPv4 packing
+    /// the caller has already computed (to compare it with remembered
+    /// flows): the same verdict, without packing it again.
+    #[inline]
+    pub fn check_inbound_flow(&self, flow: Flow<'_>, sa: Option<SaTag>) -> Verdict {
+        self.check_flow(flow, sa)
     }
 
     /// R5, R6: may an outbound packet of `five` leave under SA `sa` (or in

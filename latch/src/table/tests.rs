@@ -481,7 +481,15 @@ fn key4_unpacks_to_its_fields() {
             (k.proto(), k.local(), k.remote()),
             (proto, (la, lp), (ra, rp))
         );
+        assert_ne!(k, PackedV4::NONE);
     }
+    // The largest fields still leave the top of the second word clear.
+    let top = FiveTuple::new(
+        255,
+        "255.255.255.255:65535".parse().unwrap(),
+        "255.255.255.255:65535".parse().unwrap(),
+    );
+    assert_ne!(PackedV4::of(&top).unwrap(), PackedV4::NONE);
 }
 
 /// The per-packet selector check on integers is `SaDesc::covers`, for
