@@ -726,6 +726,43 @@ mod tests {
     }
 
     #[test]
+    fn remembered_verdicts_are_per_sa() {
+        // BYPASS policy: each latch is established to BYPASS, so the same
+        // flow passes in the clear and is dropped under an SA.
+        let policy = pad::PolicyConfig::from_toml(
+            "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let m = shared(policy);
+        let ids: Vec<_> = (1..=MEMO as u16 / 2)
+            .map(|i| {
+                m.lock()
+                    .unwrap()
+                    .table
+                    .create_connection(ConnectionRequest::new(five(i)), Instant::now())
+                    .unwrap()
+            })
+            .collect();
+        let mut held = BurstLatch::new(&m);
+        for _ in 0..3 {
+            for (i, &id) in (1..).zip(&ids) {
+                assert_eq!(
+                    held.check_inbound(&five(i), None).0,
+                    Verdict::Pass(PassKind::Bypass(id))
+                );
+                assert_eq!(
+                    held.check_inbound(&five(i), Some(7)).0,
+                    Verdict::Drop {
+                        latch: id,
+                        reason: DropReason::ProtectedOnBypass
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
     fn listener_verdicts_are_not_remembered() {
         let policy = pad::PolicyConfig::from_toml(
             "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
