@@ -226,8 +226,8 @@ fn inbound_burst(sad: &Sad, table: &Mutex<LatchTable>, pkts: &mut [Vec<u8>]) -> 
 /// the packet passed under, if any, and the table's version, read field by
 /// field as its `match` does. Handing the whole 32-octet result to
 /// `black_box` instead would copy it wide right after the check wrote it
-/// field by field: a store-forwarding stall the driver never pays, about
-/// 10 ns per check (perf annotate, 2026-11-28).
+/// field by field: a store-forwarding stall the driver never pays (perf
+/// annotate, 2026-11-28: three quarters of the bench loop's samples).
 #[inline(always)]
 fn take((v, version): (Verdict, u64)) {
     let latch = match v {
