@@ -576,7 +576,7 @@ impl ike::ChildSaPolicy for LatchPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latch::{ConnectionRequest, LatchConfig, ListenerRequest, ThreeTuple};
+    use latch::{ConnectionRequest, LatchConfig, LatchId, ListenerRequest, ThreeTuple};
     use std::time::Instant;
 
     fn five(port: u16) -> FiveTuple {
@@ -590,6 +590,24 @@ mod tests {
     fn shared(policy: pad::PolicyConfig) -> Mutex<Shared> {
         let table = LatchTable::new(policy.pad, policy.spd, LatchConfig::default());
         Mutex::new(Shared::new(table, true))
+    }
+
+    /// One SPD entry: BYPASS everything.
+    fn bypass_policy() -> pad::PolicyConfig {
+        pad::PolicyConfig::from_toml(
+            "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
+            "test.toml",
+        )
+        .unwrap()
+    }
+
+    /// A connection latch for `five(port)`, created through the lock.
+    fn connect(m: &Mutex<Shared>, port: u16) -> LatchId {
+        m.lock()
+            .unwrap()
+            .table
+            .create_connection(ConnectionRequest::new(five(port)), Instant::now())
+            .unwrap()
     }
 
     #[test]
@@ -618,12 +636,7 @@ mod tests {
     #[test]
     fn remembered_verdict_is_forgotten_when_the_table_changes() {
         let m = shared(default_policy());
-        let id = m
-            .lock()
-            .unwrap()
-            .table
-            .create_connection(ConnectionRequest::new(five(1)), Instant::now())
-            .unwrap();
+        let id = connect(&m, 1);
         let mut held = BurstLatch::new(&m);
         let (v, version) = held.check_inbound(&five(1), Some(7));
         assert_eq!(
@@ -649,12 +662,7 @@ mod tests {
         assert!(version2 > version);
         // A change by someone else after a release.
         held.release();
-        let id2 = m
-            .lock()
-            .unwrap()
-            .table
-            .create_connection(ConnectionRequest::new(five(1)), Instant::now())
-            .unwrap();
+        let id2 = connect(&m, 1);
         assert_eq!(
             held.check_inbound(&five(1), Some(7)).0,
             Verdict::Drop {
@@ -672,13 +680,7 @@ mod tests {
         // more flows than the memory holds, three times over.
         let mut ids = BTreeMap::new();
         for i in (1..=MEMO as u16 + 2).filter(|i| i % 2 == 1) {
-            let id = m
-                .lock()
-                .unwrap()
-                .table
-                .create_connection(ConnectionRequest::new(five(i)), Instant::now())
-                .unwrap();
-            ids.insert(i, id);
+            ids.insert(i, connect(&m, i));
         }
         let mut held = BurstLatch::new(&m);
         for _ in 0..3 {
@@ -729,21 +731,9 @@ mod tests {
     fn remembered_verdicts_are_per_sa() {
         // BYPASS policy: each latch is established to BYPASS, so the same
         // flow passes in the clear and is dropped under an SA.
-        let policy = pad::PolicyConfig::from_toml(
-            "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
-            "test.toml",
-        )
-        .unwrap();
+        let policy = bypass_policy();
         let m = shared(policy);
-        let ids: Vec<_> = (1..=MEMO as u16 / 2)
-            .map(|i| {
-                m.lock()
-                    .unwrap()
-                    .table
-                    .create_connection(ConnectionRequest::new(five(i)), Instant::now())
-                    .unwrap()
-            })
-            .collect();
+        let ids: Vec<_> = (1..=MEMO as u16 / 2).map(|i| connect(&m, i)).collect();
         let mut held = BurstLatch::new(&m);
         for _ in 0..3 {
             for (i, &id) in (1..).zip(&ids) {
@@ -764,11 +754,7 @@ mod tests {
 
     #[test]
     fn listener_verdicts_are_not_remembered() {
-        let policy = pad::PolicyConfig::from_toml(
-            "[[policy]]\nname = \"clear\"\naction = \"bypass\"\n",
-            "test.toml",
-        )
-        .unwrap();
+        let policy = bypass_policy();
         let m = shared(policy);
         let three = ThreeTuple::new(17, "10.0.0.1:7000".parse().unwrap());
         let l = m
