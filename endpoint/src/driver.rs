@@ -108,8 +108,8 @@ struct ChildState {
     inbound_spi: u32,
     remote: SocketAddr,
     udp_encap: bool,
-    local_ts: Vec<pad::TrafficSelector>,
-    remote_ts: Vec<pad::TrafficSelector>,
+    local_ts: pad::TsList,
+    remote_ts: pad::TsList,
     /// RFC 4301 5.1, 5.2: the SPD admits every packet the SA's selectors
     /// allow (`Spd::admits_all_protected`), so its packets need no SPD
     /// lookup of their own. Set at installation and on every policy change.
@@ -1622,7 +1622,7 @@ impl Driver {
             peer_behind_nat: ike_info.as_ref().is_some_and(|i| i.nat_remote),
             local_behind_nat: ike_info.as_ref().is_some_and(|i| i.nat_local),
             peer_outer: Some(info.remote),
-            peer_inner: match info.remote_ts.as_slice() {
+            peer_inner: match &info.remote_ts[..] {
                 [t] if t.addr.start == t.addr.end => Some(t.addr.start),
                 _ => None,
             },
@@ -1685,8 +1685,8 @@ impl Driver {
                 esn: info.esn,
                 replay_window: info.replay_window.max(1024),
                 mode: info.mode,
-                local_ts: own_ts.clone(),
-                remote_ts: peer_ts.clone(),
+                local_ts: own_ts.to_vec(),
+                remote_ts: peer_ts.to_vec(),
                 tag: info.id.0,
             };
             if inbound {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pad::alg::{DhGroup, Encr, Integ};
-use pad::{AuthMethod, Identity, Mode, TrafficSelector};
+use pad::{AuthMethod, Identity, Mode, TrafficSelector, TsList};
 
 use crate::crypto::{IkeSuite, Secret};
 use crate::wire::notify;
@@ -527,9 +527,9 @@ pub struct ChildSaInfo {
     /// Mode.
     pub mode: Mode,
     /// Our selectors.
-    pub local_ts: Vec<TrafficSelector>,
+    pub local_ts: TsList,
     /// The peer's selectors.
-    pub remote_ts: Vec<TrafficSelector>,
+    pub remote_ts: TsList,
     /// Inbound cipher key (with salt for AEADs).
     pub inbound_encr_key: Secret,
     /// Inbound integrity key (empty for AEADs).

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pad::alg::DhGroup;
-use pad::{Mode, TrafficSelector};
+use pad::{Mode, TrafficSelector, TsList};
 
 use crate::api::{ChildSaDecision, ChildSaId, ChildSaRequest, Error, Event};
 use crate::crypto;
@@ -50,8 +50,8 @@ struct NewChild {
     outbound_spi: u32,
     suite: EspSuite,
     mode: Mode,
-    local_ts: Vec<TrafficSelector>,
-    remote_ts: Vec<TrafficSelector>,
+    local_ts: TsList,
+    remote_ts: TsList,
     keys: crypto::ChildKeys,
     /// We initiated the exchange ("i" keys are our outbound ones).
     initiator: bool,
@@ -276,8 +276,8 @@ impl IkeSa {
                 outbound_spi: their_spi,
                 suite,
                 mode,
-                local_ts: tsr,
-                remote_ts: tsi,
+                local_ts: tsr.into(),
+                remote_ts: tsi.into(),
                 keys,
                 initiator: false,
                 replaces,
@@ -399,8 +399,8 @@ impl IkeSa {
                 outbound_spi,
                 suite,
                 mode,
-                local_ts: tsi,
-                remote_ts: tsr,
+                local_ts: tsi.into(),
+                remote_ts: tsr.into(),
                 keys,
                 initiator: true,
                 replaces: req.rekeys,
@@ -449,7 +449,11 @@ impl IkeSa {
         let (tsi, tsr, old_spi) = match rekeys.and_then(|id| self.children.get_mut(&id)) {
             Some(c) => {
                 c.rekeying = true;
-                (c.local_ts.clone(), c.remote_ts.clone(), Some(c.inbound_spi))
+                (
+                    c.local_ts.to_vec(),
+                    c.remote_ts.to_vec(),
+                    Some(c.inbound_spi),
+                )
             }
             None if rekeys.is_some() => return,
             None => (cfg.local_ts.clone(), cfg.remote_ts.clone(), None),

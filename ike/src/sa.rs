@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pad::{AuthMethod, Identity, Mode, TrafficSelector};
+use pad::{AuthMethod, Identity, Mode, TrafficSelector, TsList};
 use rand_core::CryptoRngCore;
 
 use crate::api::{
@@ -391,8 +391,8 @@ pub(crate) struct Child {
     pub(crate) outbound_spi: u32,
     pub(crate) suite: EspSuite,
     pub(crate) mode: Mode,
-    pub(crate) local_ts: Vec<TrafficSelector>,
-    pub(crate) remote_ts: Vec<TrafficSelector>,
+    pub(crate) local_ts: TsList,
+    pub(crate) remote_ts: TsList,
     // No keys: they go to the datapath once, in
     // `Event::ChildSaEstablished`; the IKE SA derives nothing from them.
     pub(crate) cfg: ChildCfg,

@@ -2,7 +2,7 @@
 
 use core::fmt;
 use pad::{FiveTuple, IdPattern, Identity, KeyFingerprint, Mode, Protection, SaQop, ThreeTuple};
-use pad::{IpRange, TrafficSelector};
+use pad::{IpRange, TrafficSelector, TsList};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -219,9 +219,9 @@ pub struct ChildSaDescriptor {
     /// Its quality of protection.
     pub protection: SaQop,
     /// Local traffic selectors.
-    pub local_ts: Vec<TrafficSelector>,
+    pub local_ts: TsList,
     /// Remote traffic selectors.
-    pub remote_ts: Vec<TrafficSelector>,
+    pub remote_ts: TsList,
     /// NAT information of its IKE SA.
     pub nat: NatInfo,
     /// Inbound SPI.
@@ -237,8 +237,8 @@ pub struct ChildSaDescriptor {
 pub(crate) struct SaDesc {
     pub(crate) id: SaTag,
     pub(crate) protection: SaQop,
-    pub(crate) local_ts: Vec<TrafficSelector>,
-    pub(crate) remote_ts: Vec<TrafficSelector>,
+    pub(crate) local_ts: TsList,
+    pub(crate) remote_ts: TsList,
     pub(crate) nat: NatInfo,
     pub(crate) spi_in: u32,
     pub(crate) spi_out: u32,

@@ -117,8 +117,8 @@ fn sa(id: SaTag, peer: PeerIdentity, qop: SaQop, local: &str, remote: &str) -> C
         id,
         peer,
         protection: qop,
-        local_ts: vec![ts(local)],
-        remote_ts: vec![ts(remote)],
+        local_ts: vec![ts(local)].into(),
+        remote_ts: vec![ts(remote)].into(),
         nat: NatInfo::default(),
         spi_in: u32::try_from(id).unwrap_or(0),
         spi_out: u32::try_from(id).unwrap_or(0) + 0x1000,
@@ -1208,7 +1208,7 @@ fn attack_two_btns_peers_same_address() {
         .any(|s| s.matches(6, f.remote.ip(), f.remote.port())));
     // A narrowed SA installs without touching the latch.
     let mut narrowed = sa(66, attacker.clone(), gcm(128), "0.0.0.0/0", "10.0.0.9");
-    narrowed.remote_ts = remote_ts.clone();
+    narrowed.remote_ts = remote_ts.clone().into();
     t.sa_added(narrowed, now).unwrap();
     assert_eq!(t.info(id).unwrap().state, LatchState::Established);
     // Even an SA that slipped past authorization (a bug, a manual SA) gains

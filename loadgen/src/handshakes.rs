@@ -520,8 +520,8 @@ fn ping(sad: &mut esp::Sad, info: &ike::ChildSaInfo, out: &mut Vec<u8>) -> Resul
         esn: info.esn,
         replay_window: info.replay_window,
         mode: info.mode,
-        local_ts: info.local_ts.clone(),
-        remote_ts: info.remote_ts.clone(),
+        local_ts: info.local_ts.to_vec(),
+        remote_ts: info.remote_ts.to_vec(),
         tag: info.id.0,
     };
     let mut inner = vec![0u8; esp::inner::udp_packet_len(src.is_ipv4(), PING.len())];

@@ -29,7 +29,7 @@ pub use spd::{
     FiveTuple, PortRange, Protection, SaQop, Services, Shortfall, Spd, SpdAction, SpdEntry,
     SpdRefusal, ThreeTuple,
 };
-pub use ts::{addr_from_u128, addr_to_u128, IpRange, TrafficSelector, TsError};
+pub use ts::{addr_from_u128, addr_to_u128, IpRange, TrafficSelector, TsError, TsList};
 
 /// IPsec mode of a child SA (RFC 4301 4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

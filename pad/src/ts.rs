@@ -130,6 +130,13 @@ impl IpRange {
     }
 }
 
+/// A list of traffic selectors as a child SA keeps it: one shared,
+/// immutable allocation. A child SA's selectors are fixed when it is
+/// negotiated and read by IKE, the latch table and the driver alike; each
+/// holds a pointer to the same list instead of a copy of its own (a busy
+/// SA held six `Vec`s of them: six allocations, about 430 octets).
+pub type TsList = std::sync::Arc<[TrafficSelector]>;
+
 /// A traffic selector: addresses, an IP protocol (0 = any) and a port range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TrafficSelector {

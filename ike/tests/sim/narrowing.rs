@@ -9,8 +9,8 @@ fn responder_narrows() {
     let mut sim = Sim::new(30, config(vec![]), config(vec![peer_b()]));
     sim.handshake(a);
     let (ca, cb) = (&sim.children(0)[0], &sim.children(1)[0]);
-    assert_eq!(ca.local_ts, vec![ts("10.1.0.0/24")]);
-    assert_eq!(ca.remote_ts, vec![ts("10.2.0.0/24")]);
+    assert_eq!(ca.local_ts, vec![ts("10.1.0.0/24")].into());
+    assert_eq!(ca.remote_ts, vec![ts("10.2.0.0/24")].into());
     assert_pair(ca, cb);
 }
 
@@ -43,7 +43,7 @@ fn policy_narrows_further() {
         Box::new(OneHost),
     );
     sim.handshake(peer_a());
-    assert_eq!(sim.children(0)[0].local_ts, vec![ts("10.1.0.7")]);
+    assert_eq!(sim.children(0)[0].local_ts, vec![ts("10.1.0.7")].into());
 }
 
 #[test]
