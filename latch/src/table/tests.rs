@@ -390,7 +390,7 @@ fn rebinding_allocation_compares_by_value() {
 /// An SA's entry holds its peer once, shared with the latches it binds,
 /// and `sa_removed` gives back the descriptor as it was announced.
 #[test]
-fn sa_peer_shared_and_given_back() {
+fn sa_peer_and_selectors_shared_and_given_back() {
     let mut t = table();
     let now = Instant::now();
     let f = five("10.0.0.1:443", "10.0.0.9:5000");
@@ -403,7 +403,19 @@ fn sa_peer_shared_and_given_back() {
     let peer = b.params.peer().unwrap();
     assert!(std::ptr::eq(peer, &*t.sas[&1].peer));
     assert_eq!(*peer, announced.peer);
-    assert_eq!(t.sa_removed(1), Some(announced.clone()));
+    // The selector lists are the announced ones, not copies.
+    let desc = &t.sas[&1].desc;
+    assert!(std::sync::Arc::ptr_eq(&desc.local_ts, &announced.local_ts));
+    assert!(std::sync::Arc::ptr_eq(
+        &desc.remote_ts,
+        &announced.remote_ts
+    ));
+    let given_back = t.sa_removed(1).unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &given_back.local_ts,
+        &announced.local_ts
+    ));
+    assert_eq!(given_back, announced);
     // The latch keeps its latched peer (R8).
     assert_eq!(
         t.info(id).unwrap().params.unwrap().peer(),
