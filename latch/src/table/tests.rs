@@ -405,16 +405,10 @@ fn sa_peer_and_selectors_shared_and_given_back() {
     assert_eq!(*peer, announced.peer);
     // The selector lists are the announced ones, not copies.
     let desc = &t.sas[&1].desc;
-    assert!(std::sync::Arc::ptr_eq(&desc.local_ts, &announced.local_ts));
-    assert!(std::sync::Arc::ptr_eq(
-        &desc.remote_ts,
-        &announced.remote_ts
-    ));
+    assert!(Arc::ptr_eq(&desc.local_ts, &announced.local_ts));
+    assert!(Arc::ptr_eq(&desc.remote_ts, &announced.remote_ts));
     let given_back = t.sa_removed(1).unwrap();
-    assert!(std::sync::Arc::ptr_eq(
-        &given_back.local_ts,
-        &announced.local_ts
-    ));
+    assert!(Arc::ptr_eq(&given_back.local_ts, &announced.local_ts));
     assert_eq!(given_back, announced);
     // The latch keeps its latched peer (R8).
     assert_eq!(
