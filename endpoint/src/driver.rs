@@ -742,8 +742,15 @@ impl Driver {
             match r {
                 Ok(read) => {
                     let data = buf.get_mut(..read.len).unwrap_or_default();
-                    for datagram in data.chunks_mut(read.stride.max(1)) {
-                        self.on_natt(datagram, read.from, held);
+                    let stride = read.stride.max(1);
+                    if self.tun.is_some() && data.len() > stride {
+                        // Several datagrams (UDP GRO): decapsulated together,
+                        // then checked together.
+                        self.on_natt_gro(data, stride, read.from, held);
+                    } else {
+                        for datagram in data.chunks_mut(stride) {
+                            self.on_natt(datagram, read.from, held);
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -788,25 +795,35 @@ impl Driver {
         }
     }
 
-    /// One ESP packet; its latch check runs under the burst's lock `held`.
-    fn on_esp(&mut self, packet: &mut [u8], held: &mut BurstLatch<'_, Shared>) {
+    /// Decapsulate one ESP packet in place: the decrypted inner IP packet,
+    /// or `None` (dropped: counted by the SAD, or here). The first packet
+    /// on a new SA of a rekey we answered releases the held outbound SA.
+    fn decapsulate<'p>(&mut self, packet: &'p mut [u8]) -> Option<esp::Decapsulated<'p>> {
         let d = match self.sad.decapsulate(packet) {
             Ok(d) => d,
             Err(reason) => {
                 tracing::debug!(%reason, "ESP packet dropped");
-                return;
+                return None;
             }
         };
-        let (tag, spi, next_header, len) = (d.tag, d.spi, d.next_header, d.payload.len());
         if !self.outbound_held.is_empty() {
             // RFC 7296 2.8 (1): an authenticated packet on a new SA of a
             // rekey we answered: the peer has installed it, send on it.
-            self.release_held(ike::ChildSaId(tag), "first packet received on it");
+            self.release_held(ike::ChildSaId(d.tag), "first packet received on it");
         }
-        if next_header != 4 && next_header != 41 {
+        if d.next_header != 4 && d.next_header != 41 {
             self.drop_counted("ESP payload is not an inner IP packet");
-            return;
+            return None;
         }
+        Some(d)
+    }
+
+    /// One ESP packet; its latch check runs under the burst's lock `held`.
+    fn on_esp(&mut self, packet: &mut [u8], held: &mut BurstLatch<'_, Shared>) {
+        let Some(d) = self.decapsulate(packet) else {
+            return;
+        };
+        let (tag, spi, len) = (d.tag, d.spi, d.payload.len());
         if self.tun.is_some() {
             // TUN mode: every inner packet goes to the OS stack.
             self.on_esp_tun(tag, d.payload, held);

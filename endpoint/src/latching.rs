@@ -227,6 +227,41 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
         self.look_up(flow, sa)
     }
 
+    /// Reads into the cache the table entries the checks of these flows
+    /// will read first ([`LatchTable::touch_inbound_flow`]), in one tight
+    /// pass, before the caller checks them one by one: with a million
+    /// latches, a burst of different flows then waits for its cache misses
+    /// together rather than one after another. Changes nothing; takes the
+    /// lock if not held; nothing more for a table small enough to stay in
+    /// the caches ([`LatchTable::touch_pays`]). A flow among the last
+    /// [`MEMO`] touched is not
+    /// touched again (a burst of a few bulk flows: its checks hit the
+    /// memory of verdicts after the first of each).
+    pub fn touch<'f>(&mut self, fives: impl IntoIterator<Item = &'f FiveTuple>) {
+        let table = self.table();
+        if !table.touch_pays() {
+            // A table this small stays in the caches.
+            return;
+        }
+        let mut recent = [PackedV4::NONE; MEMO];
+        let mut last = PackedV4::NONE;
+        let mut next = 0;
+        let packed = fives.into_iter().filter_map(|five| {
+            let k = PackedV4::of(five)?;
+            // The last one first: one compare for a burst of one flow.
+            if k == last || recent.contains(&k) {
+                return None;
+            }
+            last = k;
+            if let Some(r) = recent.get_mut(next) {
+                *r = k;
+            }
+            next = (next + 1) % MEMO;
+            Some(k)
+        });
+        std::hint::black_box(table.touch_inbound_packed(packed));
+    }
+
     /// The check that is not a remembered one: a table lookup.
     #[inline(never)]
     fn look_up(&mut self, flow: Flow<'_>, sa: Option<u64>) -> (Verdict, u64) {
@@ -631,6 +666,42 @@ mod tests {
         held.check_inbound(&five(1), Some(7));
         drop(held);
         assert!(m.try_lock().is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn touching_a_burst_takes_the_lock_and_changes_no_verdict() {
+        // Enough latches that the touch runs (`touch_pays`).
+        let m = shared(default_policy());
+        let n = u16::try_from(LatchTable::TOUCH_FROM).unwrap() + 40;
+        let ids: Vec<LatchId> = (1..=n).map(|p| connect(&m, p)).collect();
+        assert!(m.lock().unwrap().table.touch_pays());
+        let fives: Vec<FiveTuple> = (1..=n + 10).map(five).collect();
+        let mut plain = BurstLatch::new(&m);
+        let before: Vec<(Verdict, u64)> = fives
+            .iter()
+            .map(|f| plain.check_inbound(f, Some(7)))
+            .collect();
+        plain.release();
+        let mut held = BurstLatch::new(&m);
+        held.touch(&fives);
+        assert!(held.is_held(), "touched under the lock");
+        assert!(m.try_lock().is_err());
+        let after: Vec<(Verdict, u64)> = fives
+            .iter()
+            .map(|f| held.check_inbound(f, Some(7)))
+            .collect();
+        assert_eq!(before, after);
+        // The latched flows are still each their own latch's.
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                after[i].0,
+                Verdict::Drop {
+                    latch: *id,
+                    reason: DropReason::NotEstablished
+                }
+            );
+        }
+        held.release();
     }
 
     #[test]

@@ -113,6 +113,19 @@ pub(super) struct TunState {
     writes: Vec<Vec<u8>>,
     queued: usize,
     gro: tun_rs::GROTable,
+    /// Reused: the decapsulated packets of one UDP GRO read, between the
+    /// passes of `on_natt_gro`.
+    staged: Vec<Staged>,
+}
+
+/// A decapsulated inner packet of a UDP GRO read, waiting for its latch
+/// check: where it lies in the read's buffer, its SA, its parse.
+pub(super) struct Staged {
+    start: usize,
+    len: usize,
+    tag: u64,
+    info: PacketInfo,
+    five: FiveTuple,
 }
 
 impl TunState {
@@ -154,6 +167,7 @@ impl TunState {
             read_errors: 0,
             writes: Vec::new(),
             queued: 0,
+            staged: Vec::new(),
             gro: tun_rs::GROTable::default(),
         }
     }
@@ -369,8 +383,104 @@ impl Driver {
                 return;
             }
         };
+        self.on_inner_tun(tag, payload, &info, info.inbound_five(), held);
+    }
+
+    /// TUN mode, one read of several ESP-in-UDP datagrams of one peer
+    /// (UDP GRO: `data` cut every `stride` octets), in three passes:
+    /// decapsulate and parse every ESP datagram; touch the latch table
+    /// entries of all their flows in one tight pass
+    /// (`BurstLatch::touch`); then check and deliver them in order. With a
+    /// million latches and many flows, the cache misses of the checks then
+    /// overlap instead of following each other (docs/performance.md). A
+    /// datagram that is not ESP (IKE, keepalive) is handled in its place,
+    /// after the ESP packets before it.
+    pub(super) fn on_natt_gro(
+        &mut self,
+        data: &mut [u8],
+        stride: usize,
+        from: std::net::SocketAddr,
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
+        let mut staged = self
+            .tun
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.staged))
+            .unwrap_or_default();
+        staged.clear();
+        let mut at = 0;
+        while at < data.len() {
+            let end = at.saturating_add(stride).min(data.len());
+            let Some(datagram) = data.get_mut(at..end) else {
+                break;
+            };
+            let start = at;
+            at = end;
+            if !matches!(esp::udp::classify(datagram), esp::udp::Natt::Esp(_)) {
+                self.deliver_staged(data, &mut staged, held);
+                if let Some(datagram) = data.get_mut(start..end) {
+                    self.on_natt(datagram, from, held);
+                }
+                continue;
+            }
+            let base = datagram.as_ptr() as usize;
+            let Some(d) = self.decapsulate(datagram) else {
+                continue;
+            };
+            let info = match packet::parse(d.payload) {
+                Ok(i) => i,
+                Err(e) => {
+                    self.drop_counted(e.reason());
+                    continue;
+                }
+            };
+            // Where the payload lies in `data` (it is a part of the
+            // datagram, decrypted in place).
+            let offset = (d.payload.as_ptr() as usize).saturating_sub(base);
+            staged.push(Staged {
+                start: start + offset,
+                len: d.payload.len(),
+                tag: d.tag,
+                five: info.inbound_five(),
+                info,
+            });
+        }
+        self.deliver_staged(data, &mut staged, held);
+        if let Some(t) = self.tun.as_mut() {
+            t.staged = staged;
+        }
+    }
+
+    /// The last two passes of [`Self::on_natt_gro`] over the packets
+    /// staged so far, which are then gone.
+    fn deliver_staged(
+        &mut self,
+        data: &[u8],
+        staged: &mut Vec<Staged>,
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
+        if staged.len() > 1 {
+            held.touch(staged.iter().map(|s| &s.five));
+        }
+        for s in staged.iter() {
+            let payload = data.get(s.start..s.start + s.len).unwrap_or_default();
+            self.on_inner_tun(s.tag, payload, &s.info, s.five, held);
+        }
+        staged.clear();
+    }
+
+    /// [`Self::on_esp_tun`] after the parse: `info` of `payload`, and its
+    /// 5-tuple as the latch table sees it (local = destination).
+    fn on_inner_tun(
+        &mut self,
+        tag: u64,
+        payload: &[u8],
+        info: &PacketInfo,
+        five: FiveTuple,
+        held: &mut BurstLatch<'_, Shared>,
+    ) {
+        let info = *info;
         let pkt = payload.get(..info.total_len).unwrap_or(payload);
-        let five = info.inbound_five();
         let action = self.watch(Way::In, &info, five);
         if let Some(FlowAction::Latch(f)) = action {
             held.release();
