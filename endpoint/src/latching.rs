@@ -228,15 +228,14 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
     }
 
     /// Reads into the cache the table entries the checks of these flows
-    /// will read first ([`LatchTable::touch_inbound_flow`]), in one tight
+    /// will read first ([`LatchTable::touch_inbound_packed`]), in one tight
     /// pass, before the caller checks them one by one: with a million
     /// latches, a burst of different flows then waits for its cache misses
     /// together rather than one after another. Changes nothing; takes the
     /// lock if not held; nothing more for a table small enough to stay in
     /// the caches ([`LatchTable::touch_pays`]). A flow among the last
-    /// [`MEMO`] touched is not
-    /// touched again (a burst of a few bulk flows: its checks hit the
-    /// memory of verdicts after the first of each).
+    /// [`MEMO`] touched is not touched again (a burst of a few bulk flows:
+    /// its checks hit the memory of verdicts after the first of each).
     pub fn touch<'f>(&mut self, fives: impl IntoIterator<Item = &'f FiveTuple>) {
         let table = self.table();
         if !table.touch_pays() {

@@ -1588,21 +1588,13 @@ impl LatchTable {
         self.check_flow(flow, sa)
     }
 
-    /// Reads (and so brings into the cache) the part of the table the
-    /// check of `flow` reads first, and returns a word of it: fold it into
-    /// a `std::hint::black_box` so the read is kept. Changes nothing. A
-    /// receive burst touches all its flows in one tight pass before
-    /// checking them, so that at a million latches their cache misses are
-    /// in flight together rather than one after another (the entry's place
-    /// is known from the hash: `five4`). IPv4 flows only; 0 for others.
-    #[inline]
-    pub fn touch_inbound_flow(&self, flow: Flow<'_>) -> u64 {
-        flow.packed().map_or(0, |k| self.by_five4.touch(&k))
-    }
-
-    /// [`Self::touch_inbound_flow`] of many IPv4 flows, packed (a receive
-    /// burst's): the hashes first, then the reads alone, so that more of
-    /// their cache misses are in flight at once.
+    /// Reads (and so brings into the cache) the entries the checks of
+    /// these IPv4 flows, packed (a receive burst's), will read first, and
+    /// returns a word of them: fold it into a `std::hint::black_box` so the
+    /// reads are kept. Changes nothing. The hashes are computed first, then
+    /// the reads done alone, so that at a million latches their cache
+    /// misses are in flight together rather than one after another (the
+    /// entry's place is known from the hash: `five4`).
     #[inline]
     pub fn touch_inbound_packed(&self, flows: impl IntoIterator<Item = PackedV4>) -> u64 {
         self.by_five4.touch_all(flows)

@@ -9,7 +9,7 @@
 //!   and TLB miss per cold lookup);
 //! - the entry a key would be found at is known from the hash alone, so a
 //!   receive burst can touch all its flows' entries in one tight pass
-//!   ([`Five4Map::touch`]) before checking them one by one: the cache misses
+//!   ([`Five4Map::touch_all`]) before checking them one by one: the cache misses
 //!   of a burst of different flows overlap instead of following each other.
 //!
 //! The hash is foldhash's `quality` variant with a random seed per map, as
@@ -122,24 +122,14 @@ impl Five4Map {
         self.entries.get_mut(i).map(|e| &mut e.slot)
     }
 
-    /// Reads (and so brings into the cache) the entry where a lookup of
-    /// `k` starts, returning a word of it for the caller to fold into a
-    /// `black_box`: a burst's flows touched in one pass have their cache
-    /// misses in flight together. Changes nothing; a key that is absent is
-    /// fine.
-    #[inline(always)]
-    pub(super) fn touch(&self, k: &PackedV4) -> u64 {
-        if self.entries.is_empty() {
-            return 0;
-        }
-        self.read_at(&[self.home(*k)])
-    }
-
-    /// [`Self::touch`] of many keys, in two passes per 32: first every
-    /// entry's index (the hashes: arithmetic only), then the reads alone,
-    /// a few instructions each, so the processor has many of their cache
-    /// misses in flight at once (a pass that hashed and read in turn would
-    /// fill its reorder window with hashing after two or three reads).
+    /// Reads (and so brings into the cache) the entries where lookups of
+    /// `keys` start, returning a word of them for the caller to fold into
+    /// a `black_box`; changes nothing; absent keys are fine. Two passes per
+    /// 32 keys: first every entry's index (the hashes: arithmetic only),
+    /// then the reads alone, a few instructions each, so the processor has
+    /// many of their cache misses in flight at once (a pass that hashed and
+    /// read in turn would fill its reorder window with hashing after two or
+    /// three reads).
     #[inline]
     pub(super) fn touch_all(&self, keys: impl IntoIterator<Item = PackedV4>) -> u64 {
         if self.entries.is_empty() {
@@ -321,7 +311,7 @@ mod tests {
         assert!(m.get(&key(1)).is_none());
         assert!(m.get_mut(&key(1)).is_none());
         assert!(m.remove(&key(1)).is_none());
-        assert_eq!(m.touch(&key(1)), 0);
+        assert_eq!(m.touch_all([key(1)]), 0);
         m.check_invariants();
     }
 
@@ -346,7 +336,7 @@ mod tests {
         // it is at home.
         let mut n = Five4Map::new();
         n.insert(key(3), slot(9));
-        assert_eq!(n.touch(&key(3)), key(3).0 ^ PackedV4::NONE.0);
+        assert_eq!(n.touch_all([key(3)]), key(3).0 ^ PackedV4::NONE.0);
     }
 
     #[test]
