@@ -26,8 +26,9 @@ fn map<K, V>() -> Map<K, V> {
     HashMap::with_hasher(RandomState::new())
 }
 
-/// The maps the per-packet check reads (IPv4 5-tuples packed into two
-/// `u64`s, SA tags): foldhash (a multiply-mix hash), with a random seed per
+/// The hash of what the per-packet check reads (IPv4 5-tuples packed into
+/// two `u64`s, in `five4`'s map; SA tags, in a hash map of this type):
+/// foldhash (a multiply-mix hash), with a random seed per
 /// map, so it stays keyed against HashDoS (the 5-tuples are partly chosen
 /// by the peers); cheaper than aHash's generic path for these keys. Its
 /// `quality` variant: `fast` spread neighbouring 5-tuples over too few of

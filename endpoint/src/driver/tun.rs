@@ -383,7 +383,7 @@ impl Driver {
                 return;
             }
         };
-        self.on_inner_tun(tag, payload, &info, info.inbound_five(), held);
+        self.on_inner_tun(tag, payload, info, info.inbound_five(), held);
     }
 
     /// TUN mode, one read of several ESP-in-UDP datagrams of one peer
@@ -464,7 +464,7 @@ impl Driver {
         }
         for s in staged.iter() {
             let payload = data.get(s.start..s.start + s.len).unwrap_or_default();
-            self.on_inner_tun(s.tag, payload, &s.info, s.five, held);
+            self.on_inner_tun(s.tag, payload, s.info, s.five, held);
         }
         staged.clear();
     }
@@ -475,11 +475,10 @@ impl Driver {
         &mut self,
         tag: u64,
         payload: &[u8],
-        info: &PacketInfo,
+        info: PacketInfo,
         five: FiveTuple,
         held: &mut BurstLatch<'_, Shared>,
     ) {
-        let info = *info;
         let pkt = payload.get(..info.total_len).unwrap_or(payload);
         let action = self.watch(Way::In, &info, five);
         if let Some(FlowAction::Latch(f)) = action {

@@ -18,11 +18,9 @@
 //! that is absent (an unlatched flow) reads 2.5 entries on average, one that
 //! is present 1.5.
 
-use super::{Gate, PackedV4, Slot};
+use super::{Gate, MixState as Seed, PackedV4, Slot};
 use crate::types::LatchId;
 use std::hash::BuildHasher;
-
-type Seed = foldhash::quality::RandomState;
 
 /// One entry: a key and its value side by side. Empty: the key is
 /// [`PackedV4::NONE`] (which no 5-tuple packs to) and the value a
