@@ -444,6 +444,12 @@ struct SaEntry {
     /// The SA's peer, shared with the latches it binds (held once).
     peer: Arc<crate::PeerIdentity>,
     binding: SharedBinding,
+    /// How many connection latches this SA covers whose gate is not bound
+    /// to its own binding ([`blocks`]), plus the listener latches it may
+    /// carry traffic of: while zero, the SA alone decides the inbound check
+    /// of the packets it covers ([`LatchTable::sa_admits`]). Kept by
+    /// [`LatchTable::gate_changed`] and [`LatchTable::listener_changed`].
+    blockers: u32,
 }
 
 impl SaEntry {
@@ -453,6 +459,17 @@ impl SaEntry {
             desc,
             peer: Arc::new(peer),
             binding,
+            blockers: 0,
+        }
+    }
+
+    /// Count one blocker more (`up`) or less.
+    fn count_blocker(&mut self, up: bool) {
+        if up {
+            self.blockers = self.blockers.saturating_add(1);
+        } else {
+            debug_assert!(self.blockers > 0, "a blocker count went below zero");
+            self.blockers = self.blockers.saturating_sub(1);
         }
     }
 
@@ -460,6 +477,22 @@ impl SaEntry {
     fn into_descriptor(self) -> ChildSaDescriptor {
         self.desc.join(Arc::unwrap_or_clone(self.peer))
     }
+}
+
+/// Whether a packet under SA `e` of a flow whose connection latch has
+/// `gate` may be one the SA alone cannot pass: every gate but one bound to
+/// the SA's own binding (the one gate whose packets `check_connection`
+/// passes under every covering SA of that binding; R5, R6).
+fn blocks(gate: &Gate, e: &SaEntry) -> bool {
+    !matches!(gate, Gate::Bound(k, _) if *k == e.binding)
+}
+
+/// What of a gate [`blocks`] reads: the binding of a bound gate.
+fn gate_binding(gate: Option<&Gate>) -> Option<Option<&SharedBinding>> {
+    gate.map(|g| match g {
+        Gate::Bound(k, _) => Some(k),
+        _ => None,
+    })
 }
 
 /// Whether SA `d` covers the flow `five`, packed as `key` if IPv4.
@@ -587,6 +620,8 @@ impl LatchTable {
     }
 
     fn slot_insert(&mut self, f: FiveTuple, slot: Slot) {
+        let before = self.slot(&f).map(|s| s.gate.clone());
+        self.gate_changed(&f, before.as_ref(), Some(&slot.gate));
         match PackedV4::of(&f) {
             Some(k) => self.by_five4.insert(k, slot),
             None => self.by_five6.insert(f, slot),
@@ -594,10 +629,41 @@ impl LatchTable {
     }
 
     fn slot_remove(&mut self, f: &FiveTuple) {
+        let before = self.slot(f).map(|s| s.gate.clone());
+        self.gate_changed(f, before.as_ref(), None);
         match PackedV4::of(f) {
             Some(k) => self.by_five4.remove(&k),
             None => self.by_five6.remove(f),
         };
+    }
+
+    /// Keeps every SA's [`SaEntry::blockers`] true when the gate of the
+    /// connection latch of `f` goes from `before` to `after` (`None`: no
+    /// latch). Called before the slot changes. O(SAs), like
+    /// [`Self::covering_sas`] which creating a latch already calls; nothing
+    /// for a change that moves no count (a known SA set or cleared, say).
+    fn gate_changed(&mut self, f: &FiveTuple, before: Option<&Gate>, after: Option<&Gate>) {
+        if gate_binding(before) == gate_binding(after) {
+            return;
+        }
+        for e in self.sas.values_mut() {
+            let was = before.is_some_and(|g| blocks(g, e));
+            let is = after.is_some_and(|g| blocks(g, e));
+            if was != is && e.desc.covers(f) {
+                e.count_blocker(is);
+            }
+        }
+    }
+
+    /// Keeps every SA's [`SaEntry::blockers`] true when listener latch `t`
+    /// comes (`added`) or goes: every SA that may carry its traffic counts
+    /// it (a packet under such an SA may open a connection at it, R12).
+    fn listener_changed(&mut self, t: &ThreeTuple, added: bool) {
+        for e in self.sas.values_mut() {
+            if e.desc.covers_listener(t) {
+                e.count_blocker(added);
+            }
+        }
     }
 
     /// The connection latch of a 5-tuple.
@@ -791,8 +857,13 @@ impl LatchTable {
         l.last_reason = reason;
         let tuple = l.tuple;
         if let (Tuple::Five(f), Some(gate)) = (tuple, gate) {
-            if let Some(slot) = self.slot_mut(&f) {
-                if slot.id == id {
+            let before = self
+                .slot(&f)
+                .filter(|slot| slot.id == id)
+                .map(|slot| slot.gate.clone());
+            if let Some(before) = before {
+                self.gate_changed(&f, Some(&before), Some(&gate));
+                if let Some(slot) = self.slot_mut(&f) {
                     slot.gate = gate;
                 }
             }
@@ -822,7 +893,10 @@ impl LatchTable {
                     .insert(id);
             }
             Tuple::Three(t) => {
-                self.by_three.insert(t, id);
+                // A stale listener it replaces was counted already.
+                if self.by_three.insert(t, id).is_none() {
+                    self.listener_changed(&t, true);
+                }
             }
         }
         if let St::Larval { deadline: Some(d) } = l.state {
@@ -863,6 +937,7 @@ impl LatchTable {
             Tuple::Three(t) => {
                 if self.by_three.get(&t) == Some(&id) {
                     self.by_three.remove(&t);
+                    self.listener_changed(&t, false);
                 }
             }
         }
@@ -1260,9 +1335,13 @@ impl LatchTable {
             .or_default()
             .insert(tag);
         let ranges: Vec<IpRange> = entry.desc.remote_ranges().collect();
-        self.sas.insert(tag, Box::new(entry));
+        let ids = self.latches_in(ranges.iter());
+        let mut entry = Box::new(entry);
+        entry.blockers = self.blockers_of(&entry, &ids);
+        self.sas.insert(tag, entry);
         self.bump();
-        for id in self.latches_in(ranges.iter()) {
+        // From here on, `set_state` keeps its count (`gate_changed`).
+        for id in ids {
             let (Some(l), Some(e)) = (self.latches.get(&id), self.sas.get(&tag)) else {
                 continue;
             };
@@ -1300,6 +1379,27 @@ impl LatchTable {
             }
         }
         Ok(())
+    }
+
+    /// [`SaEntry::blockers`] of a new SA `e`, counted: the connection
+    /// latches among `ids` (those whose remote address its selectors
+    /// cover) it covers, each through its 5-tuple's current slot, and the
+    /// listeners it may carry traffic of.
+    fn blockers_of(&self, e: &SaEntry, ids: &BTreeSet<LatchId>) -> u32 {
+        let latches = ids
+            .iter()
+            .filter_map(|id| {
+                let f = self.latches.get(id)?.five()?;
+                self.slot(&f)
+                    .filter(|slot| slot.id == *id && blocks(&slot.gate, e) && e.desc.covers(&f))
+            })
+            .count();
+        let listeners = self
+            .by_three
+            .keys()
+            .filter(|t| e.desc.covers_listener(t))
+            .count();
+        u32::try_from(latches.saturating_add(listeners)).unwrap_or(u32::MAX)
     }
 
     /// NAT information of SA `tag` (as announced), to update when its peer
@@ -1612,6 +1712,22 @@ impl LatchTable {
 
     /// See [`Self::touch_pays`].
     pub const TOUCH_FROM: usize = 16_384;
+
+    /// R5, R6: whether SA `sa` alone passes an inbound packet of `flow`
+    /// under it, with nothing read per flow: the SA is in the table,
+    /// covers the flow, and every connection latch it covers is bound to
+    /// its own peer and protection, and no listener latch may take its
+    /// traffic (its count of the others is zero; kept on every change of
+    /// a latch or SA). Then [`Self::check_inbound`] of the packet passes,
+    /// as `NotLatched` or `Latched` (which one is not looked up) and never
+    /// `Listener`. `false` says nothing: check the packet. O(1) in the
+    /// number of latches.
+    #[inline]
+    pub fn sa_admits(&self, flow: Flow<'_>, sa: SaTag) -> bool {
+        self.sas
+            .get(&sa)
+            .is_some_and(|e| e.blockers == 0 && covers(&e.desc, flow.five, flow.packed))
+    }
 
     /// R5, R6: may an outbound packet of `five` leave under SA `sa` (or in
     /// the clear)? O(1) in the number of latches.

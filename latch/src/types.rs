@@ -295,6 +295,11 @@ impl SaDesc {
         ts_side_v4(&self.local_ts, proto, local) && ts_side_v4(&self.remote_ts, proto, remote)
     }
 
+    /// As [`ChildSaDescriptor::covers_listener`].
+    pub(crate) fn covers_listener(&self, t: &ThreeTuple) -> bool {
+        listener_side(&self.local_ts, t)
+    }
+
     /// As [`ChildSaDescriptor::remote_ranges`].
     pub(crate) fn remote_ranges(&self) -> impl Iterator<Item = IpRange> + '_ {
         self.remote_ts.iter().map(|t| t.addr)
@@ -303,6 +308,21 @@ impl SaDesc {
 
 fn ts_side(ts: &[TrafficSelector], proto: u8, a: SocketAddr) -> bool {
     ts.iter().any(|t| t.matches(proto, a.ip(), a.port()))
+}
+
+/// Whether local selectors `ts` may carry some traffic of listener `t`
+/// (any address of its family when it listens on the unspecified one).
+fn listener_side(ts: &[TrafficSelector], t: &ThreeTuple) -> bool {
+    if t.local.ip().is_unspecified() {
+        ts.iter().any(|s| {
+            (s.ip_proto == 0 || s.ip_proto == t.proto)
+                && s.addr.is_ipv4() == t.local.is_ipv4()
+                && s.start_port <= t.local.port()
+                && t.local.port() <= s.end_port
+        })
+    } else {
+        ts_side(ts, t.proto, t.local)
+    }
 }
 
 /// `ts_side` for an IPv4 address `a` and `port`: exactly
@@ -331,16 +351,7 @@ impl ChildSaDescriptor {
 
     /// Whether the SA's selectors may carry some traffic of this listener.
     pub fn covers_listener(&self, t: &ThreeTuple) -> bool {
-        if t.local.ip().is_unspecified() {
-            self.local_ts.iter().any(|s| {
-                (s.ip_proto == 0 || s.ip_proto == t.proto)
-                    && s.addr.is_ipv4() == t.local.is_ipv4()
-                    && s.start_port <= t.local.port()
-                    && t.local.port() <= s.end_port
-            })
-        } else {
-            ts_side(&self.local_ts, t.proto, t.local)
-        }
+        listener_side(&self.local_ts, t)
     }
 
     /// Remote address ranges of its selectors.

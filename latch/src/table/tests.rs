@@ -235,6 +235,32 @@ impl LatchTable {
             }
         }
         assert_eq!(self.by_five4.len() + self.by_five6.len(), fives);
+        // Every SA's count of blockers, recounted from the latch states.
+        for e in self.sas.values() {
+            let latches = self
+                .latches
+                .values()
+                .filter(|l| {
+                    let Tuple::Five(f) = l.tuple else {
+                        return false;
+                    };
+                    let own = matches!(&l.state, St::Established(b)
+                        if b.binding.as_deref() == Some(&*e.binding));
+                    e.desc.covers(&f) && !own
+                })
+                .count();
+            let listeners = self
+                .by_three
+                .keys()
+                .filter(|t| e.desc.covers_listener(t))
+                .count();
+            assert_eq!(
+                e.blockers as usize,
+                latches + listeners,
+                "blockers of SA {}",
+                e.desc.id
+            );
+        }
     }
 }
 
@@ -245,12 +271,19 @@ fn gates_follow_states_and_checks_match_the_reference() {
     let start = Instant::now();
     let mut now = start;
     let flows = flows();
-    let listener = ThreeTuple::new(6, "10.0.0.1:443".parse().unwrap());
+    let listeners = [
+        ThreeTuple::new(6, "10.0.0.1:443".parse().unwrap()),
+        ThreeTuple::new(6, "0.0.0.0:443".parse().unwrap()),
+    ];
     let mut seen = [0usize; 6];
+    // Checks an SA alone passed, and checks it did not that then passed.
+    let mut admitted = 0usize;
+    let mut looked_up = 0usize;
     for step in 0..4000 {
         let f = flows[usize::try_from(rng.below(flows.len() as u64)).unwrap()];
         let tag = 1 + rng.below(6);
         let id = LatchId(1 + rng.below(t.next_id));
+        let listener = listeners[usize::from(rng.below(8) == 0)];
         match rng.below(20) {
             0..=4 => {
                 let mut req = ConnectionRequest::new(f);
@@ -311,6 +344,20 @@ fn gates_follow_states_and_checks_match_the_reference() {
             ] {
                 let v = t.check_inbound(f, sa);
                 assert_eq!(v, t.check_reference(f, sa), "step {step}: {f} {sa:?}");
+                // R5, R6: what an SA alone passes, the check passes, and
+                // no listener takes it.
+                if sa.is_some_and(|s| t.sa_admits(Flow::new(f), s)) {
+                    assert!(
+                        matches!(
+                            v,
+                            Verdict::Pass(PassKind::NotLatched | PassKind::Latched(_))
+                        ),
+                        "step {step}: {f} {sa:?} admitted, checked {v:?}"
+                    );
+                    admitted += 1;
+                } else if sa.is_some() && v.passes() {
+                    looked_up += 1;
+                }
                 assert_eq!(t.check_outbound(f, sa), v);
                 if let Some(older) = t.version().checked_sub(1) {
                     let d = t.check_delivery(older, f, sa);
@@ -335,8 +382,10 @@ fn gates_follow_states_and_checks_match_the_reference() {
             );
         }
     }
-    // The sequence reached every kind of answer.
+    // The sequence reached every kind of answer, and SAs that pass their
+    // packets alone as well as ones that do not.
     assert!(seen.iter().all(|n| *n > 0), "{seen:?}");
+    assert!(admitted > 0 && looked_up > 0, "{admitted} {looked_up}");
 }
 
 /// An SA removed and announced again gets a new binding allocation: the
