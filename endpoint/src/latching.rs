@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latch::{
-    ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, Flow, LatchTable, NatInfo, PackedV4,
-    PassKind, PeerAuth, PeerIdentity, Verdict,
+    AdmittingSa, ChildSaDescriptor, ChildSaVerdict, DropReason, FiveTuple, Flow, LatchTable,
+    NatInfo, PackedV4, PassKind, PeerAuth, PeerIdentity, Verdict,
 };
 use pad::{
     AuthKind, IdPattern, IpRange, KeyFingerprint, Pad, PadAuth, PadEntry, Protection, SaQop, Spd,
@@ -155,6 +155,10 @@ pub struct BurstLatch<'a, T> {
     last_five: FiveTuple,
     last_sa: Option<u64>,
     last_verdict: Verdict,
+    /// Counts the times the memory was forgotten (the guard released, or
+    /// the table handed out mutably): an answer obtained at one epoch
+    /// still holds while the epoch is the same ([`Self::epoch`]).
+    epoch: u64,
 }
 
 /// How many IPv4 flows' verdicts a [`BurstLatch`] remembers: a burst of a
@@ -171,6 +175,7 @@ impl<T> std::fmt::Debug for BurstLatch<'_, T> {
             .field("last_five", &self.last_five)
             .field("last_sa", &self.last_sa)
             .field("last_verdict", &self.last_verdict)
+            .field("epoch", &self.epoch)
             .finish()
     }
 }
@@ -193,6 +198,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
             ),
             last_sa: None,
             last_verdict: nothing,
+            epoch: 0,
         }
     }
 
@@ -261,6 +267,59 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
         std::hint::black_box(table.touch_inbound_packed(packed));
     }
 
+    /// [`LatchTable::sa_admits`]: whether SA `sa` alone passes an inbound
+    /// packet of `five` (every latch it covers bound to its peer and
+    /// protection, no listener it may carry traffic of), with nothing read
+    /// per flow. Takes the lock if not held. The answer holds while
+    /// [`Self::epoch`] stays the same.
+    #[inline]
+    pub fn sa_admits(&mut self, five: &FiveTuple, sa: u64) -> bool {
+        self.table().sa_admits(Flow::new(five), sa)
+    }
+
+    /// [`Self::sa_admits`] of each flow of a burst (5-tuple, SA tag),
+    /// written to its `bool`: the SA looked up once for a run of packets
+    /// under the same SA, then only its selectors compared per packet, and
+    /// not even those for the same IPv4 flow as the packet before.
+    pub fn sa_admits_each<'f>(
+        &mut self,
+        flows: impl IntoIterator<Item = (&'f FiveTuple, u64, &'f mut bool)>,
+    ) {
+        let table = self.table();
+        let mut tag = None;
+        let mut admitting: Option<AdmittingSa<'_>> = None;
+        // The last IPv4 flow judged under `tag`, and its answer.
+        let (mut last, mut last_admitted) = (PackedV4::NONE, false);
+        for (five, sa, out) in flows {
+            if tag != Some(sa) {
+                tag = Some(sa);
+                admitting = table.admitting_sa(sa);
+                last = PackedV4::NONE;
+            }
+            let Some(a) = admitting else {
+                *out = false;
+                continue;
+            };
+            let flow = Flow::new(five);
+            match flow.packed() {
+                Some(k) if k == last => *out = last_admitted,
+                Some(k) => {
+                    last = k;
+                    last_admitted = a.covers(flow);
+                    *out = last_admitted;
+                }
+                None => *out = a.covers(flow),
+            }
+        }
+    }
+
+    /// Changes whenever the table may have changed under this holder (the
+    /// guard released, or the table handed out mutably): an answer read
+    /// at one epoch holds at the same epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The check that is not a remembered one: a table lookup.
     #[inline(never)]
     fn look_up(&mut self, flow: Flow<'_>, sa: Option<u64>) -> (Verdict, u64) {
@@ -289,6 +348,7 @@ impl<'a, T: Borrow<LatchTable>> BurstLatch<'a, T> {
 
     /// Forget every remembered verdict.
     fn forget(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
         self.memo_flows = [(PackedV4::NONE, None); MEMO];
         self.memo_next = 0;
         self.remembered = false;
@@ -701,6 +761,93 @@ mod tests {
             );
         }
         held.release();
+    }
+
+    /// Child SA 7 between 10.0.0.1 and 10.0.0.9, NULL-authenticated.
+    fn add_sa(m: &Mutex<Shared>) {
+        let peer = PeerIdentity {
+            asserted: pad::Identity::Null,
+            authenticated: None,
+            auth: PeerAuth::Null { anonymous_peer: 1 },
+            pad_entry: "default".into(),
+        };
+        let d = ChildSaDescriptor {
+            id: 7,
+            peer,
+            protection: qop(
+                pad::Mode::Tunnel,
+                pad::alg::Encr::AesGcm16_128,
+                None,
+                false,
+                MIN_REPLAY_WINDOW,
+            ),
+            local_ts: vec!["10.0.0.1".parse().unwrap()].into(),
+            remote_ts: vec!["10.0.0.9".parse().unwrap()].into(),
+            nat: NatInfo::default(),
+            spi_in: 1,
+            spi_out: 2,
+        };
+        m.lock().unwrap().table.sa_added(d, Instant::now()).unwrap();
+    }
+
+    #[test]
+    fn an_sa_passes_its_packets_alone_while_it_covers_no_other_latch() {
+        let m = shared(default_policy());
+        let id = connect(&m, 1);
+        add_sa(&m);
+        let mut held = BurstLatch::new(&m);
+        let epoch = held.epoch();
+        // The latch is bound to the SA (Established by `sa_added`); an
+        // unlatched flow passes too; another SA, or a flow it does not
+        // cover, is the check's to judge.
+        assert!(held.sa_admits(&five(1), 7));
+        assert_eq!(
+            held.check_inbound(&five(1), Some(7)).0,
+            Verdict::Pass(PassKind::Latched(id))
+        );
+        assert!(held.sa_admits(&five(2), 7));
+        assert!(!held.sa_admits(&five(1), 8));
+        let elsewhere = FiveTuple::new(
+            17,
+            "10.0.0.1:7000".parse().unwrap(),
+            "10.0.0.10:1".parse().unwrap(),
+        );
+        assert!(!held.sa_admits(&elsewhere, 7));
+        assert_eq!(held.epoch(), epoch, "reading changes nothing");
+        // A listener the SA may carry traffic of: its packets may open
+        // connections there (R12), so they are checked one by one.
+        let three = ThreeTuple::new(17, "10.0.0.1:7000".parse().unwrap());
+        let l = held
+            .get_mut()
+            .table
+            .create_listener(ListenerRequest::new(three), Instant::now())
+            .unwrap();
+        assert_ne!(held.epoch(), epoch, "a change is a new epoch");
+        assert!(!held.sa_admits(&five(1), 7));
+        assert!(matches!(
+            held.check_inbound(&five(2), Some(7)).0,
+            Verdict::Pass(PassKind::Listener(_))
+        ));
+        held.get_mut().table.destroy(l).unwrap();
+        assert!(held.sa_admits(&five(1), 7));
+        // A latch the SA covers that is not bound to it: Closed after a
+        // key-manager restart (its SA gone), then the SA again.
+        let epoch = held.epoch();
+        held.release();
+        assert_ne!(held.epoch(), epoch, "a release is a new epoch");
+        m.lock()
+            .unwrap()
+            .table
+            .key_manager_restarted(latch::RestartPolicy::Reset);
+        add_sa(&m);
+        assert!(!held.sa_admits(&five(2), 7));
+        assert_eq!(
+            held.check_inbound(&five(1), Some(7)).0,
+            Verdict::Drop {
+                latch: id,
+                reason: DropReason::Closed
+            }
+        );
     }
 
     #[test]

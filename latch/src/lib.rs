@@ -124,8 +124,8 @@ mod types;
 pub use error::LatchError;
 pub use pad::{FiveTuple, ThreeTuple};
 pub use table::{
-    ChildSaVerdict, Delivery, DropReason, Flow, LatchConfig, LatchTable, Outbound, PackedV4,
-    PassKind, RestartPolicy, Verdict,
+    AdmittingSa, ChildSaVerdict, Delivery, DropReason, Flow, LatchConfig, LatchTable, Outbound,
+    PackedV4, PassKind, RestartPolicy, Verdict,
 };
 pub use types::{
     Alert, AlertReason, ChildSaDescriptor, ConnectionRequest, LatchId, LatchInfo, LatchState,

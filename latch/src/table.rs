@@ -322,6 +322,80 @@ struct Slot {
     gate: Gate,
 }
 
+/// An SA that alone passes the inbound packets it covers
+/// ([`LatchTable::admitting_sa`]), borrowed from the table.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmittingSa<'a> {
+    desc: &'a SaDesc,
+    /// Its selectors as integers, when each side is one IPv4 selector
+    /// (local, remote): a packed flow is then judged on compares alone.
+    v4: Option<(SideV4, SideV4)>,
+}
+
+impl<'a> AdmittingSa<'a> {
+    fn new(desc: &'a SaDesc) -> Self {
+        let v4 = SideV4::of(&desc.local_ts).zip(SideV4::of(&desc.remote_ts));
+        Self { desc, v4 }
+    }
+
+    /// Whether the SA covers `flow`: then [`LatchTable::sa_admits`] of it.
+    #[inline]
+    pub fn covers(&self, flow: Flow<'_>) -> bool {
+        match (&self.v4, flow.packed) {
+            (Some((local, remote)), Some(k)) => {
+                local.matches(k.proto(), k.local()) & remote.matches(k.proto(), k.remote())
+            }
+            _ => covers(self.desc, flow.five, flow.packed),
+        }
+    }
+}
+
+/// One side of an SA's selectors that is a single IPv4 selector, as
+/// integers: [`TrafficSelector::matches`] on a packed flow's side without
+/// the address enums (`AdmittingSa`). A range is its start and its span
+/// (end minus start), so that one wrapping subtraction and one compare
+/// test it.
+#[derive(Debug, Clone, Copy)]
+struct SideV4 {
+    /// The protocol (0: any).
+    proto: u8,
+    /// 0xff when any protocol matches, 0 when only `proto` does.
+    any_proto: u8,
+    port: u16,
+    port_span: u16,
+    addr: u32,
+    addr_span: u32,
+}
+
+impl SideV4 {
+    /// `None` for anything but one IPv4 selector whose ranges are the
+    /// right way round (the others are judged by `covers`).
+    fn of(ts: &[TrafficSelector]) -> Option<Self> {
+        let [t] = ts else { return None };
+        let (IpAddr::V4(s), IpAddr::V4(e)) = (t.addr.start, t.addr.end) else {
+            return None;
+        };
+        let (s, e) = (u32::from(s), u32::from(e));
+        Some(Self {
+            proto: t.ip_proto,
+            any_proto: if t.ip_proto == 0 { 0xff } else { 0 },
+            port: t.start_port,
+            port_span: t.end_port.checked_sub(t.start_port)?,
+            addr: s,
+            addr_span: e.checked_sub(s)?,
+        })
+    }
+
+    /// Exactly `TrafficSelector::matches` (protocol 0 is any), on integers
+    /// and without branches.
+    #[inline]
+    fn matches(&self, proto: u8, (a, port): (u32, u16)) -> bool {
+        ((proto ^ self.proto) & !self.any_proto == 0)
+            & (port.wrapping_sub(self.port) <= self.port_span)
+            & (a.wrapping_sub(self.addr) <= self.addr_span)
+    }
+}
+
 /// A 5-tuple between two IPv4 addresses packed into two words (local and
 /// remote address; local port, remote port and protocol): the key of the
 /// IPv4 5-tuple map, one 16-octet hash input and compare. Injective, so
@@ -1724,9 +1798,20 @@ impl LatchTable {
     /// number of latches.
     #[inline]
     pub fn sa_admits(&self, flow: Flow<'_>, sa: SaTag) -> bool {
+        self.admitting_sa(sa).is_some_and(|a| a.covers(flow))
+    }
+
+    /// SA `sa`, if it is in the table and no latch or listener it covers
+    /// is other than bound to its own peer and protection: the part of
+    /// [`Self::sa_admits`] that is the same for every flow (one SA map
+    /// lookup), to judge a burst's flows under one SA with
+    /// [`AdmittingSa::covers`] alone.
+    #[inline]
+    pub fn admitting_sa(&self, sa: SaTag) -> Option<AdmittingSa<'_>> {
         self.sas
             .get(&sa)
-            .is_some_and(|e| e.blockers == 0 && covers(&e.desc, flow.five, flow.packed))
+            .filter(|e| e.blockers == 0)
+            .map(|e| AdmittingSa::new(&e.desc))
     }
 
     /// R5, R6: may an outbound packet of `five` leave under SA `sa` (or in

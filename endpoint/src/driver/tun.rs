@@ -126,6 +126,9 @@ pub(super) struct Staged {
     tag: u64,
     info: PacketInfo,
     five: FiveTuple,
+    /// Its SA alone passes it (`BurstLatch::sa_admits`), at the epoch the
+    /// burst's staged packets were judged at.
+    admitted: bool,
 }
 
 impl TunState {
@@ -383,18 +386,20 @@ impl Driver {
                 return;
             }
         };
-        self.on_inner_tun(tag, payload, info, info.inbound_five(), held);
+        self.on_inner_tun(tag, payload, info, info.inbound_five(), None, held);
     }
 
     /// TUN mode, one read of several ESP-in-UDP datagrams of one peer
-    /// (UDP GRO: `data` cut every `stride` octets), in three passes:
-    /// decapsulate and parse every ESP datagram; touch the latch table
-    /// entries of all their flows in one tight pass
-    /// (`BurstLatch::touch`); then check and deliver them in order. With a
-    /// million latches and many flows, the cache misses of the checks then
-    /// overlap instead of following each other (docs/performance.md). A
-    /// datagram that is not ESP (IKE, keepalive) is handled in its place,
-    /// after the ESP packets before it.
+    /// (UDP GRO: `data` cut every `stride` octets), in passes: decapsulate
+    /// and parse every ESP datagram; mark those their SA alone passes
+    /// (`BurstLatch::sa_admits_each`: every latch the SA covers is bound
+    /// to it, the usual case, so nothing is read per flow); touch the
+    /// latch table entries of the others' flows in one tight pass
+    /// (`BurstLatch::touch`); then check (the unmarked) and deliver them in
+    /// order. With a million latches and many flows, the cache misses of
+    /// the checks then overlap instead of following each other
+    /// (docs/performance.md). A datagram that is not ESP (IKE, keepalive)
+    /// is handled in its place, after the ESP packets before it.
     pub(super) fn on_natt_gro(
         &mut self,
         data: &mut [u8],
@@ -443,6 +448,7 @@ impl Driver {
                 tag: d.tag,
                 five: info.inbound_five(),
                 info,
+                admitted: false,
             });
         }
         self.deliver_staged(data, &mut staged, held);
@@ -459,24 +465,57 @@ impl Driver {
         staged: &mut Vec<Staged>,
         held: &mut BurstLatch<'_, Shared>,
     ) {
-        if staged.len() > 1 {
-            held.touch(staged.iter().map(|s| &s.five));
+        // R5, R6: the packets their SA alone passes (the usual case; if the
+        // SPD admits the SA's selectors whole, see `on_inner_tun`) need
+        // nothing read per flow; the others' table entries are touched.
+        held.sa_admits_each(staged.iter_mut().map(|s| (&s.five, s.tag, &mut s.admitted)));
+        let mut clean: Option<(u64, bool)> = None;
+        let mut lookups = 0usize;
+        for s in staged.iter_mut() {
+            if s.admitted {
+                s.admitted = match clean {
+                    Some((tag, c)) if tag == s.tag => c,
+                    _ => {
+                        let c = self.spd_clean(s.tag);
+                        clean = Some((s.tag, c));
+                        c
+                    }
+                };
+            }
+            lookups += usize::from(!s.admitted);
         }
+        if lookups > 1 {
+            held.touch(staged.iter().filter(|s| !s.admitted).map(|s| &s.five));
+        }
+        let epoch = held.epoch();
         for s in staged.iter() {
             let payload = data.get(s.start..s.start + s.len).unwrap_or_default();
-            self.on_inner_tun(s.tag, payload, s.info, s.five, held);
+            let admitted = Some((s.admitted, epoch));
+            self.on_inner_tun(s.tag, payload, s.info, s.five, admitted, held);
         }
         staged.clear();
     }
 
+    /// Whether the SPD admits everything child SA `tag` may carry
+    /// (`ChildState::spd_clean`).
+    fn spd_clean(&self, tag: u64) -> bool {
+        self.children
+            .get(&ike::ChildSaId(tag))
+            .is_some_and(|c| c.spd_clean)
+    }
+
     /// [`Self::on_esp_tun`] after the parse: `info` of `payload`, and its
-    /// 5-tuple as the latch table sees it (local = destination).
+    /// 5-tuple as the latch table sees it (local = destination);
+    /// `admitted`: whether its SA alone passes it (`BurstLatch::sa_admits`,
+    /// and the SPD admits the SA's selectors whole) as judged at a
+    /// [`BurstLatch::epoch`], if judged already.
     fn on_inner_tun(
         &mut self,
         tag: u64,
         payload: &[u8],
         info: PacketInfo,
         five: FiveTuple,
+        admitted: Option<(bool, u64)>,
         held: &mut BurstLatch<'_, Shared>,
     ) {
         let pkt = payload.get(..info.total_len).unwrap_or(payload);
@@ -487,17 +526,28 @@ impl Driver {
                 return;
             }
         }
-        // R5, R6, R17: the latch check with the SA that protected it.
-        let Some((latch, _)) = Self::inbound_latch_check(held, five, tag) else {
-            return;
-        };
         let child = ike::ChildSaId(tag);
-        // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
-        if latch.is_none() {
-            if let Some(reason) = self.spd_refuses_held(held, child, &five) {
-                tracing::debug!(%five, sa = tag, reason, "TUN packet dropped by the SPD");
-                self.drop_counted(reason);
+        // R5, R6: an SA that alone passes the packet needs no lookup of its
+        // flow, if the SPD admits the SA's selectors whole (a flow no latch
+        // decided is the SPD's, RFC 4301 5.2, and which flows a latch
+        // decided is what is not looked up). The answer judged before the
+        // flow watch holds if nothing changed the table since.
+        let admitted = match admitted {
+            Some((a, epoch)) if held.epoch() == epoch => a,
+            _ => held.sa_admits(&five, tag) && self.spd_clean(tag),
+        };
+        if !admitted {
+            // R5, R6, R17: the latch check with the SA that protected it.
+            let Some((latch, _)) = Self::inbound_latch_check(held, five, tag) else {
                 return;
+            };
+            // RFC 4301 5.2: a flow no latch decided is the SPD's to decide.
+            if latch.is_none() {
+                if let Some(reason) = self.spd_refuses_held(held, child, &five) {
+                    tracing::debug!(%five, sa = tag, reason, "TUN packet dropped by the SPD");
+                    self.drop_counted(reason);
+                    return;
+                }
             }
         }
         if let Some(c) = self.children.get_mut(&child) {

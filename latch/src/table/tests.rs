@@ -574,10 +574,26 @@ fn covers_v4_is_covers() {
         }
     };
     let mut seen = [0usize; 2];
+    let mut fast = [0usize; 2];
     for _ in 0..20_000 {
         let mut d = sa(1, rng.next());
         d.local_ts = (0..=rng.below(2)).map(|_| selector(&mut rng)).collect();
         d.remote_ts = (0..=rng.below(2)).map(|_| selector(&mut rng)).collect();
+        if rng.below(2) == 0 {
+            // One IPv4 selector a side, its range the right way round
+            // (the admitting SA's integer form).
+            let v4 = |rng: &mut Rng| {
+                let mut t = selector(rng);
+                let (a, b) = (addr4(rng), addr4(rng));
+                t.addr = IpRange {
+                    start: a.min(b).into(),
+                    end: a.max(b).into(),
+                };
+                t
+            };
+            d.local_ts = vec![v4(&mut rng)].into();
+            d.remote_ts = vec![v4(&mut rng)].into();
+        }
         let (desc, _) = SaDesc::split(d);
         let f = FiveTuple::new(
             [6, 17][rng.below(2) as usize],
@@ -587,11 +603,19 @@ fn covers_v4_is_covers() {
         let k = PackedV4::of(&f).unwrap();
         let want = desc.covers(&f);
         assert_eq!(covers(&desc, &f, Some(k)), want, "{f} {desc:?}");
+        // The admitting SA's integer form (one IPv4 selector a side), too.
+        let admitting = AdmittingSa::new(&desc);
+        assert_eq!(admitting.covers(Flow::new(&f)), want, "{f} {desc:?}");
         seen[usize::from(want)] += 1;
+        fast[usize::from(want)] += usize::from(admitting.v4.is_some());
     }
     assert!(
         seen[0] > 100 && seen[1] > 100,
         "both outcomes tried: {seen:?}"
+    );
+    assert!(
+        fast[0] > 100 && fast[1] > 100,
+        "both outcomes tried on integers: {fast:?}"
     );
 }
 
