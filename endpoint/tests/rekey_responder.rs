@@ -185,6 +185,12 @@ async fn rekey_responder_sends_on_old_sa_until_the_initiator_has_the_new_one() {
         child_ids(&right).await.len() == 2
     })
     .await;
+    // The relay may see right's response a little after right reports the
+    // SA installed (a loaded machine): wait for it, then count.
+    wait_for("the relay drops right's response", || async {
+        filter.lock().unwrap().dropped.0 >= 1
+    })
+    .await;
     assert_eq!(filter.lock().unwrap().dropped.0, 1);
     assert_eq!(child_ids(&left).await.len(), 1, "left got the response");
     // Right's datagram must leave under the old SA: left has no other.
