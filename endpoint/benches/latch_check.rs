@@ -33,7 +33,12 @@
 //!   a table whose `n` latches are all bound to the SA that covers them
 //!   (a gateway's usual state): the SA alone passes every packet
 //!   (`LatchTable::sa_admits`), so nothing is read per flow; the measured
-//!   flow, the `2 * MEMO` hot flows in turn, and the `n` flows scrambled.
+//!   flow, the `2 * MEMO` hot flows in turn, and the `n` flows scrambled;
+//! - `outbound_select_round_robin/n/B`, `outbound_admit_round_robin/n/B`:
+//!   the outbound decision of the driver's `select_outbound` for the same
+//!   scrambled flows (the lock per packet, as there): the latch's SA
+//!   looked up per flow (`select_outbound_sa`), or the SA alone
+//!   (`sa_admits`, what the driver now asks first).
 //!
 //! The `check_*` rows are the check where the SA alone cannot decide (a
 //! latch it covers not bound to it, a listener, or the channel path, which
@@ -57,8 +62,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use endpoint::benching::{BurstLatch, MEMO};
 use esp::{SaConfig, Sad};
 use latch::{
-    ChildSaDescriptor, ConnectionRequest, FiveTuple, LatchConfig, LatchTable, NatInfo, PassKind,
-    PeerAuth, PeerIdentity, Verdict,
+    ChildSaDescriptor, ConnectionRequest, FiveTuple, Flow, LatchConfig, LatchTable, NatInfo,
+    Outbound, PassKind, PeerAuth, PeerIdentity, Verdict,
 };
 use pad::alg::Encr;
 use pad::{Identity, Mode, PolicyConfig, SaQop};
@@ -445,6 +450,30 @@ fn bench(c: &mut Criterion) {
                     burst.iter().map(|f| (*f, TAG, false)).collect();
                 g.bench_with_input(BenchmarkId::new(name, &id), &b, |bn, _| {
                     bn.iter(|| assert_eq!(admit_burst(&t, black_box(&mut st)), b))
+                });
+            }
+            // Outbound, as the driver's `select_outbound` runs for each
+            // packet (the lock per packet): the latch's SA looked up per
+            // flow, or the SA alone (`sa_admits`).
+            for (name, admit) in [
+                ("outbound_select_round_robin", false),
+                ("outbound_admit_round_robin", true),
+            ] {
+                g.bench_with_input(BenchmarkId::new(name, &id), &b, |bn, &b| {
+                    let mut i = 0;
+                    bn.iter(|| {
+                        for _ in 0..b {
+                            i = if i + 1 == flows.len() { 0 } else { i + 1 };
+                            let five = black_box(&flows[i]);
+                            let t = t.lock().unwrap();
+                            if admit {
+                                assert!(t.sa_admits(Flow::new(five), TAG));
+                            } else {
+                                let o = t.select_outbound_sa(five);
+                                assert!(matches!(o, Outbound::Use { sa: TAG, .. }));
+                            }
+                        }
+                    })
                 });
             }
             g.bench_with_input(BenchmarkId::new("admit_round_robin", &id), &b, |bn, &b| {

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use latch::{
-    Alert, ConnectionRequest, FiveTuple, LatchError, LatchId, ListenerRequest, NatInfo, Outbound,
-    PassKind, RestartPolicy, Verdict,
+    Alert, ConnectionRequest, FiveTuple, Flow, LatchError, LatchId, ListenerRequest, NatInfo,
+    Outbound, PassKind, RestartPolicy, Verdict,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -1298,6 +1298,14 @@ impl Driver {
         }
     }
 
+    /// Whether the SPD admits everything child SA `tag` may carry
+    /// (`ChildState::spd_clean`).
+    fn spd_clean(&self, tag: u64) -> bool {
+        self.children
+            .get(&ike::ChildSaId(tag))
+            .is_some_and(|c| c.spd_clean)
+    }
+
     /// R5, R6, R9, R17: the SA an outbound packet of `five` must leave
     /// under. A latched flow leaves only under an SA matching its latch
     /// (whichever channel sends it); without one the packet is dropped,
@@ -1308,6 +1316,13 @@ impl Driver {
         five: FiveTuple,
     ) -> Result<(ike::ChildSaId, bool), Error> {
         let mut s = lock(&self.shared);
+        // R5, R6: every latch the channel's SA covers is bound to its peer
+        // and protection (and no listener may take its traffic), so it may
+        // carry this flow, latched or not (`LatchTable::sa_admits`); and
+        // the SPD admits all it carries. Nothing is read per flow.
+        if s.table.sa_admits(Flow::new(&five), channel_sa.0) && self.spd_clean(channel_sa.0) {
+            return Ok((channel_sa, false));
+        }
         let (latch, reason) = match s.table.select_outbound_sa(&five) {
             Outbound::Use { sa, .. } => return Ok((ike::ChildSaId(sa), false)),
             Outbound::NotLatched => match s.table.check_outbound(&five, Some(channel_sa.0)) {

@@ -1787,14 +1787,17 @@ impl LatchTable {
     /// See [`Self::touch_pays`].
     pub const TOUCH_FROM: usize = 16_384;
 
-    /// R5, R6: whether SA `sa` alone passes an inbound packet of `flow`
-    /// under it, with nothing read per flow: the SA is in the table,
-    /// covers the flow, and every connection latch it covers is bound to
-    /// its own peer and protection, and no listener latch may take its
-    /// traffic (its count of the others is zero; kept on every change of
-    /// a latch or SA). Then [`Self::check_inbound`] of the packet passes,
-    /// as `NotLatched` or `Latched` (which one is not looked up) and never
-    /// `Listener`. `false` says nothing: check the packet. O(1) in the
+    /// R5, R6: whether SA `sa` alone passes a packet of `flow` under it,
+    /// inbound or outbound, with nothing read per flow: the SA is in the
+    /// table, covers the flow, and every connection latch it covers is
+    /// bound to its own peer and protection, and no listener latch may
+    /// take its traffic (its count of the others is zero; kept on every
+    /// change of a latch or SA). Then [`Self::check_inbound`] and
+    /// [`Self::check_outbound`] of the packet pass, as `NotLatched` or
+    /// `Latched` (which one is not looked up) and never `Listener`; and
+    /// the SA may carry it out (a latched flow's
+    /// [`Self::select_outbound_sa`] names an SA of the same peer and
+    /// protection). `false` says nothing: check the packet. O(1) in the
     /// number of latches.
     #[inline]
     pub fn sa_admits(&self, flow: Flow<'_>, sa: SaTag) -> bool {

@@ -496,14 +496,6 @@ impl Driver {
         staged.clear();
     }
 
-    /// Whether the SPD admits everything child SA `tag` may carry
-    /// (`ChildState::spd_clean`).
-    fn spd_clean(&self, tag: u64) -> bool {
-        self.children
-            .get(&ike::ChildSaId(tag))
-            .is_some_and(|c| c.spd_clean)
-    }
-
     /// [`Self::on_esp_tun`] after the parse: `info` of `payload`, and its
     /// 5-tuple as the latch table sees it (local = destination);
     /// `admitted`: whether its SA alone passes it (`BurstLatch::sa_admits`,

@@ -355,6 +355,16 @@ fn gates_follow_states_and_checks_match_the_reference() {
                         "step {step}: {f} {sa:?} admitted, checked {v:?}"
                     );
                     admitted += 1;
+                    // Outbound alike: the SA may carry the flow, latched
+                    // (under its latch's peer and protection) or not.
+                    let s = sa.unwrap();
+                    match t.select_outbound_sa(f) {
+                        Outbound::NotLatched => {}
+                        Outbound::Use { sa: x, .. } => {
+                            assert_eq!(t.sas[&x].binding, t.sas[&s].binding, "step {step}")
+                        }
+                        o => panic!("step {step}: {f} {s} admitted, outbound {o:?}"),
+                    }
                 } else if sa.is_some() && v.passes() {
                     looked_up += 1;
                 }
