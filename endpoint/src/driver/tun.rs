@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use latch::{ConnectionRequest, FiveTuple, LatchId};
 
+use super::gro::Gro;
 use super::{ChildState, Driver};
 use crate::flows::{FlowAction, FlowWatcher, Way};
 use crate::latching::{lock, BurstLatch, Shared};
@@ -113,6 +114,9 @@ pub(super) struct TunState {
     writes: Vec<Vec<u8>>,
     queued: usize,
     gro: tun_rs::GROTable,
+    /// Offload, UDP GRO reads: the writes of one read's packets, planned
+    /// by our own GRO and gathered straight from the read's buffer.
+    plan: Gro,
     /// Reused: the decapsulated packets of one UDP GRO read, between the
     /// passes of `on_natt_gro`.
     staged: Vec<Staged>,
@@ -153,6 +157,7 @@ impl TunState {
     }
 
     pub(super) fn new(setup: TunSetup) -> Self {
+        let udp_gso = setup.dev.udp_gso();
         Self {
             routes: setup.cfg.routes.then(|| Routes::new(setup.name.clone())),
             watcher: setup
@@ -172,6 +177,7 @@ impl TunState {
             queued: 0,
             staged: Vec::new(),
             gro: tun_rs::GROTable::default(),
+            plan: Gro::new(udp_gso),
         }
     }
 }
@@ -386,7 +392,7 @@ impl Driver {
                 return;
             }
         };
-        self.on_inner_tun(tag, payload, info, info.inbound_five(), None, held);
+        self.on_inner_tun(tag, payload, info, info.inbound_five(), None, None, held);
     }
 
     /// TUN mode, one read of several ESP-in-UDP datagrams of one peer
@@ -491,16 +497,57 @@ impl Driver {
         for s in staged.iter() {
             let payload = data.get(s.start..s.start + s.len).unwrap_or_default();
             let admitted = Some((s.admitted, epoch));
-            self.on_inner_tun(s.tag, payload, s.info, s.five, admitted, held);
+            self.on_inner_tun(
+                s.tag,
+                payload,
+                s.info,
+                s.five,
+                admitted,
+                Some(s.start),
+                held,
+            );
         }
         staged.clear();
+        // Offload: the packets that passed, written now (they lie in this
+        // read's buffer), after any queued before them.
+        if self.tun.as_ref().is_some_and(|t| !t.plan.is_empty()) {
+            held.release();
+            self.flush_tun_writes();
+            self.write_planned(data);
+        }
+    }
+
+    /// Offload: make the writes our GRO planned for the packets of the
+    /// read `data` (`gro::Gro`): in-order TCP segments (and same-sized UDP
+    /// datagrams) of a flow as one GSO write, each gathered from `data`
+    /// with one `writev`.
+    fn write_planned(&mut self, data: &[u8]) {
+        let Some(t) = self.tun.as_mut() else {
+            return;
+        };
+        let dev = &t.dev;
+        let done = t.plan.write(data, |iov| dev.try_send_vectored(iov));
+        for _ in 0..done.failed {
+            self.drop_counted(match done.last_error {
+                Some(std::io::ErrorKind::WouldBlock) => {
+                    "TUN: device write queue full (GSO write, one or more packets)"
+                }
+                _ => "TUN: device write failed (GSO write, one or more packets)",
+            });
+        }
+        if let Some(e) = done.last_error {
+            tracing::debug!(error = ?e, failed = done.failed, "TUN GSO write failed");
+        }
     }
 
     /// [`Self::on_esp_tun`] after the parse: `info` of `payload`, and its
     /// 5-tuple as the latch table sees it (local = destination);
     /// `admitted`: whether its SA alone passes it (`BurstLatch::sa_admits`,
     /// and the SPD admits the SA's selectors whole) as judged at a
-    /// [`BurstLatch::epoch`], if judged already.
+    /// [`BurstLatch::epoch`], if judged already; `direct`: where `payload`
+    /// starts in the UDP GRO read it was decrypted in, if it is written
+    /// from there (offload: `write_planned`, after the read's last packet).
+    #[allow(clippy::too_many_arguments)]
     fn on_inner_tun(
         &mut self,
         tag: u64,
@@ -508,6 +555,7 @@ impl Driver {
         info: PacketInfo,
         five: FiveTuple,
         admitted: Option<(bool, u64)>,
+        direct: Option<usize>,
         held: &mut BurstLatch<'_, Shared>,
     ) {
         let pkt = payload.get(..info.total_len).unwrap_or(payload);
@@ -548,8 +596,12 @@ impl Driver {
         }
         let offload = self.tun.as_ref().is_some_and(|t| t.offload);
         if offload {
-            // Written with the rest of the burst (`flush_tun_writes`).
-            if self.queue_tun_write(pkt) {
+            if let (Some(start), Some(t)) = (direct, self.tun.as_mut()) {
+                // Written with the rest of its read (`write_planned`).
+                t.plan.push(pkt, start);
+            } else if self.queue_tun_write(pkt) {
+                // Queued for the rest of the burst (`flush_tun_writes`),
+                // flushed now if the queue is full.
                 held.release();
                 self.flush_tun_writes();
             }
