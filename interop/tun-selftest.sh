@@ -24,7 +24,8 @@
 #   - raw-esp: ESP directly over IP (protocol 50, no NAT, no force_encap):
 #     ping and the TCP transfer.
 #   - offload: ESP in UDP with TUN offload (IFF_VNET_HDR, TSO): ping and
-#     the TCP transfer.
+#     the TCP transfer, over inner IPv4 and inner IPv6 (the receiving
+#     gateway merges the segments into GSO writes: our GRO).
 #   - raw-esp6: as raw-esp, outer addresses IPv6 (2001:db8:51::1 and ::2
 #     on the same veth).
 # Part 2, latchkey <-> strongSwan (interop/lib.sh: lk-left, lk-right, the
@@ -338,6 +339,10 @@ run_pair() {
         fi
     else
         tcp_transfer "${S}/tcp" "${NS_B}" 10.99.0.1 "${NS_A}" || true
+    fi
+    if [[ ${S} == offload ]]; then
+        # Inner IPv6: the receiving gateway's merged TCPv6 GSO writes.
+        tcp_transfer "${S}/tcp6" "${NS_B}" fd99::1 "${NS_A}" || true
     fi
     iperf "${S}" "${NS_B}" 10.99.0.1 "${NS_A}"
     # The status file is rewritten every 0.5 s: poll until it shows the

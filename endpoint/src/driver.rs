@@ -2,7 +2,7 @@
 //! TUN mode, the TUN device and the raw ESP socket: [`tun`]).
 
 mod esp_out;
-mod gro;
+pub(crate) mod gro;
 mod tun;
 
 pub(crate) use tun::TunSetup;

@@ -31,7 +31,7 @@ use std::ops::Range;
 
 /// Length of the virtio-net header in front of every write (no
 /// `num_buffers`: the device is not opened with mergeable buffers).
-pub(super) const VNET_LEN: usize = 10;
+pub(crate) const VNET_LEN: usize = 10;
 /// Room for the virtio-net header, the largest IPv4 header and the
 /// largest TCP header.
 const HEAD_MAX: usize = VNET_LEN + 60 + 60;
@@ -119,7 +119,7 @@ struct Merge {
 /// The writes planned for one read; reused (its vectors keep their
 /// capacity).
 #[derive(Default)]
-pub(super) struct Gro {
+pub(crate) struct Gro {
     /// Whether UDP datagrams are merged (the device takes GSO_UDP_L4
     /// writes: tun-rs negotiated USO with the kernel).
     udp: bool,
@@ -131,19 +131,19 @@ pub(super) struct Gro {
 
 /// What [`Gro::write`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Written {
+pub(crate) struct Written {
     /// Device writes made.
-    pub(super) writes: usize,
+    pub(crate) writes: usize,
     /// Of them, merged ones (more than one packet).
-    pub(super) merged: usize,
+    pub(crate) merged: usize,
     /// Writes that failed, and the last error's kind.
-    pub(super) failed: usize,
-    pub(super) last_error: Option<std::io::ErrorKind>,
+    pub(crate) failed: usize,
+    pub(crate) last_error: Option<std::io::ErrorKind>,
 }
 
 impl Gro {
     /// A planner for a device that takes UDP GSO writes (`udp`) or not.
-    pub(super) fn new(udp: bool) -> Self {
+    pub(crate) fn new(udp: bool) -> Self {
         Self {
             udp,
             ..Self::default()
@@ -151,14 +151,14 @@ impl Gro {
     }
 
     /// Packets planned and not yet written.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.used == 0
     }
 
     /// Plan the packet `pkt` (an IP packet, already checked and passed),
     /// which lies at `start` in the read's buffer: join it to its flow's
     /// open write or start a new one.
-    pub(super) fn push(&mut self, pkt: &[u8], start: usize) {
+    pub(crate) fn push(&mut self, pkt: &[u8], start: usize) {
         let at = start..start + pkt.len();
         let c = candidate(pkt).filter(|c| c.shape.proto == TCP || self.udp);
         let Some(c) = c else {
@@ -241,7 +241,7 @@ impl Gro {
     /// Make the planned writes, in order, through `write` (one gathered
     /// write each: `writev` on the device), and forget them. `data` is
     /// the buffer [`Self::push`] was given.
-    pub(super) fn write(
+    pub(crate) fn write(
         &mut self,
         data: &[u8],
         mut write: impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize>,
@@ -427,18 +427,11 @@ fn candidate(pkt: &[u8]) -> Option<Candidate> {
 }
 
 /// RFC 1071 ones' complement sum of `data` added to `acc`, unfolded (in
-/// 32-bit words: the folded result is the same as in 16-bit words).
-fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut words = data.chunks_exact(4);
-    for w in words.by_ref() {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let mut tail = [0u8; 4];
-    let r = words.remainder();
-    if let Some(t) = tail.get_mut(..r.len()) {
-        t.copy_from_slice(r);
-    }
-    acc + u64::from(u32::from_be_bytes(tail))
+/// big-endian 32-bit words: the folded result is the same as in 16-bit
+/// words). tun-rs's, which uses AVX2 or SSE4.1 where the CPU has them
+/// (the verification of every merged segment is on the per-byte path).
+fn sum(data: &[u8], acc: u64) -> u64 {
+    tun_rs::checksum_no_fold(data, acc)
 }
 
 /// [`sum`] folded to 16 bits (not complemented).
