@@ -119,6 +119,7 @@ pub mod fuzzing {
 /// What the benches need of the datapath (not a stable API).
 #[doc(hidden)]
 pub mod benching {
+    pub use crate::driver::gro::{Gro, Written, VNET_LEN};
     pub use crate::latching::{BurstLatch, MEMO};
 }
 

@@ -31,7 +31,7 @@ use std::ops::Range;
 
 /// Length of the virtio-net header in front of every write (no
 /// `num_buffers`: the device is not opened with mergeable buffers).
-pub(crate) const VNET_LEN: usize = 10;
+pub const VNET_LEN: usize = 10;
 /// Room for the virtio-net header, the largest IPv4 header and the
 /// largest TCP header.
 const HEAD_MAX: usize = VNET_LEN + 60 + 60;
@@ -119,7 +119,7 @@ struct Merge {
 /// The writes planned for one read; reused (its vectors keep their
 /// capacity).
 #[derive(Default)]
-pub(crate) struct Gro {
+pub struct Gro {
     /// Whether UDP datagrams are merged (the device takes GSO_UDP_L4
     /// writes: tun-rs negotiated USO with the kernel).
     udp: bool,
@@ -131,19 +131,20 @@ pub(crate) struct Gro {
 
 /// What [`Gro::write`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Written {
+pub struct Written {
     /// Device writes made.
-    pub(crate) writes: usize,
+    pub writes: usize,
     /// Of them, merged ones (more than one packet).
-    pub(crate) merged: usize,
-    /// Writes that failed, and the last error's kind.
-    pub(crate) failed: usize,
-    pub(crate) last_error: Option<std::io::ErrorKind>,
+    pub merged: usize,
+    /// Writes that failed.
+    pub failed: usize,
+    /// The last failed write's error kind.
+    pub last_error: Option<std::io::ErrorKind>,
 }
 
 impl Gro {
     /// A planner for a device that takes UDP GSO writes (`udp`) or not.
-    pub(crate) fn new(udp: bool) -> Self {
+    pub fn new(udp: bool) -> Self {
         Self {
             udp,
             ..Self::default()
@@ -151,14 +152,14 @@ impl Gro {
     }
 
     /// Packets planned and not yet written.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.used == 0
     }
 
     /// Plan the packet `pkt` (an IP packet, already checked and passed),
     /// which lies at `start` in the read's buffer: join it to its flow's
     /// open write or start a new one.
-    pub(crate) fn push(&mut self, pkt: &[u8], start: usize) {
+    pub fn push(&mut self, pkt: &[u8], start: usize) {
         let at = start..start + pkt.len();
         let c = candidate(pkt).filter(|c| c.shape.proto == TCP || self.udp);
         let Some(c) = c else {
@@ -241,7 +242,7 @@ impl Gro {
     /// Make the planned writes, in order, through `write` (one gathered
     /// write each: `writev` on the device), and forget them. `data` is
     /// the buffer [`Self::push`] was given.
-    pub(crate) fn write(
+    pub fn write(
         &mut self,
         data: &[u8],
         mut write: impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize>,
