@@ -524,8 +524,12 @@ impl Driver {
                                 if let Some(t) = self.tun.as_mut() {
                                     t.read_errors = 0;
                                 }
+                                // One read is one packet of the OS stack
+                                // (with offload, a TSO packet cut into
+                                // segments): decided once per flow.
+                                let mut decided = None;
                                 for i in 0..n {
-                                    self.on_tun_packet(tun_bufs.packet(i));
+                                    self.on_tun_packet(tun_bufs.packet(i), &mut decided);
                                 }
                             }
                             Err(e) => {

@@ -122,6 +122,19 @@ pub(super) struct TunState {
     staged: Vec<Staged>,
 }
 
+/// The outbound decision for a flow, kept for the rest of one TUN read
+/// (`on_tun_packet`): its SA by the SPD/SAD lookup (`child`) and the SA it
+/// leaves under after the latch check and the SPD's (`sa`).
+#[derive(Clone, Copy)]
+pub(super) struct Decided {
+    five: FiveTuple,
+    /// What selectors compare (ICMP type and code; `None` for a
+    /// non-initial fragment): part of the lookup's key.
+    ports: Option<(u16, u16)>,
+    child: ike::ChildSaId,
+    sa: ike::ChildSaId,
+}
+
 /// A decapsulated inner packet of a UDP GRO read, waiting for its latch
 /// check: where it lies in the read's buffer, its SA, its parse.
 pub(super) struct Staged {
@@ -265,8 +278,13 @@ pub(super) async fn raw_recv(
 }
 
 impl Driver {
-    /// One packet the OS stack wrote into the device.
-    pub(super) fn on_tun_packet(&mut self, pkt: &[u8]) {
+    /// One packet the OS stack wrote into the device. `decided`: the
+    /// outbound decision already made for a packet of the same read (one
+    /// packet of the OS stack: with offload, a TSO packet that tun-rs cut
+    /// into segments), kept for the read by the caller: the segments of
+    /// one flow in one read get the first one's decision, as the packet
+    /// they were cut from would have.
+    pub(super) fn on_tun_packet(&mut self, pkt: &[u8], decided: &mut Option<Decided>) {
         let info = match packet::parse(pkt) {
             Ok(i) => i,
             Err(e) => {
@@ -276,8 +294,14 @@ impl Driver {
         };
         let pkt = pkt.get(..info.total_len).unwrap_or(pkt);
         let five = info.outbound_five();
+        let hit = decided.filter(|d| d.five == five && d.ports == info.selector_ports);
+        *decided = None;
         // RFC 4301 5.1: the SPD/SAD lookup; no SA, no sending.
-        let Some(child) = self.tun_lookup(&info) else {
+        let found = match hit {
+            Some(d) => Some(d.child),
+            None => self.tun_lookup(&info),
+        };
+        let Some(child) = found else {
             tracing::debug!(%five, "TUN packet dropped: no child SA covers it");
             self.drop_counted("TUN: no child SA covers the packet");
             return;
@@ -289,8 +313,12 @@ impl Driver {
                 return;
             }
         }
-        // R5, R6, R9: the latch decides which SA the packet may leave under.
-        let (sa, spd_decides) = if self.ignore_ts {
+        // R5, R6, R9: the latch decides which SA the packet may leave under
+        // (decided once for a segment of this read before, if nothing was
+        // latched or released since: the same answer).
+        let (sa, spd_decides) = if let Some(d) = hit.filter(|_| action.is_none()) {
+            (d.sa, false)
+        } else if self.ignore_ts {
             (child, false)
         } else {
             match self.select_outbound(child, five) {
@@ -317,6 +345,14 @@ impl Driver {
                 self.drop_counted(reason);
                 return;
             }
+        }
+        if action.is_none() {
+            *decided = Some(Decided {
+                five,
+                ports: info.selector_ports,
+                child,
+                sa,
+            });
         }
         let next_header = if info.version == 4 { 4 } else { 41 };
         if let Err(e) = self.esp_out(sa, next_header, pkt, true) {
