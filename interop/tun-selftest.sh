@@ -357,6 +357,18 @@ run_pair() {
     else
         result "${S}/counters" fail "child SA traffic on a: ${pout} packets out, ${pin} in"
     fi
+    if [[ ${S} == offload ]]; then
+        # Our GRO (driver/gro.rs): the receiving gateway b wrote the
+        # transfers' segments as merged GSO writes, several packets each.
+        local mw mp
+        mw=$(json "${B}" 'd["status"]["tun_merged_writes"]')
+        mp=$(json "${B}" 'd["status"]["tun_merged_packets"]')
+        if [[ ${mw:-0} -gt 0 && ${mp:-0} -gt $((2 * ${mw:-0})) ]]; then
+            result "${S}/gro" pass "b merged ${mp} packets into ${mw} GSO writes"
+        else
+            result "${S}/gro" fail "b merged writes ${mw:-none}, packets ${mp:-none}"
+        fi
+    fi
     stop_all
 }
 

@@ -1386,6 +1386,8 @@ impl Driver {
             latch_version: s.table.version(),
             latches: s.table.len(),
             gso_refused: self.esp_batch.refused,
+            tun_merged_writes: self.tun.as_ref().map_or(0, |t| t.merged_writes),
+            tun_merged_packets: self.tun.as_ref().map_or(0, |t| t.merged_packets),
         }
     }
 

@@ -525,6 +525,11 @@ pub struct Status {
     /// ESP-in-UDP batches the kernel refused to segment (`UDP_SEGMENT`,
     /// `EIO`/`EINVAL`): each went out one datagram per send instead.
     pub gso_refused: u64,
+    /// TUN offload: device writes our GRO made of several packets of one
+    /// UDP GRO read (one GSO packet for the kernel each).
+    pub tun_merged_writes: u64,
+    /// The packets those writes carried.
+    pub tun_merged_packets: u64,
 }
 
 impl Status {

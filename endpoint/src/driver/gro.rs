@@ -136,6 +136,8 @@ pub struct Written {
     pub writes: usize,
     /// Of them, merged ones (more than one packet).
     pub merged: usize,
+    /// The packets the merged ones carried.
+    pub merged_packets: usize,
     /// Writes that failed.
     pub failed: usize,
     /// The last failed write's error kind.
@@ -280,6 +282,7 @@ impl Gro {
                             .map(|r| IoSlice::new(data.get(r.clone()).unwrap_or_default())),
                     );
                     done.merged += 1;
+                    done.merged_packets += 1 + m.rest.len();
                 }
                 None => {
                     iov.push(IoSlice::new(&zeros));
@@ -760,6 +763,7 @@ mod tests {
                 Written {
                     writes: 1,
                     merged: 1,
+                    merged_packets: 46,
                     failed: 0,
                     last_error: None
                 }

@@ -117,6 +117,10 @@ pub(super) struct TunState {
     /// Offload, UDP GRO reads: the writes of one read's packets, planned
     /// by our own GRO and gathered straight from the read's buffer.
     plan: Gro,
+    /// Writes `plan` merged, and the packets they carried
+    /// (`Status::tun_merged_writes`, `tun_merged_packets`).
+    pub(super) merged_writes: u64,
+    pub(super) merged_packets: u64,
     /// Reused: the decapsulated packets of one UDP GRO read, between the
     /// passes of `on_natt_gro`.
     staged: Vec<Staged>,
@@ -191,6 +195,8 @@ impl TunState {
             staged: Vec::new(),
             gro: tun_rs::GROTable::default(),
             plan: Gro::new(udp_gso),
+            merged_writes: 0,
+            merged_packets: 0,
         }
     }
 }
@@ -563,6 +569,8 @@ impl Driver {
         };
         let dev = &t.dev;
         let done = t.plan.write(data, |iov| dev.try_send_vectored(iov));
+        t.merged_writes += done.merged as u64;
+        t.merged_packets += done.merged_packets as u64;
         for _ in 0..done.failed {
             self.drop_counted(match done.last_error {
                 Some(std::io::ErrorKind::WouldBlock) => {
