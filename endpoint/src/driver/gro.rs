@@ -383,23 +383,21 @@ fn candidate(pkt: &[u8]) -> Option<Candidate> {
     let shape = shape(pkt)?;
     let l4 = pkt.get(shape.iph..)?;
     let payload = pkt.len().checked_sub(shape.hdrs).filter(|&n| n > 0)?;
-    let (seq, psh, ack, mut opts) = (be32(l4, 4).unwrap_or(0), false, 0, [0u8; 40]);
+    let mut opts = [0u8; 40];
     let (seq, psh, ack) = if shape.proto == TCP {
-        if shape.hdrs - shape.iph < 20 {
-            return None;
-        }
         let flags = *l4.get(13)?;
         if flags != TCP_ACK && flags != TCP_ACK | TCP_PSH {
             return None;
         }
+        // Options: what lies between the fixed 20 octets and the data.
         let o = l4.get(20..shape.hdrs - shape.iph)?;
         opts.get_mut(..o.len())?.copy_from_slice(o);
-        (seq, flags & TCP_PSH != 0, be32(l4, 8)?)
+        (be32(l4, 4)?, flags & TCP_PSH != 0, be32(l4, 8)?)
     } else {
         if usize::from(be16(l4, 4)?) != l4.len() {
             return None;
         }
-        (0, psh, ack)
+        (0, false, 0)
     };
     let fields = if shape.v6 {
         Fields {
