@@ -368,6 +368,17 @@ run_pair() {
         else
             result "${S}/gro" fail "b merged writes ${mw:-none}, packets ${mp:-none}"
         fi
+        # Our TSO cut (driver/tso.rs): the sending gateway a read the
+        # stack's 64 KiB TCP packets whole and cut them into segments
+        # written straight into its ESP send buffer.
+        local cr cs
+        cr=$(json "${A}" 'd["status"]["tun_cut_reads"]')
+        cs=$(json "${A}" 'd["status"]["tun_cut_segments"]')
+        if [[ ${cr:-0} -gt 0 && ${cs:-0} -gt $((2 * ${cr:-0})) ]]; then
+            result "${S}/tso" pass "a cut ${cr} reads into ${cs} segments"
+        else
+            result "${S}/tso" fail "a cut reads ${cr:-none}, segments ${cs:-none}"
+        fi
     fi
     stop_all
 }

@@ -3,6 +3,7 @@
 
 mod esp_out;
 pub(crate) mod gro;
+pub(crate) mod tso;
 mod tun;
 
 pub(crate) use tun::TunSetup;
@@ -436,8 +437,13 @@ impl Driver {
     }
 
     fn drop_counted(&mut self, reason: &'static str) {
-        *self.drops.entry(reason).or_default() += 1;
-        tracing::debug!(reason, "datagram dropped");
+        self.drops_counted(reason, 1);
+    }
+
+    /// `n` packets dropped for one reason (the segments of one TUN read).
+    fn drops_counted(&mut self, reason: &'static str, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
+        tracing::debug!(reason, n, "datagram dropped");
     }
 
     pub(crate) async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
@@ -524,12 +530,8 @@ impl Driver {
                                 if let Some(t) = self.tun.as_mut() {
                                     t.read_errors = 0;
                                 }
-                                // One read is one packet of the OS stack
-                                // (with offload, a TSO packet cut into
-                                // segments): decided once per flow.
-                                let mut decided = None;
-                                for i in 0..n {
-                                    self.on_tun_packet(tun_bufs.packet(i), &mut decided);
+                                if let Some(read) = tun_bufs.buf.get_mut(..n) {
+                                    self.on_tun_read(read);
                                 }
                             }
                             Err(e) => {
@@ -1234,7 +1236,7 @@ impl Driver {
         let inner = scratch.get(..inner_len).unwrap_or_default();
         let r = self.esp_out(sa, next_header, inner, false);
         self.scratch = scratch;
-        r.map_err(|e| match e {
+        r.map_err(|e| match e.error {
             esp_out::EspOutError::ChildGone => Error::Send("channel has no child SA".into()),
             esp_out::EspOutError::Encap(e) => Error::Send(format!("ESP: {e}")),
             esp_out::EspOutError::NoRawSocket => Error::Send(
@@ -1244,6 +1246,9 @@ impl Driver {
                 "raw ESP to {remote}: the raw ESP socket is of the other address family"
             )),
             esp_out::EspOutError::Io(e) => Error::Send(format!("ESP to {remote}: {e}")),
+            esp_out::EspOutError::Inner => {
+                Error::Send("the inner packet could not be put in the ESP buffer".into())
+            }
         })
     }
 
@@ -1388,6 +1393,8 @@ impl Driver {
             gso_refused: self.esp_batch.refused,
             tun_merged_writes: self.tun.as_ref().map_or(0, |t| t.merged_writes),
             tun_merged_packets: self.tun.as_ref().map_or(0, |t| t.merged_packets),
+            tun_cut_reads: self.tun.as_ref().map_or(0, |t| t.cut_reads),
+            tun_cut_segments: self.tun.as_ref().map_or(0, |t| t.cut_segments),
         }
     }
 

@@ -114,12 +114,44 @@ pub mod fuzzing {
         }
         at.len()
     }
+    /// Take `data` as one read of the TUN device with offload on (the
+    /// virtio-net header, then the packet) and cut it as the datapath
+    /// does (`tso`): every segment is written, as long as announced, and
+    /// the segments carry the payload once over. Must never panic.
+    /// Returns how many segments there were (0 for a refused read, 1 for
+    /// one packet).
+    pub fn tun_tso(data: &[u8]) -> usize {
+        use crate::driver::tso::{read, Read};
+        let mut buf = data.to_vec();
+        match read(&mut buf) {
+            Err(_) => 0,
+            Ok(Read::One(p)) => {
+                assert!(p.len() < data.len());
+                1
+            }
+            Ok(Read::Segments(t)) => {
+                let mut out = vec![0u8; u16::MAX as usize];
+                let mut bytes = 0;
+                for i in 0..t.count() {
+                    let n = t.seg_len(i);
+                    assert!(n <= out.len());
+                    let seg = out.get_mut(..n).unwrap_or_default();
+                    assert!(t.write(i, seg));
+                    bytes += n;
+                }
+                // The headers once per segment, the payload once.
+                assert_eq!(bytes, t.packet().len() + (t.count() - 1) * t.header_len());
+                t.count()
+            }
+        }
+    }
 }
 
 /// What the benches need of the datapath (not a stable API).
 #[doc(hidden)]
 pub mod benching {
     pub use crate::driver::gro::{Gro, Written, VNET_LEN};
+    pub use crate::driver::tso::{read as tso_read, Read, Tso};
     pub use crate::latching::{BurstLatch, MEMO};
 }
 
@@ -530,6 +562,11 @@ pub struct Status {
     pub tun_merged_writes: u64,
     /// The packets those writes carried.
     pub tun_merged_packets: u64,
+    /// TUN offload: reads the OS stack left for us to cut (TSO, USO),
+    /// each cut into segments written straight into the ESP send buffer.
+    pub tun_cut_reads: u64,
+    /// The segments those reads were cut into.
+    pub tun_cut_segments: u64,
 }
 
 impl Status {

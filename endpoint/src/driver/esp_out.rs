@@ -37,6 +37,9 @@ pub(super) enum EspOutError {
     Family,
     /// The socket refused the datagram.
     Io(std::io::Error),
+    /// The inner packet could not be written where it is sealed (a
+    /// segment that did not come out as long as announced).
+    Inner,
 }
 
 impl EspOutError {
@@ -51,6 +54,7 @@ impl EspOutError {
                 "TUN: ESP socket send buffer full"
             }
             Self::Io(_) => "TUN: ESP send failed",
+            Self::Inner => "TUN: segment not written",
         }
     }
 }
@@ -149,33 +153,97 @@ struct Flush<'a> {
     drops: &'a mut HashMap<&'static str, u64>,
 }
 
+/// The inner packets one call of [`Driver::esp_out`] encapsulates, in
+/// order: a packet as it is, or the segments of one TSO read
+/// ([`super::tso::Tso`]), each written straight where it is sealed.
+pub(super) trait Inner {
+    /// How many packets.
+    fn count(&self) -> usize;
+    /// Octets of packet `i`.
+    fn len(&self, i: usize) -> usize;
+    /// Write packet `i` into `out` (exactly [`Self::len`]`(i)` octets);
+    /// false if it could not be.
+    fn write(&self, i: usize, out: &mut [u8]) -> bool;
+}
+
+impl Inner for [u8] {
+    fn count(&self) -> usize {
+        1
+    }
+    fn len(&self, _: usize) -> usize {
+        <[u8]>::len(self)
+    }
+    fn write(&self, _: usize, out: &mut [u8]) -> bool {
+        match out.get_mut(..<[u8]>::len(self)) {
+            Some(o) => {
+                o.copy_from_slice(self);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Inner for super::tso::Tso<'_> {
+    fn count(&self) -> usize {
+        super::tso::Tso::count(self)
+    }
+    fn len(&self, i: usize) -> usize {
+        self.seg_len(i)
+    }
+    fn write(&self, i: usize, out: &mut [u8]) -> bool {
+        super::tso::Tso::write(self, i, out)
+    }
+}
+
+/// Why some of the packets of one [`Driver::esp_out`] call did not leave:
+/// the reason and how many.
+#[derive(Debug)]
+pub(super) struct NotSent {
+    pub(super) error: EspOutError,
+    pub(super) packets: u64,
+}
+
 impl Driver {
-    /// RFC 4303 3.3: encapsulate `pkt` (next header `next_header`) under
-    /// child SA `sa` and send it to the peer. With `gather`, an ESP-in-UDP
-    /// packet may wait in the batch until [`Self::flush_esp`] (its send
-    /// errors are then counted there); otherwise it is sent now and any
-    /// error returned. The SA is looked up once ([`esp::Sad::sealer`]) for
-    /// sizing the slot and encapsulating into it.
-    pub(super) fn esp_out(
+    /// RFC 4303 3.3: encapsulate the packets of `inner` (next header
+    /// `next_header`) under child SA `sa` and send them to the peer. Each
+    /// is written by `inner` at the SA's payload offset in the buffer it
+    /// leaves from (the batch, or `out`) and sealed there, in place
+    /// (`Sealer::encapsulate_in_place`). With `gather`, ESP-in-UDP packets
+    /// may wait in the batch until [`Self::flush_esp`] (their send errors
+    /// are then counted there); otherwise each is sent now and the first
+    /// error returned, with the packets it leaves unsent. The SA is looked
+    /// up once ([`esp::Sad::sealer`]) for all of them.
+    pub(super) fn esp_out<I: Inner + ?Sized>(
         &mut self,
         sa: ike::ChildSaId,
         next_header: u8,
-        pkt: &[u8],
+        inner: &I,
         gather: bool,
-    ) -> Result<(), EspOutError> {
+    ) -> Result<(), NotSent> {
+        let count = inner.count();
+        let fail = |error, done: usize| NotSent {
+            error,
+            packets: (count - done) as u64,
+        };
         // As the responder of a rekey, the old SA until the peer has the
         // new one (RFC 7296 2.8).
         let sa = self.sending_sa(sa);
         let Some(c) = self.children.get(&sa) else {
-            return Err(EspOutError::ChildGone);
+            return Err(fail(EspOutError::ChildGone, 0));
         };
         // The outbound SA is filed under the child's inbound SPI
         // (`on_child_up`: outbound SPIs of different peers may be equal).
         let (key, remote, udp) = (c.inbound_spi, c.remote, c.udp_encap);
-        let sealer = self.sad.sealer(key).map_err(EspOutError::Encap)?;
-        if udp && gather && self.esp_batch.gso {
-            let len = sealer.encapsulated_len(pkt.len());
-            if len <= os::GSO_MAX_BYTES {
+        let sealer = self
+            .sad
+            .sealer(key)
+            .map_err(|e| fail(EspOutError::Encap(e), 0))?;
+        let off = sealer.payload_offset();
+        for i in 0..count {
+            let n = inner.len(i);
+            let len = sealer.encapsulated_len(n);
+            if udp && gather && self.esp_batch.gso && len <= os::GSO_MAX_BYTES {
                 if !self.esp_batch.fits(remote, sa, len) {
                     Flush {
                         sock: &self.natt_sock,
@@ -185,37 +253,51 @@ impl Driver {
                     .batch(&mut self.esp_batch);
                 }
                 if let Some(slot) = self.esp_batch.slot(len) {
-                    let n = sealer
-                        .encapsulate(next_header, pkt, slot)
-                        .map_err(EspOutError::Encap)?;
-                    self.esp_batch.commit(remote, sa, n, pkt.len());
-                    return Ok(());
+                    if !slot
+                        .get_mut(off..off + n)
+                        .is_some_and(|p| inner.write(i, p))
+                    {
+                        return Err(fail(EspOutError::Inner, i));
+                    }
+                    let sealed = sealer
+                        .encapsulate_in_place(next_header, slot, n)
+                        .map_err(|e| fail(EspOutError::Encap(e), i))?;
+                    self.esp_batch.commit(remote, sa, sealed, n);
+                    continue;
                 }
             }
-        }
-        // One packet, now: after whatever is gathered (same SA, in order).
-        let mut to = Flush {
-            sock: &self.natt_sock,
-            children: &mut self.children,
-            drops: &mut self.drops,
-        };
-        to.batch(&mut self.esp_batch);
-        let n = sealer
-            .encapsulate(next_header, pkt, &mut self.out)
-            .map_err(EspOutError::Encap)?;
-        let esp = self.out.get(..n).unwrap_or_default();
-        let sent = if udp {
-            self.natt_sock.try_send_to(esp, remote)
-        } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
-            if remote.is_ipv6() != raw.is_v6() {
-                return Err(EspOutError::Family);
+            // One packet, now: after whatever is gathered (same SA, in
+            // order).
+            Flush {
+                sock: &self.natt_sock,
+                children: &mut self.children,
+                drops: &mut self.drops,
             }
-            raw.try_send(esp, remote.ip())
-        } else {
-            return Err(EspOutError::NoRawSocket);
-        };
-        sent.map_err(EspOutError::Io)?;
-        credit_out(&mut self.children, sa, 1, pkt.len() as u64);
+            .batch(&mut self.esp_batch);
+            let Some(room) = self.out.get_mut(off..off + n) else {
+                let too_long = esp::EncapError::BufferTooSmall { needed: len };
+                return Err(fail(EspOutError::Encap(too_long), i));
+            };
+            if !inner.write(i, room) {
+                return Err(fail(EspOutError::Inner, i));
+            }
+            let sealed = sealer
+                .encapsulate_in_place(next_header, &mut self.out, n)
+                .map_err(|e| fail(EspOutError::Encap(e), i))?;
+            let esp = self.out.get(..sealed).unwrap_or_default();
+            let sent = if udp {
+                self.natt_sock.try_send_to(esp, remote)
+            } else if let Some(raw) = self.tun.as_ref().and_then(|t| t.raw.as_ref()) {
+                if remote.is_ipv6() != raw.is_v6() {
+                    return Err(fail(EspOutError::Family, i));
+                }
+                raw.try_send(esp, remote.ip())
+            } else {
+                return Err(fail(EspOutError::NoRawSocket, i));
+            };
+            sent.map_err(|e| fail(EspOutError::Io(e), i))?;
+            credit_out(&mut self.children, sa, 1, n as u64);
+        }
         Ok(())
     }
 

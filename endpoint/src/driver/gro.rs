@@ -41,14 +41,14 @@ const SEGS_MAX: usize = 128;
 /// The largest IP packet (IPv4 total length, IPv6 payload length).
 const IP_MAX: usize = u16::MAX as usize;
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
+pub(super) const TCP: u8 = 6;
+pub(super) const UDP: u8 = 17;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
-const VNET_F_NEEDS_CSUM: u8 = 1;
-const VNET_GSO_TCPV4: u8 = 1;
-const VNET_GSO_TCPV6: u8 = 4;
-const VNET_GSO_UDP_L4: u8 = 5;
+pub(super) const VNET_F_NEEDS_CSUM: u8 = 1;
+pub(super) const VNET_GSO_TCPV4: u8 = 1;
+pub(super) const VNET_GSO_TCPV6: u8 = 4;
+pub(super) const VNET_GSO_UDP_L4: u8 = 5;
 
 /// What a packet is, for merging.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,13 +321,13 @@ fn joins(m: &Merge, c: &Candidate) -> bool {
     s.proto != TCP || c.seq == m.next_seq
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
+pub(super) fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(
         b.get(at..at.checked_add(2)?)?.try_into().ok()?,
     ))
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
+pub(super) fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(
         b.get(at..at.checked_add(4)?)?.try_into().ok()?,
     ))
@@ -432,12 +432,12 @@ fn candidate(pkt: &[u8]) -> Option<Candidate> {
 /// big-endian 32-bit words: the folded result is the same as in 16-bit
 /// words). tun-rs's, which uses AVX2 or SSE4.1 where the CPU has them
 /// (the verification of every merged segment is on the per-byte path).
-fn sum(data: &[u8], acc: u64) -> u64 {
+pub(super) fn sum(data: &[u8], acc: u64) -> u64 {
     tun_rs::checksum_no_fold(data, acc)
 }
 
 /// [`sum`] folded to 16 bits (not complemented).
-fn fold(mut acc: u64) -> u16 {
+pub(super) fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }

@@ -26,7 +26,8 @@ use std::time::Instant;
 
 use latch::{ConnectionRequest, FiveTuple, LatchId};
 
-use super::gro::Gro;
+use super::gro::{Gro, VNET_LEN};
+use super::tso::{self, Read, Tso};
 use super::{ChildState, Driver};
 use crate::flows::{FlowAction, FlowWatcher, Way};
 use crate::latching::{lock, BurstLatch, Shared};
@@ -107,7 +108,6 @@ pub(super) struct TunState {
     /// [`MAX_READ_ERRORS`] failed reads in a row).
     pub(super) reading: bool,
     pub(super) read_errors: u32,
-    mtu: u16,
     /// Offload: decapsulated packets of a burst waiting to be written
     /// together (each after room for its virtio-net header), so that
     /// in-order TCP segments are coalesced into one write (GRO).
@@ -121,22 +121,13 @@ pub(super) struct TunState {
     /// (`Status::tun_merged_writes`, `tun_merged_packets`).
     pub(super) merged_writes: u64,
     pub(super) merged_packets: u64,
+    /// Reads cut into segments (`tso`), and the segments
+    /// (`Status::tun_cut_reads`, `tun_cut_segments`).
+    pub(super) cut_reads: u64,
+    pub(super) cut_segments: u64,
     /// Reused: the decapsulated packets of one UDP GRO read, between the
     /// passes of `on_natt_gro`.
     staged: Vec<Staged>,
-}
-
-/// The outbound decision for a flow, kept for the rest of one TUN read
-/// (`on_tun_packet`): its SA by the SPD/SAD lookup (`child`) and the SA it
-/// leaves under after the latch check and the SPD's (`sa`).
-#[derive(Clone, Copy)]
-pub(super) struct Decided {
-    five: FiveTuple,
-    /// What selectors compare (ICMP type and code; `None` for a
-    /// non-initial fragment): part of the lookup's key.
-    ports: Option<(u16, u16)>,
-    child: ike::ChildSaId,
-    sa: ike::ChildSaId,
 }
 
 /// A decapsulated inner packet of a UDP GRO read, waiting for its latch
@@ -187,7 +178,6 @@ impl TunState {
             last: None,
             actions: Vec::new(),
             offload: setup.cfg.offload,
-            mtu: setup.cfg.mtu,
             reading: true,
             read_errors: 0,
             writes: Vec::new(),
@@ -197,6 +187,8 @@ impl TunState {
             plan: Gro::new(udp_gso),
             merged_writes: 0,
             merged_packets: 0,
+            cut_reads: 0,
+            cut_segments: 0,
         }
     }
 }
@@ -209,68 +201,39 @@ fn load_write_buffer(b: &mut Vec<u8>, pkt: &[u8]) {
     b.extend_from_slice(pkt);
 }
 
-/// Buffers for reading the device, owned by the driver's loop.
+/// The buffer the device is read into, owned by the driver's loop: one
+/// read, with its virtio-net header when offload is on.
 pub(super) struct TunBufs {
-    /// One read with its virtio-net header (offload on).
-    original: Vec<u8>,
-    /// The packets of one read: the first holds any packet, the others
-    /// one segment of the MTU each.
-    pub(super) packets: Vec<Vec<u8>>,
-    pub(super) sizes: Vec<usize>,
+    pub(super) buf: Vec<u8>,
 }
 
 impl TunBufs {
     pub(super) fn new(tun: Option<&TunState>) -> Self {
-        let Some(t) = tun else {
-            return Self {
-                original: Vec::new(),
-                packets: vec![Vec::new()],
-                sizes: vec![0],
-            };
+        let len = match tun {
+            Some(_) => super::MAX_DATAGRAM + VNET_LEN,
+            None => 0,
         };
-        let n = if t.offload {
-            tun_rs::IDEAL_BATCH_SIZE
-        } else {
-            1
-        };
-        let mut packets = vec![vec![0u8; super::MAX_DATAGRAM]];
-        packets.extend((1..n).map(|_| vec![0u8; usize::from(t.mtu) + 128]));
         Self {
-            original: vec![0u8; super::MAX_DATAGRAM + tun_rs::VIRTIO_NET_HDR_LEN],
-            packets,
-            sizes: vec![0; n],
+            buf: vec![0u8; len],
         }
-    }
-
-    /// One packet of the last read.
-    pub(super) fn packet(&self, i: usize) -> &[u8] {
-        let n = self.sizes.get(i).copied().unwrap_or(0);
-        self.packets
-            .get(i)
-            .and_then(|p| p.get(..n))
-            .unwrap_or_default()
     }
 }
 
-/// Read from the device: with offload, one read may give many packets
-/// (a TCP segment of up to 64 KiB split into MTU-sized packets, RFC 9293
-/// segmentation done by tun-rs, checksums completed).
+/// Read from the device: one packet of the OS stack (with offload, up to
+/// 64 KiB of TCP or UDP for us to cut, `tso`).
 pub(super) async fn tun_recv(
     dev: Option<&tun_rs::AsyncDevice>,
     b: &mut TunBufs,
 ) -> std::io::Result<usize> {
     match dev {
-        Some(d) => {
-            d.recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
-                .await
-        }
+        Some(d) => d.recv(&mut b.buf).await,
         None => std::future::pending().await,
     }
 }
 
 /// [`tun_recv`] without waiting.
 pub(super) fn tun_try_recv(dev: &tun_rs::AsyncDevice, b: &mut TunBufs) -> std::io::Result<usize> {
-    dev.try_recv_multiple(&mut b.original, &mut b.packets, &mut b.sizes, 0)
+    dev.try_recv(&mut b.buf)
 }
 
 pub(super) async fn raw_recv(
@@ -284,32 +247,50 @@ pub(super) async fn raw_recv(
 }
 
 impl Driver {
-    /// One packet the OS stack wrote into the device. `decided`: the
-    /// outbound decision already made for a packet of the same read (one
-    /// packet of the OS stack: with offload, a TSO packet that tun-rs cut
-    /// into segments), kept for the read by the caller: the segments of
-    /// one flow in one read get the first one's decision, as the packet
-    /// they were cut from would have.
-    pub(super) fn on_tun_packet(&mut self, pkt: &[u8], decided: &mut Option<Decided>) {
+    /// One read of the device (with offload on, its virtio-net header
+    /// first): a packet of the OS stack, sent on as it is, or cut into
+    /// segments written straight into the ESP send buffer (`tso`).
+    pub(super) fn on_tun_read(&mut self, buf: &mut [u8]) {
+        if !self.tun.as_ref().is_some_and(|t| t.offload) {
+            self.on_tun_packet(buf, None);
+            return;
+        }
+        match tso::read(buf) {
+            Ok(Read::One(pkt)) => self.on_tun_packet(pkt, None),
+            Ok(Read::Segments(t)) => {
+                if let Some(tun) = self.tun.as_mut() {
+                    tun.cut_reads += 1;
+                    tun.cut_segments += t.count() as u64;
+                }
+                self.on_tun_packet(t.packet(), Some(&t));
+            }
+            Err(reason) => {
+                tracing::debug!(reason, "TUN read dropped");
+                self.drop_counted(reason);
+            }
+        }
+    }
+
+    /// One packet the OS stack wrote into the device, or (`cut`) one to
+    /// cut into segments. The outbound decision is made once for the
+    /// packet as the stack wrote it (its segments are one flow; its TCP
+    /// flags are theirs together): SPD/SAD lookup, R18 flow watch, latch
+    /// check, SPD check. A drop before the cut counts every segment.
+    fn on_tun_packet(&mut self, pkt: &[u8], cut: Option<&Tso<'_>>) {
+        let packets = cut.map_or(1, |t| t.count() as u64);
         let info = match packet::parse(pkt) {
             Ok(i) => i,
             Err(e) => {
-                self.drop_counted(e.reason());
+                self.drops_counted(e.reason(), packets);
                 return;
             }
         };
         let pkt = pkt.get(..info.total_len).unwrap_or(pkt);
         let five = info.outbound_five();
-        let hit = decided.filter(|d| d.five == five && d.ports == info.selector_ports);
-        *decided = None;
         // RFC 4301 5.1: the SPD/SAD lookup; no SA, no sending.
-        let found = match hit {
-            Some(d) => Some(d.child),
-            None => self.tun_lookup(&info),
-        };
-        let Some(child) = found else {
+        let Some(child) = self.tun_lookup(&info) else {
             tracing::debug!(%five, "TUN packet dropped: no child SA covers it");
-            self.drop_counted("TUN: no child SA covers the packet");
+            self.drops_counted("TUN: no child SA covers the packet", packets);
             return;
         };
         // R18: a connection begins: latch it to the SA carrying it.
@@ -319,12 +300,8 @@ impl Driver {
                 return;
             }
         }
-        // R5, R6, R9: the latch decides which SA the packet may leave under
-        // (decided once for a segment of this read before, if nothing was
-        // latched or released since: the same answer).
-        let (sa, spd_decides) = if let Some(d) = hit.filter(|_| action.is_none()) {
-            (d.sa, false)
-        } else if self.ignore_ts {
+        // R5, R6, R9: the latch decides which SA the packet may leave under.
+        let (sa, spd_decides) = if self.ignore_ts {
             (child, false)
         } else {
             match self.select_outbound(child, five) {
@@ -337,7 +314,7 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::debug!(%five, error = %e, "TUN packet dropped: no outbound decision");
-                    self.drop_counted("TUN: no outbound latch decision");
+                    self.drops_counted("TUN: no outbound latch decision", packets);
                     return;
                 }
             }
@@ -348,22 +325,18 @@ impl Driver {
         if spd_decides {
             if let Some(reason) = self.spd_refuses(sa, &five) {
                 tracing::debug!(%five, sa = sa.0, reason, "TUN packet dropped by the SPD");
-                self.drop_counted(reason);
+                self.drops_counted(reason, packets);
                 return;
             }
         }
-        if action.is_none() {
-            *decided = Some(Decided {
-                five,
-                ports: info.selector_ports,
-                child,
-                sa,
-            });
-        }
         let next_header = if info.version == 4 { 4 } else { 41 };
-        if let Err(e) = self.esp_out(sa, next_header, pkt, true) {
-            tracing::debug!(error = ?e, child = sa.0, "TUN packet not sent");
-            self.drop_counted(e.tun_reason());
+        let sent = match cut {
+            Some(t) => self.esp_out(sa, next_header, t, true),
+            None => self.esp_out(sa, next_header, pkt, true),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = ?e.error, child = sa.0, "TUN packet not sent");
+            self.drops_counted(e.error.tun_reason(), e.packets);
         }
         if let Some(FlowAction::Release(f, id)) = action {
             self.flow_release(f, id);
