@@ -70,11 +70,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(PAYLOAD as u64));
     let mut send = vec![0u8; SEND_BUFFER];
     let mut buf = read.clone();
+    assert!(matches!(tso_read(&mut buf), Ok(Read::Segments(_))));
     g.bench_function("ours", |b| {
         b.iter(|| {
             buf.copy_from_slice(&read);
             let Ok(Read::Segments(t)) = tso_read(black_box(&mut buf)) else {
-                panic!("a TSO read");
+                return;
             };
             let mut at = 0;
             for i in 0..t.count() {
