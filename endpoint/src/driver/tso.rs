@@ -69,6 +69,23 @@ pub struct Tso<'a> {
     /// Payload octets per segment (the last may carry fewer).
     gso_size: usize,
     count: usize,
+    /// Sums (RFC 1071, unfolded) of what every segment shares, taken once
+    /// from the read: the IPv4 header without its total length,
+    /// identification and checksum; the transport header without its
+    /// checksum and the fields that change (TCP sequence number, data
+    /// offset and flags; UDP length), plus the pseudo-header's addresses
+    /// and protocol. A segment's checksums are these plus its own fields
+    /// and the sum of its payload, read from the read's buffer: nothing
+    /// just written is read back (a load of freshly stored bytes of
+    /// another width stalls on store forwarding).
+    ip_base: u64,
+    l4_base: u64,
+    /// The TCP header's octet 12 (data offset) and flags (octet 13);
+    /// first sequence number; the IPv4 identification.
+    tcp_off: u8,
+    tcp_flags: u8,
+    seq: u32,
+    ip_id: u16,
 }
 
 /// The virtio-net header's fields (legacy layout, host byte order, as
@@ -166,6 +183,40 @@ pub fn read(buf: &mut [u8]) -> Result<Read<'_>, &'static str> {
     if payload == 0 {
         return Err("TUN: GSO read without payload");
     }
+    // What every segment shares (see `Tso::ip_base`): headers copied
+    // with the changing fields zeroed, summed once.
+    let mut h = [0u8; 60 + 60];
+    let ip_base = if v6 {
+        0
+    } else {
+        let ip = h.get_mut(..l4_at).ok_or("TUN: GSO read's IP header too long")?;
+        ip.copy_from_slice(pkt.get(..l4_at).unwrap_or_default());
+        // Total length, identification, checksum.
+        for at in [2, 3, 4, 5, 10, 11] {
+            ip[at] = 0;
+        }
+        sum(ip, 0)
+    };
+    let l4 = h
+        .get_mut(..l4_len)
+        .ok_or("TUN: GSO read's transport header too long")?;
+    l4.copy_from_slice(pkt.get(l4_at..hdr_len).unwrap_or_default());
+    let (tcp_off, tcp_flags, seq) = if proto == TCP {
+        let r = (l4[12], l4[13], be32(l4, 4).unwrap_or(0));
+        // Sequence number, data offset and flags, checksum.
+        for at in [4, 5, 6, 7, 12, 13, 16, 17] {
+            l4[at] = 0;
+        }
+        r
+    } else {
+        // Length, checksum.
+        for at in [4, 5, 6, 7] {
+            l4[at] = 0;
+        }
+        (0, 0, 0)
+    };
+    let addrs = if v6 { pkt.get(8..40) } else { pkt.get(12..20) };
+    let l4_base = sum(l4, sum(addrs.unwrap_or_default(), u64::from(proto)));
     Ok(Read::Segments(Tso {
         pkt,
         v6,
@@ -174,6 +225,12 @@ pub fn read(buf: &mut [u8]) -> Result<Read<'_>, &'static str> {
         hdr_len,
         gso_size,
         count: payload.div_ceil(gso_size),
+        ip_base,
+        l4_base,
+        tcp_off,
+        tcp_flags,
+        seq,
+        ip_id: be16(pkt, 4).unwrap_or(0),
     }))
 }
 
@@ -240,54 +297,55 @@ impl<'a> Tso<'a> {
         if out.len() != len || i >= self.count {
             return None;
         }
+        // The payload's sum, from the read (before and apart from the
+        // copy).
+        let payload_sum = sum(payload, 0);
         let (hdrs, body) = out.split_at_mut(self.hdr_len);
         hdrs.copy_from_slice(self.pkt.get(..self.hdr_len)?);
         body.copy_from_slice(payload);
         let l4_len = len - self.l4_at;
-        let len16 = u16::try_from(len).ok()?;
+        let l4_len16 = u16::try_from(l4_len).ok()?;
         if self.v6 {
             // The payload length: extension headers, transport header and
             // data.
             hdrs.get_mut(4..6)?
                 .copy_from_slice(&u16::try_from(len - 40).ok()?.to_be_bytes());
         } else {
+            let len16 = u16::try_from(len).ok()?;
+            let id = self.ip_id.wrapping_add(i as u16);
+            let c = !fold(self.ip_base + u64::from(len16) + u64::from(id));
             hdrs.get_mut(2..4)?.copy_from_slice(&len16.to_be_bytes());
-            let id = be16(hdrs, 4)?.wrapping_add(i as u16);
             hdrs.get_mut(4..6)?.copy_from_slice(&id.to_be_bytes());
-            hdrs.get_mut(10..12)?.fill(0);
-            let c = !fold(sum(hdrs.get(..self.l4_at)?, 0));
             hdrs.get_mut(10..12)?.copy_from_slice(&c.to_be_bytes());
         }
+        // The pseudo-header's length, then the fields of this segment.
+        let mut acc = self.l4_base + payload_sum + u64::from(l4_len16);
         let l4 = hdrs.get_mut(self.l4_at..)?;
         let csum_at = if self.proto == TCP {
-            let seq = be32(l4, 4)?.wrapping_add((i * self.gso_size) as u32);
-            l4.get_mut(4..8)?.copy_from_slice(&seq.to_be_bytes());
-            let flags = l4.get_mut(13)?;
+            let seq = self.seq.wrapping_add((i * self.gso_size) as u32);
+            let mut flags = self.tcp_flags;
             if i > 0 {
-                *flags &= !TCP_CWR;
+                flags &= !TCP_CWR;
             }
             if i + 1 < self.count {
-                *flags &= !(TCP_FIN | TCP_PSH);
+                flags &= !(TCP_FIN | TCP_PSH);
             }
+            acc += u64::from(seq >> 16)
+                + u64::from(seq & 0xffff)
+                + u64::from(u16::from_be_bytes([self.tcp_off, flags]));
+            l4.get_mut(4..8)?.copy_from_slice(&seq.to_be_bytes());
+            *l4.get_mut(13)? = flags;
             16
         } else {
-            l4.get_mut(4..6)?
-                .copy_from_slice(&u16::try_from(l4_len).ok()?.to_be_bytes());
+            acc += u64::from(l4_len16);
+            l4.get_mut(4..6)?.copy_from_slice(&l4_len16.to_be_bytes());
             6
         };
-        l4.get_mut(csum_at..csum_at + 2)?.fill(0);
-        let addrs = if self.v6 {
-            self.pkt.get(8..40)?
-        } else {
-            self.pkt.get(12..20)?
-        };
-        let pseudo = sum(addrs, u64::from(self.proto) + l4_len as u64);
-        let covered = out.get(self.l4_at..)?;
-        let mut c = !fold(sum(covered, pseudo));
+        let mut c = !fold(acc);
         if c == 0 && self.proto == UDP {
             c = 0xffff;
         }
-        out.get_mut(self.l4_at + csum_at..self.l4_at + csum_at + 2)?
+        l4.get_mut(csum_at..csum_at + 2)?
             .copy_from_slice(&c.to_be_bytes());
         Some(())
     }
@@ -480,6 +538,40 @@ mod tests {
                 panic!("one packet");
             };
             assert_eq!(q, &before[VNET_LEN..]);
+        }
+    }
+
+    /// RFC 768: a UDP checksum that comes out 0 is sent as all ones, both
+    /// when completed in place and in a cut segment.
+    #[test]
+    fn udp_zero_checksum_is_all_ones() {
+        for (v6, gso) in [(false, false), (true, false), (false, true), (true, true)] {
+            let iph = if v6 { 40 } else { 20 };
+            let mut payload = vec![9u8; 40];
+            // Choose the last word (first 0) so that the sum is all ones.
+            payload[38..40].fill(0);
+            let mut rd = superpacket(v6, UDP, 0, &payload, 1000);
+            let p = &mut rd[VNET_LEN..];
+            p[iph + 6..iph + 8].fill(0);
+            let addrs = if v6 { &p[8..40] } else { &p[12..20] };
+            let pseudo = u64::from(sum16(addrs, 0)) + 17 + (p.len() - iph) as u64;
+            let s = sum16(&p[iph..], pseudo);
+            let w = 0xffff - s;
+            payload[38..40].copy_from_slice(&w.to_be_bytes());
+            let mut rd = superpacket(v6, UDP, 0, &payload, 1000);
+            if !gso {
+                rd[1] = VNET_GSO_NONE;
+                let Read::One(p) = read(&mut rd).unwrap() else {
+                    panic!("one packet");
+                };
+                assert_eq!(&p[iph + 6..iph + 8], &[0xff, 0xff]);
+                assert!(verifies(p, iph));
+            } else {
+                let segs = segments(&mut rd);
+                assert_eq!(segs.len(), 1);
+                assert_eq!(&segs[0][iph + 6..iph + 8], &[0xff, 0xff]);
+                assert!(verifies(&segs[0], iph));
+            }
         }
     }
 
