@@ -23,6 +23,11 @@ use crate::latching::{self, lock, BurstLatch, Direction, LatchPolicy, Shared, Sh
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
 /// Largest datagram we read or build.
+/// Maps keyed by child SA: looked up for every packet (traffic counters,
+/// `spd_clean`), with keys this endpoint assigns, not the network, so a
+/// fast seeded hash (foldhash) instead of SipHash.
+pub(crate) type ChildMap<V> = HashMap<ike::ChildSaId, V, foldhash::fast::RandomState>;
+
 pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// Requests from the API to the driver.
@@ -242,7 +247,7 @@ pub(crate) struct Driver {
     /// copy of each here would cost about 0.5 KiB per SA held).
     ike_sas: std::collections::HashSet<ike::IkeSaId>,
     /// Boxed: the map's spare slots hold a pointer, not a whole state.
-    children: HashMap<ike::ChildSaId, Box<ChildState>>,
+    children: ChildMap<Box<ChildState>>,
     channels: HashMap<u64, ChannelState>,
     /// Every installed child SA of a channel, the ones a rekey replaced
     /// included: the peer may still send on an old SA until its Delete
@@ -370,7 +375,7 @@ impl Driver {
             pending_connect: HashMap::new(),
             pending_close: HashMap::new(),
             ike_sas: std::collections::HashSet::new(),
-            children: HashMap::new(),
+            children: ChildMap::default(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
             shared_receive: None,

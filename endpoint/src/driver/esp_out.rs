@@ -149,7 +149,7 @@ impl EspBatch {
 /// [`esp::Sealer`]) while a full batch leaves.
 struct Flush<'a> {
     sock: &'a tokio::net::UdpSocket,
-    children: &'a mut HashMap<ike::ChildSaId, Box<ChildState>>,
+    children: &'a mut super::ChildMap<Box<ChildState>>,
     drops: &'a mut HashMap<&'static str, u64>,
 }
 
@@ -314,7 +314,7 @@ impl Driver {
 }
 
 fn credit_out(
-    children: &mut HashMap<ike::ChildSaId, Box<ChildState>>,
+    children: &mut super::ChildMap<Box<ChildState>>,
     sa: ike::ChildSaId,
     packets: u64,
     bytes: u64,

@@ -189,7 +189,9 @@ pub fn read(buf: &mut [u8]) -> Result<Read<'_>, &'static str> {
     let ip_base = if v6 {
         0
     } else {
-        let ip = h.get_mut(..l4_at).ok_or("TUN: GSO read's IP header too long")?;
+        let ip = h
+            .get_mut(..l4_at)
+            .ok_or("TUN: GSO read's IP header too long")?;
         ip.copy_from_slice(pkt.get(..l4_at).unwrap_or_default());
         // Total length, identification, checksum.
         for at in [2, 3, 4, 5, 10, 11] {
