@@ -271,8 +271,6 @@ pub(crate) struct Driver {
     /// R9: latched flows for which a child SA is being acquired, and when
     /// the acquisition started (one CREATE_CHILD_SA per flow at a time).
     acquiring: HashMap<FiveTuple, (ike::IkeSaId, Instant)>,
-    /// Scratch buffer for building packets (no allocation per packet).
-    scratch: Vec<u8>,
     /// Output buffer for encapsulation.
     out: Vec<u8>,
     /// The TUN datapath, when on.
@@ -384,7 +382,6 @@ impl Driver {
             next_channel: 1,
             drops: HashMap::new(),
             acquiring: HashMap::new(),
-            scratch: vec![0; MAX_DATAGRAM],
             out: vec![0; MAX_DATAGRAM],
             tun: tun.map(tun::TunState::new),
             esp_batch: esp_out::EspBatch::default(),
@@ -1233,16 +1230,19 @@ impl Driver {
             )));
         }
         let remote = child.remote;
-        let inner_len = esp::inner::build_udp(src, dst, data, &mut self.scratch)
-            .map_err(|e| Error::Send(format!("cannot build inner packet: {e}")))?;
         let next_header = if src.is_ipv4() { 4 } else { 41 };
-        // ESP in UDP, or raw ESP through the TUN datapath's raw socket.
-        let scratch = std::mem::take(&mut self.scratch);
-        let inner = scratch.get(..inner_len).unwrap_or_default();
-        let r = self.esp_out(sa, next_header, inner, false);
-        self.scratch = scratch;
+        // ESP in UDP, or raw ESP through the TUN datapath's raw socket; the
+        // inner packet is built where it is sealed.
+        let inner = esp_out::UdpInner::new(src, dst, data);
+        let r = self.esp_out(sa, next_header, &inner, false);
         r.map_err(|e| match e.error {
             esp_out::EspOutError::ChildGone => Error::Send("channel has no child SA".into()),
+            esp_out::EspOutError::Encap(esp::EncapError::BufferTooSmall { needed }) => {
+                Error::Send(format!(
+                    "datagram of {} octets too large: its ESP packet would be {needed} octets, more than one IP packet holds",
+                    data.len()
+                ))
+            }
             esp_out::EspOutError::Encap(e) => Error::Send(format!("ESP: {e}")),
             esp_out::EspOutError::NoRawSocket => Error::Send(
                 "ESP without UDP encapsulation needs a raw socket, which this endpoint does not open; enable force_encap".into(),
@@ -1251,9 +1251,10 @@ impl Driver {
                 "raw ESP to {remote}: the raw ESP socket is of the other address family"
             )),
             esp_out::EspOutError::Io(e) => Error::Send(format!("ESP to {remote}: {e}")),
-            esp_out::EspOutError::Inner => {
-                Error::Send("the inner packet could not be put in the ESP buffer".into())
-            }
+            esp_out::EspOutError::Inner => match inner.error() {
+                Some(e) => Error::Send(format!("cannot build inner packet: {e}")),
+                None => Error::Send("the inner packet could not be put in the ESP buffer".into()),
+            },
         })
     }
 

@@ -90,6 +90,9 @@ async fn btns_channel_carries_datagrams_both_ways() {
             .unwrap();
         assert_eq!(e.data, msg.as_bytes());
     }
+    // Too large for one datagram: refused with the reason, nothing sent.
+    let err = ch.send(a, b, &vec![7u8; 70_000]).await.unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
     // Outside the negotiated selectors: refused, nothing sent.
     let err = ch
         .send(a, "10.0.0.3:2000".parse().unwrap(), b"x")

@@ -196,6 +196,50 @@ impl Inner for super::tso::Tso<'_> {
     }
 }
 
+/// A channel's datagram as the inner UDP packet that carries it, built
+/// where it is sealed (`esp::inner::build_udp`); why it could not be
+/// built is kept for the caller's error.
+pub(super) struct UdpInner<'a> {
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: &'a [u8],
+    error: std::cell::Cell<Option<esp::inner::InnerError>>,
+}
+
+impl<'a> UdpInner<'a> {
+    pub(super) fn new(src: SocketAddr, dst: SocketAddr, data: &'a [u8]) -> Self {
+        Self {
+            src,
+            dst,
+            data,
+            error: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Why the packet could not be built, if it could not.
+    pub(super) fn error(&self) -> Option<esp::inner::InnerError> {
+        self.error.get()
+    }
+}
+
+impl Inner for UdpInner<'_> {
+    fn count(&self) -> usize {
+        1
+    }
+    fn len(&self, _: usize) -> usize {
+        esp::inner::udp_packet_len(self.src.is_ipv4(), self.data.len())
+    }
+    fn write(&self, _: usize, out: &mut [u8]) -> bool {
+        match esp::inner::build_udp(self.src, self.dst, self.data, out) {
+            Ok(n) => n == out.len(),
+            Err(e) => {
+                self.error.set(Some(e));
+                false
+            }
+        }
+    }
+}
+
 /// Why some of the packets of one [`Driver::esp_out`] call did not leave:
 /// the reason and how many.
 #[derive(Debug)]
