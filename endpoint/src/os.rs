@@ -40,8 +40,8 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use nix::sys::socket::{
-    recvmmsg, recvmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-    MultiHeaders, SockaddrStorage,
+    recvmmsg, recvmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, MultiHeaders, SockaddrStorage,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
@@ -558,6 +558,42 @@ impl RawEsp {
     /// Send one ESP packet to `dst` (the kernel adds the IP header).
     pub(crate) fn try_send(&self, packet: &[u8], dst: IpAddr) -> io::Result<usize> {
         self.sock.try_send_to(packet, SocketAddr::new(dst, 0))
+    }
+
+    /// Send the ESP packets laid back to back in `data`, `segment` octets
+    /// each (the last may be shorter), to `dst` with one `sendmmsg` (raw
+    /// sockets have no segmentation offload: one system call for the lot
+    /// instead of one each). Returns how many the kernel took, which may
+    /// be fewer than all when its buffer fills; `WouldBlock` if none.
+    /// The message headers are made per call, as in [`recv_batch`].
+    pub(crate) fn try_send_batch(
+        &self,
+        data: &[u8],
+        segment: usize,
+        dst: IpAddr,
+    ) -> io::Result<usize> {
+        let seg = segment.max(1);
+        let n = data.len().div_ceil(seg);
+        if n == 0 {
+            return Ok(0);
+        }
+        let addr = SockaddrStorage::from(SocketAddr::new(dst, 0));
+        self.sock.try_io(Interest::WRITABLE, || {
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+            let iovs: Vec<[IoSlice<'_>; 1]> = data.chunks(seg).map(|c| [IoSlice::new(c)]).collect();
+            let addrs = vec![Some(addr); n];
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let sent = sendmmsg(
+                self.sock.as_raw_fd(),
+                &mut headers,
+                &iovs,
+                addrs,
+                cmsgs,
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            Ok(sent.count())
+        })
     }
 
     /// Whether this socket speaks IPv6.

@@ -6,7 +6,10 @@
 #   lk-lk   latchkey daemon <-> latchkey daemon, ESP in UDP (force_encap)
 #   lk-raw  latchkey <-> latchkey, raw ESP (protocol 50)
 #   lk-off  latchkey <-> latchkey, ESP in UDP, TUN offload (offload = true)
-#   base-lk, base-off, base-raw  as lk-lk, lk-off, lk-raw with the binary in
+#   lk-rawoff  latchkey <-> latchkey, raw ESP with TUN offload: the daemon's
+#           own defaults between two peers without NAT
+#   base-lk, base-off, base-raw, base-rawoff  as lk-lk, lk-off, lk-raw,
+#           lk-rawoff with the binary in
 #           LATCHKEY_BASE (an older build: a same-run baseline); added to the
 #           default set when LATCHKEY_BASE is given
 # all tunnel mode, AES-128-GCM, PSK, 10.98.0.0/24 === 10.99.0.0/24, in one
@@ -201,11 +204,12 @@ up() {
         DAEMON_A_PID=${PIDS[-1]}
         timeout 30 "${BIN}" up c --control "${RUN}/a.sock" >"${RUN}/up.out" 2>&1
         ;;
-    lk-lk | lk-raw | lk-off)
+    lk-lk | lk-raw | lk-off | lk-rawoff)
         # The daemon's default is offload on: lk-lk and lk-raw turn it off.
         xt="offload = false"
         [[ ${cfg} == lk-raw ]] && { xt="raw_esp = true\noffload = false"; xc="force_encap = false"; }
         [[ ${cfg} == lk-off ]] && xt="offload = true"
+        [[ ${cfg} == lk-rawoff ]] && { xt="raw_esp = true\noffload = true"; xc="force_encap = false"; }
         daemon b "${NS_B}" "${OUT_B}" "" 10.99.0.0/24 10.98.0.0/24 "${IN_B}" "${xt}" "${xc}"
         DAEMON_B_PID=${PIDS[-1]}
         daemon a "${NS_A}" "${OUT_A}" "${OUT_B}" 10.98.0.0/24 10.99.0.0/24 "${IN_A}" "${xt}" "${xc}"
@@ -328,9 +332,11 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 names = {"bare": "bare veth (no tunnel)", "ss-ss": "strongSwan <-> strongSwan (kernel-libipsec)",
          "lk-ss": "latchkey daemon <-> strongSwan", "lk-lk": "latchkey <-> latchkey, ESP in UDP",
          "lk-raw": "latchkey <-> latchkey, raw ESP", "lk-off": "latchkey <-> latchkey, ESP in UDP, TUN offload",
+         "lk-rawoff": "latchkey <-> latchkey, raw ESP, TUN offload (the daemon's defaults without NAT)",
          "base-lk": "baseline build: latchkey <-> latchkey, ESP in UDP",
          "base-raw": "baseline build: latchkey <-> latchkey, raw ESP",
-         "base-off": "baseline build: latchkey <-> latchkey, ESP in UDP, TUN offload"}
+         "base-off": "baseline build: latchkey <-> latchkey, ESP in UDP, TUN offload",
+         "base-rawoff": "baseline build: latchkey <-> latchkey, raw ESP, TUN offload"}
 order = []
 for r in rows:
     if r[0] not in order:

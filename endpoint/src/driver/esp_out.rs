@@ -12,7 +12,14 @@
 //! that order. If the kernel refuses segmentation (`EIO`/`EINVAL`), that
 //! buffer goes out one datagram per send and the refusal is counted
 //! (`Status::gso_refused`); after [`MAX_GSO_REFUSALS`] refusals in a row
-//! segmentation is no longer tried.
+//! segmentation is no longer tried. Raw ESP packets are gathered the same
+//! way and leave with one `sendmmsg` on the raw socket
+//! ([`os::RawEsp::try_send_batch`]; raw sockets have no segmentation
+//! offload); what the kernel does not take is a counted drop.
+//!
+//! Every packet is written where it is sealed (the payload offset of its
+//! slot) and sealed in place: a TUN read's segments by `tso`, a channel's
+//! datagram built there, any other packet copied there once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,6 +79,9 @@ pub(super) struct EspBatch {
     /// The last packet was shorter than `seg`: nothing may follow it.
     closed: bool,
     dest: Option<SocketAddr>,
+    /// Raw ESP (leaves with one `sendmmsg` on the raw socket) rather than
+    /// ESP in UDP (one UDP GSO send).
+    raw: bool,
     child: ike::ChildSaId,
     inner_bytes: u64,
     /// Whether `UDP_SEGMENT` is still tried.
@@ -90,6 +100,7 @@ impl Default for EspBatch {
             count: 0,
             closed: false,
             dest: None,
+            raw: false,
             child: ike::ChildSaId(0),
             inner_bytes: 0,
             gso: true,
@@ -120,9 +131,17 @@ impl EspBatch {
     }
 
     /// The packet written into [`Self::slot`] is `n` octets long.
-    fn commit(&mut self, dest: SocketAddr, child: ike::ChildSaId, n: usize, inner: usize) {
+    fn commit(
+        &mut self,
+        dest: SocketAddr,
+        raw: bool,
+        child: ike::ChildSaId,
+        n: usize,
+        inner: usize,
+    ) {
         if self.count == 0 {
             self.dest = Some(dest);
+            self.raw = raw;
             self.child = child;
             self.seg = n;
             self.closed = false;
@@ -149,6 +168,7 @@ impl EspBatch {
 /// [`esp::Sealer`]) while a full batch leaves.
 struct Flush<'a> {
     sock: &'a tokio::net::UdpSocket,
+    raw: Option<&'a os::RawEsp>,
     children: &'a mut super::ChildMap<Box<ChildState>>,
     drops: &'a mut HashMap<&'static str, u64>,
 }
@@ -284,13 +304,23 @@ impl Driver {
             .sealer(key)
             .map_err(|e| fail(EspOutError::Encap(e), 0))?;
         let off = sealer.payload_offset();
+        // Raw ESP gathers too (one `sendmmsg`), where the raw socket is of
+        // the peer's family.
+        let raw_ok = !udp
+            && self
+                .tun
+                .as_ref()
+                .and_then(|t| t.raw.as_ref())
+                .is_some_and(|r| r.is_v6() == remote.is_ipv6());
+        let batched = gather && ((udp && self.esp_batch.gso) || raw_ok);
         for i in 0..count {
             let n = inner.len(i);
             let len = sealer.encapsulated_len(n);
-            if udp && gather && self.esp_batch.gso && len <= os::GSO_MAX_BYTES {
+            if batched && len <= os::GSO_MAX_BYTES {
                 if !self.esp_batch.fits(remote, sa, len) {
                     Flush {
                         sock: &self.natt_sock,
+                        raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
                         children: &mut self.children,
                         drops: &mut self.drops,
                     }
@@ -306,7 +336,7 @@ impl Driver {
                     let sealed = sealer
                         .encapsulate_in_place(next_header, slot, n)
                         .map_err(|e| fail(EspOutError::Encap(e), i))?;
-                    self.esp_batch.commit(remote, sa, sealed, n);
+                    self.esp_batch.commit(remote, !udp, sa, sealed, n);
                     continue;
                 }
             }
@@ -314,6 +344,7 @@ impl Driver {
             // order).
             Flush {
                 sock: &self.natt_sock,
+                raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
                 children: &mut self.children,
                 drops: &mut self.drops,
             }
@@ -350,6 +381,7 @@ impl Driver {
     pub(super) fn flush_esp(&mut self) {
         Flush {
             sock: &self.natt_sock,
+            raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
             children: &mut self.children,
             drops: &mut self.drops,
         }
@@ -370,6 +402,37 @@ fn credit_out(
 }
 
 impl Flush<'_> {
+    /// Send gathered raw ESP packets: one `sendmmsg`; what the kernel did
+    /// not take is counted as dropped (its buffer was full).
+    fn raw_batch(&mut self, b: &EspBatch, dest: SocketAddr) {
+        let count = b.count as u64;
+        let data = b.buf.get(..b.len).unwrap_or_default();
+        let Some(raw) = self.raw else {
+            self.drops_counted(
+                "TUN: SA without UDP encapsulation and no raw ESP socket",
+                count,
+            );
+            return;
+        };
+        match raw.try_send_batch(data, b.seg, dest.ip()) {
+            Ok(sent) => {
+                let sent = (sent as u64).min(count);
+                let per = b.inner_bytes / count.max(1);
+                credit_out(self.children, b.child, sent, per * sent);
+                if sent < count {
+                    self.drops_counted("TUN: ESP socket send buffer full", count - sent);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.drops_counted("TUN: ESP socket send buffer full", count);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "raw ESP send failed");
+                self.drops_counted("TUN: ESP send failed", count);
+            }
+        }
+    }
+
     fn drops_counted(&mut self, reason: &'static str, n: u64) {
         *self.drops.entry(reason).or_default() += n;
         tracing::debug!(reason, n, "datagrams dropped");
@@ -386,6 +449,11 @@ impl Flush<'_> {
             return;
         };
         let count = b.count as u64;
+        if b.raw {
+            self.raw_batch(b, dest);
+            b.clear();
+            return;
+        }
         let r = if b.count == 1 {
             self.sock.try_send_to(data, dest)
         } else {
@@ -460,14 +528,14 @@ mod tests {
         let mut bt = EspBatch::default();
         assert!(bt.fits(p, a, 1400));
         bt.slot(1400).unwrap();
-        bt.commit(p, a, 1400, 1300);
+        bt.commit(p, false, a, 1400, 1300);
         assert!(bt.fits(p, a, 1400));
         assert!(!bt.fits(q, a, 1400));
         assert!(!bt.fits(p, b, 1400));
         assert!(!bt.fits(p, a, 1401));
         assert!(bt.fits(p, a, 80));
         bt.slot(80).unwrap();
-        bt.commit(p, a, 80, 20);
+        bt.commit(p, false, a, 80, 20);
         assert!(!bt.fits(p, a, 80), "nothing may follow a shorter segment");
         assert_eq!(
             (bt.count, bt.len, bt.seg, bt.inner_bytes),
@@ -478,14 +546,14 @@ mod tests {
         for _ in 0..os::GSO_MAX_SEGMENTS {
             assert!(bt.fits(p, a, 100));
             bt.slot(100).unwrap();
-            bt.commit(p, a, 100, 50);
+            bt.commit(p, false, a, 100, 50);
         }
         assert!(!bt.fits(p, a, 100), "segment limit");
         bt.clear();
         let big = 1500;
         while bt.len + big <= os::GSO_MAX_BYTES {
             bt.slot(big).unwrap();
-            bt.commit(p, a, big, big);
+            bt.commit(p, false, a, big, big);
         }
         assert!(!bt.fits(p, a, big), "byte limit");
         assert!(bt.slot(big).is_none());
