@@ -42,7 +42,7 @@ ROOT=$(dirname "${DIR}")
 RUN=${DIR}/run/throughput
 SECS=5
 ROUNDS=3
-CONFIGS="bare ss-ss lk-ss lk-lk lk-raw lk-off"
+CONFIGS="bare ss-ss lk-ss lk-lk lk-raw lk-off lk-rawoff"
 [[ -n ${LATCHKEY_BASE:-} ]] && CONFIGS="${CONFIGS} base-lk base-raw base-off"
 while [[ $# -gt 0 ]]; do
     case $1 in
