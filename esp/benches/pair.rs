@@ -22,13 +22,13 @@
 //!   each copied (untimed) right before its own timed run, so both start
 //!   equally hot in cache (until 2026-11-28 05:00 both copies were made
 //!   before the round, which left ring's, made second, the hotter one).
-//! Which one the endpoint uses: the TUN offload datapath writes each
-//! segment of a TSO read where it is sealed and the channels build their
-//! inner packet there, both then `Sealer::encapsulate_in_place` (the row
-//! `seal (in place)`, since 2026-11-29); the copying `seal` row is what a
-//! single TUN read (an ACK, a packet the stack did not ask us to cut, or
-//! any packet with offload off) costs, its copy out of the read buffer
-//! counted.
+//! - Which seal the endpoint uses: the TUN offload datapath writes each
+//!   segment of a TSO read where it is sealed and the channels build their
+//!   inner packet there, both then `Sealer::encapsulate_in_place` (the row
+//!   `seal (in place)`, since 2026-11-29); the copying `seal` row is what a
+//!   single TUN read (an ACK, a packet the stack did not ask us to cut, or
+//!   any packet with offload off) costs, its copy out of the read buffer
+//!   counted.
 //! - `seal`: latchkey `Sad::encapsulate` of the payload into an output
 //!   buffer (header, a copy of the payload, padding and trailer, sequence
 //!   number, AEAD seal). ring raw: `seal_in_place_separate_tag` over a
