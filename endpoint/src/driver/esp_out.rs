@@ -318,12 +318,12 @@ impl Driver {
             let len = sealer.encapsulated_len(n);
             if batched && len <= os::GSO_MAX_BYTES {
                 if !self.esp_batch.fits(remote, sa, len) {
-                    Flush {
-                        sock: &self.natt_sock,
-                        raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
-                        children: &mut self.children,
-                        drops: &mut self.drops,
-                    }
+                    Flush::of(
+                        &self.natt_sock,
+                        self.tun.as_ref(),
+                        &mut self.children,
+                        &mut self.drops,
+                    )
                     .batch(&mut self.esp_batch);
                 }
                 if let Some(slot) = self.esp_batch.slot(len) {
@@ -342,12 +342,12 @@ impl Driver {
             }
             // One packet, now: after whatever is gathered (same SA, in
             // order).
-            Flush {
-                sock: &self.natt_sock,
-                raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
-                children: &mut self.children,
-                drops: &mut self.drops,
-            }
+            Flush::of(
+                &self.natt_sock,
+                self.tun.as_ref(),
+                &mut self.children,
+                &mut self.drops,
+            )
             .batch(&mut self.esp_batch);
             let Some(room) = self.out.get_mut(off..off + n) else {
                 let too_long = esp::EncapError::BufferTooSmall { needed: len };
@@ -379,12 +379,12 @@ impl Driver {
     /// Send the gathered ESP-in-UDP packets: one GSO send, or one
     /// datagram alone; per datagram if the kernel refuses segmentation.
     pub(super) fn flush_esp(&mut self) {
-        Flush {
-            sock: &self.natt_sock,
-            raw: self.tun.as_ref().and_then(|t| t.raw.as_deref()),
-            children: &mut self.children,
-            drops: &mut self.drops,
-        }
+        Flush::of(
+            &self.natt_sock,
+            self.tun.as_ref(),
+            &mut self.children,
+            &mut self.drops,
+        )
         .batch(&mut self.esp_batch);
     }
 }
@@ -401,7 +401,23 @@ fn credit_out(
     }
 }
 
-impl Flush<'_> {
+impl<'a> Flush<'a> {
+    /// The driver's fields a flush touches (borrowed one by one: the SAD
+    /// may stay borrowed by a sealer meanwhile).
+    fn of(
+        sock: &'a tokio::net::UdpSocket,
+        tun: Option<&'a super::tun::TunState>,
+        children: &'a mut super::ChildMap<Box<ChildState>>,
+        drops: &'a mut HashMap<&'static str, u64>,
+    ) -> Self {
+        Self {
+            sock,
+            raw: tun.and_then(|t| t.raw.as_deref()),
+            children,
+            drops,
+        }
+    }
+
     /// Send gathered raw ESP packets: one `sendmmsg`; what the kernel did
     /// not take is counted as dropped (its buffer was full).
     fn raw_batch(&mut self, b: &EspBatch, dest: SocketAddr) {

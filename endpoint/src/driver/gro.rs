@@ -532,12 +532,12 @@ fn merged_head(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// RFC 1071 in 16-bit words, independent of `sum`: the folded,
-    /// uncomplemented sum.
-    fn sum16(data: &[u8], mut acc: u64) -> u16 {
+    /// uncomplemented sum (the `tso` tests use it too).
+    pub(in crate::driver) fn sum16(data: &[u8], mut acc: u64) -> u16 {
         for c in data.chunks(2) {
             acc += u64::from(c[0]) << 8 | u64::from(c.get(1).copied().unwrap_or(0));
         }

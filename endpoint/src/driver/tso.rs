@@ -357,18 +357,7 @@ impl<'a> Tso<'a> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-
-    /// RFC 1071 in 16-bit words, independent of `sum`: the folded,
-    /// uncomplemented sum.
-    fn sum16(data: &[u8], mut acc: u64) -> u16 {
-        for c in data.chunks(2) {
-            acc += u64::from(c[0]) << 8 | u64::from(c.get(1).copied().unwrap_or(0));
-        }
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        acc as u16
-    }
+    use crate::driver::gro::tests::sum16;
 
     /// The IPv4 header checksum (if v4) and the transport checksum of a
     /// packet whose transport header starts at `l4` verify.
