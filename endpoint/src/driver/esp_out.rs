@@ -316,39 +316,38 @@ impl Driver {
         for i in 0..count {
             let n = inner.len(i);
             let len = sealer.encapsulated_len(n);
-            if batched && len <= os::GSO_MAX_BYTES {
-                if !self.esp_batch.fits(remote, sa, len) {
-                    Flush::of(
-                        &self.natt_sock,
-                        self.tun.as_ref(),
-                        &mut self.children,
-                        &mut self.drops,
-                    )
-                    .batch(&mut self.esp_batch);
-                }
-                if let Some(slot) = self.esp_batch.slot(len) {
-                    if !slot
-                        .get_mut(off..off + n)
-                        .is_some_and(|p| inner.write(i, p))
-                    {
-                        return Err(fail(EspOutError::Inner, i));
-                    }
-                    let sealed = sealer
-                        .encapsulate_in_place(next_header, slot, n)
-                        .map_err(|e| fail(EspOutError::Encap(e), i))?;
-                    self.esp_batch.commit(remote, !udp, sa, sealed, n);
-                    continue;
-                }
+            let gathered = batched && len <= os::GSO_MAX_BYTES;
+            if !(gathered && self.esp_batch.fits(remote, sa, len)) {
+                // What is gathered leaves first: to make room, or before a
+                // packet sent now (same SA, in order).
+                Flush::of(
+                    &self.natt_sock,
+                    self.tun.as_ref(),
+                    &mut self.children,
+                    &mut self.drops,
+                )
+                .batch(&mut self.esp_batch);
             }
-            // One packet, now: after whatever is gathered (same SA, in
-            // order).
-            Flush::of(
-                &self.natt_sock,
-                self.tun.as_ref(),
-                &mut self.children,
-                &mut self.drops,
-            )
-            .batch(&mut self.esp_batch);
+            // (A batch it fits, or an empty one, has room for it.)
+            let slot = if gathered {
+                self.esp_batch.slot(len)
+            } else {
+                None
+            };
+            if let Some(slot) = slot {
+                if !slot
+                    .get_mut(off..off + n)
+                    .is_some_and(|p| inner.write(i, p))
+                {
+                    return Err(fail(EspOutError::Inner, i));
+                }
+                let sealed = sealer
+                    .encapsulate_in_place(next_header, slot, n)
+                    .map_err(|e| fail(EspOutError::Encap(e), i))?;
+                self.esp_batch.commit(remote, !udp, sa, sealed, n);
+                continue;
+            }
+            // One packet, now.
             let Some(room) = self.out.get_mut(off..off + n) else {
                 let too_long = esp::EncapError::BufferTooSmall { needed: len };
                 return Err(fail(EspOutError::Encap(too_long), i));
