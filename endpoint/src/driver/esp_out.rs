@@ -375,8 +375,10 @@ impl Driver {
         Ok(())
     }
 
-    /// Send the gathered ESP-in-UDP packets: one GSO send, or one
-    /// datagram alone; per datagram if the kernel refuses segmentation.
+    /// Send the gathered ESP packets: in UDP, one GSO send, or one
+    /// datagram alone, per datagram if the kernel refuses segmentation;
+    /// raw, one `sendmmsg`. (`esp_out` builds its `Flush` itself: its
+    /// sealer keeps the SAD borrowed.)
     pub(super) fn flush_esp(&mut self) {
         Flush::of(
             &self.natt_sock,
