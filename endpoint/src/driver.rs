@@ -22,12 +22,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::latching::{self, lock, BurstLatch, Direction, LatchPolicy, Shared, SharedRef};
 use crate::{Channel, ChildSummary, Datagram, Error, IkeSummary, Status, Traffic};
 
-/// Largest datagram we read or build.
 /// Maps keyed by child SA: looked up for every packet (traffic counters,
 /// `spd_clean`), with keys this endpoint assigns, not the network, so a
 /// fast seeded hash (foldhash) instead of SipHash.
 pub(crate) type ChildMap<V> = HashMap<ike::ChildSaId, V, foldhash::fast::RandomState>;
 
+/// Largest datagram we read or build.
 pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 /// Requests from the API to the driver.

@@ -114,6 +114,7 @@ pub mod fuzzing {
         }
         at.len()
     }
+
     /// Take `data` as one read of the TUN device with offload on (the
     /// virtio-net header, then the packet) and cut it as the datapath
     /// does (`tso`): every segment is written, as long as announced, and
