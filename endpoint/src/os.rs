@@ -34,7 +34,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -349,56 +349,9 @@ pub(crate) fn recv_gro(
 pub(crate) type Prefix = (IpAddr, u8);
 
 /// The smallest list of prefixes covering exactly `start..=end` (traffic
-/// selectors are ranges, routes are prefixes). Empty if `start > end` or
-/// the families differ.
+/// selectors are ranges, routes are prefixes): [`pad::IpRange::prefixes`].
 pub(crate) fn range_to_prefixes(start: IpAddr, end: IpAddr) -> Vec<Prefix> {
-    let (s, e, bits, v4) = match (start, end) {
-        (IpAddr::V4(s), IpAddr::V4(e)) => (
-            u128::from(u32::from(s)),
-            u128::from(u32::from(e)),
-            32u32,
-            true,
-        ),
-        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128u32, false),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut cur = s;
-    while cur <= e {
-        // The largest block aligned at `cur` that does not pass `end`.
-        let mut size_log = if cur == 0 {
-            bits
-        } else {
-            cur.trailing_zeros().min(bits)
-        };
-        while size_log > 0 {
-            let last = if size_log >= 128 {
-                u128::MAX
-            } else {
-                cur | ((1u128 << size_log) - 1)
-            };
-            if last <= e {
-                break;
-            }
-            size_log -= 1;
-        }
-        let addr = if v4 {
-            IpAddr::V4(Ipv4Addr::from(u32::try_from(cur).unwrap_or(u32::MAX)))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(cur))
-        };
-        out.push((addr, u8::try_from(bits - size_log).unwrap_or(0)));
-        let step = if size_log >= 128 {
-            return out;
-        } else {
-            1u128 << size_log
-        };
-        match cur.checked_add(step) {
-            Some(n) => cur = n,
-            None => break,
-        }
-    }
-    out
+    pad::IpRange { start, end }.prefixes()
 }
 
 fn prefix_contains((net, len): Prefix, a: IpAddr) -> bool {
@@ -708,45 +661,6 @@ mod tests {
                 .unwrap_err()
                 .kind(),
             io::ErrorKind::InvalidInput
-        );
-    }
-
-    #[test]
-    fn ranges_become_prefixes() {
-        assert_eq!(
-            range_to_prefixes(p("10.99.0.0"), p("10.99.0.255")),
-            vec![(p("10.99.0.0"), 24)]
-        );
-        assert_eq!(
-            range_to_prefixes(p("10.0.0.1"), p("10.0.0.1")),
-            vec![(p("10.0.0.1"), 32)]
-        );
-        assert_eq!(
-            range_to_prefixes(p("10.0.0.1"), p("10.0.0.6")),
-            vec![
-                (p("10.0.0.1"), 32),
-                (p("10.0.0.2"), 31),
-                (p("10.0.0.4"), 31),
-                (p("10.0.0.6"), 32)
-            ]
-        );
-        assert_eq!(
-            range_to_prefixes(p("0.0.0.0"), p("255.255.255.255")),
-            vec![(p("0.0.0.0"), 0)]
-        );
-        assert_eq!(
-            range_to_prefixes(p("::"), p("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
-            vec![(p("::"), 0)]
-        );
-        assert_eq!(
-            range_to_prefixes(p("fd00::"), p("fd00::ffff")),
-            vec![(p("fd00::"), 112)]
-        );
-        assert!(range_to_prefixes(p("10.0.0.2"), p("10.0.0.1")).is_empty());
-        assert!(range_to_prefixes(p("10.0.0.2"), p("::1")).is_empty());
-        assert_eq!(
-            range_to_prefixes(p("255.255.255.254"), p("255.255.255.255")),
-            vec![(p("255.255.255.254"), 31)]
         );
     }
 

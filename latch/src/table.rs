@@ -647,6 +647,9 @@ pub struct LatchTable {
     /// Boxed, like the latches: the map's spare slots (up to half of them
     /// after a growth) hold a pointer, not a whole entry, per SA.
     sas: FastMap<SaTag, Box<SaEntry>>,
+    /// The SAs by the remote addresses their selectors cover: those that
+    /// may cover a 5-tuple, without walking them all.
+    sas_by_remote: sa_index::SaIndex,
     sas_by_binding: Map<SharedBinding, BTreeSet<SaTag>>,
     deadlines: BTreeSet<(Instant, LatchId)>,
     alerts: VecDeque<Alert>,
@@ -670,6 +673,7 @@ impl LatchTable {
             by_three: map(),
             by_remote: BTreeMap::new(),
             sas: fast_map(),
+            sas_by_remote: sa_index::SaIndex::default(),
             sas_by_binding: map(),
             deadlines: BTreeSet::new(),
             alerts: VecDeque::new(),
@@ -713,14 +717,20 @@ impl LatchTable {
 
     /// Keeps every SA's [`SaEntry::blockers`] true when the gate of the
     /// connection latch of `f` goes from `before` to `after` (`None`: no
-    /// latch). Called before the slot changes. O(SAs), like
-    /// [`Self::covering_sas`] which creating a latch already calls; nothing
-    /// for a change that moves no count (a known SA set or cleared, say).
+    /// latch). Called before the slot changes. Only the SAs whose remote
+    /// selectors hold the 5-tuple's remote address are asked
+    /// ([`sa_index`]), as in [`Self::covering_sas`]; nothing for a change
+    /// that moves no count (a known SA set or cleared, say).
     fn gate_changed(&mut self, f: &FiveTuple, before: Option<&Gate>, after: Option<&Gate>) {
         if gate_binding(before) == gate_binding(after) {
             return;
         }
-        for e in self.sas.values_mut() {
+        let mut tags = Vec::new();
+        self.sas_by_remote.candidates(f.remote.ip(), &mut tags);
+        for t in &tags {
+            let Some(e) = self.sas.get_mut(t) else {
+                continue;
+            };
             let was = before.is_some_and(|g| blocks(g, e));
             let is = after.is_some_and(|g| blocks(g, e));
             if was != is && e.desc.covers(f) {
@@ -732,6 +742,8 @@ impl LatchTable {
     /// Keeps every SA's [`SaEntry::blockers`] true when listener latch `t`
     /// comes (`added`) or goes: every SA that may carry its traffic counts
     /// it (a packet under such an SA may open a connection at it, R12).
+    /// O(SAs): a listener takes any remote address, so the index by
+    /// remote address does not narrow it; listeners come and go rarely.
     fn listener_changed(&mut self, t: &ThreeTuple, added: bool) {
         for e in self.sas.values_mut() {
             if e.desc.covers_listener(t) {
@@ -1087,15 +1099,17 @@ impl LatchTable {
         Ok(true)
     }
 
+    /// The SAs covering `f`, in tag order: of those whose remote
+    /// selectors hold its remote address ([`sa_index`]), the ones that
+    /// cover it.
     fn covering_sas(&self, f: &FiveTuple) -> Vec<&SaEntry> {
-        let mut v: Vec<&SaEntry> = self
-            .sas
-            .values()
+        let mut tags = Vec::new();
+        self.sas_by_remote.candidates(f.remote.ip(), &mut tags);
+        tags.iter()
+            .filter_map(|t| self.sas.get(t))
             .map(|e| &**e)
             .filter(|e| e.desc.covers(f))
-            .collect();
-        v.sort_by_key(|e| e.desc.id);
-        v
+            .collect()
     }
 
     // ---- ULP operations ----
@@ -1413,6 +1427,7 @@ impl LatchTable {
         let mut entry = Box::new(entry);
         entry.blockers = self.blockers_of(&entry, &ids);
         self.sas.insert(tag, entry);
+        self.sas_by_remote.insert(tag, &ranges);
         self.bump();
         // From here on, `set_state` keeps its count (`gate_changed`).
         for id in ids {
@@ -1501,6 +1516,7 @@ impl LatchTable {
         }
         self.bump();
         let ranges: Vec<IpRange> = e.desc.remote_ranges().collect();
+        self.sas_by_remote.remove(tag, &ranges);
         for id in self.latches_in(ranges.iter()) {
             // Every latch it could be known to covers a 5-tuple the SA
             // covers, so its remote address is in these ranges.
@@ -1884,5 +1900,6 @@ impl LatchTable {
 }
 
 mod five4;
+mod sa_index;
 #[cfg(test)]
 mod tests;

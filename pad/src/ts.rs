@@ -128,6 +128,61 @@ impl IpRange {
     pub fn covers(&self, o: &Self) -> bool {
         self.intersect(o).as_ref() == Some(o)
     }
+
+    /// The smallest list of prefixes (address, length) covering exactly
+    /// this range, in address order: one for a subnet, at most two per
+    /// address bit for any other range (routes and indexes are by prefix,
+    /// selectors are ranges). Empty if the families differ or `start` is
+    /// above `end`.
+    pub fn prefixes(&self) -> Vec<(IpAddr, u8)> {
+        let (s, e, bits, v4) = match (self.start, self.end) {
+            (IpAddr::V4(s), IpAddr::V4(e)) => (
+                u128::from(u32::from(s)),
+                u128::from(u32::from(e)),
+                32u32,
+                true,
+            ),
+            (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128u32, false),
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut cur = s;
+        while cur <= e {
+            // The largest block aligned at `cur` that does not pass `end`.
+            let mut size_log = if cur == 0 {
+                bits
+            } else {
+                cur.trailing_zeros().min(bits)
+            };
+            while size_log > 0 {
+                let last = if size_log >= 128 {
+                    u128::MAX
+                } else {
+                    cur | ((1u128 << size_log) - 1)
+                };
+                if last <= e {
+                    break;
+                }
+                size_log -= 1;
+            }
+            let addr = if v4 {
+                IpAddr::V4(Ipv4Addr::from(u32::try_from(cur).unwrap_or(u32::MAX)))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(cur))
+            };
+            out.push((addr, u8::try_from(bits - size_log).unwrap_or(0)));
+            let step = if size_log >= 128 {
+                return out;
+            } else {
+                1u128 << size_log
+            };
+            match cur.checked_add(step) {
+                Some(n) => cur = n,
+                None => break,
+            }
+        }
+        out
+    }
 }
 
 /// A list of traffic selectors as a child SA keeps it: one shared,
@@ -294,6 +349,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn p(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn pr(start: IpAddr, end: IpAddr) -> Vec<(IpAddr, u8)> {
+        IpRange { start, end }.prefixes()
+    }
+
     #[test]
     fn parse_and_display() {
         assert_eq!(
@@ -331,5 +394,38 @@ mod tests {
         assert!(!t.matches(6, "10.0.0.7".parse().unwrap(), 1500));
         assert!(!t.matches(17, "10.0.1.7".parse().unwrap(), 1500));
         assert!(!t.matches(17, "10.0.0.7".parse().unwrap(), 999));
+    }
+
+    #[test]
+    fn ranges_become_prefixes() {
+        assert_eq!(
+            pr(p("10.99.0.0"), p("10.99.0.255")),
+            vec![(p("10.99.0.0"), 24)]
+        );
+        assert_eq!(pr(p("10.0.0.1"), p("10.0.0.1")), vec![(p("10.0.0.1"), 32)]);
+        assert_eq!(
+            pr(p("10.0.0.1"), p("10.0.0.6")),
+            vec![
+                (p("10.0.0.1"), 32),
+                (p("10.0.0.2"), 31),
+                (p("10.0.0.4"), 31),
+                (p("10.0.0.6"), 32)
+            ]
+        );
+        assert_eq!(
+            pr(p("0.0.0.0"), p("255.255.255.255")),
+            vec![(p("0.0.0.0"), 0)]
+        );
+        assert_eq!(
+            pr(p("::"), p("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+            vec![(p("::"), 0)]
+        );
+        assert_eq!(pr(p("fd00::"), p("fd00::ffff")), vec![(p("fd00::"), 112)]);
+        assert!(pr(p("10.0.0.2"), p("10.0.0.1")).is_empty());
+        assert!(pr(p("10.0.0.2"), p("::1")).is_empty());
+        assert_eq!(
+            pr(p("255.255.255.254"), p("255.255.255.255")),
+            vec![(p("255.255.255.254"), 31)]
+        );
     }
 }
