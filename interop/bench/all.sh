@@ -7,6 +7,9 @@
 #    seal/open and ring's raw AEAD alternated round by round on the same
 #    bytes, AES-128-GCM, 1400 B) and `cargo bench -p esp --bench esp`
 #    (criterion, absolute times, separate runs);
+#    latch and SA churn at up to 100 000 SAs: `cargo bench -p latch --bench
+#    churn` (target 3's scale: what creating a latch or installing an SA
+#    costs with that many SAs held);
 # 2. interop/bench/run.sh: handshakes/s, memory per SA, latches, the latch
 #    check's share of the packet cost and the IKE_SA_INIT flood, latchkey
 #    against charon;
@@ -26,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) QUICK=1 ;;
     -h | --help)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -80,6 +83,26 @@ for op in ("seal", "open"):
 EOF
 )
 
+note "latch and SA churn (criterion)"
+cargo bench -q -p latch --bench churn -- "${CRIT[@]}" >"${OUT}/churn.txt" 2>&1 || {
+    note "churn bench failed: see ${OUT}/churn.txt"
+    exit 1
+}
+CHURN_TABLE=$(python3 - "${ROOT}/target/criterion/latch_churn" <<'EOF'
+import json, os, sys
+base = sys.argv[1]
+def us(op, s):
+    with open(os.path.join(base, op, str(s), "new", "estimates.json")) as f:
+        return json.load(f)["median"]["point_estimate"] / 1000
+sizes = (1, 1000, 10000, 100000)
+print("| operation (median) | " + " | ".join(f"{s} SAs" for s in sizes) + " |")
+print("|---|" + "---|" * len(sizes))
+for op, what in (("connection_create_destroy", "create and destroy a connection latch"),
+                 ("sa_add_remove", "a Larval latch, its SA installed and removed")):
+    print(f"| {what} | " + " | ".join(f"{us(op, s):.2f} us" for s in sizes) + " |")
+EOF
+)
+
 # ---- 2. handshakes, memory, latches, flood -----------------------------------
 note "handshakes, memory, latches, flood (interop/bench/run.sh)"
 RUN_ARGS=()
@@ -112,6 +135,10 @@ LATCHKEY=${ROOT}/target/release/latchkey "${BENCH_DIR}/throughput.sh" "${TP_ARGS
     echo "## ESP in memory (cargo bench -p esp --bench esp, medians)"
     echo
     echo "${ESP_TABLE}"
+    echo
+    echo "## Latch and SA churn, one SA per peer host (cargo bench -p latch --bench churn, medians)"
+    echo
+    echo "${CHURN_TABLE}"
     echo
     echo "## Handshakes, memory, latches, flood (interop/bench/run.sh)"
     echo
