@@ -8,7 +8,7 @@ mod tun;
 
 pub(crate) use tun::TunSetup;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -248,6 +248,11 @@ pub(crate) struct Driver {
     ike_sas: std::collections::HashSet<ike::IkeSaId>,
     /// Boxed: the map's spare slots hold a pointer, not a whole state.
     children: ChildMap<Box<ChildState>>,
+    /// (IKE SA, child SA) of every entry of `children`: an IKE SA's child
+    /// SAs without walking them all (deleting, rekeying or moving an IKE SA
+    /// among 100 000 read every child's boxed state before). An ordered
+    /// set: one entry a child, no allocation of its own per IKE SA.
+    children_by_ike: BTreeSet<(ike::IkeSaId, ike::ChildSaId)>,
     channels: HashMap<u64, ChannelState>,
     /// Every installed child SA of a channel, the ones a rekey replaced
     /// included: the peer may still send on an old SA until its Delete
@@ -374,6 +379,7 @@ impl Driver {
             pending_close: HashMap::new(),
             ike_sas: std::collections::HashSet::new(),
             children: ChildMap::default(),
+            children_by_ike: BTreeSet::new(),
             channels: HashMap::new(),
             child_channel: HashMap::new(),
             shared_receive: None,
@@ -1152,6 +1158,7 @@ impl Driver {
             }
         }
         self.children.clear();
+        self.children_by_ike.clear();
         self.channels.clear();
         self.child_channel.clear();
         self.outbound_held.clear();
@@ -1276,14 +1283,15 @@ impl Driver {
             return;
         };
         let ike_sa = c.ike_sa;
-        let covered = self.children.values().any(|o| {
-            o.ike_sa == ike_sa
-                && o.local_ts
+        let covered = self.children_of(ike_sa).iter().any(|id| {
+            self.children.get(id).is_some_and(|o| {
+                o.local_ts
                     .iter()
                     .any(|t| t.matches(five.proto, five.local.ip(), five.local.port()))
-                && o.remote_ts
-                    .iter()
-                    .any(|t| t.matches(five.proto, five.remote.ip(), five.remote.port()))
+                    && o.remote_ts
+                        .iter()
+                        .any(|t| t.matches(five.proto, five.remote.ip(), five.remote.port()))
+            })
         });
         if covered {
             // An SA covers the flow but does not fit the latch (another
@@ -1364,6 +1372,15 @@ impl Driver {
     }
 
     fn status(&self) -> Status {
+        // Tests: the index of child SAs by IKE SA is in step.
+        debug_assert!(
+            self.children_by_ike.len() == self.children.len()
+                && self
+                    .children
+                    .iter()
+                    .all(|(id, c)| self.children_by_ike.contains(&(c.ike_sa, *id))),
+            "children_by_ike out of step with children"
+        );
         let mut ike_sas: Vec<_> = self.ike.ike_sas().iter().map(ike_summary).collect();
         ike_sas.sort_by_key(|s| s.id);
         let mut child_sas: Vec<_> = self
@@ -1430,7 +1447,7 @@ impl Driver {
                 self.sad.remove_inbound(inbound_spi);
                 // Filed under the inbound SPI (`on_child_up`).
                 self.sad.remove_outbound(inbound_spi);
-                if let Some(c) = self.children.remove(&child) {
+                if let Some(c) = self.remove_child(child) {
                     if let Some(t) = self.tun.as_mut() {
                         t.child_removed(&c);
                     }
@@ -1484,10 +1501,12 @@ impl Driver {
                 if let Some(k) = &mut self.keys {
                     k.ike_rekeyed(&self.ike, old, new);
                 }
-                for c in self.children.values_mut() {
-                    if c.ike_sa == old {
+                for id in self.children_of(old) {
+                    if let Some(c) = self.children.get_mut(&id) {
                         c.ike_sa = new;
                     }
+                    self.children_by_ike.remove(&(old, id));
+                    self.children_by_ike.insert((new, id));
                 }
             }
             ike::Event::PeerAddressChanged { sa, local, remote } => {
@@ -1505,7 +1524,7 @@ impl Driver {
                 let ike_info = self.ike.ike_sa(sa);
                 {
                     let mut s = lock(&self.shared);
-                    for (id, _) in self.children.iter().filter(|(_, c)| c.ike_sa == sa) {
+                    for id in self.children_of(sa) {
                         if let Some(nat) = s.table.sa_nat_mut(id.0) {
                             nat.peer_outer = Some(remote);
                             if let Some(i) = &ike_info {
@@ -1515,8 +1534,11 @@ impl Driver {
                         }
                     }
                 }
-                for c in self.children.values_mut() {
-                    if c.ike_sa == sa && c.remote != remote {
+                for id in self.children_of(sa) {
+                    let Some(c) = self.children.get_mut(&id) else {
+                        continue;
+                    };
+                    if c.remote != remote {
                         if let Some(t) = self.tun.as_mut() {
                             t.child_removed(c);
                         }
@@ -1542,15 +1564,24 @@ impl Driver {
         }
     }
 
+    /// The child SAs of IKE SA `sa`, in id order (`children_by_ike`).
+    fn children_of(&self, sa: ike::IkeSaId) -> Vec<ike::ChildSaId> {
+        self.children_by_ike
+            .range((sa, ike::ChildSaId(0))..=(sa, ike::ChildSaId(u64::MAX)))
+            .map(|e| e.1)
+            .collect()
+    }
+
+    /// Remove child SA `id` from `children` (and `children_by_ike`).
+    fn remove_child(&mut self, id: ike::ChildSaId) -> Option<Box<ChildState>> {
+        let c = self.children.remove(&id)?;
+        self.children_by_ike.remove(&(c.ike_sa, id));
+        Some(c)
+    }
+
     fn forget_children_of(&mut self, sa: ike::IkeSaId) {
-        let gone: Vec<_> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.ike_sa == sa)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            if let Some(c) = self.children.remove(&id) {
+        for id in self.children_of(sa) {
+            if let Some(c) = self.remove_child(id) {
                 self.sad.remove_inbound(c.inbound_spi);
                 self.sad.remove_outbound(c.inbound_spi);
                 if let Some(t) = self.tun.as_mut() {
@@ -1816,8 +1847,14 @@ impl Driver {
             );
             self.outbound_held.insert(info.id, old.id);
         }
-        self.children
+        let ike_sa = state.ike_sa;
+        self.children_by_ike.insert((ike_sa, info.id));
+        let before = self
+            .children
             .insert(info.id, Box::new(ChildState { traffic, ..state }));
+        if let Some(b) = before.filter(|b| b.ike_sa != ike_sa) {
+            self.children_by_ike.remove(&(b.ike_sa, info.id));
+        }
         if let (Some(t), Some(c)) = (self.tun.as_mut(), self.children.get(&info.id)) {
             t.child_added(c);
         }
