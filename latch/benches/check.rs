@@ -23,18 +23,8 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-const POLICY: &str = r#"
-[[peer]]
-name = "btns"
-id = "any"
-auth = ["raw_public_key"]
-child_sa = "10.0.0.0/8"
-btns = true
-
-[[policy]]
-name = "default"
-action = "protect"
-"#;
+mod common;
+use common::POLICY;
 
 fn flow(i: u32) -> FiveTuple {
     let remote = Ipv4Addr::from(0x0a00_0000 | (i / 1000 + 2));

@@ -24,18 +24,8 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-const POLICY: &str = r#"
-[[peer]]
-name = "btns"
-id = "any"
-auth = ["raw_public_key"]
-child_sa = "10.0.0.0/8"
-btns = true
-
-[[policy]]
-name = "default"
-action = "protect"
-"#;
+mod common;
+use common::POLICY;
 
 /// Peer host `i`: 10.1.0.0 + `i`.
 fn host(i: u32) -> Ipv4Addr {
