@@ -17,8 +17,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latch::*;
-use pad::alg::Encr;
-use pad::{Identity, KeyFingerprint, Mode, PolicyConfig, SaQop};
+use pad::PolicyConfig;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -40,32 +39,8 @@ fn table(n: u32) -> LatchTable {
     let c = PolicyConfig::from_toml(POLICY, "bench.toml").unwrap();
     let mut t = LatchTable::new(c.pad, c.spd, LatchConfig::default());
     let now = Instant::now();
-    let peer = PeerIdentity {
-        asserted: Identity::Null,
-        authenticated: None,
-        auth: PeerAuth::Btns {
-            fingerprint: KeyFingerprint([1; 32]),
-            key_der: vec![],
-        },
-        pad_entry: "btns".into(),
-    };
     t.sa_added(
-        ChildSaDescriptor {
-            id: 1,
-            peer,
-            protection: SaQop {
-                mode: Mode::Transport,
-                encr: Some(Encr::AesGcm16_128),
-                integ: None,
-                esn: false,
-                replay_window: 64,
-            },
-            local_ts: vec!["10.0.0.1".parse().unwrap()].into(),
-            remote_ts: vec!["10.0.0.0/8".parse().unwrap()].into(),
-            nat: NatInfo::default(),
-            spi_in: 1,
-            spi_out: 2,
-        },
+        common::btns_sa(1, [1; 32], "10.0.0.0/8".parse().unwrap(), (1, 2)),
         now,
     )
     .unwrap();

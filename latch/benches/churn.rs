@@ -18,8 +18,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latch::*;
-use pad::alg::Encr;
-use pad::{Identity, KeyFingerprint, Mode, PolicyConfig, SaQop, TrafficSelector};
+use pad::{PolicyConfig, TrafficSelector};
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -37,32 +36,13 @@ fn host(i: u32) -> Ipv4Addr {
 fn descriptor(i: u32) -> ChildSaDescriptor {
     let mut fingerprint = [0u8; 32];
     fingerprint[..4].copy_from_slice(&i.to_be_bytes());
-    let peer = PeerIdentity {
-        asserted: Identity::Null,
-        authenticated: None,
-        auth: PeerAuth::Btns {
-            fingerprint: KeyFingerprint(fingerprint),
-            key_der: vec![],
-        },
-        pad_entry: "btns".into(),
-    };
     let remote: TrafficSelector = host(i).to_string().parse().unwrap();
-    ChildSaDescriptor {
-        id: u64::from(i) + 1,
-        peer,
-        protection: SaQop {
-            mode: Mode::Transport,
-            encr: Some(Encr::AesGcm16_128),
-            integ: None,
-            esn: false,
-            replay_window: 64,
-        },
-        local_ts: vec!["10.0.0.1".parse().unwrap()].into(),
-        remote_ts: vec![remote].into(),
-        nat: NatInfo::default(),
-        spi_in: 2 * i + 1,
-        spi_out: 2 * i + 2,
-    }
+    common::btns_sa(
+        u64::from(i) + 1,
+        fingerprint,
+        remote,
+        (2 * i + 1, 2 * i + 2),
+    )
 }
 
 /// A TCP connection from our 10.0.0.1:`port` to host `i`'s port 443.
