@@ -273,6 +273,9 @@ pub(crate) struct Driver {
     retired: std::collections::VecDeque<(ike::ChildSaId, u64)>,
     next_channel: u64,
     drops: HashMap<&'static str, u64>,
+    /// IKE messages the socket refused mid-burst (`WouldBlock`), sent in
+    /// order by [`Self::flush`] before anything newer.
+    ike_tx_backlog: std::collections::VecDeque<ike::Transmit>,
     /// R9: latched flows for which a child SA is being acquired, and when
     /// the acquisition started (one CREATE_CHILD_SA per flow at a time).
     acquiring: HashMap<FiveTuple, (ike::IkeSaId, Instant)>,
@@ -387,6 +390,7 @@ impl Driver {
             retired: std::collections::VecDeque::new(),
             next_channel: 1,
             drops: HashMap::new(),
+            ike_tx_backlog: std::collections::VecDeque::new(),
             acquiring: HashMap::new(),
             out: vec![0; MAX_DATAGRAM],
             tun: tun.map(tun::TunState::new),
@@ -653,6 +657,7 @@ impl Driver {
                     continue;
                 }
                 self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+                self.flush_now();
             }
             if cookies {
                 for i in 0..rx.got.len() {
@@ -681,6 +686,7 @@ impl Driver {
                         }
                     } else {
                         self.ike.handle_datagram(now, self.ike_addr, r.from, data);
+                        self.flush_now();
                     }
                 }
             }
@@ -697,25 +703,48 @@ impl Driver {
         }
     }
 
-    /// Send everything IKE wants sent and act on its events.
+    /// Send everything IKE wants sent and act on its events: what the
+    /// socket refused mid-burst first, waiting until it takes it.
     async fn flush(&mut self) {
+        loop {
+            while let Some(t) = self.ike_tx_backlog.pop_front() {
+                let (sock, data) = self.ike_wire(&t);
+                if let Err(e) = sock.send_to(&data, t.remote).await {
+                    tracing::warn!(remote = %t.remote, error = %e, "IKE send failed");
+                }
+            }
+            self.flush_now();
+            if self.ike_tx_backlog.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// [`Self::flush`] without waiting: what the socket will not take now
+    /// waits in `ike_tx_backlog`. Called after each datagram of an IKE
+    /// receive burst, so that answers leave while the rest of the burst is
+    /// handled: an initiator with many exchanges in flight then works on
+    /// the first answers while we work on the later requests, instead of
+    /// the two taking turns a whole burst at a time.
+    fn flush_now(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(t) = self.ike.poll_transmit() {
                 progressed = true;
-                let r = if t.local.port() == self.natt_addr.port()
-                    && self.natt_addr.port() != self.ike_addr.port()
-                {
-                    // RFC 3948 2.2: IKE on the NAT-T port carries the non-ESP marker.
-                    let mut buf = Vec::with_capacity(t.data.len() + 4);
-                    buf.extend_from_slice(&esp::udp::NON_ESP_MARKER);
-                    buf.extend_from_slice(&t.data);
-                    self.natt_sock.send_to(&buf, t.remote).await
-                } else {
-                    self.ike_sock.send_to(&t.data, t.remote).await
-                };
-                if let Err(e) = r {
-                    tracing::warn!(remote = %t.remote, error = %e, "IKE send failed");
+                if !self.ike_tx_backlog.is_empty() {
+                    // In order behind what is already waiting.
+                    self.ike_tx_backlog.push_back(t);
+                    continue;
+                }
+                let (sock, data) = self.ike_wire(&t);
+                match sock.try_send_to(&data, t.remote) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.ike_tx_backlog.push_back(t);
+                    }
+                    Err(e) => {
+                        tracing::warn!(remote = %t.remote, error = %e, "IKE send failed");
+                    }
                 }
             }
             while let Some(ev) = self.ike.poll_event() {
@@ -726,6 +755,20 @@ impl Driver {
             if !progressed {
                 return;
             }
+        }
+    }
+
+    /// The socket an IKE message leaves from and its octets on the wire.
+    fn ike_wire<'t>(&self, t: &'t ike::Transmit) -> (&UdpSocket, std::borrow::Cow<'t, [u8]>) {
+        if t.local.port() == self.natt_addr.port() && self.natt_addr.port() != self.ike_addr.port()
+        {
+            // RFC 3948 2.2: IKE on the NAT-T port carries the non-ESP marker.
+            let mut buf = Vec::with_capacity(t.data.len() + 4);
+            buf.extend_from_slice(&esp::udp::NON_ESP_MARKER);
+            buf.extend_from_slice(&t.data);
+            (&self.natt_sock, std::borrow::Cow::Owned(buf))
+        } else {
+            (&self.ike_sock, std::borrow::Cow::Borrowed(&t.data[..]))
         }
     }
 

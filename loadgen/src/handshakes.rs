@@ -235,6 +235,14 @@ async fn drive(a: Args) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let mut out = Vec::with_capacity(2048);
     let mut last_completion = start;
+    let sockets = Sockets {
+        ike: &ike_sock,
+        natt: &natt_sock,
+        ike_addr,
+        natt_addr,
+    };
+    // Transmits the sockets refused (`WouldBlock`), sent with a wait.
+    let mut later: Vec<(bool, Vec<u8>, SocketAddr)> = Vec::new();
     // --ping: the children's SAs, each direction only as long as needed
     // (outbound: one packet; inbound: until the answer).
     let mut sad = esp::Sad::new();
@@ -265,30 +273,10 @@ async fn drive(a: Args) -> Result<()> {
                 s.ike.handle_timeout(now);
             }
             loop {
-                let mut progressed = false;
-                while let Some(t) = s.ike.poll_transmit() {
-                    progressed = true;
-                    if let Some(spi) = t.data.get(..8) {
-                        let spi = u64::from_be_bytes(spi.try_into().unwrap_or_default());
-                        route.entry(spi).or_insert(k);
-                    }
-                    let (sock, data) = if t.local.port() == natt_addr.port()
-                        && natt_addr.port() != ike_addr.port()
-                    {
-                        out.clear();
-                        out.extend_from_slice(&MARKER);
-                        out.extend_from_slice(&t.data);
-                        (&natt_sock, &out[..])
-                    } else {
-                        (&ike_sock, &t.data[..])
-                    };
-                    match sock.try_send_to(data, t.remote) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            let _ = sock.send_to(data, t.remote).await;
-                        }
-                        Err(_) => {}
-                    }
+                let mut progressed = sockets.send_now(s, k, &mut route, &mut later);
+                for (natt, data, to) in later.drain(..) {
+                    let sock = if natt { &natt_sock } else { &ike_sock };
+                    let _ = sock.send_to(&data, to).await;
                 }
                 while let Some(ev) = s.ike.poll_event() {
                     progressed = true;
@@ -370,13 +358,24 @@ async fn drive(a: Args) -> Result<()> {
             let mut got = false;
             if let Ok((n, from)) = ike_sock.try_recv_from(&mut buf) {
                 got = true;
-                dispatch(&mut shards, &route, now, ike_addr, from, &buf[..n], &mut c);
+                // The shard's next request leaves now, while the responder
+                // may still be busy with the rest of what it sent: neither
+                // side then waits for the other's whole burst.
+                if let Some(k) =
+                    dispatch(&mut shards, &route, now, ike_addr, from, &buf[..n], &mut c)
+                {
+                    sockets.send_now(&mut shards[k], k, &mut route, &mut later);
+                }
             }
             if let Ok((n, from)) = natt_sock.try_recv_from(&mut buf) {
                 got = true;
                 match buf.get(..n) {
                     Some(d) if d.len() > 4 && d[..4] == MARKER => {
-                        dispatch(&mut shards, &route, now, natt_addr, from, &d[4..], &mut c);
+                        if let Some(k) =
+                            dispatch(&mut shards, &route, now, natt_addr, from, &d[4..], &mut c)
+                        {
+                            sockets.send_now(&mut shards[k], k, &mut route, &mut later);
+                        }
                     }
                     Some([0xff]) => {}
                     Some(d) if a.ping => {
@@ -413,15 +412,67 @@ fn dispatch(
     from: SocketAddr,
     data: &[u8],
     c: &mut Counts,
-) {
+) -> Option<usize> {
     let Some(spi) = data.get(..8) else {
         c.unroutable += 1;
-        return;
+        return None;
     };
     let spi = u64::from_be_bytes(spi.try_into().unwrap_or_default());
-    match route.get(&spi).and_then(|k| shards.get_mut(*k)) {
+    let k = route.get(&spi).copied();
+    match k.and_then(|k| shards.get_mut(k)) {
         Some(s) => s.ike.handle_datagram(now, local, from, data),
         None => c.unroutable += 1,
+    }
+    k
+}
+
+/// The generator's two sockets and their addresses.
+struct Sockets<'a> {
+    ike: &'a UdpSocket,
+    natt: &'a UdpSocket,
+    ike_addr: SocketAddr,
+    natt_addr: SocketAddr,
+}
+
+impl Sockets<'_> {
+    /// Send what shard `k` has to send without waiting; what a socket
+    /// refuses (or what would overtake something in `later`) goes to
+    /// `later` as (NAT-T socket?, octets, to). True if there was anything.
+    fn send_now(
+        &self,
+        s: &mut Shard,
+        k: usize,
+        route: &mut HashMap<u64, usize>,
+        later: &mut Vec<(bool, Vec<u8>, SocketAddr)>,
+    ) -> bool {
+        let mut any = false;
+        while let Some(t) = s.ike.poll_transmit() {
+            any = true;
+            if let Some(spi) = t.data.get(..8) {
+                let spi = u64::from_be_bytes(spi.try_into().unwrap_or_default());
+                route.entry(spi).or_insert(k);
+            }
+            let natt = t.local.port() == self.natt_addr.port()
+                && self.natt_addr.port() != self.ike_addr.port();
+            let data = if natt {
+                let mut d = Vec::with_capacity(t.data.len() + MARKER.len());
+                d.extend_from_slice(&MARKER);
+                d.extend_from_slice(&t.data);
+                d
+            } else {
+                t.data
+            };
+            if !later.is_empty() {
+                later.push((natt, data, t.remote));
+                continue;
+            }
+            let sock = if natt { self.natt } else { self.ike };
+            match sock.try_send_to(&data, t.remote) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => later.push((natt, data, t.remote)),
+                _ => {}
+            }
+        }
+        any
     }
 }
 
