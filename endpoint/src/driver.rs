@@ -722,10 +722,11 @@ impl Driver {
 
     /// [`Self::flush`] without waiting: what the socket will not take now
     /// waits in `ike_tx_backlog`. Called after each datagram of an IKE
-    /// receive burst, so that answers leave while the rest of the burst is
-    /// handled: an initiator with many exchanges in flight then works on
-    /// the first answers while we work on the later requests, instead of
-    /// the two taking turns a whole burst at a time.
+    /// receive burst (IKE socket, or IKE on the NAT-T socket), so that
+    /// answers leave while the rest of the burst is handled: an initiator
+    /// with many exchanges in flight then works on the first answers while
+    /// we work on the later requests, instead of the two taking turns a
+    /// whole burst at a time.
     fn flush_now(&mut self) {
         loop {
             let mut progressed = false;
@@ -839,6 +840,8 @@ impl Driver {
                 let msg = msg.to_vec();
                 self.ike
                     .handle_datagram(Instant::now(), self.natt_addr, from, &msg);
+                // Its answer leaves now, not after the rest of the burst.
+                self.flush_now();
             }
             esp::udp::Natt::Esp(_) => self.on_esp(datagram, held),
         }
