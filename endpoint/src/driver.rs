@@ -3,6 +3,7 @@
 
 mod esp_out;
 pub(crate) mod gro;
+mod ike_tx;
 pub(crate) mod tso;
 mod tun;
 
@@ -730,24 +731,19 @@ impl Driver {
     fn flush_now(&mut self) {
         loop {
             let mut progressed = false;
+            let mut backlog = std::mem::take(&mut self.ike_tx_backlog);
             while let Some(t) = self.ike.poll_transmit() {
                 progressed = true;
-                if !self.ike_tx_backlog.is_empty() {
-                    // In order behind what is already waiting.
-                    self.ike_tx_backlog.push_back(t);
-                    continue;
-                }
-                let (sock, data) = self.ike_wire(&t);
-                match sock.try_send_to(&data, t.remote) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.ike_tx_backlog.push_back(t);
-                    }
-                    Err(e) => {
-                        tracing::warn!(remote = %t.remote, error = %e, "IKE send failed");
-                    }
+                let remote = t.remote;
+                let r = ike_tx::send_or_queue(&mut backlog, t, |t| {
+                    let (sock, data) = self.ike_wire(t);
+                    sock.try_send_to(&data, t.remote)
+                });
+                if let Err(e) = r {
+                    tracing::warn!(%remote, error = %e, "IKE send failed");
                 }
             }
+            self.ike_tx_backlog = backlog;
             while let Some(ev) = self.ike.poll_event() {
                 progressed = true;
                 self.on_event(ev);
