@@ -856,7 +856,8 @@ impl Driver {
     /// or `None` (dropped: counted by the SAD, or here). The first packet
     /// on a new SA of a rekey we answered releases the held outbound SA.
     fn decapsulate<'p>(&mut self, packet: &'p mut [u8]) -> Option<esp::Decapsulated<'p>> {
-        let d = match self.sad.decapsulate(packet) {
+        // The driver owns its SAD: no replay-window lock (`decapsulate_mut`).
+        let d = match self.sad.decapsulate_mut(packet) {
             Ok(d) => d,
             Err(reason) => {
                 tracing::debug!(%reason, "ESP packet dropped");

@@ -12,7 +12,14 @@
 //! What each side does, per packet (AES-128-GCM, 1400-octet payload, so a
 //! 1404-octet ciphertext: payload, 2 octets of padding, Pad Length, Next
 //! Header, RFC 4303 2.4; 8-octet AAD SPI || seq, 8-octet IV, 16-octet ICV):
-//! - `open`: latchkey `Sad::decapsulate` on the ESP packet (length checks,
+//! - Which API: latchkey's side is the SAD owner's (`&mut Sad`:
+//!   `Sad::decapsulate_mut`, `Sad::sealer_mut`), what the endpoint's
+//!   driver, which owns its SAD, uses since 2026-11-29: plain sequence and
+//!   octet counters and no replay-window lock. With `--shared` it is the
+//!   `&Sad` API instead (`Sad::decapsulate`, `Sad::encapsulate`,
+//!   `Sad::sealer`: atomic counters and the window's writer lock, so that
+//!   several threads may use one SAD), rows named `..., shared SAD`.
+//! - `open`: latchkey `Sad::decapsulate_mut` on the ESP packet (length checks,
 //!   SPI lookup, replay pre-check, AEAD open, replay update, trailer and
 //!   padding check, next header check; in `tunnel` also the inner IPv4/UDP
 //!   header parse and the traffic-selector check). ring raw:
@@ -24,18 +31,19 @@
 //!   before the round, which left ring's, made second, the hotter one).
 //! - Which seal the endpoint uses: the TUN offload datapath writes each
 //!   segment of a TSO read where it is sealed and the channels build their
-//!   inner packet there, both then `Sealer::encapsulate_in_place` (the row
+//!   inner packet there, both then `encapsulate_in_place` (the row
 //!   `seal (in place)`, since 2026-11-29); the copying `seal` row is what a
 //!   single TUN read (an ACK, a packet the stack did not ask us to cut, or
 //!   any packet with offload off) costs, its copy out of the read buffer
 //!   counted.
-//! - `seal`: latchkey `Sad::encapsulate` of the payload into an output
+//! - `seal`: latchkey `SealerMut::encapsulate` (the SPI looked up per
+//!   packet with `Sad::sealer_mut`) of the payload into an output
 //!   buffer (header, a copy of the payload, padding and trailer, sequence
 //!   number, AEAD seal). ring raw: `seal_in_place_separate_tag` over a
 //!   1404-octet buffer with a 12-octet nonce and the 8-octet AAD, in place
 //!   (no copy of the payload: the copy is latchkey's and is counted
 //!   against it).
-//! - `seal (in place)`: latchkey `Sealer::encapsulate_in_place` (the SPI
+//! - `seal (in place)`: latchkey `SealerMut::encapsulate_in_place` (the SPI
 //!   looked up per packet) on a buffer that already holds the payload after
 //!   the ESP header and IV (where a TUN read into the send buffer puts it):
 //!   header, padding and trailer, sequence number, AEAD seal, no copy of the
@@ -43,7 +51,8 @@
 //!   from the previous round.
 //!
 //! Run: `cargo bench -p esp --bench pair` (options: `--rounds N`, `--batch
-//! N`, `--size N`, `--only open|tunnel|seal|seal-in-place`, `--markdown` for table rows,
+//! N`, `--size N`, `--only open|tunnel|seal|seal-in-place`, `--shared`,
+//! `--markdown` for table rows,
 //! `--spin` to run only latchkey's seal and open for a profiler, transport
 //! mode or, with `--only tunnel`, tunnel mode). Benchmarks report; they do
 //! not assert.
@@ -65,6 +74,7 @@ struct Opts {
     only: Option<String>,
     spin: bool,
     markdown: bool,
+    shared: bool,
 }
 
 fn opts() -> Opts {
@@ -75,6 +85,7 @@ fn opts() -> Opts {
         only: None,
         spin: false,
         markdown: false,
+        shared: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -86,6 +97,7 @@ fn opts() -> Opts {
             "--only" => o.only = args.next(),
             "--spin" => o.spin = true,
             "--markdown" => o.markdown = true,
+            "--shared" => o.shared = true,
             // `cargo bench` passes `--bench`; filters are not used.
             _ => {}
         }
@@ -172,6 +184,11 @@ fn summary(mut r: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn report(name: &str, o: &Opts, lk: &[Duration], rg: &[Duration]) {
+    let name = if o.shared {
+        format!("{name}, shared SAD")
+    } else {
+        name.to_string()
+    };
     let per = |d: &[Duration]| {
         let mut v: Vec<f64> = d
             .iter()
@@ -206,7 +223,7 @@ fn report(name: &str, o: &Opts, lk: &[Duration], rg: &[Duration]) {
 }
 
 fn open_pairs(o: &Opts, mode: Mode, name: &str) {
-    let s = sad(mode);
+    let mut s = sad(mode);
     let (key, salt) = ring_key();
     let p = payload(mode, o.size);
     let nh = match mode {
@@ -227,12 +244,16 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
         // both start equally hot: a batch (32 x 1440 octets) is larger than
         // L1d, so copying both first left the later copy (ring's) hotter
         // for whichever side ran first.
-        let run_lk = |buf: &mut [u8]| {
+        let mut run_lk = |buf: &mut [u8]| {
             buf.copy_from_slice(&sealed);
             let t = Instant::now();
             for pkt in buf.chunks_mut(len) {
-                let d = s.decapsulate(pkt).expect("open");
-                black_box(d.payload.len());
+                let d = if o.shared {
+                    s.decapsulate(pkt)
+                } else {
+                    s.decapsulate_mut(pkt)
+                };
+                black_box(d.expect("open").payload.len());
             }
             t.elapsed()
         };
@@ -263,7 +284,7 @@ fn open_pairs(o: &Opts, mode: Mode, name: &str) {
 }
 
 fn seal_pairs(o: &Opts, in_place: bool) {
-    let s = sad(Mode::Transport);
+    let mut s = sad(Mode::Transport);
     let (key, salt) = ring_key();
     let p = payload(Mode::Transport, o.size);
     let len = s.encapsulated_len(SPI, p.len()).expect("len");
@@ -289,12 +310,21 @@ fn seal_pairs(o: &Opts, in_place: bool) {
         let mut run_lk = || {
             let t = Instant::now();
             for pkt in out.chunks_mut(len) {
-                let n = if in_place {
-                    // The SPI looked up per packet, as `Sad::encapsulate` does.
-                    let sealer = s.sealer(SPI).expect("sealer");
-                    sealer.encapsulate_in_place(17, pkt, p.len())
-                } else {
-                    s.encapsulate(SPI, 17, &p, pkt)
+                // The SPI looked up per packet, as `Sad::encapsulate` does.
+                let n = match (o.shared, in_place) {
+                    (true, true) => {
+                        let sealer = s.sealer(SPI).expect("sealer");
+                        sealer.encapsulate_in_place(17, pkt, p.len())
+                    }
+                    (true, false) => s.encapsulate(SPI, 17, &p, pkt),
+                    (false, true) => {
+                        let mut sealer = s.sealer_mut(SPI).expect("sealer");
+                        sealer.encapsulate_in_place(17, pkt, p.len())
+                    }
+                    (false, false) => {
+                        let mut sealer = s.sealer_mut(SPI).expect("sealer");
+                        sealer.encapsulate(17, &p, pkt)
+                    }
                 };
                 black_box(n.expect("seal"));
             }

@@ -53,7 +53,7 @@ mod tests;
 
 pub use error::{DropReason, EncapError, SadError};
 pub use sad::{
-    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Sealer, Stats, NEXT_HEADER_DUMMY,
+    Decapsulated, SaConfig, SaInfo, SaStats, Sad, Sealer, SealerMut, Stats, NEXT_HEADER_DUMMY,
     NEXT_HEADER_IPV4, NEXT_HEADER_IPV6,
 };
 

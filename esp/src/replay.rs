@@ -45,6 +45,17 @@ pub(crate) struct Tally {
     pub(crate) bytes: u64,
 }
 
+impl Tally {
+    /// One accepted packet of `bytes` payload octets (`None`: an authentic
+    /// packet a later check refused, not counted).
+    fn count(&mut self, bytes: Option<usize>) {
+        if let Some(b) = bytes {
+            self.packets += 1;
+            self.bytes += b as u64;
+        }
+    }
+}
+
 /// The receive window of one inbound SA.
 ///
 /// Readers ([`Self::infer`], [`Self::check`]) take no lock: they load the
@@ -182,6 +193,25 @@ impl ReplayWindow {
     /// dropped by a later check: it still moves the window).
     pub(crate) fn accept(&self, seq: u64, bytes: Option<usize>) -> Result<(), DropReason> {
         let mut tally = self.lock();
+        self.advance(seq)?;
+        tally.count(bytes);
+        Ok(())
+    }
+
+    /// [`Self::accept`] by the window's owner: `&mut` excludes every other
+    /// reader and writer, so the writer lock is not taken.
+    pub(crate) fn accept_mut(&mut self, seq: u64, bytes: Option<usize>) -> Result<(), DropReason> {
+        self.advance(seq)?;
+        self.writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count(bytes);
+        Ok(())
+    }
+
+    /// The check again, then the window moved to hold `seq`: called only
+    /// with `writer` held or the window borrowed exclusively.
+    fn advance(&self, seq: u64) -> Result<(), DropReason> {
         let top = self.top();
         self.verdict(top, seq)?;
         if seq > top {
@@ -213,10 +243,6 @@ impl ReplayWindow {
         let (w, mask) = self.word(seq);
         if let Some(w) = w {
             w.store(w.load(Relaxed) | mask, Relaxed);
-        }
-        if let Some(b) = bytes {
-            tally.packets += 1;
-            tally.bytes += b as u64;
         }
         Ok(())
     }

@@ -10,8 +10,13 @@
 //!   decapsulated again, which drives the code behind the ICV: trailer,
 //!   next header, inner IPv4/IPv6 parsing and traffic selectors. The same
 //!   bytes also go to `inner::parse` and `udp::classify`.
+//!
+//! Every packet goes through both packet paths: the `&Sad` one
+//! (`decapsulate`, `encapsulate`) on a SAD shared by all inputs, and the
+//! owner's (`decapsulate_mut`, `sealer_mut`) on a SAD of this thread.
 #![no_main]
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use esp::{SaConfig, Sad};
@@ -62,21 +67,37 @@ fn keys(i: usize) -> (Vec<u8>, Vec<u8>) {
 
 fn sad() -> &'static Sad {
     static SAD: OnceLock<Sad> = OnceLock::new();
-    SAD.get_or_init(|| {
-        let mut sad = Sad::new();
-        for i in 0..SUITES.len() {
-            let (ek, ik) = keys(i);
-            let mode = if i % 2 == 0 { Mode::Tunnel } else { Mode::Transport };
-            sad.add_inbound(cfg(0x100 + i as u32, i, &ek, &ik, mode))
-                .expect("inbound SA");
-        }
-        for (spi, mode) in [(LOOP_TUNNEL, Mode::Tunnel), (LOOP_TRANSPORT, Mode::Transport)] {
-            let (ek, ik) = keys(0);
-            sad.add_outbound(cfg(spi, 0, &ek, &ik, mode)).expect("outbound SA");
-            sad.add_inbound(cfg(spi, 0, &ek, &ik, mode)).expect("inbound SA");
-        }
-        sad
-    })
+    SAD.get_or_init(build)
+}
+
+thread_local! {
+    /// The owner's SAD (`&mut` paths).
+    static OWNED: RefCell<Sad> = RefCell::new(build());
+}
+
+fn build() -> Sad {
+    let mut sad = Sad::new();
+    for i in 0..SUITES.len() {
+        let (ek, ik) = keys(i);
+        let mode = if i % 2 == 0 {
+            Mode::Tunnel
+        } else {
+            Mode::Transport
+        };
+        sad.add_inbound(cfg(0x100 + i as u32, i, &ek, &ik, mode))
+            .expect("inbound SA");
+    }
+    for (spi, mode) in [
+        (LOOP_TUNNEL, Mode::Tunnel),
+        (LOOP_TRANSPORT, Mode::Transport),
+    ] {
+        let (ek, ik) = keys(0);
+        sad.add_outbound(cfg(spi, 0, &ek, &ik, mode))
+            .expect("outbound SA");
+        sad.add_inbound(cfg(spi, 0, &ek, &ik, mode))
+            .expect("inbound SA");
+    }
+    sad
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -90,11 +111,19 @@ fuzz_target!(|data: &[u8]| {
         if which < SUITES.len() && pkt.len() >= 4 {
             pkt[..4].copy_from_slice(&(0x100 + which as u32).to_be_bytes());
         }
+        let mut copy = pkt.clone();
         let _ = sad.decapsulate(&mut pkt);
+        OWNED.with_borrow_mut(|owned| {
+            let _ = owned.decapsulate_mut(&mut copy);
+        });
     } else {
         let _ = esp::inner::parse(rest);
         let _ = esp::udp::classify(rest);
-        let spi = if sel & 1 == 0 { LOOP_TUNNEL } else { LOOP_TRANSPORT };
+        let spi = if sel & 1 == 0 {
+            LOOP_TUNNEL
+        } else {
+            LOOP_TRANSPORT
+        };
         let nh = match sel & 0x0e {
             0 => 4,
             2 => 41,
@@ -111,5 +140,16 @@ fuzz_target!(|data: &[u8]| {
                 assert!(d.payload.len() <= rest.len());
             }
         }
+        OWNED.with_borrow_mut(|owned| {
+            let Ok(mut sealer) = owned.sealer_mut(spi) else {
+                return;
+            };
+            if let Ok(n) = sealer.encapsulate(nh, rest, &mut out) {
+                if let Ok(d) = owned.decapsulate_mut(&mut out[..n]) {
+                    assert_eq!(d.spi, spi);
+                    assert!(d.payload.len() <= rest.len());
+                }
+            }
+        });
     }
 });

@@ -69,6 +69,13 @@ cargo bench -q -p esp --bench pair -- --markdown --rounds "${PAIR_ROUNDS}" >"${O
     note "ESP pair bench failed: see ${OUT}/esp-pair.txt"
     exit 1
 }
+# The same through the `&Sad` API others may share (atomic counters, the
+# replay window's lock); the rows above are the owner's (`&mut Sad`), what
+# the endpoint's driver uses.
+cargo bench -q -p esp --bench pair -- --markdown --shared --rounds "${PAIR_ROUNDS}" >"${OUT}/esp-pair-shared.txt" 2>&1 || {
+    note "ESP pair bench (shared) failed: see ${OUT}/esp-pair-shared.txt"
+    exit 1
+}
 ESP_TABLE=$(python3 - "${ROOT}/target/criterion/aes128gcm" <<'EOF'
 import json, os, sys
 base = sys.argv[1]
@@ -131,6 +138,7 @@ LATCHKEY=${ROOT}/target/release/latchkey "${BENCH_DIR}/throughput.sh" "${TP_ARGS
     echo "## ESP in memory, paired with ring (cargo bench -p esp --bench pair)"
     echo
     grep '^|' "${OUT}/esp-pair.txt"
+    grep '^| [a-z]' "${OUT}/esp-pair-shared.txt"
     echo
     echo "## ESP in memory (cargo bench -p esp --bench esp, medians)"
     echo

@@ -299,9 +299,10 @@ impl Driver {
         // The outbound SA is filed under the child's inbound SPI
         // (`on_child_up`: outbound SPIs of different peers may be equal).
         let (key, remote, udp) = (c.inbound_spi, c.remote, c.udp_encap);
-        let sealer = self
+        // The driver owns its SAD: plain counters (`sealer_mut`).
+        let mut sealer = self
             .sad
-            .sealer(key)
+            .sealer_mut(key)
             .map_err(|e| fail(EspOutError::Encap(e), 0))?;
         let off = sealer.payload_offset();
         // Raw ESP gathers too (one `sendmmsg`), where the raw socket is of

@@ -927,3 +927,117 @@ fn outbound_sas_with_the_same_spi_to_two_peers() {
         b"still"
     );
 }
+
+/// The owner's paths (`Sad::sealer_mut`, `Sad::decapsulate_mut`) against
+/// the shared ones on a twin SAD (same keys): the same bytes on the wire,
+/// sequence numbers, verdicts (accepted, replayed, forged, too short,
+/// unknown SPI, bad next header, buffer too small) and, at the end, the
+/// same counters, for every suite, both modes and with and without ESN.
+#[test]
+fn owner_paths_match_shared_paths() {
+    let spi = 0x3700;
+    for (encr, integ) in SUITES {
+        for mode in [Mode::Tunnel, Mode::Transport] {
+            for esn in [false, true] {
+                let shared = looped(encr, integ, mode, esn, spi);
+                let mut owned = looped(encr, integ, mode, esn, spi);
+                let nh = if mode == Mode::Tunnel { 4 } else { 17 };
+                let mut sent = Vec::new();
+                for n in [0usize, 1, 13, 100, 1400] {
+                    let payload = match mode {
+                        Mode::Tunnel => udp_packet("10.0.0.5:1000", "10.0.1.7:2000", &vec![9u8; n]),
+                        Mode::Transport => (0..n).map(|i| i as u8).collect(),
+                    };
+                    let want = encap(&shared, spi, nh, &payload);
+                    let mut s = owned.sealer_mut(spi).unwrap();
+                    assert_eq!(s.spi(), spi);
+                    assert_eq!(s.encapsulated_len(payload.len()), want.len());
+                    let mut got = vec![0u8; want.len()];
+                    assert_eq!(s.encapsulate(nh, &payload, &mut got), Ok(want.len()));
+                    assert_eq!(got, want, "{encr:?} {mode:?} esn {esn} copying, {n}");
+                    // In place: the next sequence number on both.
+                    let want = encap(&shared, spi, nh, &payload);
+                    let off = s.payload_offset();
+                    let mut buf = vec![0u8; want.len() + 5];
+                    buf[off..off + payload.len()].copy_from_slice(&payload);
+                    assert_eq!(
+                        s.encapsulate_in_place(nh, &mut buf, payload.len()),
+                        Ok(want.len())
+                    );
+                    assert_eq!(&buf[..want.len()], &want[..], "in place, {n}");
+                    // Refusals, counted alike below.
+                    let bad_nh = if mode == Mode::Tunnel { 17 } else { 4 };
+                    assert_eq!(
+                        s.encapsulate(bad_nh, &payload, &mut got),
+                        Err(EncapError::BadNextHeader(bad_nh))
+                    );
+                    let mut out = vec![0u8; 200 + n];
+                    assert_eq!(
+                        shared.encapsulate(spi, bad_nh, &payload, &mut out),
+                        Err(EncapError::BadNextHeader(bad_nh))
+                    );
+                    sent.push(want);
+                }
+                // Opened on both, in an order with a gap, replays and
+                // forgeries: the same verdict each time.
+                let mut forged = sent[2].clone();
+                let last = forged.len() - 1;
+                forged[last] ^= 1;
+                let order: Vec<Vec<u8>> = vec![
+                    sent[1].clone(),
+                    sent[3].clone(),
+                    sent[1].clone(),
+                    forged,
+                    sent[0].clone(),
+                    sent[2].clone(),
+                    sent[4].clone(),
+                    sent[3].clone(),
+                    sent[0][..7].to_vec(),
+                    vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0],
+                ];
+                for (i, pkt) in order.iter().enumerate() {
+                    let want = decap(&shared, pkt);
+                    let mut buf = pkt.clone();
+                    let got = owned
+                        .decapsulate_mut(&mut buf)
+                        .map(|d| (d.seq, d.next_header, d.payload.to_vec(), d.tag));
+                    assert_eq!(got, want, "{encr:?} {mode:?} esn {esn}, packet {i}");
+                }
+                assert!(matches!(
+                    owned.sealer_mut(99).map(|_| ()),
+                    Err(EncapError::UnknownSpi(99))
+                ));
+                assert!(shared.sealer(99).is_err());
+                assert_eq!(owned.stats(), shared.stats());
+                assert_eq!(owned.outbound_stats(spi), shared.outbound_stats(spi));
+                assert_eq!(owned.inbound_stats(spi), shared.inbound_stats(spi));
+                assert_eq!(owned.stats().drops(DropReason::Replayed), 2);
+            }
+        }
+    }
+}
+
+/// `SealerMut` refuses at the end of the sequence space as `Sealer` does,
+/// and counts it.
+#[test]
+fn owner_sequence_number_exhaustion() {
+    let spi = 0x3800;
+    for esn in [false, true] {
+        let mut sad = looped(Encr::AesGcm16_128, None, Mode::Transport, esn, spi);
+        let last = if esn { u64::MAX } else { u64::from(u32::MAX) };
+        sad.set_outbound_seq(spi, last - 1);
+        let mut out = [0u8; 100];
+        let mut s = sad.sealer_mut(spi).unwrap();
+        assert!(s.encapsulate(17, b"x", &mut out).is_ok());
+        assert_eq!(&out[4..8], &(last as u32).to_be_bytes());
+        for _ in 0..2 {
+            assert_eq!(
+                s.encapsulate(17, b"x", &mut out),
+                Err(EncapError::SequenceExhausted)
+            );
+        }
+        assert_eq!(sad.stats().seq_exhausted, 2);
+        let st = sad.outbound_stats(spi).unwrap();
+        assert_eq!((st.packets, st.drops), (last, 2));
+    }
+}
