@@ -62,7 +62,9 @@ impl Tally {
 /// atomics and may see a window a little behind a concurrent writer's.
 /// That is safe because the window only ever moves forward: a number found
 /// too old or already received stays so, and a number that looks new is
-/// checked again by [`Self::accept`], the only writer, under `writer`.
+/// checked again by the writer, [`Self::accept`] under `writer` (or
+/// [`Self::accept_mut`], for an owner whose `&mut` already excludes every
+/// other reader and writer).
 #[derive(Debug)]
 pub(crate) struct ReplayWindow {
     /// Highest sequence number accepted so far (0: none yet).
